@@ -1,0 +1,23 @@
+/* kernels_cpu.h — CPU kernels: the reference every other backend is checked
+ * against, and the fallback for slots a backend leaves NULL. */
+#ifndef MEDLEY_KERNELS_CPU_H
+#define MEDLEY_KERNELS_CPU_H
+
+#include "md.h"
+
+void md_cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float *a, int64_t lda, const float *b, int64_t ldb,
+                 float beta, float *c, int64_t ldc);
+void md_cpu_gemm_batched(int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                         float alpha, const float *a, int64_t lda, int64_t sa,
+                         const float *b, int64_t ldb, int64_t sb, float beta,
+                         float *c, int64_t ldc, int64_t sc);
+/* Naive triple loop, double accumulation: the obvious reference. */
+void md_cpu_gemm_naive(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb,
+                       float beta, float *c, int64_t ldc);
+void md_cpu_layernorm_fwd(float *y, float *mean, float *rstd, const float *x,
+                          const float *w, const float *b, int64_t rows, int64_t d, float eps);
+void md_cpu_softmax_fwd(float *y, const float *x, int64_t rows, int64_t d);
+
+#endif

@@ -1,0 +1,115 @@
+/* md.c — status strings, logging, assertions, threads, time. */
+#include "md.h"
+
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *md_status_str(md_status s)
+{
+    switch (s) {
+    case MD_OK: return "ok";
+    case MD_ABORTED: return "cancelled";
+    case MD_ERR: return "failed";
+    case MD_ERR_ALLOC: return "out of memory";
+    case MD_ERR_IO: return "input/output error";
+    case MD_ERR_FORMAT: return "malformed data";
+    case MD_ERR_INVALID: return "invalid argument";
+    case MD_ERR_UNSUPPORTED: return "unsupported";
+    }
+    return "unknown status";
+}
+
+static md_log_fn g_log_fn;
+static void *g_log_user;
+static _Thread_local char g_last_error[1024];
+
+void md_log_set_callback(md_log_fn fn, void *user)
+{
+    g_log_fn = fn;
+    g_log_user = user;
+}
+
+void md_log(md_log_level level, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (level >= MD_LOG_ERROR)
+        snprintf(g_last_error, sizeof g_last_error, "%s", buf);
+    if (g_log_fn) {
+        g_log_fn(level, buf, g_log_user);
+        return;
+    }
+    if (level >= MD_LOG_WARN)
+        fprintf(stderr, "medley: %s%s\n", level >= MD_LOG_ERROR ? "error: " : "warning: ", buf);
+}
+
+const char *md_last_error(void) { return g_last_error; }
+void md_clear_error(void) { g_last_error[0] = 0; }
+
+static md_assert_fn g_assert_fn;
+
+void md_assert_set_handler(md_assert_fn fn) { g_assert_fn = fn; }
+
+void md_assert_fail(const char *file, int line, const char *expr)
+{
+    if (g_assert_fn) {
+        g_assert_fn(file, line, expr);
+        return;
+    }
+    fprintf(stderr, "medley: internal error: %s:%d: assertion failed: %s\n", file, line, expr);
+    abort();
+}
+
+static int g_threads;
+
+void md_threads_init(void)
+{
+    if (g_threads > 0)
+        return;
+    int n = 0;
+    const char *e = getenv("MEDLEY_THREADS");
+    if (e && *e) {
+        char *end;
+        long v = strtol(e, &end, 10);
+        if (*end || v < 1 || v > 1024)
+            md_log(MD_LOG_WARN, "MEDLEY_THREADS=\"%s\" is not a thread count from 1 to 1024; using the default", e);
+        else
+            n = (int)v;
+    }
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    md_threads_set(n);
+}
+
+int md_threads_get(void)
+{
+    if (g_threads == 0)
+        md_threads_init();
+    return g_threads;
+}
+
+void md_threads_set(int n)
+{
+    if (n < 1)
+        n = 1;
+    g_threads = n;
+    omp_set_dynamic(0);
+    omp_set_num_threads(n);
+}
+
+double md_time_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,327 @@
+/* ops_attention.c — scaled dot-product attention, causal or full, with a
+ * memory-efficient backward, and a KV-cache path for generation.
+ *
+ * Layout: q [B, Tq, H*Dh], k/v [B, Tk, H*Dh]; head h owns columns
+ * [h*Dh, (h+1)*Dh). Work is split over (batch, head) pairs; each pair runs
+ * on one thread, through query blocks of QB rows, so scratch per thread is
+ * QB × Tk floats whatever the sequence length, and only the per-row
+ * log-sum-exp is kept for backward (probabilities are recomputed there).
+ * Causal blocks stop their key range at the last visible key, which skips
+ * the masked half of the work.
+ */
+#include "ops_internal.h"
+#include "simd.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define QB 64   /* query rows per block */
+
+typedef struct attn_args {
+    int64_t B, H, Tq, Tk, Dh;
+    bool causal;
+    const float *q, *k, *v;
+    int64_t sq, sk, sv;        /* batch strides (elements) */
+    int64_t lq, lk, lv;        /* row strides */
+    float *o;                  /* output, batch stride so, row stride lo */
+    int64_t so, lo;
+    float *lse;                /* [B, H, Tq] or NULL */
+} attn_args;
+
+static int thread_count(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Keys visible to query row i: [0, kend(i)). */
+static inline int64_t kend(const attn_args *a, int64_t i)
+{
+    if (!a->causal)
+        return a->Tk;
+    int64_t e = i + 1 + (a->Tk - a->Tq);
+    return e < 0 ? 0 : (e > a->Tk ? a->Tk : e);
+}
+
+static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *scratch)
+{
+    float scale = 1.0f / sqrtf((float)a->Dh);
+    int64_t pairs = a->B * a->H;
+    #pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < pairs; p++) {
+        int64_t b = p / a->H, h = p % a->H;
+        float *S = scratch + (int64_t)thread_id() * QB * a->Tk;
+        const float *qb = a->q + b * a->sq + h * a->Dh;
+        const float *kb = a->k + b * a->sk + h * a->Dh;
+        const float *vb = a->v + b * a->sv + h * a->Dh;
+        float *ob = a->o + b * a->so + h * a->Dh;
+        for (int64_t i0 = 0; i0 < a->Tq; i0 += QB) {
+            int64_t rows = MD_MIN(QB, a->Tq - i0);
+            int64_t kn = kend(a, i0 + rows - 1);
+            if (kn == 0) {
+                for (int64_t r = 0; r < rows; r++)
+                    memset(ob + (i0 + r) * a->lo, 0, sizeof(float) * (size_t)a->Dh);
+                continue;
+            }
+            md_cpu_gemm(false, true, rows, kn, a->Dh, scale, qb + i0 * a->lq, a->lq, kb, a->lk, 0.f, S, kn);
+            for (int64_t r = 0; r < rows; r++) {
+                float *sr = S + r * kn;
+                int64_t ke = kend(a, i0 + r);
+                float mx = -INFINITY;
+                for (int64_t j = 0; j < ke; j++)
+                    mx = fmaxf(mx, sr[j]);
+                float s = 0.f;
+                #pragma omp simd reduction(+:s)
+                for (int64_t j = 0; j < ke; j++) {
+                    float e = md_fast_exp(sr[j] - mx);
+                    sr[j] = e;
+                    s += e;
+                }
+                float inv = ke ? 1.f / s : 0.f;
+                #pragma omp simd
+                for (int64_t j = 0; j < ke; j++)
+                    sr[j] *= inv;
+                for (int64_t j = ke; j < kn; j++)
+                    sr[j] = 0.f;
+                if (a->lse)
+                    a->lse[(b * a->H + h) * a->Tq + i0 + r] = ke ? mx + logf(s) : INFINITY;
+            }
+            md_cpu_gemm(false, false, rows, a->Dh, kn, 1.f, S, kn, vb, a->lv, 0.f, ob + i0 * a->lo, a->lo);
+        }
+    }
+    MD_UNUSED(g);
+}
+
+/* Gradients into dq/dk/dv (same strides as q/k/v), overwriting them. */
+static void attn_backward_kernel(const attn_args *a, const float *dout, float *dq, float *dk, float *dv,
+                                 float *scratch)
+{
+    float scale = 1.0f / sqrtf((float)a->Dh);
+    int64_t pairs = a->B * a->H;
+    #pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < pairs; p++) {
+        int64_t b = p / a->H, h = p % a->H;
+        float *P = scratch + (int64_t)thread_id() * (2 * QB * a->Tk + QB);
+        float *dP = P + QB * a->Tk;
+        float *Drow = dP + QB * a->Tk;
+        const float *qb = a->q + b * a->sq + h * a->Dh;
+        const float *kb = a->k + b * a->sk + h * a->Dh;
+        const float *vb = a->v + b * a->sv + h * a->Dh;
+        const float *ob = a->o + b * a->so + h * a->Dh;
+        const float *dob = dout + b * a->so + h * a->Dh;
+        float *dqb = dq + b * a->sq + h * a->Dh;
+        float *dkb = dk + b * a->sk + h * a->Dh;
+        float *dvb = dv + b * a->sv + h * a->Dh;
+        const float *lse = a->lse + (b * a->H + h) * a->Tq;
+        for (int64_t j = 0; j < a->Tk; j++) {
+            memset(dkb + j * a->lk, 0, sizeof(float) * (size_t)a->Dh);
+            memset(dvb + j * a->lv, 0, sizeof(float) * (size_t)a->Dh);
+        }
+        for (int64_t i0 = 0; i0 < a->Tq; i0 += QB) {
+            int64_t rows = MD_MIN(QB, a->Tq - i0);
+            int64_t kn = kend(a, i0 + rows - 1);
+            if (kn == 0) {
+                for (int64_t r = 0; r < rows; r++)
+                    memset(dqb + (i0 + r) * a->lq, 0, sizeof(float) * (size_t)a->Dh);
+                continue;
+            }
+            for (int64_t r = 0; r < rows; r++) {
+                const float *dor = dob + (i0 + r) * a->lo, *orow = ob + (i0 + r) * a->lo;
+                float s = 0.f;
+                for (int64_t d = 0; d < a->Dh; d++)
+                    s += dor[d] * orow[d];
+                Drow[r] = s;
+            }
+            md_cpu_gemm(false, true, rows, kn, a->Dh, scale, qb + i0 * a->lq, a->lq, kb, a->lk, 0.f, P, kn);
+            md_cpu_gemm(false, true, rows, kn, a->Dh, 1.f, dob + i0 * a->lo, a->lo, vb, a->lv, 0.f, dP, kn);
+            for (int64_t r = 0; r < rows; r++) {
+                float *pr = P + r * kn, *dpr = dP + r * kn;
+                int64_t ke = kend(a, i0 + r);
+                float l = lse[i0 + r], D = Drow[r];
+                #pragma omp simd
+                for (int64_t j = 0; j < ke; j++) {
+                    float pv = md_fast_exp(pr[j] - l);
+                    pr[j] = pv;
+                    dpr[j] = pv * (dpr[j] - D) * scale;   /* dS, pre-scaled */
+                }
+                for (int64_t j = ke; j < kn; j++)
+                    pr[j] = dpr[j] = 0.f;
+            }
+            /* dV += P^T dO ; dK += dS^T Q ; dQ = dS K */
+            md_cpu_gemm(true, false, kn, a->Dh, rows, 1.f, P, kn, dob + i0 * a->lo, a->lo, 1.f, dvb, a->lv);
+            md_cpu_gemm(true, false, kn, a->Dh, rows, 1.f, dP, kn, qb + i0 * a->lq, a->lq, 1.f, dkb, a->lk);
+            md_cpu_gemm(false, false, rows, a->Dh, kn, 1.f, dP, kn, kb, a->lk, 0.f, dqb + i0 * a->lq, a->lq);
+        }
+    }
+}
+
+static void attention_backward(md_graph *g, md_node *n)
+{
+    md_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *o = n->out;
+    attn_args a = *(attn_args *)n->saved[0];
+    a.o = o->data;
+    bool packed = n->iarg[0];
+    size_t scratch_n = (size_t)thread_count() * (size_t)(2 * QB * a.Tk + QB);
+    float *scratch = md_graph_scratch(g, sizeof(float) * scratch_n);
+    if (packed) {
+        /* q is the packed [B, T, 3W] tensor; k, v alias it. */
+        int64_t W = a.H * a.Dh;
+        float beta = md_grad_beta(q);
+        float *dst = q->grad;
+        if (beta != 0.f)
+            dst = md_graph_scratch(g, sizeof(float) * (size_t)md_numel(q));
+        attn_backward_kernel(&a, o->grad, dst, dst + W, dst + 2 * W, scratch);
+        if (beta != 0.f)
+            md_axpby(q->grad, dst, md_numel(q), 1.f, 1.f);
+        return;
+    }
+    /* Separate tensors (possibly aliased): compute into scratch, then add. */
+    size_t nq = (size_t)md_numel(q), nk = (size_t)md_numel(k), nv = (size_t)md_numel(v);
+    float *dq = md_graph_scratch(g, sizeof(float) * nq);
+    float *dk = md_graph_scratch(g, sizeof(float) * nk);
+    float *dv = md_graph_scratch(g, sizeof(float) * nv);
+    attn_backward_kernel(&a, o->grad, dq, dk, dv, scratch);
+    if (md_wants_grad(q)) md_axpby(q->grad, dq, (int64_t)nq, 1.f, md_grad_beta(q));
+    if (md_wants_grad(k)) md_axpby(k->grad, dk, (int64_t)nk, 1.f, md_grad_beta(k));
+    if (md_wants_grad(v)) md_axpby(v->grad, dv, (int64_t)nv, 1.f, md_grad_beta(v));
+}
+
+static md_tensor *attention_run(md_graph *g, attn_args *a, md_tensor *q, md_tensor *k, md_tensor *v, bool packed)
+{
+    int64_t W = a->H * a->Dh;
+    int64_t shape[3] = {a->B, a->Tq, W};
+    bool rg = md_any_grad(g, q, k, v);
+    md_tensor *o = md_tensor_new(g, MD_F32, 3, shape, rg);
+    a->o = o->data;
+    a->so = a->Tq * W;
+    a->lo = W;
+    a->lse = rg ? md_graph_scratch(g, sizeof(float) * (size_t)(a->B * a->H * a->Tq)) : NULL;
+    float *scratch = md_graph_scratch(g, sizeof(float) * (size_t)thread_count() * QB * (size_t)a->Tk);
+    attn_forward_kernel(g, a, scratch);
+    md_node *n = md_graph_record(g, attention_backward, o);
+    if (n) {
+        attn_args *saved = md_graph_scratch(g, sizeof *saved);
+        *saved = *a;
+        n->saved[0] = saved;
+        n->in[0] = q;
+        n->in[1] = packed ? NULL : k;
+        n->in[2] = packed ? NULL : v;
+        n->iarg[0] = packed;
+    }
+    return o;
+}
+
+md_tensor *md_attention(md_graph *g, md_tensor *q, md_tensor *k, md_tensor *v, int heads, bool causal)
+{
+    MD_CHECK_CONTIG(q);
+    MD_CHECK_CONTIG(k);
+    MD_CHECK_CONTIG(v);
+    MD_ASSERT(q->ndim == 3 && k->ndim == 3 && v->ndim == 3);
+    MD_ASSERT(md_same_shape(k, v) && q->shape[0] == k->shape[0] && q->shape[2] == k->shape[2]);
+    MD_ASSERT(heads > 0 && q->shape[2] % heads == 0);
+    attn_args a = {0};
+    a.B = q->shape[0];
+    a.Tq = q->shape[1];
+    a.Tk = k->shape[1];
+    a.H = heads;
+    a.Dh = q->shape[2] / heads;
+    a.causal = causal;
+    a.q = q->data; a.k = k->data; a.v = v->data;
+    a.sq = a.Tq * q->shape[2]; a.sk = a.sv = a.Tk * k->shape[2];
+    a.lq = a.lk = a.lv = q->shape[2];
+    return attention_run(g, &a, q, k, v, false);
+}
+
+md_tensor *md_attention_qkv(md_graph *g, md_tensor *qkv, int heads, bool causal)
+{
+    MD_CHECK_CONTIG(qkv);
+    MD_ASSERT(qkv->ndim == 3 && qkv->shape[2] % 3 == 0);
+    int64_t W = qkv->shape[2] / 3;
+    MD_ASSERT(heads > 0 && W % heads == 0);
+    attn_args a = {0};
+    a.B = qkv->shape[0];
+    a.Tq = a.Tk = qkv->shape[1];
+    a.H = heads;
+    a.Dh = W / heads;
+    a.causal = causal;
+    a.q = qkv->data; a.k = qkv->data + W; a.v = qkv->data + 2 * W;
+    a.sq = a.sk = a.sv = a.Tq * 3 * W;
+    a.lq = a.lk = a.lv = 3 * W;
+    return attention_run(g, &a, qkv, NULL, NULL, true);
+}
+
+/* ---- KV cache -------------------------------------------------------------- */
+
+md_status md_kv_cache_init(md_kv_cache *c, int64_t batch, int64_t tmax, int64_t width)
+{
+    memset(c, 0, sizeof *c);
+    size_t n = (size_t)(batch * tmax * width);
+    c->k = calloc(n ? n : 1, sizeof(float));
+    c->v = calloc(n ? n : 1, sizeof(float));
+    if (!c->k || !c->v) {
+        md_kv_cache_free(c);
+        md_log(MD_LOG_ERROR, "out of memory for a KV cache of %lld positions", (long long)tmax);
+        return MD_ERR_ALLOC;
+    }
+    c->batch = batch;
+    c->tmax = tmax;
+    c->width = width;
+    return MD_OK;
+}
+
+void md_kv_cache_free(md_kv_cache *c)
+{
+    free(c->k);
+    free(c->v);
+    c->k = c->v = NULL;
+    c->len = 0;
+}
+
+void md_kv_cache_clear(md_kv_cache *c) { c->len = 0; }
+
+md_tensor *md_attention_cached(md_graph *g, md_tensor *q, md_tensor *k, md_tensor *v,
+                               int heads, md_kv_cache *cache)
+{
+    MD_CHECK_CONTIG(q);
+    MD_CHECK_CONTIG(k);
+    MD_CHECK_CONTIG(v);
+    int64_t B = q->shape[0], Tn = q->shape[1], W = q->shape[2];
+    MD_ASSERT(B == cache->batch && W == cache->width && md_same_shape(q, k) && md_same_shape(k, v));
+    if (cache->len + Tn > cache->tmax) {
+        md_log(MD_LOG_ERROR, "KV cache full: %lld + %lld positions exceed its %lld",
+               (long long)cache->len, (long long)Tn, (long long)cache->tmax);
+        return NULL;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(cache->k + (b * cache->tmax + cache->len) * W, k->data + b * Tn * W, sizeof(float) * (size_t)(Tn * W));
+        memcpy(cache->v + (b * cache->tmax + cache->len) * W, v->data + b * Tn * W, sizeof(float) * (size_t)(Tn * W));
+    }
+    cache->len += Tn;
+    attn_args a = {0};
+    a.B = B; a.Tq = Tn; a.Tk = cache->len; a.H = heads; a.Dh = W / heads;
+    a.causal = true;
+    a.q = q->data; a.k = cache->k; a.v = cache->v;
+    a.sq = Tn * W; a.sk = a.sv = cache->tmax * W;
+    a.lq = a.lk = a.lv = W;
+    bool was = md_graph_grad_enabled(g);
+    md_graph_set_grad(g, false);
+    md_tensor *o = attention_run(g, &a, q, NULL, NULL, false);
+    md_graph_set_grad(g, was);
+    return o;
+}

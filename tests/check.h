@@ -1,0 +1,27 @@
+/* check.h — a tiny assertion kit for Medley's C tests: each CHECK prints
+ * one line, failures are counted, and check_done() gives the exit status. */
+#ifndef MEDLEY_CHECK_H
+#define MEDLEY_CHECK_H
+
+#include <stdio.h>
+
+static int check_failures, check_count;
+
+#define CHECK(cond, ...)                                                     \
+    do {                                                                     \
+        check_count++;                                                       \
+        bool check_ok_ = (cond);                                             \
+        if (!check_ok_) check_failures++;                                    \
+        printf("%-4s ", check_ok_ ? "ok" : "FAIL");                          \
+        printf(__VA_ARGS__);                                                 \
+        printf("%s\n", check_ok_ ? "" : "   <-- " #cond);                    \
+        fflush(stdout);                                                      \
+    } while (0)
+
+static inline int check_done(void)
+{
+    printf("%d checks, %d failed\n", check_count, check_failures);
+    return check_failures ? 1 : 0;
+}
+
+#endif

@@ -1,0 +1,280 @@
+/* test_core.c — engine unit tests: arenas, RNG, dtypes, fast math, the
+ * KV cache, gradient accumulation, dropout, views, errors. */
+#include "check.h"
+#include "lm.h"
+#include "ops.h"
+#include "rng.h"
+#include "simd.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_arena_steady_state(void)
+{
+    md_lm m;
+    CHECK(md_lm_init(&m, 17, 32, 2, 4, 24, 3) == MD_OK, "lm init");
+    md_graph *g = md_graph_new(4096);   /* deliberately too small: must learn its size */
+    int32_t ids[4 * 24], tg[4 * 24];
+    for (int i = 0; i < 4 * 24; i++) {
+        ids[i] = i % 17;
+        tg[i] = (i * 7) % 17;
+    }
+    size_t mallocs_after_first = 0;
+    float first_loss = 0, loss_again = 0;
+    for (int step = 0; step < 5; step++) {
+        md_graph_reset(g);
+        md_paramset_zero_grad(m.ps);
+        md_tensor *x = md_tensor_wrap(g, MD_I32, ids, 2, (int64_t[]){4, 24});
+        md_tensor *t = md_tensor_wrap(g, MD_I32, tg, 1, (int64_t[]){4 * 24});
+        md_tensor *loss = md_cross_entropy(g, md_lm_forward(g, &m, x, 0.f), t, 0.f, -100);
+        md_graph_backward(g, loss);
+        if (step == 0) first_loss = loss->data[0];
+        if (step == 4) loss_again = loss->data[0];
+        if (step == 1)
+            mallocs_after_first = md_arena_mallocs(md_graph_arena(g));
+    }
+    CHECK(md_arena_mallocs(md_graph_arena(g)) == mallocs_after_first,
+          "arena: no allocation after the second step (%zu mallocs, capacity %zu, high water %zu)",
+          md_arena_mallocs(md_graph_arena(g)), md_arena_capacity(md_graph_arena(g)),
+          md_arena_high_water(md_graph_arena(g)));
+    CHECK(first_loss == loss_again, "same inputs, same weights: same loss each step (%.7f)", first_loss);
+    md_graph_free(g);
+    md_lm_free(&m);
+}
+
+static void test_rng(void)
+{
+    enum { N = 200000 };
+    float *a = malloc(sizeof(float) * N), *b = malloc(sizeof(float) * N);
+    md_threads_set(1);
+    md_fill_normal(a, N, 42, 0, 0.f, 1.f);
+    md_threads_set(2);
+    md_fill_normal(b, N, 42, 0, 0.f, 1.f);
+    CHECK(memcmp(a, b, sizeof(float) * N) == 0, "rng: normal fill identical with 1 and 2 threads");
+    double s = 0, s2 = 0;
+    for (int i = 0; i < N; i++) {
+        s += a[i];
+        s2 += (double)a[i] * a[i];
+    }
+    double mean = s / N, var = s2 / N - mean * mean;
+    CHECK(fabs(mean) < 0.01 && fabs(var - 1) < 0.02, "rng: normal mean %.4f variance %.4f", mean, var);
+    md_fill_normal(b, 1000, 42, 500, 0.f, 1.f);
+    CHECK(memcmp(a + 500, b, sizeof(float) * 1000) == 0, "rng: element i depends only on (key, i)");
+    md_rng r1, r2;
+    md_rng_init(&r1, 9);
+    md_rng_init(&r2, 9);
+    int same = 1, inrange = 1;
+    for (int i = 0; i < 1000; i++) {
+        uint32_t x = md_rng_below(&r1, 7);
+        same &= x == md_rng_below(&r2, 7);
+        inrange &= x < 7;
+    }
+    CHECK(same && inrange, "rng: stateful stream reproducible and bounded");
+    free(a);
+    free(b);
+}
+
+static void test_dtypes(void)
+{
+    float vals[] = {0.f, 1.f, -2.5f, 3.14159265f, 65504.f, 1e-3f, -1e30f};
+    bool ok16 = true, okbf = true;
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+        float bf = md_bf16_to_f32(md_f32_to_bf16(vals[i]));
+        okbf &= fabsf(bf - vals[i]) <= fabsf(vals[i]) * (1.f / 256.f);
+        if (fabsf(vals[i]) <= 65504.f) {
+            float h = md_f16_to_f32(md_f32_to_f16(vals[i]));
+            ok16 &= fabsf(h - vals[i]) <= fabsf(vals[i]) * (1.f / 1024.f) + 1e-7f;
+        }
+    }
+    CHECK(okbf, "bf16 round trip within half an ulp of bf16");
+    CHECK(ok16, "f16 round trip within half an ulp of f16");
+    CHECK(isnan(md_bf16_to_f32(md_f32_to_bf16(NAN))), "bf16 keeps NaN");
+    CHECK(md_f32_to_bf16(1.00390625f) == 0x3f80, "bf16 rounds to nearest even (0x%04x)", md_f32_to_bf16(1.00390625f));
+    uint16_t buf[3];
+    float src[3] = {1.f, -1.f, 0.5f}, back[3];
+    md_convert(buf, MD_BF16, src, MD_F32, 3);
+    md_convert(back, MD_F32, buf, MD_BF16, 3);
+    CHECK(memcmp(src, back, sizeof src) == 0, "md_convert f32 -> bf16 -> f32 exact for representable values");
+    CHECK(md_dtype_size(MD_BF16) == 2 && md_dtype_from_name("F16") == MD_F16 && md_dtype_from_name("F64") == -1,
+          "dtype names and sizes");
+}
+
+static void test_fast_math(void)
+{
+    double worst_exp = 0, worst_erf = 0;
+    for (float x = -80.f; x < 80.f; x += 0.0137f) {
+        double r = exp((double)x);
+        worst_exp = fmax(worst_exp, fabs(md_fast_exp(x) - r) / r);
+    }
+    for (float x = -6.f; x < 6.f; x += 0.001f)
+        worst_erf = fmax(worst_erf, fabs(md_fast_erf(x) - erf((double)x)));
+    CHECK(worst_exp < 4e-7, "fast exp: max relative error %.2e over [-80, 80]", worst_exp);
+    CHECK(worst_erf < 4e-7, "fast erf: max absolute error %.2e over [-6, 6]", worst_erf);
+    CHECK(md_fast_exp(-200.f) == 0.f && isfinite(md_fast_exp(200.f)), "fast exp clamps");
+}
+
+static void test_kv_cache(void)
+{
+    md_lm m;
+    md_lm_init(&m, 13, 32, 2, 2, 16, 5);
+    md_graph *g = md_graph_new(1 << 20);
+    md_graph_set_grad(g, false);
+    int32_t ids[2 * 10];
+    for (int i = 0; i < 20; i++)
+        ids[i] = (i * 5 + 3) % 13;
+    md_tensor *x = md_tensor_wrap(g, MD_I32, ids, 2, (int64_t[]){2, 10});
+    md_tensor *full = md_lm_forward(g, &m, x, 0.f);    /* [20, 13] */
+    float *ref = malloc(sizeof(float) * 20 * 13);
+    memcpy(ref, full->data, sizeof(float) * 20 * 13);
+    md_kv_cache caches[2];
+    md_kv_cache_init(&caches[0], 2, 16, 32);
+    md_kv_cache_init(&caches[1], 2, 16, 32);
+    /* prefix of 4 positions, then one at a time */
+    double worst = 0;
+    int32_t step_ids[2 * 4];
+    for (int b = 0; b < 2; b++)
+        memcpy(step_ids + b * 4, ids + b * 10, sizeof(int32_t) * 4);
+    md_graph_reset(g);
+    md_tensor *lg = md_lm_forward_cached(g, &m, md_tensor_wrap(g, MD_I32, step_ids, 2, (int64_t[]){2, 4}), caches, 0);
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 4; t++)
+            for (int v = 0; v < 13; v++)
+                worst = fmax(worst, fabs(lg->data[(b * 4 + t) * 13 + v] - ref[(b * 10 + t) * 13 + v]));
+    for (int t = 4; t < 10; t++) {
+        int32_t one[2] = {ids[t], ids[10 + t]};
+        md_graph_reset(g);
+        lg = md_lm_forward_cached(g, &m, md_tensor_wrap(g, MD_I32, one, 2, (int64_t[]){2, 1}), caches, t);
+        for (int b = 0; b < 2; b++)
+            for (int v = 0; v < 13; v++)
+                worst = fmax(worst, fabs(lg->data[b * 13 + v] - ref[(b * 10 + t) * 13 + v]));
+    }
+    CHECK(worst < 1e-5, "KV-cache decoding matches the full forward (max diff %.2e)", worst);
+    md_graph_reset(g);
+    for (int t = 10; t < 16; t++)
+        md_attention_cached(g, md_tensor_zeros(g, MD_F32, 3, (int64_t[]){2, 1, 32}),
+                            md_tensor_zeros(g, MD_F32, 3, (int64_t[]){2, 1, 32}),
+                            md_tensor_zeros(g, MD_F32, 3, (int64_t[]){2, 1, 32}), 2, &caches[0]);
+    md_clear_error();
+    md_tensor *over = md_attention_cached(g, md_tensor_zeros(g, MD_F32, 3, (int64_t[]){2, 1, 32}),
+                                          md_tensor_zeros(g, MD_F32, 3, (int64_t[]){2, 1, 32}),
+                                          md_tensor_zeros(g, MD_F32, 3, (int64_t[]){2, 1, 32}), 2, &caches[0]);
+    CHECK(over == NULL && strstr(md_last_error(), "KV cache full"), "full KV cache is an error: \"%s\"", md_last_error());
+    md_kv_cache_free(&caches[0]);
+    md_kv_cache_free(&caches[1]);
+    free(ref);
+    md_graph_free(g);
+    md_lm_free(&m);
+}
+
+static void test_grad_accumulation(void)
+{
+    md_graph *g = md_graph_new(1 << 16);
+    md_tensor *x = md_tensor_new(g, MD_F32, 1, (int64_t[]){5}, true);
+    for (int i = 0; i < 5; i++)
+        x->data[i] = (float)i;
+    /* y = sum(x*x + 3x) -> dy/dx = 2x + 3; x used three times */
+    md_tensor *y = md_sum(g, md_add(g, md_mul(g, x, x), md_scale(g, x, 3.f)));
+    md_graph_backward(g, y);
+    bool ok = true;
+    for (int i = 0; i < 5; i++)
+        ok &= fabsf(x->grad[i] - (2.f * i + 3.f)) < 1e-6f;
+    CHECK(ok, "gradients accumulate over every use of a tensor");
+    /* reshape view shares gradient storage */
+    md_graph_reset(g);
+    md_tensor *a = md_tensor_new(g, MD_F32, 2, (int64_t[]){2, 3}, true);
+    for (int i = 0; i < 6; i++)
+        a->data[i] = 1.f;
+    md_tensor *v = md_reshape(g, a, 1, (int64_t[]){6});
+    md_tensor *s = md_add(g, md_sum(g, v), md_sum(g, a));
+    md_graph_backward(g, s);
+    ok = v->data == a->data;
+    for (int i = 0; i < 6; i++)
+        ok &= a->grad[i] == 2.f;
+    CHECK(ok, "a reshape is a view: same data, gradients meet in one buffer");
+    md_graph_free(g);
+}
+
+static void test_dropout(void)
+{
+    md_graph *g = md_graph_new(1 << 20);
+    md_graph_set_seed(g, 77);
+    int64_t n = 100000;
+    md_tensor *x = md_tensor_new(g, MD_F32, 1, &n, true);
+    md_init_const(x, 1.f);
+    md_tensor *y = md_dropout(g, x, 0.25f);
+    int64_t zeros = 0;
+    bool scaled = true;
+    for (int64_t i = 0; i < n; i++) {
+        zeros += y->data[i] == 0.f;
+        scaled &= y->data[i] == 0.f || fabsf(y->data[i] - 1.f / 0.75f) < 1e-6f;
+    }
+    CHECK(fabs((double)zeros / n - 0.25) < 0.01 && scaled, "dropout drops %.3f of values, scales the rest", (double)zeros / n);
+    md_graph_backward(g, md_sum(g, y));
+    bool same_mask = true;
+    for (int64_t i = 0; i < n; i++)
+        same_mask &= (y->data[i] == 0.f) == (x->grad[i] == 0.f);
+    CHECK(same_mask, "dropout backward uses the forward's mask");
+    md_graph_set_training(g, false);
+    CHECK(md_dropout(g, x, 0.5f) == x, "dropout is the identity in inference");
+    md_graph_free(g);
+}
+
+static void test_views_5d(void)
+{
+    md_graph *g = md_graph_new(1 << 20);
+    int64_t s[5] = {2, 3, 4, 5, 6};
+    md_tensor *x = md_tensor_new(g, MD_F32, 5, s, false);
+    for (int64_t i = 0; i < md_numel(x); i++)
+        x->data[i] = (float)i;
+    /* video B×T×C×H×W -> B×C×T×H×W */
+    md_tensor *y = md_permute(g, x, (int[]){0, 2, 1, 3, 4});
+    bool ok = y->shape[1] == 4 && y->shape[2] == 3;
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 3; t++)
+            for (int c = 0; c < 4; c++)
+                for (int h = 0; h < 5; h++)
+                    for (int w = 0; w < 6; w++)
+                        ok &= y->data[(((b * 4 + c) * 3 + t) * 5 + h) * 6 + w] ==
+                              x->data[(((b * 3 + t) * 4 + c) * 5 + h) * 6 + w];
+    CHECK(ok, "5-D permute (video layout change)");
+    /* a strided view from outside the graph becomes contiguous */
+    float base[12];
+    for (int i = 0; i < 12; i++)
+        base[i] = (float)i;
+    md_tensor *v = md_tensor_wrap(g, MD_F32, base, 2, (int64_t[]){3, 2});
+    v->stride[0] = 4;   /* every other pair of a 3x4 matrix: columns 0-1 */
+    v->stride[1] = 1;
+    md_tensor *c = md_contiguous(g, v);
+    CHECK(!md_is_contiguous(v) && md_is_contiguous(c) && c->data[2] == 4.f && c->data[5] == 9.f,
+          "md_contiguous copies a strided view");
+    md_graph_free(g);
+}
+
+static void test_errors(void)
+{
+    md_clear_error();
+    md_log(MD_LOG_ERROR, "file %s: %s", "x.bin", "bad");
+    CHECK(strcmp(md_last_error(), "file x.bin: bad") == 0, "last error is kept for the caller");
+    CHECK(strcmp(md_status_str(MD_ERR_FORMAT), "malformed data") == 0 && *md_status_str((md_status)99),
+          "every status has a description");
+    md_lm m;
+    CHECK(md_lm_init(&m, 10, 30, 1, 4, 8, 1) == MD_ERR_INVALID, "width not divisible by heads is refused: %s", md_last_error());
+}
+
+int main(void)
+{
+    md_threads_init();
+    int threads = md_threads_get();
+    test_arena_steady_state();
+    test_rng();
+    md_threads_set(threads);
+    test_dtypes();
+    test_fast_math();
+    test_kv_cache();
+    test_grad_accumulation();
+    test_dropout();
+    test_views_5d();
+    test_errors();
+    return check_done();
+}
