@@ -18,7 +18,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 ASAN_DIR=${ASAN_DIR:-build-asan}
 
 PACKAGES="gcc libc6-dev meson ninja-build pkg-config libdnnl-dev libomp-dev
-python3 python3-numpy python3-torch clang libclang-rt-14-dev libjemalloc2"
+python3 python3-numpy python3-torch libopenblas0-openmp clang libclang-rt-14-dev libjemalloc2"
 
 install_missing() {
     missing=""

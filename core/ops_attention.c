@@ -19,7 +19,7 @@
 #include <omp.h>
 #endif
 
-#define QB 64   /* query rows per block */
+#define QB 128   /* query rows per block */
 
 typedef struct attn_args {
     int64_t B, H, Tq, Tk, Dh;
@@ -85,7 +85,7 @@ static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *sc
                 int64_t ke = kend(a, i0 + r);
                 float mx = -INFINITY;
                 for (int64_t j = 0; j < ke; j++)
-                    mx = fmaxf(mx, sr[j]);
+                    mx = sr[j] > mx ? sr[j] : mx;   /* fmaxf is a call; this vectorises */
                 float s = 0.f;
                 #pragma omp simd reduction(+:s)
                 for (int64_t j = 0; j < ke; j++) {
@@ -129,10 +129,7 @@ static void attn_backward_kernel(const attn_args *a, const float *dout, float *d
         float *dkb = dk + b * a->sk + h * a->Dh;
         float *dvb = dv + b * a->sv + h * a->Dh;
         const float *lse = a->lse + (b * a->H + h) * a->Tq;
-        for (int64_t j = 0; j < a->Tk; j++) {
-            memset(dkb + j * a->lk, 0, sizeof(float) * (size_t)a->Dh);
-            memset(dvb + j * a->lv, 0, sizeof(float) * (size_t)a->Dh);
-        }
+        int64_t kdone = 0;   /* key rows of dK/dV written so far; the rest are undefined */
         for (int64_t i0 = 0; i0 < a->Tq; i0 += QB) {
             int64_t rows = MD_MIN(QB, a->Tq - i0);
             int64_t kn = kend(a, i0 + rows - 1);
@@ -163,10 +160,26 @@ static void attn_backward_kernel(const attn_args *a, const float *dout, float *d
                 for (int64_t j = ke; j < kn; j++)
                     pr[j] = dpr[j] = 0.f;
             }
-            /* dV += P^T dO ; dK += dS^T Q ; dQ = dS K */
-            md_cpu_gemm(true, false, kn, a->Dh, rows, 1.f, P, kn, dob + i0 * a->lo, a->lo, 1.f, dvb, a->lv);
-            md_cpu_gemm(true, false, kn, a->Dh, rows, 1.f, dP, kn, qb + i0 * a->lq, a->lq, 1.f, dkb, a->lk);
+            /* dV += P^T dO ; dK += dS^T Q ; dQ = dS K. Key rows this block
+             * reaches for the first time are overwritten (beta 0), so dK
+             * and dV need no zeroing pass. */
+            int64_t kold = MD_MIN(kdone, kn);
+            if (kold > 0) {
+                md_cpu_gemm(true, false, kold, a->Dh, rows, 1.f, P, kn, dob + i0 * a->lo, a->lo, 1.f, dvb, a->lv);
+                md_cpu_gemm(true, false, kold, a->Dh, rows, 1.f, dP, kn, qb + i0 * a->lq, a->lq, 1.f, dkb, a->lk);
+            }
+            if (kn > kold) {
+                md_cpu_gemm(true, false, kn - kold, a->Dh, rows, 1.f, P + kold, kn, dob + i0 * a->lo, a->lo, 0.f,
+                            dvb + kold * a->lv, a->lv);
+                md_cpu_gemm(true, false, kn - kold, a->Dh, rows, 1.f, dP + kold, kn, qb + i0 * a->lq, a->lq, 0.f,
+                            dkb + kold * a->lk, a->lk);
+                kdone = kn;
+            }
             md_cpu_gemm(false, false, rows, a->Dh, kn, 1.f, dP, kn, kb, a->lk, 0.f, dqb + i0 * a->lq, a->lq);
+        }
+        for (int64_t j = kdone; j < a->Tk; j++) {   /* keys no query sees */
+            memset(dkb + j * a->lk, 0, sizeof(float) * (size_t)a->Dh);
+            memset(dvb + j * a->lv, 0, sizeof(float) * (size_t)a->Dh);
         }
     }
 }

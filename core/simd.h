@@ -13,7 +13,7 @@
 static inline float md_fast_exp(float x)
 {
     float xc = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
-    float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+    float n = __builtin_rintf(xc * 1.44269504088896341f);   /* rint vectorises; floor does not */
     float f = xc - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * f + 1.3981999507e-3f;
@@ -22,7 +22,7 @@ static inline float md_fast_exp(float x)
     p = p * f + 1.6666665459e-1f;
     p = p * f + 5.0000001201e-1f;
     float y = p * f * f + f + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
+    int32_t e = ((int32_t)n + 127) << 23;   /* bits of 2^n */
     float s;
     memcpy(&s, &e, 4);
     float r = y * s;

@@ -176,15 +176,21 @@ const char *md_shape_str(const md_tensor *t, char *buf, size_t n)
 #define ARENA_ALIGN 64
 
 typedef struct arena_chunk {
-    struct arena_chunk *next;
+    struct arena_chunk *next;   /* chunks stay in creation order */
     size_t size, used;
     unsigned char *base;
 } arena_chunk;
 
+/* Chunks are kept across resets and walked in the same order every cycle,
+ * so a step that repeats the previous one's allocations lands on the same,
+ * already-touched memory and allocates nothing. New chunks grow
+ * geometrically (at least half the capacity so far), so the first step of a
+ * configuration makes a handful of chunks, not hundreds. */
 struct md_arena {
-    arena_chunk *head;      /* current chunk (first = the planned block) */
-    size_t used_total;      /* bytes handed out this cycle */
+    arena_chunk *first, *cur;
+    size_t used_total;          /* bytes handed out this cycle */
     size_t high_water;
+    size_t capacity;
     size_t mallocs;
 };
 
@@ -205,6 +211,7 @@ static arena_chunk *chunk_new(md_arena *a, size_t size)
     c->used = 0;
     c->next = NULL;
     a->mallocs++;
+    a->capacity += size;
     return c;
 }
 
@@ -215,8 +222,8 @@ md_arena *md_arena_new(size_t initial_bytes)
         return NULL;
     if (initial_bytes < 65536)
         initial_bytes = 65536;
-    a->head = chunk_new(a, initial_bytes);
-    if (!a->head) {
+    a->first = a->cur = chunk_new(a, initial_bytes);
+    if (!a->first) {
         free(a);
         md_log(MD_LOG_ERROR, "out of memory creating an arena of %zu bytes", initial_bytes);
         return NULL;
@@ -228,7 +235,7 @@ void md_arena_free(md_arena *a)
 {
     if (!a)
         return;
-    arena_chunk *c = a->head;
+    arena_chunk *c = a->first;
     while (c) {
         arena_chunk *n = c->next;
         free(c->base);
@@ -243,19 +250,20 @@ void *md_arena_alloc(md_arena *a, size_t bytes)
     size_t need = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
     if (need == 0)
         need = ARENA_ALIGN;
-    /* Chunks form a stack: the newest is at head. */
-    arena_chunk *c = a->head;
-    if (c->used + need > c->size) {
-        size_t sz = MD_MAX(need, c->size);
-        arena_chunk *n = chunk_new(a, sz);
-        if (!n) {
-            md_log(MD_LOG_ERROR, "out of memory: arena needs %zu more bytes", need);
-            return NULL;
+    arena_chunk *c = a->cur;
+    while (c->used + need > c->size) {
+        if (!c->next) {
+            arena_chunk *n = chunk_new(a, MD_MAX(need, a->capacity / 2));
+            if (!n) {
+                md_log(MD_LOG_ERROR, "out of memory: arena needs %zu more bytes", need);
+                return NULL;
+            }
+            c->next = n;
         }
-        n->next = c;
-        a->head = n;
-        c = n;
+        c = c->next;
+        c->used = 0;
     }
+    a->cur = c;
     void *p = c->base + c->used;
     c->used += need;
     a->used_total += need;
@@ -266,31 +274,12 @@ void *md_arena_alloc(md_arena *a, size_t bytes)
 
 void md_arena_reset(md_arena *a)
 {
-    if (a->head->next) {
-        /* Spilled: replace all chunks by one planned block. */
-        size_t total = a->high_water + a->high_water / 8;
-        arena_chunk *c = a->head;
-        while (c) {
-            arena_chunk *n = c->next;
-            free(c->base);
-            free(c);
-            c = n;
-        }
-        a->head = chunk_new(a, total);
-        MD_ASSERT(a->head != NULL);   /* freed more than we ask for */
-    }
-    a->head->used = 0;
+    a->cur = a->first;
+    a->first->used = 0;
     a->used_total = 0;
 }
 
-size_t md_arena_capacity(const md_arena *a)
-{
-    size_t s = 0;
-    for (const arena_chunk *c = a->head; c; c = c->next)
-        s += c->size;
-    return s;
-}
-
+size_t md_arena_capacity(const md_arena *a) { return a->capacity; }
 size_t md_arena_high_water(const md_arena *a) { return a->high_water; }
 size_t md_arena_mallocs(const md_arena *a) { return a->mallocs; }
 

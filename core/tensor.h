@@ -88,9 +88,8 @@ typedef struct md_arena md_arena;
 md_arena *md_arena_new(size_t initial_bytes);
 void md_arena_free(md_arena *a);
 void *md_arena_alloc(md_arena *a, size_t bytes);  /* NULL on OOM (logged) */
-/* Rewinds. If the last cycle spilled into extra chunks, they are merged into
- * one block sized to the high-water mark, so the next cycle allocates
- * nothing. */
+/* Rewinds. Chunks are kept and reused in order, so a cycle that repeats the
+ * last one allocates nothing and touches no fresh page. */
 void md_arena_reset(md_arena *a);
 size_t md_arena_capacity(const md_arena *a);
 size_t md_arena_high_water(const md_arena *a);

@@ -147,6 +147,7 @@ static int run_torch(int iters, double *full, double *causal, double *res, doubl
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive %s "
+             "MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 "
              "/usr/bin/python3 %s/tests/bench_torch.py %d %d 2>/dev/null",
              access("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", R_OK) == 0
                  ? "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2" : "",

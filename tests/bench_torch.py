@@ -3,8 +3,9 @@
 forward+backward, timed the same way. Prints one JSON object.
 Usage: bench_torch.py THREADS ITERS
 bench_engine runs it with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset,
-OMP_WAIT_POLICY=passive and jemalloc preloaded (PyTorch's best settings
-here), in the baseline's command alone."""
+OMP_WAIT_POLICY=passive and jemalloc preloaded with decay off (it keeps
+freed memory; with its default decay PyTorch runs 6x slower here), in the
+baseline's command alone."""
 import json
 import sys
 import time

@@ -16,13 +16,13 @@ typedef struct det_model {
     md_tensor *p[P_COUNT];
 } det_model;
 
-static const int64_t N = 4, C = 32, H = 18, W = 17, O = 32, D = 8, K = 40;
+static const int64_t N = 4, C = 64, H = 18, W = 17, O = 32, D = 8, K = 40;
 
 static void model_init(det_model *m)
 {
     static const char *names[P_COUNT] = {"x", "w1", "b1", "gw", "gb", "wt", "bt", "w1d", "cb"};
     int64_t shapes[P_COUNT][4] = {
-        {N, C, H, W}, {O, C / 2, 3, 3}, {O}, {O}, {O}, {O, 2, 4, 4}, {8}, {8, 8, 5}, {K, D},
+        {N, C, H, W}, {O, C, 3, 3}, {O}, {O}, {O}, {O, 2, 4, 4}, {8}, {8, 8, 5}, {K, D},
     };
     int nd[P_COUNT] = {4, 4, 1, 1, 1, 4, 1, 3, 2};
     m->ps = md_paramset_new();
@@ -41,8 +41,8 @@ static float *run(det_model *m, int threads, size_t *count)
     md_graph *g = md_graph_new(1 << 20);
     md_paramset_zero_grad(m->ps);
     md_tensor **p = m->p;
-    /* conv3x3 stride 1, groups 2 -> groupnorm -> silu */
-    md_tensor *h = md_conv2d(g, p[P_X], p[P_W1], p[P_B1], 1, 1, 2);
+    /* conv3x3 (two tiles per image) -> groupnorm -> silu */
+    md_tensor *h = md_conv2d(g, p[P_X], p[P_W1], p[P_B1], 1, 1, 1);
     h = md_silu(g, md_groupnorm(g, h, 8, p[P_GW], p[P_GB], 1e-5f));
     /* conv_transpose 4x4 stride 2, groups 4 -> [N, 8, 36, 34] -> avgpool 2 -> upsample 2 */
     md_tensor *t = md_conv_transpose2d(g, h, p[P_WT], p[P_BT], 2, 1, 4);

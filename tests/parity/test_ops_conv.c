@@ -240,15 +240,16 @@ int main(int argc, char **argv)
     conv2d_case(&c, 2, 4, 7, 7, 3, 1, 1, 2, 0, 1, true);      /* 1x1 stride 2 */
     conv2d_case(&c, 1, 3, 6, 5, 4, 3, 2, 2, 2, 1, true);      /* KH != KW, pad > K/2 */
     conv2d_case(&c, 2, 3, 8, 8, 5, 4, 4, 2, 1, 1, false);     /* 4x4 stride 2 (downsampler) */
-    conv2d_case(&c, 2, 64, 12, 12, 8, 3, 3, 1, 1, 1, true);   /* tiles split mid-row */
-    conv2d_case(&c, 1, 64, 23, 21, 4, 3, 3, 2, 1, 4, true);   /* tiles + stride + groups */
+    /* Several tiles (224 positions for 576 col rows), split mid-row. */
+    conv2d_case(&c, 2, 64, 17, 17, 8, 3, 3, 1, 1, 1, true);
+    conv2d_case(&c, 1, 128, 33, 33, 4, 3, 3, 2, 1, 2, true);  /* + stride 2, groups */
     conv2d_case(&c, 3, 96, 11, 13, 16, 1, 1, 1, 0, 2, false); /* 1x1 direct, groups */
 
     /* conv1d: n, c, l, o, k, stride, pad, groups, bias */
     conv1d_case(&c, 2, 4, 11, 6, 3, 2, 1, 2, true);
     conv1d_case(&c, 3, 5, 16, 5, 1, 1, 0, 1, true);
     conv1d_case(&c, 1, 3, 10, 4, 5, 1, 2, 1, false);
-    conv1d_case(&c, 2, 8, 300, 4, 7, 3, 3, 1, true);          /* several tiles */
+    conv1d_case(&c, 2, 64, 1000, 4, 9, 3, 3, 1, true);        /* tiles within one row */
 
     /* conv_transpose2d: n, c, h, w, o, kh, kw, stride, pad, groups, bias */
     convt_case(&c, 2, 4, 5, 5, 3, 4, 4, 2, 1, 1, true);       /* x2 upsampler */
