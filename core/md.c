@@ -71,6 +71,44 @@ void md_assert_fail(const char *file, int line, const char *expr)
 
 static int g_threads;
 
+/* Physical cores: distinct (package, core) pairs among online CPUs, so SMT
+ * siblings do not double the count (two threads on one core's FMA units
+ * only contend). Falls back to the online CPU count. */
+static int physical_cores(void)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (online < 1)
+        return 1;
+    enum { MAXC = 1024 };
+    static long seen[MAXC];
+    int nseen = 0;
+    for (long cpu = 0; cpu < online && cpu < MAXC; cpu++) {
+        char path[128];
+        long pkg = 0, core = -1;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%ld/topology/core_id", cpu);
+        FILE *f = fopen(path, "r");
+        if (!f || fscanf(f, "%ld", &core) != 1)
+            core = -1;
+        if (f)
+            fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%ld/topology/physical_package_id", cpu);
+        f = fopen(path, "r");
+        if (!f || fscanf(f, "%ld", &pkg) != 1)
+            pkg = 0;
+        if (f)
+            fclose(f);
+        if (core < 0)
+            return (int)online;
+        long key = pkg * 65536 + core;
+        bool dup = false;
+        for (int i = 0; i < nseen && !dup; i++)
+            dup = seen[i] == key;
+        if (!dup)
+            seen[nseen++] = key;
+    }
+    return nseen > 0 ? nseen : (int)online;
+}
+
 void md_threads_init(void)
 {
     if (g_threads > 0)
@@ -90,10 +128,8 @@ void md_threads_init(void)
         else
             n = (int)v;
     }
-    if (n == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        n = c > 0 ? (int)c : 1;
-    }
+    if (n == 0)
+        n = physical_cores();
     md_threads_set(n);
 }
 
