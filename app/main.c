@@ -5,6 +5,7 @@
  * work and take over the bare command.
  */
 #include "backend.h"
+#include "cuda_info.h"
 #include "demo.h"
 #include "md.h"
 
@@ -36,7 +37,7 @@ static void usage(FILE *f)
             "  demo      train a small transformer from scratch on this machine and test it\n"
             "            (the default when no command is given)\n"
             "            --steps N (300)  --seed S (1)  --batch B (64)  --length L (8)\n"
-            "  info      show version, threads and compute devices (--devices)\n"
+            "  info      show version, threads and compute devices\n"
             "\n"
             "environment:\n"
             "  MEDLEY_THREADS   threads for compute (default: all cores)\n"
@@ -129,7 +130,16 @@ static int cmd_info(int argc, char **argv)
     printf("threads: %d (MEDLEY_THREADS overrides)\n", md_threads_get());
     printf("devices:\n  cpu    oneDNN %d.%d.%d (%s)\n", v->major, v->minor, v->patch,
            md_backend_default() == md_backend_cpu() ? "in use" : "available");
-    printf("  cuda   not built into this binary\n");
+    const char *why = NULL;
+    int n = md_cuda_device_count(&why);
+    if (n == 0)
+        printf("  cuda   none: %s\n", why);
+    for (int i = 0; i < n; i++) {
+        md_cuda_device d;
+        if (md_cuda_device_info(i, &d) == MD_OK)
+            printf("  cuda:%d %s, compute %d.%d, %.1f GiB, %d SMs (kernels: not yet; the CPU computes)\n", i,
+                   d.name, d.major, d.minor, (double)d.memory_bytes / (1 << 30), d.multiprocessors);
+    }
     return 0;
 }
 

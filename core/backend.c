@@ -2,6 +2,7 @@
  * build has. */
 #include "backend.h"
 
+#include "cuda_info.h"
 #include "kernels_cpu.h"
 
 #include <stdlib.h>
@@ -24,8 +25,15 @@ const md_backend *md_backend_default(void)
         return &cpu_backend;
     if (strncmp(dev, "cuda", 4) == 0) {
         static int warned;
-        if (!warned++)
-            md_log(MD_LOG_WARN, "MEDLEY_DEVICE=%s: this build has no CUDA backend; using the CPU", dev);
+        if (!warned++) {
+            const char *why = NULL;
+            int n = md_cuda_device_count(&why);
+            if (n == 0)
+                md_log(MD_LOG_WARN, "MEDLEY_DEVICE=%s: %s; using the CPU", dev, why);
+            else
+                md_log(MD_LOG_WARN, "MEDLEY_DEVICE=%s: %d CUDA device%s present, but this build's CUDA "
+                       "kernels are not written yet; using the CPU", dev, n, n == 1 ? "" : "s");
+        }
         return &cpu_backend;
     }
     static int warned_bad;
