@@ -285,6 +285,14 @@ size_t md_arena_mallocs(const md_arena *a) { return a->mallocs; }
 
 /* ---- graph ----------------------------------------------------------------- */
 
+#define PROFILE_SLOTS 64
+
+typedef struct prof_slot {
+    const char *op;
+    int64_t calls;
+    double fwd, bwd;   /* seconds */
+} prof_slot;
+
 struct md_graph {
     md_arena *arena;
     md_node *tape;
@@ -292,7 +300,58 @@ struct md_graph {
     bool grad, training;
     uint64_t seed, streams;
     const md_backend *be;
+    bool profile;
+    double mark;                      /* end of the previous op */
+    prof_slot prof[PROFILE_SLOTS];
 };
+
+static prof_slot *prof_find(md_graph *g, const char *op)
+{
+    for (int i = 0; i < PROFILE_SLOTS; i++) {
+        if (g->prof[i].op == op || (g->prof[i].op && strcmp(g->prof[i].op, op) == 0))
+            return &g->prof[i];
+        if (!g->prof[i].op) {
+            g->prof[i].op = op;
+            return &g->prof[i];
+        }
+    }
+    return NULL;   /* table full: further ops go unprofiled */
+}
+
+void md_graph_set_profile(md_graph *g, bool on)
+{
+    if (on)
+        memset(g->prof, 0, sizeof g->prof);   /* start a fresh table */
+    g->profile = on;
+    g->mark = md_time_now();
+}
+
+static int prof_cmp(const void *a, const void *b)
+{
+    const prof_slot *x = a, *y = b;
+    double tx = x->fwd + x->bwd, ty = y->fwd + y->bwd;
+    return tx < ty ? 1 : tx > ty ? -1 : 0;
+}
+
+void md_graph_profile_print(const md_graph *g, void *fp)
+{
+    FILE *f = fp;
+    if (!g->profile)
+        return;
+    prof_slot s[PROFILE_SLOTS];
+    int n = 0;
+    double tf = 0, tb = 0;
+    for (int i = 0; i < PROFILE_SLOTS && g->prof[i].op; i++) {
+        s[n++] = g->prof[i];
+        tf += g->prof[i].fwd;
+        tb += g->prof[i].bwd;
+    }
+    qsort(s, (size_t)n, sizeof *s, prof_cmp);
+    fprintf(f, "%-24s %8s %10s %10s\n", "op (backward fn)", "calls", "fwd ms", "bwd ms");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%-24s %8lld %10.2f %10.2f\n", s[i].op, (long long)s[i].calls, 1e3 * s[i].fwd, 1e3 * s[i].bwd);
+    fprintf(f, "%-24s %8s %10.2f %10.2f\n", "total", "", 1e3 * tf, 1e3 * tb);
+}
 
 md_graph *md_graph_new(size_t arena_bytes)
 {
@@ -312,6 +371,9 @@ md_graph *md_graph_new(size_t arena_bytes)
     g->grad = true;
     g->training = true;
     g->be = md_backend_default();
+    const char *prof = getenv("MEDLEY_PROFILE");
+    if (prof && *prof && strcmp(prof, "0") != 0)
+        md_graph_set_profile(g, true);
     md_threads_init();
     return g;
 }
@@ -330,6 +392,8 @@ void md_graph_reset(md_graph *g)
     md_arena_reset(g->arena);
     g->ntape = 0;
     g->streams = 0;
+    if (g->profile)
+        g->mark = md_time_now();
 }
 
 void md_graph_set_grad(md_graph *g, bool on) { g->grad = on; }
@@ -390,8 +454,17 @@ md_tensor *md_tensor_wrap(md_graph *g, md_dtype dt, void *data, int ndim, const 
     return t;
 }
 
-md_node *md_graph_record(md_graph *g, md_backward_fn fn, md_tensor *out)
+md_node *md_graph_record_named(md_graph *g, md_backward_fn fn, md_tensor *out, const char *op)
 {
+    if (g->profile) {
+        double now = md_time_now();
+        prof_slot *ps = prof_find(g, op);
+        if (ps) {
+            ps->calls++;
+            ps->fwd += now - g->mark;
+        }
+        g->mark = now;
+    }
     if (!g->grad || !out->requires_grad)
         return NULL;
     if (g->ntape == g->captape) {
@@ -405,6 +478,7 @@ md_node *md_graph_record(md_graph *g, md_backward_fn fn, md_tensor *out)
     md_node *n = &g->tape[g->ntape++];
     memset(n, 0, sizeof *n);
     n->backward = fn;
+    n->op = op;
     n->out = out;
     return n;
 }
@@ -434,7 +508,15 @@ void md_graph_run_backward(md_graph *g)
         md_node *n = &g->tape[i];
         if (!*n->out->grad_ready)
             continue;   /* nothing flowed into this node */
-        n->backward(g, n);
+        if (g->profile) {
+            double t0 = md_time_now();
+            n->backward(g, n);
+            prof_slot *ps = prof_find(g, n->op);
+            if (ps)
+                ps->bwd += md_time_now() - t0;
+        } else {
+            n->backward(g, n);
+        }
     }
 }
 

@@ -105,6 +105,7 @@ typedef void (*md_backward_fn)(md_graph *g, md_node *n);
 /* A tape entry. Ops fill what their backward needs. */
 struct md_node {
     md_backward_fn backward;
+    const char *op;           /* backward function's name, for the profiler */
     md_tensor *out;
     md_tensor *in[4];
     void *saved[4];
@@ -145,7 +146,16 @@ void *md_graph_scratch(md_graph *g, size_t bytes);
 
 /* Appends a tape node for out (when recording and out requires grad) and
  * returns it, else NULL. */
-md_node *md_graph_record(md_graph *g, md_backward_fn fn, md_tensor *out);
+md_node *md_graph_record_named(md_graph *g, md_backward_fn fn, md_tensor *out, const char *op);
+#define md_graph_record(g, fn, out) md_graph_record_named((g), (fn), (out), #fn)
+
+/* Op profiler (MEDLEY_PROFILE=1 in the environment, or this call): times
+ * each recorded op's forward (from the previous op's end to its own) and
+ * each backward node, summed by op. Turning it on clears the table (so a
+ * caller can skip warm-up steps). */
+void md_graph_set_profile(md_graph *g, bool on);
+/* Prints the table to f (a FILE*), slowest first; no-op when off. */
+void md_graph_profile_print(const md_graph *g, void *f);
 
 /* Runs backward from a scalar (numel 1) loss: d loss = 1. */
 void md_graph_backward(md_graph *g, md_tensor *loss);

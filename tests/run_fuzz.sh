@@ -32,7 +32,7 @@ core="$root/core"
 "$cc" -std=c17 -g -O1 -D_GNU_SOURCE -march=native -fopenmp \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Wall -Wextra -Wno-unused-parameter -Wno-pass-failed -I"$core" \
-    "$core/md.c" "$core/tensor.c" "$core/rng.c" "$core/backend.c" "$core/kernels_cpu.c" \
+    "$core/md.c" "$core/tensor.c" "$core/rng.c" "$core/backend.c" "$core/cuda_info.c" "$core/kernels_cpu.c" \
     "$core/json.c" "$core/safetensors.c" "$root/tests/fuzz_safetensors.c" \
     -ldnnl -lm -o "$work/fuzz_safetensors"
 
