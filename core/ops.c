@@ -13,9 +13,6 @@
 
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 void md_axpby(float *y, const float *x, int64_t n, float alpha, float beta)
 {
@@ -27,6 +24,26 @@ void md_axpby(float *y, const float *x, int64_t n, float alpha, float beta)
         #pragma omp parallel for simd schedule(static) if (n > 32768)
         for (int64_t i = 0; i < n; i++)
             y[i] += alpha * x[i];
+    }
+}
+
+void md_scatter_add_rows(float *dst, int64_t rows, int64_t d, const int32_t *idx, int64_t n,
+                         const float *src, float scale)
+{
+    #pragma omp parallel if (n * d > 16384)
+    {
+        int nt = omp_get_num_threads(), it = omp_get_thread_num();
+        int64_t r0 = rows * it / nt, r1 = rows * (it + 1) / nt;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t r = idx[i];
+            if (r < r0 || r >= r1)
+                continue;
+            float *dr = dst + r * d;
+            const float *sr = src + i * d;
+            #pragma omp simd
+            for (int64_t j = 0; j < d; j++)
+                dr[j] += scale * sr[j];
+        }
     }
 }
 
@@ -660,29 +677,7 @@ static void embedding_backward(md_graph *g, md_node *n)
     if (!md_wants_grad(w))
         return;
     int64_t V = w->shape[0], D = w->shape[1], N = md_numel(ids);
-    float *dw = md_grad_acc(w);
-    const int32_t *id = md_i32(ids);
-    /* Rows of dw are split among threads by vocabulary index; each thread
-     * scans all tokens in order, so sums never depend on the thread count. */
-    #pragma omp parallel
-    {
-        int nt = 1, it = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        it = omp_get_thread_num();
-#endif
-        int64_t v0 = V * it / nt, v1 = V * (it + 1) / nt;
-        for (int64_t t = 0; t < N; t++) {
-            int64_t v = id[t];
-            if (v < v0 || v >= v1)
-                continue;
-            float *dr = dw + v * D;
-            const float *gr = y->grad + t * D;
-            #pragma omp simd
-            for (int64_t i = 0; i < D; i++)
-                dr[i] += gr[i];
-        }
-    }
+    md_scatter_add_rows(md_grad_acc(w), V, D, md_i32(ids), N, y->grad, 1.f);
 }
 
 md_tensor *md_embedding(md_graph *g, md_tensor *weight, md_tensor *ids)

@@ -15,9 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define QB 128   /* query rows per block */
 
@@ -31,24 +28,6 @@ typedef struct attn_args {
     int64_t so, lo;
     float *lse;                /* [B, H, Tq] or NULL */
 } attn_args;
-
-static int thread_count(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* Keys visible to query row i: [0, kend(i)). */
 static inline int64_t kend(const attn_args *a, int64_t i)
@@ -66,7 +45,7 @@ static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *sc
     #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < pairs; p++) {
         int64_t b = p / a->H, h = p % a->H;
-        float *S = scratch + (int64_t)thread_id() * QB * a->Tk;
+        float *S = scratch + (int64_t)md_pool_thread_id() * QB * a->Tk;
         const float *qb = a->q + b * a->sq + h * a->Dh;
         const float *kb = a->k + b * a->sk + h * a->Dh;
         const float *vb = a->v + b * a->sv + h * a->Dh;
@@ -117,7 +96,7 @@ static void attn_backward_kernel(const attn_args *a, const float *dout, float *d
     #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < pairs; p++) {
         int64_t b = p / a->H, h = p % a->H;
-        float *P = scratch + (int64_t)thread_id() * (2 * QB * a->Tk + QB);
+        float *P = scratch + (int64_t)md_pool_thread_id() * (2 * QB * a->Tk + QB);
         float *dP = P + QB * a->Tk;
         float *Drow = dP + QB * a->Tk;
         const float *qb = a->q + b * a->sq + h * a->Dh;
@@ -190,7 +169,7 @@ static void attention_backward(md_graph *g, md_node *n)
     attn_args a = *(attn_args *)n->saved[0];
     a.o = o->data;
     bool packed = n->iarg[0];
-    size_t scratch_n = (size_t)thread_count() * (size_t)(2 * QB * a.Tk + QB);
+    size_t scratch_n = (size_t)md_pool_threads() * (size_t)(2 * QB * a.Tk + QB);
     float *scratch = md_graph_scratch(g, sizeof(float) * scratch_n);
     if (packed) {
         /* q is the packed [B, T, 3W] tensor; k, v alias it. */
@@ -225,7 +204,7 @@ static md_tensor *attention_run(md_graph *g, attn_args *a, md_tensor *q, md_tens
     a->so = a->Tq * W;
     a->lo = W;
     a->lse = rg ? md_graph_scratch(g, sizeof(float) * (size_t)(a->B * a->H * a->Tq)) : NULL;
-    float *scratch = md_graph_scratch(g, sizeof(float) * (size_t)thread_count() * QB * (size_t)a->Tk);
+    float *scratch = md_graph_scratch(g, sizeof(float) * (size_t)md_pool_threads() * QB * (size_t)a->Tk);
     attn_forward_kernel(g, a, scratch);
     md_node *n = md_graph_record(g, attention_backward, o);
     if (n) {

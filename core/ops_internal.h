@@ -6,6 +6,30 @@
 #include "kernels_cpu.h"
 #include "ops.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Threads of the pool (outside a parallel region) and this thread's index
+ * (inside one); 1 and 0 without OpenMP. */
+static inline int md_pool_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static inline int md_pool_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* Output of an op: requires grad when any input does (and the graph records). */
 static inline bool md_any_grad(const md_graph *g, md_tensor *a, md_tensor *b, md_tensor *c)
 {
@@ -45,6 +69,12 @@ static inline int64_t md_last(const md_tensor *t) { return t->shape[t->ndim - 1]
 
 /* y[i] (=|+=) x[i]: beta 0 overwrites, 1 accumulates. */
 void md_axpby(float *y, const float *x, int64_t n, float alpha, float beta);
+
+/* dst[idx[i]] += scale * src[i] for rows i < n of width d (dst has `rows`
+ * rows). Rows of dst are split among threads by index and each thread scans
+ * i in order, so sums are the same bits for any thread count. */
+void md_scatter_add_rows(float *dst, int64_t rows, int64_t d, const int32_t *idx, int64_t n,
+                         const float *src, float scale);
 
 #define MD_CHECK_CONTIG(t) MD_ASSERT(md_is_contiguous(t))
 #define MD_CHECK_F32(t) MD_ASSERT((t)->dtype == MD_F32)

@@ -11,9 +11,6 @@
 #include "ops_internal.h"
 
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define RB 64   /* rows of z per distance block */
 
@@ -36,25 +33,19 @@ static void vq_codebook_backward(md_graph *g, md_node *nd)
     int64_t N = z->shape[0], D = z->shape[1], K = cb->shape[0];
     float s = 2.f * loss->grad[0] / (float)(N * D);
     float *dcb = md_grad_acc(cb);
-    /* Code rows split among threads; each scans all rows of z in order. */
-    #pragma omp parallel
-    {
-        int nt = 1, it = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        it = omp_get_thread_num();
-#endif
-        int64_t k0 = K * it / nt, k1 = K * (it + 1) / nt;
-        for (int64_t i = 0; i < N; i++) {
-            int64_t k = idx[i];
-            if (k < k0 || k >= k1)
-                continue;
-            float *dr = dcb + k * D;
-            const float *zr = z->data + i * D, *qr = cb->data + k * D;
-            #pragma omp simd
-            for (int64_t j = 0; j < D; j++)
-                dr[j] += s * (qr[j] - zr[j]);
-        }
+    /* Σ over rows i using code k of s (q_k - z_i) = s·count_k·q_k - s·Σ z_i */
+    md_scatter_add_rows(dcb, K, D, idx, N, z->data, -s);
+    int64_t *count = md_graph_scratch(g, sizeof(int64_t) * (size_t)K);
+    memset(count, 0, sizeof(int64_t) * (size_t)K);
+    for (int64_t i = 0; i < N; i++)
+        count[idx[i]]++;
+    #pragma omp parallel for schedule(static) if (K * D > 16384)
+    for (int64_t k = 0; k < K; k++) {
+        if (!count[k])
+            continue;
+        float c = s * (float)count[k];
+        for (int64_t j = 0; j < D; j++)
+            dcb[k * D + j] += c * cb->data[k * D + j];
     }
 }
 
