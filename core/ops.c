@@ -176,10 +176,24 @@ static void linear_backward(md_graph *g, md_node *n)
     md_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
     int64_t R = md_rows(x), K = md_last(x), N = w->shape[0];
     const float *dy = y->grad;
-    if (md_wants_grad(x))
-        md_gemm(g, false, false, R, K, N, 1.f, dy, N, w->data, K, md_grad_beta(x), x->grad, K);
-    if (md_wants_grad(w))
-        md_gemm(g, true, false, N, K, R, 1.f, dy, N, x->data, K, md_grad_beta(w), w->grad, K);
+    bool gx = md_wants_grad(x), gw = md_wants_grad(w);
+    if (gx && gw && md_pool_threads() == 2 && md_be(g)->gemm == md_cpu_gemm) {
+        /* dX = dY·W and dW = dYᵀ·X cost the same: on two cores, one each,
+         * single-threaded, beats both split across the cores. */
+        float bx = md_grad_beta(x), bw = md_grad_beta(w);
+        #pragma omp parallel num_threads(2)
+        {
+            if (omp_get_thread_num() == 0)
+                md_cpu_gemm(false, false, R, K, N, 1.f, dy, N, w->data, K, bx, x->grad, K);
+            else
+                md_cpu_gemm(true, false, N, K, R, 1.f, dy, N, x->data, K, bw, w->grad, K);
+        }
+    } else {
+        if (gx)
+            md_gemm(g, false, false, R, K, N, 1.f, dy, N, w->data, K, md_grad_beta(x), x->grad, K);
+        if (gw)
+            md_gemm(g, true, false, N, K, R, 1.f, dy, N, x->data, K, md_grad_beta(w), w->grad, K);
+    }
     if (md_wants_grad(bias))
         col_sums(bias->grad, dy, R, N, md_grad_beta(bias));
 }
