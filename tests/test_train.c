@@ -1,7 +1,7 @@
 /* test_train.c — end-to-end training: the engine must learn.
  *   1. a tiny decoder-only transformer learns to reverse digit strings
- *      (the `medley demo` job): held-out exact-match accuracy >= 90% after
- *      400 steps;
+ *      (the `medley demo` job): training loss < 0.05 (it starts at ln 10
+ *      ~ 2.3) and held-out exact-match accuracy >= 90% after 400 steps;
  *   2. a tiny conv autoencoder (strided convs, a GroupNorm residual block,
  *      a transposed conv, nearest upsampling) learns digit-like images:
  *      held-out MSE below 0.01 (a blank guess scores ~0.08) in 300 steps. */
@@ -21,6 +21,8 @@ static void train_reverse(void)
     md_status st = md_demo_reverse(&o, &r);
     CHECK(st == MD_OK, "reverse task ran (%s)", md_status_str(st));
     printf("     loss %.3f -> %.3f in %d steps, %.1f s\n", r.first_loss, r.final_loss, r.steps_run, r.train_seconds);
+    CHECK(r.final_loss < 0.05f, "transformer training loss below 0.05 within %d steps (%.4f)", r.steps_run,
+          r.final_loss);
     CHECK(r.accuracy >= 0.90f, "transformer reverses held-out strings: %.1f%% exact (digits %.1f%%)",
           100.0 * r.accuracy, 100.0 * r.token_accuracy);
 }
