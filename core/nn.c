@@ -153,9 +153,9 @@ void md_resblock_init(md_resblock *b, uint64_t seed)
 md_tensor *md_resblock_forward(md_graph *g, const md_resblock *b, md_tensor *x)
 {
     MD_ASSERT(x->ndim == 4 && x->shape[1] == b->cin);
-    md_tensor *h = md_silu(g, md_groupnorm(g, x, (int)b->groups, b->gn1_w, b->gn1_b, 1e-6f));
+    md_tensor *h = md_groupnorm_silu(g, x, (int)b->groups, b->gn1_w, b->gn1_b, 1e-6f);
     h = md_conv2d(g, h, b->conv1_w, b->conv1_b, 1, 1, 1);
-    h = md_silu(g, md_groupnorm(g, h, (int)b->groups, b->gn2_w, b->gn2_b, 1e-6f));
+    h = md_groupnorm_silu(g, h, (int)b->groups, b->gn2_w, b->gn2_b, 1e-6f);
     h = md_conv2d(g, h, b->conv2_w, b->conv2_b, 1, 1, 1);
     md_tensor *skip = b->skip_w ? md_conv2d(g, x, b->skip_w, b->skip_b, 1, 0, 1) : x;
     return md_add(g, skip, h);

@@ -112,6 +112,9 @@ md_tensor *md_conv_transpose2d(md_graph *g, md_tensor *x, md_tensor *w, md_tenso
                                int stride, int pad, int groups);
 md_tensor *md_upsample_nearest2d(md_graph *g, md_tensor *x, int scale);
 md_tensor *md_avgpool2d(md_graph *g, md_tensor *x, int kernel, int stride);
+/* silu(groupnorm(x)) in one op (as md_silu(md_groupnorm(...)), without the
+ * normalised tensor in between). x [N, C, ...spatial]; w, b [C] or NULL. */
+md_tensor *md_groupnorm_silu(md_graph *g, md_tensor *x, int groups, md_tensor *w, md_tensor *b, float eps);
 
 /* ---- vector quantisation (ops_vq.c) -------------------------------------
  * z [N, D] to its nearest code in codebook [K, D] (squared L2). Returns

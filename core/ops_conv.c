@@ -1,11 +1,20 @@
 /* ops_conv.c — convolutions (1-D, 2-D, transposed 2-D), nearest upsampling,
- * average pooling and group normalisation, each with its backward.
+ * average pooling, group normalisation and group normalisation + SiLU, each
+ * with its backward.
  *
- * Convolution is im2col + gemm on tiles of output positions:
+ * The reference convolution is im2col + gemm on tiles of output positions:
  *   col [Cg*KH*KW, T]   one tile of T output positions of one image and group
  *   y   [Og, T]       = w_g [Og, Cg*KH*KW] @ col
  * A tile's col matrix is sized to stay in L2 (TILE_FLOATS). 1x1 convolutions
  * with stride 1 and no padding read x directly.
+ *
+ * Fast paths beside it (MEDLEY_CONV_REF=1 turns them off):
+ *   - conv_fwd and conv_bwd_data run oneDNN's direct convolution primitives
+ *     (groups 1), cached per geometry; see "oneDNN convolution primitives".
+ *   - conv_bwd_weight with stride 1 and 64k outputs per group runs a
+ *     register-blocked kernel on copies of x shifted by kw columns, which
+ *     move KW values per input value where im2col moves KH*KW, and sums the
+ *     bias gradient from the same rows; see conv_bwd_weight_shift.
  *
  * Every conv op is written against one geometry (conv_geom) and three
  * kernels: conv_fwd, conv_bwd_data (the adjoint in x) and conv_bwd_weight.
@@ -17,12 +26,18 @@
  * only, never on the thread count; each gemm runs whole on one thread
  * (oneDNN runs sequentially inside an OpenMP parallel region); sums across
  * items (weight and bias gradients, norm gains) are added in a fixed order.
- * So every result is bit-identical for any thread count.
+ * The oneDNN primitives used keep each output's reduction on one thread
+ * (checked by tests/test_conv_det.c for 1, 2 and 3 threads). So every
+ * result is bit-identical for any thread count.
  */
 #include "ops_internal.h"
+#include "simd.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <oneapi/dnnl/dnnl.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -188,11 +203,377 @@ static void col2im_tile(float *xg, const float *col, const conv_geom *q, int64_t
     }
 }
 
+/* ---- oneDNN convolution primitives ------------------------------------------
+ * The fast path of conv_fwd and conv_bwd_data: oneDNN's Winograd F(4x4, 3x3)
+ * kernels where they apply and the images hold WINO_MIN_POSITIONS output
+ * positions, else its direct kernels, in the layout they choose (nChw16c on
+ * AVX-512), with reorders from and to Medley's NCHW around them. Those
+ * kernels cut work by output element (tile) and keep each output's
+ * reduction whole on one thread, so results do not depend on the thread
+ * count (tests/test_conv_det.c checks 1, 2 and 3 threads; Winograd was also
+ * checked on seven shapes from 16x16 to 64x64 images). Winograd's transforms
+ * round differently from a direct sum: ~1e-7 relative RMS here, within the
+ * parity tolerances. A primitive whose implementation is gemm-based or a
+ * reference one (either may split a reduction), or one with groups > 1, is
+ * not used: the im2col kernels above run instead. They stay the reference:
+ * MEDLEY_CONV_REF=1 forces them everywhere.
+ *
+ * Primitives are created once per (geometry, bias, thread count) into a
+ * small cache (DNN_SLOTS entries, the oldest replaced when full), with
+ * their memory objects, which each call points at its buffers. Blocked
+ * copies come from the graph's arena; the scratchpad (user mode) is one
+ * buffer, grown when a primitive is created. One mutex serialises use
+ * of the cache (each call already runs on every thread of the pool). */
+
+#define DNN_SLOTS 32
+/* Winograd when the images hold at least this many output positions in all
+ * (fewer: oneDNN's direct kernels were faster, measured on Zen 5). */
+#define WINO_MIN_POSITIONS 1024
+#define DNN_KEY 14
+
+/* plain <-> blocked copy; prim NULL when the layouts agree. */
+typedef struct dnn_reorder {
+    dnnl_primitive_t prim;
+    dnnl_memory_t src, dst, sp;
+    size_t sp_bytes;           /* scratchpad (user-provided) */
+} dnn_reorder;
+
+typedef struct dnn_conv {
+    int64_t key[DNN_KEY];
+    bool used, ok;             /* ok false: no usable primitive, use im2col */
+    dnnl_primitive_t fwd, bwd;
+    dnnl_memory_t fx, fw, fb, fy, fsp, bdy, bw, bdx, bsp;
+    size_t fsp_bytes, bsp_bytes, x_bytes, y_bytes, fw_bytes, bw_bytes, dy_bytes, dx_bytes;
+    dnn_reorder rx, rw, ry;    /* forward: x, w in; y out */
+    dnn_reorder rdy, rwb, rdx; /* backward data: dy, w in; dx out */
+} dnn_conv;
+
+static pthread_mutex_t dnn_lock = PTHREAD_MUTEX_INITIALIZER;
+static dnn_conv dnn_cache[DNN_SLOTS];
+static int dnn_next;           /* slot replaced next when all are used */
+static dnnl_engine_t dnn_engine;
+static dnnl_stream_t dnn_stream;
+static int dnn_state;          /* 0 unknown, 1 on, -1 off (env or no engine) */
+/* One scratchpad for every primitive (they run one at a time, under
+ * dnn_lock), grown when a primitive is created, never on a call. */
+static void *dnn_sp;
+static size_t dnn_sp_cap;
+
+static int conv_ref_flag;
+static pthread_once_t conv_ref_once = PTHREAD_ONCE_INIT;
+static void conv_ref_init(void)
+{
+    const char *e = getenv("MEDLEY_CONV_REF");
+    conv_ref_flag = e && *e && strcmp(e, "0") != 0;
+}
+
+/* MEDLEY_CONV_REF set (and not "0"): the im2col kernels run everywhere. */
+static bool conv_ref(void)
+{
+    pthread_once(&conv_ref_once, conv_ref_init);
+    return conv_ref_flag != 0;
+}
+
+static void dnn_reorder_free(dnn_reorder *r)
+{
+    if (r->prim) dnnl_primitive_destroy(r->prim);
+    if (r->src) dnnl_memory_destroy(r->src);
+    if (r->dst) dnnl_memory_destroy(r->dst);
+    if (r->sp) dnnl_memory_destroy(r->sp);
+    *r = (dnn_reorder){0};
+}
+
+static void dnn_conv_free(dnn_conv *e)
+{
+    dnnl_primitive_t *p[] = {&e->fwd, &e->bwd};
+    dnnl_memory_t *m[] = {&e->fx, &e->fw, &e->fb, &e->fy, &e->fsp, &e->bdy, &e->bw, &e->bdx, &e->bsp};
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++)
+        if (*p[i]) dnnl_primitive_destroy(*p[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++)
+        if (*m[i]) dnnl_memory_destroy(*m[i]);
+    dnn_reorder_free(&e->rx); dnn_reorder_free(&e->rw); dnn_reorder_free(&e->ry);
+    dnn_reorder_free(&e->rdy); dnn_reorder_free(&e->rwb); dnn_reorder_free(&e->rdx);
+    *e = (dnn_conv){0};
+}
+
+static bool dnn_mem(dnnl_memory_t *m, const dnnl_memory_desc_t *md)
+{
+    return dnnl_memory_create(m, md, dnn_engine, DNNL_MEMORY_NONE) == dnnl_success;
+}
+
+static bool dnn_reorder_init(dnn_reorder *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                             const_dnnl_primitive_attr_t attr)
+{
+    if (dnnl_memory_desc_equal(from, to))
+        return true;
+    dnnl_primitive_desc_t pd;
+    if (dnnl_reorder_primitive_desc_create(&pd, from, dnn_engine, to, dnn_engine, attr) != dnnl_success)
+        return false;
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    r->sp_bytes = dnnl_memory_desc_get_size(sp);
+    bool ok = dnnl_primitive_create(&r->prim, pd) == dnnl_success && dnn_mem(&r->src, from) &&
+              dnn_mem(&r->dst, to) && dnn_mem(&r->sp, sp);
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+static void dnn_reorder_run(const dnn_reorder *r, const void *from, void *to)
+{
+    dnnl_memory_set_data_handle(r->src, (void *)from);
+    dnnl_memory_set_data_handle(r->dst, to);
+    dnnl_memory_set_data_handle(r->sp, r->sp_bytes ? dnn_sp : NULL);
+    dnnl_exec_arg_t a[3] = {{DNNL_ARG_FROM, r->src}, {DNNL_ARG_TO, r->dst}, {DNNL_ARG_SCRATCHPAD, r->sp}};
+    dnnl_status_t st = dnnl_primitive_execute(r->prim, dnn_stream, 3, a);
+    MD_ASSERT(st == dnnl_success);
+}
+
+/* Direct and Winograd F(4x4, 3x3) kernels only: see the section comment. */
+static bool dnn_impl_ok(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl)
+        return false;
+    return strncmp(impl, "jit:", 4) == 0 || strncmp(impl, "brg", 3) == 0 || strncmp(impl, "jit_wino_4x3:", 13) == 0;
+}
+
+/* Forward and backward-data descriptors with algorithm alg; false (both
+ * NULL) when either cannot be made or is not a kernel accepted above. */
+static bool dnn_conv_pds(dnnl_primitive_desc_t *fpd, dnnl_primitive_desc_t *bpd, dnnl_alg_kind_t alg,
+                         const dnnl_memory_desc_t *x, const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *b,
+                         const dnnl_memory_desc_t *y, const dnnl_dim_t *st, const dnnl_dim_t *pl,
+                         const dnnl_dim_t *pr, const_dnnl_primitive_attr_t attr)
+{
+    dnnl_convolution_desc_t fd, bd;
+    *fpd = *bpd = NULL;
+    bool ok = dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, x, w, b, y, st, pl, pr) ==
+                  dnnl_success &&
+              dnnl_primitive_desc_create(fpd, &fd, attr, dnn_engine, NULL) == dnnl_success &&
+              dnnl_convolution_backward_data_desc_init(&bd, alg, x, w, y, st, pl, pr) == dnnl_success &&
+              dnnl_primitive_desc_create(bpd, &bd, attr, dnn_engine, *fpd) == dnnl_success &&
+              dnn_impl_ok(*fpd) && dnn_impl_ok(*bpd);
+    if (!ok) {
+        if (*fpd) dnnl_primitive_desc_destroy(*fpd);
+        if (*bpd) dnnl_primitive_desc_destroy(*bpd);
+        *fpd = *bpd = NULL;
+    }
+    return ok;
+}
+
+static bool dnn_sp_reserve(size_t bytes)
+{
+    if (bytes <= dnn_sp_cap)
+        return true;
+    size_t cap = (bytes + 4095) & ~(size_t)4095;
+    void *p = aligned_alloc(4096, cap);
+    if (!p)
+        return false;
+    free(dnn_sp);
+    dnn_sp = p;
+    dnn_sp_cap = cap;
+    return true;
+}
+
+/* Creates both primitives of e (key already set); false if any step fails. */
+static bool dnn_conv_init(dnn_conv *e, const conv_geom *q, bool bias)
+{
+    if (q->groups != 1)
+        return false;
+    dnnl_dims_t xd = {q->n, q->c, q->h, q->w}, wd = {q->o, q->c, q->kh, q->kw}, bd = {q->o},
+                yd = {q->n, q->o, q->oh, q->ow}, st = {q->sh, q->sw}, pl = {q->ph, q->pw},
+                pr = {(q->oh - 1) * q->sh + q->kh - q->h - q->ph, (q->ow - 1) * q->sw + q->kw - q->w - q->pw};
+    dnnl_memory_desc_t xp, wp, bp, yp, xa, wa, ya;
+    if (dnnl_memory_desc_init_by_tag(&xp, 4, xd, dnnl_f32, dnnl_nchw) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&wp, 4, wd, dnnl_f32, dnnl_oihw) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&bp, 1, bd, dnnl_f32, dnnl_x) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&yp, 4, yd, dnnl_f32, dnnl_nchw) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&xa, 4, xd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&wa, 4, wd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&ya, 4, yd, dnnl_f32, dnnl_format_tag_any) != dnnl_success)
+        return false;
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success)
+        return false;
+    dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
+    bool wino = q->n * q->ohw >= WINO_MIN_POSITIONS;
+    bool ok = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
+              ((wino && dnn_conv_pds(&fpd, &bpd, dnnl_convolution_winograd, &xa, &wa, bias ? &bp : NULL, &ya, st,
+                                     pl, pr, attr)) ||
+               dnn_conv_pds(&fpd, &bpd, dnnl_convolution_direct, &xa, &wa, bias ? &bp : NULL, &ya, st, pl, pr,
+                            attr));
+    if (ok) {
+        const dnnl_memory_desc_t *fx = dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0),
+                                 *fw = dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0),
+                                 *fy = dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0),
+                                 *fs = dnnl_primitive_desc_query_md(fpd, dnnl_query_scratchpad_md, 0),
+                                 *bdy = dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_dst_md, 0),
+                                 *bw = dnnl_primitive_desc_query_md(bpd, dnnl_query_weights_md, 0),
+                                 *bdx = dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0),
+                                 *bs = dnnl_primitive_desc_query_md(bpd, dnnl_query_scratchpad_md, 0);
+        e->x_bytes = dnnl_memory_desc_get_size(fx);
+        e->fw_bytes = dnnl_memory_desc_get_size(fw);
+        e->y_bytes = dnnl_memory_desc_get_size(fy);
+        e->dy_bytes = dnnl_memory_desc_get_size(bdy);
+        e->bw_bytes = dnnl_memory_desc_get_size(bw);
+        e->dx_bytes = dnnl_memory_desc_get_size(bdx);
+        e->fsp_bytes = dnnl_memory_desc_get_size(fs);
+        e->bsp_bytes = dnnl_memory_desc_get_size(bs);
+        ok = dnnl_primitive_create(&e->fwd, fpd) == dnnl_success &&
+             dnnl_primitive_create(&e->bwd, bpd) == dnnl_success &&
+             dnn_mem(&e->fx, fx) && dnn_mem(&e->fw, fw) && (!bias || dnn_mem(&e->fb, &bp)) &&
+             dnn_mem(&e->fy, fy) && dnn_mem(&e->fsp, fs) && dnn_mem(&e->bdy, bdy) && dnn_mem(&e->bw, bw) &&
+             dnn_mem(&e->bdx, bdx) && dnn_mem(&e->bsp, bs) &&
+             dnn_reorder_init(&e->rx, &xp, fx, attr) && dnn_reorder_init(&e->rw, &wp, fw, attr) &&
+             dnn_reorder_init(&e->ry, fy, &yp, attr) && dnn_reorder_init(&e->rdy, &yp, bdy, attr) &&
+             dnn_reorder_init(&e->rwb, &wp, bw, attr) && dnn_reorder_init(&e->rdx, bdx, &xp, attr) &&
+             dnn_sp_reserve(MD_MAX(MD_MAX(e->fsp_bytes, e->bsp_bytes),
+                                   MD_MAX(MD_MAX(e->rx.sp_bytes, e->rw.sp_bytes),
+                                          MD_MAX(MD_MAX(e->ry.sp_bytes, e->rdy.sp_bytes),
+                                                 MD_MAX(e->rwb.sp_bytes, e->rdx.sp_bytes)))));
+    }
+    dnnl_primitive_attr_destroy(attr);
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (bpd) dnnl_primitive_desc_destroy(bpd);
+    return ok;
+}
+
+/* The cache entry for q (created on first use), with dnn_lock held; NULL
+ * (lock released) when the im2col kernels must run. Release with
+ * dnn_release(). */
+static dnn_conv *dnn_acquire(const conv_geom *q, bool bias)
+{
+    pthread_mutex_lock(&dnn_lock);
+    if (dnn_state == 0) {
+        dnn_state = conv_ref() ? -1 : 1;
+        if (dnn_state == 1 && (dnnl_engine_create(&dnn_engine, dnnl_cpu, 0) != dnnl_success ||
+                               dnnl_stream_create(&dnn_stream, dnn_engine, dnnl_stream_default_flags) != dnnl_success)) {
+            md_log(MD_LOG_WARN, "oneDNN CPU engine unavailable; convolutions use im2col");
+            dnn_state = -1;
+        }
+    }
+    if (dnn_state < 0) {
+        pthread_mutex_unlock(&dnn_lock);
+        return NULL;
+    }
+    int64_t key[DNN_KEY] = {q->n, q->c, q->h, q->w, q->o, q->kh, q->kw, q->sh, q->sw, q->ph, q->pw,
+                            q->groups, bias, max_threads()};
+    dnn_conv *e = NULL;
+    for (int i = 0; i < DNN_SLOTS && !e; i++)
+        if (dnn_cache[i].used && memcmp(dnn_cache[i].key, key, sizeof key) == 0)
+            e = &dnn_cache[i];
+    if (!e) {
+        for (int i = 0; i < DNN_SLOTS && !e; i++)
+            if (!dnn_cache[i].used)
+                e = &dnn_cache[i];
+        if (!e) {
+            e = &dnn_cache[dnn_next];
+            dnn_next = (dnn_next + 1) % DNN_SLOTS;
+            dnn_conv_free(e);
+        }
+        memcpy(e->key, key, sizeof key);
+        e->used = true;
+        e->ok = dnn_conv_init(e, q, bias);
+        if (!e->ok) {
+            /* keep the key (so the next call does not retry), drop the rest */
+            dnn_conv_free(e);
+            memcpy(e->key, key, sizeof key);
+            e->used = true;
+        }
+    }
+    if (!e->ok) {
+        pthread_mutex_unlock(&dnn_lock);
+        return NULL;
+    }
+    return e;
+}
+
+static void dnn_release(void) { pthread_mutex_unlock(&dnn_lock); }
+
+static void dnn_exec(dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args)
+{
+    dnnl_status_t st = dnnl_primitive_execute(p, dnn_stream, n, args);
+    MD_ASSERT(st == dnnl_success);
+    dnnl_stream_wait(dnn_stream);
+}
+
+/* Buffer in the layout of md memory m: the plain one when no reorder. */
+static void *dnn_buf(md_graph *g, const dnn_reorder *r, const void *plain, size_t bytes)
+{
+    return r->prim ? md_graph_scratch(g, bytes) : (void *)plain;
+}
+
+/* y[i] += t[i] */
+static void add_into(float *y, const float *t, int64_t n)
+{
+    #pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++)
+        y[i] += t[i];
+}
+
+/* conv_fwd through oneDNN; false when the im2col kernel must run. */
+static bool dnn_fwd(md_graph *g, const conv_geom *q, const float *x, const float *w, const float *bias,
+                    float *y, float beta)
+{
+    dnn_conv *e = dnn_acquire(q, bias != NULL);
+    if (!e)
+        return false;
+    int64_t ny = q->n * q->o * q->ohw;
+    float *yt = beta == 0.f ? y : md_graph_scratch(g, sizeof(float) * (size_t)ny);
+    void *xb = dnn_buf(g, &e->rx, x, e->x_bytes), *wb = dnn_buf(g, &e->rw, w, e->fw_bytes),
+         *yb = dnn_buf(g, &e->ry, yt, e->y_bytes);
+    void *sp = e->fsp_bytes ? dnn_sp : NULL;
+    if (e->rx.prim) dnn_reorder_run(&e->rx, x, xb);
+    if (e->rw.prim) dnn_reorder_run(&e->rw, w, wb);
+    dnnl_memory_set_data_handle(e->fx, xb);
+    dnnl_memory_set_data_handle(e->fw, wb);
+    dnnl_memory_set_data_handle(e->fy, yb);
+    dnnl_memory_set_data_handle(e->fsp, sp);
+    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, e->fx}, {DNNL_ARG_WEIGHTS, e->fw}, {DNNL_ARG_DST, e->fy},
+                            {DNNL_ARG_SCRATCHPAD, e->fsp}, {DNNL_ARG_BIAS, e->fb}};
+    if (bias)
+        dnnl_memory_set_data_handle(e->fb, (void *)bias);
+    dnn_exec(e->fwd, bias ? 5 : 4, a);
+    if (e->ry.prim) dnn_reorder_run(&e->ry, yb, yt);
+    dnn_release();
+    if (beta != 0.f)
+        add_into(y, yt, ny);
+    return true;
+}
+
+/* conv_bwd_data through oneDNN; false when the im2col kernel must run. */
+static bool dnn_bwd_data(md_graph *g, const conv_geom *q, const float *dy, const float *w, float *dx,
+                         float beta)
+{
+    dnn_conv *e = dnn_acquire(q, false);
+    if (!e)
+        return false;
+    int64_t nx = q->n * q->c * q->hw;
+    float *dxt = beta == 0.f ? dx : md_graph_scratch(g, sizeof(float) * (size_t)nx);
+    void *dyb = dnn_buf(g, &e->rdy, dy, e->dy_bytes), *wb = dnn_buf(g, &e->rwb, w, e->bw_bytes),
+         *dxb = dnn_buf(g, &e->rdx, dxt, e->dx_bytes);
+    void *sp = e->bsp_bytes ? dnn_sp : NULL;
+    if (e->rdy.prim) dnn_reorder_run(&e->rdy, dy, dyb);
+    if (e->rwb.prim) dnn_reorder_run(&e->rwb, w, wb);
+    dnnl_memory_set_data_handle(e->bdy, dyb);
+    dnnl_memory_set_data_handle(e->bw, wb);
+    dnnl_memory_set_data_handle(e->bdx, dxb);
+    dnnl_memory_set_data_handle(e->bsp, sp);
+    dnnl_exec_arg_t a[4] = {{DNNL_ARG_DIFF_DST, e->bdy}, {DNNL_ARG_WEIGHTS, e->bw}, {DNNL_ARG_DIFF_SRC, e->bdx},
+                            {DNNL_ARG_SCRATCHPAD, e->bsp}};
+    dnn_exec(e->bwd, 4, a);
+    if (e->rdx.prim) dnn_reorder_run(&e->rdx, dxb, dxt);
+    dnn_release();
+    if (beta != 0.f)
+        add_into(dx, dxt, nx);
+    return true;
+}
+
 /* y (=|+=) conv(x, w) + bias. beta 0 overwrites y, 1 accumulates into it;
  * bias may be NULL. Items: (image, group, tile), disjoint in y. */
 static void conv_fwd(md_graph *g, const conv_geom *q, const float *x, const float *w, const float *bias,
                      float *y, float beta)
 {
+    if (dnn_fwd(g, q, x, w, bias, y, beta))
+        return;
     const int64_t items = q->n * q->groups * q->ntiles;
     float *cols = NULL;
     if (!q->direct)
@@ -229,6 +610,8 @@ static void conv_fwd(md_graph *g, const conv_geom *q, const float *x, const floa
 static void conv_bwd_data(md_graph *g, const conv_geom *q, const float *dy, const float *w, float *dx,
                           float beta)
 {
+    if (dnn_bwd_data(g, q, dy, w, dx, beta))
+        return;
     if (q->direct) {
         /* dx_g [Cg, T] = w_g^T [Cg, Og] @ dy_g [Og, T] */
         const int64_t items = q->n * q->groups * q->ntiles;
@@ -268,13 +651,271 @@ static void conv_bwd_data(md_graph *g, const conv_geom *q, const float *dy, cons
     }
 }
 
-/* dw (=|+=) sum over images and positions of dy_tile @ col_tile^T.
+/* Rows of output per tile of the shifted-copy weight gradient: its copies
+ * [KW, Cg, R+KH-1, OW] stay within this many floats (1 MiB: they and the dy
+ * rows they meet fit a Zen 5 core's L2). */
+#define WSHIFT_FLOATS 262144
+
+/* Weight-gradient micro-kernel: a block of WG_NB weight columns (kh, kw, c)
+ * by WG_OB output channels (four 16-float vectors) kept in registers over
+ * WG_KB positions, so dy^T [WG_KB, WG_OB] (24 KiB) stays in L1. */
+#define WG_OB 64
+#define WG_NB 6
+#define WG_KB 96
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+typedef __m512 wg_vec;
+static inline wg_vec wg_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline void wg_store(float *p, wg_vec v) { _mm512_storeu_ps(p, v); }
+static inline wg_vec wg_bcast(float x) { return _mm512_set1_ps(x); }
+static inline wg_vec wg_zero(void) { return _mm512_setzero_ps(); }
+static inline wg_vec wg_fma(wg_vec a, wg_vec b, wg_vec c) { return _mm512_fmadd_ps(a, b, c); }
+#else
+/* Portable: gcc/clang vector extensions (no fused multiply-add in ISO C mode). */
+typedef float wg_vec __attribute__((vector_size(64)));
+static inline wg_vec wg_load(const float *p)
+{
+    wg_vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void wg_store(float *p, wg_vec v) { memcpy(p, &v, sizeof v); }
+static inline wg_vec wg_bcast(float x) { return (wg_vec){0} + x; }
+static inline wg_vec wg_zero(void) { return (wg_vec){0}; }
+static inline wg_vec wg_fma(wg_vec a, wg_vec b, wg_vec c) { return a * b + c; }
+#endif
+
+/* dst[j][i] = src[i][j] for a 16 x 16 block; rows ld floats apart. */
+static void transpose16(float *dst, int64_t ldd, const float *src, int64_t lds)
+{
+#if defined(__AVX512F__)
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i++) {   /* per 128-bit lane: a0 b0 a1 b1 | a2 b2 a3 b3 */
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {   /* r[4i + j], lane L: column 4L + j of rows 4i..4i+3 */
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int j = 0; j < 4; j++) {   /* gather lane L of the four row groups */
+        __m512 v = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), w = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+        __m512 v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        __m512 w2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+        _mm512_storeu_ps(dst + j * ldd, _mm512_shuffle_f32x4(v, v2, 0x88));
+        _mm512_storeu_ps(dst + (8 + j) * ldd, _mm512_shuffle_f32x4(v, v2, 0xdd));
+        _mm512_storeu_ps(dst + (4 + j) * ldd, _mm512_shuffle_f32x4(w, w2, 0x88));
+        _mm512_storeu_ps(dst + (12 + j) * ldd, _mm512_shuffle_f32x4(w, w2, 0xdd));
+    }
+#else
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++)
+            dst[j * ldd + i] = src[i * lds + j];
+#endif
+}
+
+/* ct[i][0..64) (=|+=) sum over k < K of b[i][k] * a[k][0..64) for i < nb;
+ * a rows lda floats apart, ct rows ldc apart, b[i] one pointer per row. */
+static inline __attribute__((always_inline)) void wg_block(float *ct, int64_t ldc, const float *const *b,
+                                                           const int nb, const float *a, int64_t lda,
+                                                           int64_t K, bool acc)
+{
+    wg_vec c[WG_NB][4];
+    const float *br[WG_NB];
+    for (int i = 0; i < nb; i++) {
+        br[i] = b[i];
+        for (int j = 0; j < 4; j++)
+            c[i][j] = acc ? wg_load(ct + i * ldc + 16 * j) : wg_zero();
+    }
+    for (int64_t k = 0; k < K; k++) {
+        const float *ak = a + k * lda;
+        wg_vec a0 = wg_load(ak), a1 = wg_load(ak + 16), a2 = wg_load(ak + 32), a3 = wg_load(ak + 48);
+        for (int i = 0; i < nb; i++) {
+            wg_vec bb = wg_bcast(br[i][k]);
+            c[i][0] = wg_fma(bb, a0, c[i][0]);
+            c[i][1] = wg_fma(bb, a1, c[i][1]);
+            c[i][2] = wg_fma(bb, a2, c[i][2]);
+            c[i][3] = wg_fma(bb, a3, c[i][3]);
+        }
+    }
+    for (int i = 0; i < nb; i++)
+        for (int j = 0; j < 4; j++)
+            wg_store(ct + i * ldc + 16 * j, c[i][j]);
+}
+
+static void wg_block_n(float *ct, int64_t ldc, const float *const *b, int nb, const float *a, int64_t lda,
+                       int64_t K, bool acc)
+{
+    switch (nb) {
+    case 6: wg_block(ct, ldc, b, 6, a, lda, K, acc); break;
+    case 5: wg_block(ct, ldc, b, 5, a, lda, K, acc); break;
+    case 4: wg_block(ct, ldc, b, 4, a, lda, K, acc); break;
+    case 3: wg_block(ct, ldc, b, 3, a, lda, K, acc); break;
+    case 2: wg_block(ct, ldc, b, 2, a, lda, K, acc); break;
+    default: wg_block(ct, ldc, b, 1, a, lda, K, acc); break;
+    }
+}
+
+/* conv_bwd_weight for stride 1 and Og a multiple of WG_OB, without im2col.
+ * With xs_kw [Cg, OH+KH-1, OW] the input shifted by kw columns (zeros where
+ * it reads padding), every weight column is a dot product over positions
+ * p = (oh, ow) with a row of xs read kh rows on:
+ *   dw[o, c, kh, kw] = sum_p dy[o, p] * xs_kw[c, p + kh*OW]
+ * The copies move KW values per input value where im2col moves KH*KW; dy
+ * is transposed per tile to dy^T [P, Og] for the kernel. Output rows are cut
+ * into tiles of R rows and the (image, tile) sequence into chunks summed as
+ * in conv_bwd_weight. Partial layout per group: [KH, KW, Cg, Og]. When db is
+ * given the bias gradient is summed from the same dy rows (partials per
+ * chunk, added in order). */
+static void conv_bwd_weight_shift(md_graph *g, const conv_geom *q, const float *x, const float *dy, float *dw,
+                                  float beta, float *db, float dbeta)
+{
+    const int64_t KH = q->kh, KW = q->kw, OW = q->ow, OH = q->oh, cg = q->cg, og = q->og;
+    const int64_t wn = q->o * q->rows, ncol = q->rows;   /* columns (kh, kw, c) per group */
+    int64_t R = WSHIFT_FLOATS / (KW * cg * OW) - (KH - 1);
+    R = MD_MAX(1, MD_MIN(R, OH));
+    const int64_t nrt = (OH + R - 1) / R, seq = q->n * nrt;
+    const int64_t xs_floats = KW * cg * (R + KH - 1) * OW, dt_floats = R * OW * og;
+    int64_t nch = MD_MIN(seq, WGRAD_CHUNKS);
+    nch = MD_MAX(1, MD_MIN(nch, WGRAD_BYTES / (wn * (int64_t)sizeof(float))));
+    float *part = md_graph_scratch(g, sizeof(float) * (size_t)(wn * nch));
+    float *bpart = db ? md_graph_scratch(g, sizeof(float) * (size_t)(q->o * nch)) : NULL;
+    float *xss = md_graph_scratch(g, sizeof(float) * (size_t)(xs_floats + dt_floats) * (size_t)max_threads());
+    const int64_t items = nch * q->groups;
+    #pragma omp parallel
+    {
+        float *xs = xss + (size_t)thread_id() * (size_t)(xs_floats + dt_floats);
+        float *dyt = xs + xs_floats;   /* [P, Og] */
+        const float *bp[WG_NB];
+        #pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            int64_t gi = it % q->groups, ch = it / q->groups;
+            int64_t s0 = seq * ch / nch, s1 = seq * (ch + 1) / nch;
+            float *pw = part + ch * wn + gi * og * ncol;   /* [KH, KW, Cg, Og] */
+            float *pb = bpart ? bpart + ch * q->o + gi * og : NULL;
+            for (int64_t s = s0; s < s1; s++) {
+                int64_t n = s / nrt, r0 = (s % nrt) * R, rn = MD_MIN(OH, r0 + R) - r0;
+                int64_t rows = rn + KH - 1, plane = rows * OW, P = rn * OW;
+                const float *xg = x + (n * q->c + gi * cg) * q->hw;
+                /* xs [KW, Cg, rows, OW]: xs[kw, c, rr, ow] = x[c, r0+rr-ph, ow+kw-pw] */
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    const tap_walk tw = tap_init(q, kw);
+                    for (int64_t c = 0; c < cg; c++) {
+                        float *d = xs + (kw * cg + c) * plane;
+                        const float *xc = xg + c * q->hw;
+                        for (int64_t rr = 0; rr < rows; rr++, d += OW) {
+                            int64_t ih = r0 + rr - q->ph;
+                            if (ih < 0 || ih >= q->h) {
+                                memset(d, 0, sizeof(float) * (size_t)OW);
+                                continue;
+                            }
+                            const float *xr = xc + ih * q->w + tw.off;
+                            for (int64_t ow = 0; ow < tw.olo; ow++)
+                                d[ow] = 0.f;
+                            #pragma omp simd
+                            for (int64_t ow = tw.olo; ow < tw.ohi; ow++)
+                                d[ow] = xr[ow];
+                            for (int64_t ow = tw.ohi; ow < OW; ow++)
+                                d[ow] = 0.f;
+                        }
+                    }
+                }
+                /* dy^T [P, Og] from dy [Og, P] in 16 x 16 blocks; bias sums */
+                const float *dyg = dy + (n * q->o + gi * og) * q->ohw + r0 * OW;
+                for (int64_t o0 = 0; o0 < og; o0 += 16)
+                    for (int64_t p0 = 0; p0 < P; p0 += 16) {
+                        int64_t pn = MD_MIN(16, P - p0);
+                        if (pn == 16) {
+                            transpose16(dyt + p0 * og + o0, og, dyg + o0 * q->ohw + p0, q->ohw);
+                            continue;
+                        }
+                        for (int64_t o = o0; o < o0 + 16; o++) {
+                            const float *src = dyg + o * q->ohw + p0;
+                            for (int64_t p = 0; p < pn; p++)
+                                dyt[(p0 + p) * og + o] = src[p];
+                        }
+                    }
+                if (pb)
+                    for (int64_t o = 0; o < og; o++) {
+                        const float *r = dyg + o * q->ohw;
+                        float acc = 0.f;
+                        #pragma omp simd reduction(+:acc)
+                        for (int64_t p = 0; p < P; p++)
+                            acc += r[p];
+                        pb[o] = (s == s0 ? 0.f : pb[o]) + acc;
+                    }
+                for (int64_t k0 = 0; k0 < P; k0 += WG_KB) {
+                    int64_t K = MD_MIN(WG_KB, P - k0);
+                    bool acc = s != s0 || k0 != 0;
+                    for (int64_t ob = 0; ob < og; ob += WG_OB)
+                        for (int64_t n0 = 0; n0 < ncol; n0 += WG_NB) {
+                            int nb = (int)MD_MIN(WG_NB, ncol - n0);
+                            for (int i = 0; i < nb; i++) {
+                                int64_t col = n0 + i, kh = col / (KW * cg), kw = (col / cg) % KW, c = col % cg;
+                                bp[i] = xs + (kw * cg + c) * plane + kh * OW + k0;
+                            }
+                            wg_block_n(pw + n0 * og + ob, og, bp, nb, dyt + k0 * og + ob, og, K, acc);
+                        }
+                }
+            }
+        }
+        /* Chunks summed in order (contiguous, into the first chunk), then
+         * dw[o, c, kh, kw] from part[gi][kh, kw, c, o']. */
+        #pragma omp for schedule(static)
+        for (int64_t j0 = 0; j0 < wn; j0 += 1024) {
+            int64_t j1 = MD_MIN(wn, j0 + 1024);
+            for (int64_t ch = 1; ch < nch; ch++) {
+                const float *src = part + ch * wn;
+                #pragma omp simd
+                for (int64_t j = j0; j < j1; j++)
+                    part[j] += src[j];
+            }
+        }
+        #pragma omp for schedule(static)
+        for (int64_t o = 0; o < q->o; o++) {
+            const float *src = part + (o / og) * og * ncol + o % og;
+            float *d = dw + o * q->rows;
+            for (int64_t c = 0; c < cg; c++)
+                for (int64_t kh = 0; kh < KH; kh++)
+                    for (int64_t kw = 0; kw < KW; kw++) {
+                        float v = src[((kh * KW + kw) * cg + c) * og];
+                        float *e = d + (c * KH + kh) * KW + kw;
+                        *e = (beta == 0.f ? 0.f : *e) + v;
+                    }
+            if (db) {
+                float acc = bpart[o];
+                for (int64_t ch = 1; ch < nch; ch++)
+                    acc += bpart[ch * q->o + o];
+                db[o] = (dbeta == 0.f ? 0.f : db[o]) + acc;
+            }
+        }
+    }
+}
+
+static void bias_grad(float *db, const float *dy, int64_t n, int64_t o, int64_t s, float beta);
+
+/* dw (=|+=) sum over images and positions of dy_tile @ col_tile^T, and
+ * db (=|+=, dbeta) the bias gradient when db is not NULL.
  * The (image, tile) sequence is cut into a fixed number of contiguous
  * chunks; each sums into its own buffer and the buffers are added in chunk
- * order. Items: (chunk, group). */
+ * order. Items: (chunk, group). Stride 1 with Og a multiple of WG_OB runs
+ * conv_bwd_weight_shift instead (unless MEDLEY_CONV_REF). */
 static void conv_bwd_weight(md_graph *g, const conv_geom *q, const float *x, const float *dy, float *dw,
-                            float beta)
+                            float beta, float *db, float dbeta)
 {
+    if (!q->direct && q->sh == 1 && q->sw == 1 && q->og % WG_OB == 0 && !conv_ref()) {
+        conv_bwd_weight_shift(g, q, x, dy, dw, beta, db, dbeta);
+        return;
+    }
+    if (db)
+        bias_grad(db, dy, q->n, q->o, q->ohw, dbeta);
     const int64_t wn = q->o * q->rows;   /* weight elements */
     const int64_t seq = q->n * q->ntiles;
     int64_t nch = MD_MIN(seq, WGRAD_CHUNKS);
@@ -341,9 +982,14 @@ static void conv_backward(md_graph *g, md_node *nd)
     const conv_geom *q = nd->saved[0];
     if (md_wants_grad(x))
         conv_bwd_data(g, q, y->grad, w->data, x->grad, md_grad_beta(x));
-    if (md_wants_grad(w))
-        conv_bwd_weight(g, q, x->data, y->grad, w->grad, md_grad_beta(w));
-    if (md_wants_grad(bias))
+    bool gb = md_wants_grad(bias);
+    if (md_wants_grad(w)) {
+        float bw = md_grad_beta(w);
+        conv_bwd_weight(g, q, x->data, y->grad, w->grad, bw, gb ? bias->grad : NULL,
+                        gb ? md_grad_beta(bias) : 0.f);
+        gb = false;
+    }
+    if (gb)
         bias_grad(bias->grad, y->grad, q->n, q->o, q->ohw, md_grad_beta(bias));
 }
 
@@ -412,7 +1058,7 @@ static void convt_backward(md_graph *g, md_node *nd)
     if (md_wants_grad(x))
         conv_fwd(g, q, y->grad, w->data, NULL, x->grad, md_grad_beta(x));
     if (md_wants_grad(w))
-        conv_bwd_weight(g, q, y->grad, x->data, w->grad, md_grad_beta(w));
+        conv_bwd_weight(g, q, y->grad, x->data, w->grad, md_grad_beta(w), NULL, 0.f);
     if (md_wants_grad(bias))
         bias_grad(bias->grad, y->grad, q->n, q->c, q->hw, md_grad_beta(bias));
 }
@@ -696,4 +1342,137 @@ md_tensor *md_groupnorm(md_graph *g, md_tensor *x, int groups, md_tensor *w, md_
         nd->iarg[0] = G;
     }
     return y;
+}
+
+/* ---- groupnorm + SiLU ---------------------------------------------------------
+ * z = silu(groupnorm(x)) as one op: the normalised values y are never
+ * stored; backward recomputes them from x and the saved statistics, and
+ * keeps one group's dy = dz * silu'(y) in a per-thread buffer [Cg*S] between
+ * its two passes. Statistics as md_groupnorm; saved: mean, rstd [N*G]. */
+
+static void groupnorm_silu_backward(md_graph *g, md_node *nd)
+{
+    md_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *z = nd->out;
+    const float *mean = nd->saved[0], *rstd = nd->saved[1];
+    int64_t N = x->shape[0], C = x->shape[1], G = nd->iarg[0];
+    int64_t S = md_numel(x) / (N * C), Cg = C / G;
+    const float *wv = w ? w->data : NULL, *bv = b ? b->data : NULL;
+    bool gx = md_wants_grad(x), gw = md_wants_grad(w), gb = md_wants_grad(b);
+    float *sdy = md_graph_scratch(g, sizeof(float) * (size_t)(N * C));
+    float *sdyx = md_graph_scratch(g, sizeof(float) * (size_t)(N * C));
+    float *dys = md_graph_scratch(g, sizeof(float) * (size_t)(Cg * S) * (size_t)max_threads());
+    float beta = gx ? md_grad_beta(x) : 0.f;
+    #pragma omp parallel for schedule(static)
+    for (int64_t ng = 0; ng < N * G; ng++) {
+        int64_t n = ng / G, c0 = (ng % G) * Cg;
+        float mu = mean[ng], rs = rstd[ng];
+        float *dyg = dys + (size_t)thread_id() * (size_t)(Cg * S);
+        float a = 0.f, bsum = 0.f;   /* sum w*dy, sum w*dy*xhat over the group */
+        for (int64_t c = c0; c < c0 + Cg; c++) {
+            const float *xr = x->data + (n * C + c) * S, *dzr = z->grad + (n * C + c) * S;
+            float *dyr = dyg + (c - c0) * S;
+            float wc = wv ? wv[c] : 1.f;
+            float sc = rs * wc, sh = (bv ? bv[c] : 0.f) - mu * sc;
+            float s1 = 0.f, s2 = 0.f;
+            #pragma omp simd reduction(+:s1, s2)
+            for (int64_t i = 0; i < S; i++) {
+                float y = xr[i] * sc + sh, sg = md_fast_sigmoid(y);
+                float d = dzr[i] * sg * (1.f + y * (1.f - sg));
+                dyr[i] = d;
+                s1 += d;
+                s2 += d * (xr[i] - mu);
+            }
+            s2 *= rs;
+            sdy[n * C + c] = s1;
+            sdyx[n * C + c] = s2;
+            a += wc * s1;
+            bsum += wc * s2;
+        }
+        if (!gx)
+            continue;
+        float M = (float)(Cg * S);
+        a /= M;
+        bsum /= M;
+        for (int64_t c = c0; c < c0 + Cg; c++) {
+            const float *xr = x->data + (n * C + c) * S, *dyr = dyg + (c - c0) * S;
+            float *dxr = x->grad + (n * C + c) * S;
+            float wc = wv ? wv[c] : 1.f;
+            /* dx = rs * (w*dy - mean(w*dy) - xhat * mean(w*dy*xhat)) */
+            float k1 = rs * wc, k2 = rs * bsum * rs, k0 = -rs * a + mu * k2;
+            if (beta == 0.f) {
+                #pragma omp simd
+                for (int64_t i = 0; i < S; i++)
+                    dxr[i] = k1 * dyr[i] - k2 * xr[i] + k0;
+            } else {
+                #pragma omp simd
+                for (int64_t i = 0; i < S; i++)
+                    dxr[i] += k1 * dyr[i] - k2 * xr[i] + k0;
+            }
+        }
+    }
+    if (gw || gb) {
+        float bw = gw ? md_grad_beta(w) : 0.f, bb = gb ? md_grad_beta(b) : 0.f;
+        for (int64_t c = 0; c < C; c++) {
+            float aw = 0.f, ab = 0.f;
+            for (int64_t n = 0; n < N; n++) {
+                aw += sdyx[n * C + c];
+                ab += sdy[n * C + c];
+            }
+            if (gw) w->grad[c] = (bw == 0.f ? 0.f : w->grad[c]) + aw;
+            if (gb) b->grad[c] = (bb == 0.f ? 0.f : b->grad[c]) + ab;
+        }
+    }
+}
+
+md_tensor *md_groupnorm_silu(md_graph *g, md_tensor *x, int groups, md_tensor *w, md_tensor *b, float eps)
+{
+    MD_CHECK_CONTIG(x);
+    MD_CHECK_F32(x);
+    MD_ASSERT(x->ndim >= 2 && groups >= 1 && x->shape[1] % groups == 0);
+    int64_t N = x->shape[0], C = x->shape[1], G = groups;
+    int64_t S = (N * C != 0) ? md_numel(x) / (N * C) : 0, Cg = C / G;
+    MD_ASSERT(!w || md_numel(w) == C);
+    MD_ASSERT(!b || md_numel(b) == C);
+    md_tensor *z = md_tensor_new(g, MD_F32, x->ndim, x->shape, md_any_grad(g, x, w, b));
+    float *mean = md_graph_scratch(g, sizeof(float) * (size_t)(N * G));
+    float *rstd = md_graph_scratch(g, sizeof(float) * (size_t)(N * G));
+    const float *wv = w ? w->data : NULL, *bv = b ? b->data : NULL;
+    #pragma omp parallel for schedule(static)
+    for (int64_t ng = 0; ng < N * G; ng++) {
+        const float *xg = x->data + ng * Cg * S;
+        float *zg = z->data + ng * Cg * S;
+        int64_t M = Cg * S;
+        float s = 0.f;
+        #pragma omp simd reduction(+:s)
+        for (int64_t i = 0; i < M; i++)
+            s += xg[i];
+        float mu = s / (float)M, v = 0.f;
+        #pragma omp simd reduction(+:v)
+        for (int64_t i = 0; i < M; i++) {
+            float d = xg[i] - mu;
+            v += d * d;
+        }
+        float rs = 1.f / sqrtf(v / (float)M + eps);
+        mean[ng] = mu;
+        rstd[ng] = rs;
+        int64_t c0 = (ng % G) * Cg;
+        for (int64_t c = 0; c < Cg; c++) {
+            float sc = rs * (wv ? wv[c0 + c] : 1.f);
+            float sh = (bv ? bv[c0 + c] : 0.f) - mu * sc;
+            const float *xr = xg + c * S;
+            float *zr = zg + c * S;
+            #pragma omp simd
+            for (int64_t i = 0; i < S; i++) {
+                float y = xr[i] * sc + sh;
+                zr[i] = y * md_fast_sigmoid(y);
+            }
+        }
+    }
+    md_node *nd = md_graph_record(g, groupnorm_silu_backward, z);
+    if (nd) {
+        nd->in[0] = x; nd->in[1] = w; nd->in[2] = b;
+        nd->saved[0] = mean; nd->saved[1] = rstd;
+        nd->iarg[0] = G;
+    }
+    return z;
 }

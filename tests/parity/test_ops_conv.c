@@ -59,6 +59,26 @@ static int op_groupnorm(md_graph *g, md_tensor **in, md_tensor **out, void *u)
     return 1;
 }
 
+static int op_groupnorm_silu(md_graph *g, md_tensor **in, md_tensor **out, void *u)
+{
+    cp *p = u;
+    out[0] = md_groupnorm_silu(g, in[0], p->ngroups, p->affine >= 1 ? in[1] : NULL,
+                               p->affine >= 2 ? in[2] : NULL, p->eps);
+    return 1;
+}
+
+/* The residual block with the fused norm + SiLU, as md_resblock_forward. */
+static int op_resblock_fused(md_graph *g, md_tensor **in, md_tensor **out, void *u)
+{
+    cp *p = u;
+    md_tensor *h = md_groupnorm_silu(g, in[0], p->ngroups, in[1], in[2], p->eps);
+    h = md_conv2d(g, h, in[3], in[4], 1, 1, 1);
+    h = md_groupnorm_silu(g, h, p->ngroups, in[5], in[6], p->eps);
+    h = md_conv2d(g, h, in[7], NULL, 1, 1, 1);
+    out[0] = md_add(g, h, in[0]);
+    return 1;
+}
+
 /* A conv residual block as the benchmark runs it: GN, SiLU, conv3x3, GN,
  * SiLU, conv3x3, plus the input. in: x, gn1 w, b, conv1 w, b, gn2 w, b,
  * conv2 w (no bias: eight inputs at most). */
@@ -212,6 +232,16 @@ static void groupnorm_case(pc_ctx *c, int ndim, const int64_t *xs, int groups, i
     pc_run(c, "groupnorm", params, 1 + affine, ins, op_groupnorm, &p);
 }
 
+static void groupnorm_silu_case(pc_ctx *c, int ndim, const int64_t *xs, int groups, int affine)
+{
+    cp p = {.ngroups = groups, .affine = affine, .eps = 1e-6f};
+    int64_t cs[1] = {xs[1]};
+    pc_input ins[3] = {f32in(ndim, xs, true), f32in(1, cs, true), f32in(1, cs, true)};
+    char params[96];
+    snprintf(params, sizeof params, "{\"groups\":%d,\"eps\":1e-6,\"affine\":%d,\"tol\":1e-4}", groups, affine);
+    pc_run(c, "groupnorm_silu", params, 1 + affine, ins, op_groupnorm_silu, &p);
+}
+
 static void vq_grid_case(pc_ctx *c, int64_t N, int64_t K, int64_t D, bool commit)
 {
     static bool flags[2] = {false, true};
@@ -244,6 +274,12 @@ int main(int argc, char **argv)
     conv2d_case(&c, 2, 64, 17, 17, 8, 3, 3, 1, 1, 1, true);
     conv2d_case(&c, 1, 128, 33, 33, 4, 3, 3, 2, 1, 2, true);  /* + stride 2, groups */
     conv2d_case(&c, 3, 96, 11, 13, 16, 1, 1, 1, 0, 2, false); /* 1x1 direct, groups */
+    /* Stride 1 with 64 outputs per group: the shifted-copy weight gradient
+     * (bias summed beside it); groups, KH != KW, wide padding; and an image
+     * of more rows than one of its tiles holds (32 rows here). */
+    conv2d_case(&c, 2, 16, 9, 11, 64, 3, 3, 1, 1, 1, true);
+    conv2d_case(&c, 1, 8, 7, 6, 128, 3, 2, 1, 2, 2, false);
+    conv2d_case(&c, 1, 64, 37, 40, 64, 3, 3, 1, 1, 1, true);
 
     /* conv1d: n, c, l, o, k, stride, pad, groups, bias */
     conv1d_case(&c, 2, 4, 11, 6, 3, 2, 1, 2, true);
@@ -272,6 +308,10 @@ int main(int argc, char **argv)
         groupnorm_case(&c, 4, x4, 1, 2);
         groupnorm_case(&c, 4, x4, 6, 2);                      /* one channel per group */
         groupnorm_case(&c, 2, x2, 2, 2);                      /* no spatial dims */
+        groupnorm_silu_case(&c, 4, x4, 3, 2);
+        groupnorm_silu_case(&c, 3, x3, 4, 0);
+        groupnorm_silu_case(&c, 5, x5, 2, 1);
+        groupnorm_silu_case(&c, 4, x4, 6, 2);
     }
 
     {
@@ -281,6 +321,16 @@ int main(int argc, char **argv)
         pc_input ins[8] = {f32in(4, xs, true), f32in(1, cs, true), f32in(1, cs, true), f32in(4, ws, true),
                            f32in(1, cs, true), f32in(1, cs, true), f32in(1, cs, true), f32in(4, ws, true)};
         pc_run(&c, "resblock", "{\"groups\":4,\"eps\":1e-5,\"tol\":1e-4}", 8, ins, op_resblock, &p);
+        pc_run(&c, "resblock_fused", "{\"groups\":4,\"eps\":1e-5,\"tol\":1e-4}", 8, ins, op_resblock_fused, &p);
+    }
+    {
+        /* Enough positions (2 x 24 x 24) for the Winograd convolutions, and
+         * channels for oneDNN's blocked layouts. */
+        cp p = {.ngroups = 8, .eps = 1e-6f};
+        int64_t xs[4] = {2, 16, 24, 24}, cs[1] = {16}, ws[4] = {16, 16, 3, 3};
+        pc_input ins[8] = {f32in(4, xs, true), f32in(1, cs, true), f32in(1, cs, true), f32in(4, ws, true),
+                           f32in(1, cs, true), f32in(1, cs, true), f32in(1, cs, true), f32in(4, ws, true)};
+        pc_run(&c, "resblock_fused", "{\"groups\":8,\"eps\":1e-6,\"tol\":1e-4}", 8, ins, op_resblock_fused, &p);
     }
 
     vq_grid_case(&c, 7, 12, 4, true);
