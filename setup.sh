@@ -93,7 +93,7 @@ test)
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
     meson test -C "$ASAN_DIR" --no-rebuild --print-errorlogs --timeout-multiplier 4 \
-        --suite core --suite parity --no-suite slow || status=1
+        --suite core --suite parity || status=1
     set -- $(count_results "$ASAN_DIR/meson-logs/testlog.json")
     passed=$((passed + $1)) failed=$((failed + $2)) skipped=$((skipped + $3))
     echo "$passed passed, $failed failed, $skipped skipped"
