@@ -10,6 +10,7 @@
  *     with the ratio and Medley's fraction of the measured peak.
  * Timing is the median step after warm-up. Usage:
  *   bench_engine [--iters N] [--no-torch]
+ * With MEDLEY_PROFILE=1 each block's op-by-op times are printed too.
  * FLOP counts (multiply-add = 2): linear layers 2·N·12·d² forward; full
  * attention 4·B·T²·d forward, causal counted at T(T+1)/2 of it (only that
  * is needed); backward = 2× forward; recomputation is not counted. */
@@ -111,7 +112,10 @@ static double time_block(md_paramset *ps, block_fn fn, void *user, int nd, const
         nx *= shape[i];
     x0 = malloc(sizeof(float) * (size_t)nx);
     md_fill_normal(x0, nx, 1, 0, 0.f, 1.f);
+    bool profile = getenv("MEDLEY_PROFILE") && strcmp(getenv("MEDLEY_PROFILE"), "0") != 0;
     for (int it = 0; it < iters + 2; it++) {
+        if (profile && it == 2)
+            md_graph_set_profile(g, true);   /* count the timed steps only */
         double t0 = md_time_now();
         md_graph_reset(g);
         md_paramset_zero_grad(ps);
@@ -124,6 +128,10 @@ static double time_block(md_paramset *ps, block_fn fn, void *user, int nd, const
         }
         md_graph_backward_from(g, y, dy);
         t[it] = md_time_now() - t0;
+    }
+    if (profile) {
+        printf("\nop profile, %d steps:\n", iters);
+        md_graph_profile_print(g, stdout);
     }
     qsort(t + 2, (size_t)iters, sizeof(double), cmp_double);
     double med = t[2 + iters / 2];
