@@ -4,8 +4,9 @@
  * Layout: q [B, Tq, H*Dh], k/v [B, Tk, H*Dh]; head h owns columns
  * [h*Dh, (h+1)*Dh). Work is split over (batch, head) pairs; each pair runs
  * on one thread, through query blocks of QB rows, so scratch per thread is
- * QB × Tk floats whatever the sequence length, and only the per-row
- * log-sum-exp is kept for backward (probabilities are recomputed there).
+ * QB × Tk floats whatever the sequence length. For backward, short
+ * sequences keep the probabilities (up to ATTN_KEEP_PROBS_BYTES); longer
+ * ones keep only the per-row log-sum-exp and recompute them.
  * Causal blocks stop their key range at the last visible key, which skips
  * the masked half of the work.
  */
@@ -27,7 +28,27 @@ typedef struct attn_args {
     float *o;                  /* output, batch stride so, row stride lo */
     int64_t so, lo;
     float *lse;                /* [B, H, Tq] or NULL */
+    float *probs;              /* [B*H, Tq, Tk] kept for backward, or NULL */
 } attn_args;
+
+/* Probabilities are kept for backward while they take at most this much
+ * (short sequences: saves recomputing Q·Kᵀ and the exps, ~20% of the
+ * backward); longer sequences keep only the log-sum-exp, so memory stays
+ * linear in T. MEDLEY_ATTN_KEEP_MAX (bytes) overrides; tests set 0 to run
+ * the recomputing path. */
+#define ATTN_KEEP_PROBS_BYTES ((int64_t)64 << 20)
+
+static int64_t keep_probs_limit(void)
+{
+    static int64_t limit = -1;
+    if (limit < 0) {
+        const char *e = getenv("MEDLEY_ATTN_KEEP_MAX");
+        char *end = NULL;
+        long long v = e && *e ? strtoll(e, &end, 10) : -1;
+        limit = (e && *e && end && !*end && v >= 0) ? (int64_t)v : ATTN_KEEP_PROBS_BYTES;
+    }
+    return limit;
+}
 
 /* Keys visible to query row i: [0, kend(i)). */
 static inline int64_t kend(const attn_args *a, int64_t i)
@@ -45,7 +66,7 @@ static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *sc
     #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < pairs; p++) {
         int64_t b = p / a->H, h = p % a->H;
-        float *S = scratch + (int64_t)md_pool_thread_id() * QB * a->Tk;
+        float *S0 = scratch + (int64_t)md_pool_thread_id() * QB * a->Tk;
         const float *qb = a->q + b * a->sq + h * a->Dh;
         const float *kb = a->k + b * a->sk + h * a->Dh;
         const float *vb = a->v + b * a->sv + h * a->Dh;
@@ -58,9 +79,13 @@ static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *sc
                     memset(ob + (i0 + r) * a->lo, 0, sizeof(float) * (size_t)a->Dh);
                 continue;
             }
-            md_cpu_gemm(false, true, rows, kn, a->Dh, scale, qb + i0 * a->lq, a->lq, kb, a->lk, 0.f, S, kn);
+            /* scores, then probabilities, in place: into the kept buffer
+             * (row stride Tk) or this thread's scratch (row stride kn) */
+            float *S = a->probs ? a->probs + (p * a->Tq + i0) * a->Tk : S0;
+            int64_t ls = a->probs ? a->Tk : kn;
+            md_cpu_gemm(false, true, rows, kn, a->Dh, scale, qb + i0 * a->lq, a->lq, kb, a->lk, 0.f, S, ls);
             for (int64_t r = 0; r < rows; r++) {
-                float *sr = S + r * kn;
+                float *sr = S + r * ls;
                 int64_t ke = kend(a, i0 + r);
                 float mx = -INFINITY;
                 for (int64_t j = 0; j < ke; j++)
@@ -81,7 +106,7 @@ static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *sc
                 if (a->lse)
                     a->lse[(b * a->H + h) * a->Tq + i0 + r] = ke ? mx + logf(s) : INFINITY;
             }
-            md_cpu_gemm(false, false, rows, a->Dh, kn, 1.f, S, kn, vb, a->lv, 0.f, ob + i0 * a->lo, a->lo);
+            md_cpu_gemm(false, false, rows, a->Dh, kn, 1.f, S, ls, vb, a->lv, 0.f, ob + i0 * a->lo, a->lo);
         }
     }
     MD_UNUSED(g);
@@ -96,8 +121,8 @@ static void attn_backward_kernel(const attn_args *a, const float *dout, float *d
     #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < pairs; p++) {
         int64_t b = p / a->H, h = p % a->H;
-        float *P = scratch + (int64_t)md_pool_thread_id() * (2 * QB * a->Tk + QB);
-        float *dP = P + QB * a->Tk;
+        float *P0 = scratch + (int64_t)md_pool_thread_id() * (2 * QB * a->Tk + QB);
+        float *dP = P0 + QB * a->Tk;
         float *Drow = dP + QB * a->Tk;
         const float *qb = a->q + b * a->sq + h * a->Dh;
         const float *kb = a->k + b * a->sk + h * a->Dh;
@@ -124,18 +149,25 @@ static void attn_backward_kernel(const attn_args *a, const float *dout, float *d
                     s += dor[d] * orow[d];
                 Drow[r] = s;
             }
-            md_cpu_gemm(false, true, rows, kn, a->Dh, scale, qb + i0 * a->lq, a->lq, kb, a->lk, 0.f, P, kn);
+            /* P: kept from forward (row stride Tk), or recomputed from
+             * Q·Kᵀ and the log-sum-exp into scratch (row stride kn) */
+            float *P = a->probs ? a->probs + (p * a->Tq + i0) * a->Tk : P0;
+            int64_t lp = a->probs ? a->Tk : kn;
+            if (!a->probs)
+                md_cpu_gemm(false, true, rows, kn, a->Dh, scale, qb + i0 * a->lq, a->lq, kb, a->lk, 0.f, P, kn);
             md_cpu_gemm(false, true, rows, kn, a->Dh, 1.f, dob + i0 * a->lo, a->lo, vb, a->lv, 0.f, dP, kn);
             for (int64_t r = 0; r < rows; r++) {
-                float *pr = P + r * kn, *dpr = dP + r * kn;
+                float *pr = P + r * lp, *dpr = dP + r * kn;
                 int64_t ke = kend(a, i0 + r);
                 float l = lse[i0 + r], D = Drow[r];
-                #pragma omp simd
-                for (int64_t j = 0; j < ke; j++) {
-                    float pv = md_fast_exp(pr[j] - l);
-                    pr[j] = pv;
-                    dpr[j] = pv * (dpr[j] - D) * scale;   /* dS, pre-scaled */
+                if (!a->probs) {
+                    #pragma omp simd
+                    for (int64_t j = 0; j < ke; j++)
+                        pr[j] = md_fast_exp(pr[j] - l);
                 }
+                #pragma omp simd
+                for (int64_t j = 0; j < ke; j++)
+                    dpr[j] = pr[j] * (dpr[j] - D) * scale;   /* dS, pre-scaled */
                 for (int64_t j = ke; j < kn; j++)
                     pr[j] = dpr[j] = 0.f;
             }
@@ -144,11 +176,11 @@ static void attn_backward_kernel(const attn_args *a, const float *dout, float *d
              * and dV need no zeroing pass. */
             int64_t kold = MD_MIN(kdone, kn);
             if (kold > 0) {
-                md_cpu_gemm(true, false, kold, a->Dh, rows, 1.f, P, kn, dob + i0 * a->lo, a->lo, 1.f, dvb, a->lv);
+                md_cpu_gemm(true, false, kold, a->Dh, rows, 1.f, P, lp, dob + i0 * a->lo, a->lo, 1.f, dvb, a->lv);
                 md_cpu_gemm(true, false, kold, a->Dh, rows, 1.f, dP, kn, qb + i0 * a->lq, a->lq, 1.f, dkb, a->lk);
             }
             if (kn > kold) {
-                md_cpu_gemm(true, false, kn - kold, a->Dh, rows, 1.f, P + kold, kn, dob + i0 * a->lo, a->lo, 0.f,
+                md_cpu_gemm(true, false, kn - kold, a->Dh, rows, 1.f, P + kold, lp, dob + i0 * a->lo, a->lo, 0.f,
                             dvb + kold * a->lv, a->lv);
                 md_cpu_gemm(true, false, kn - kold, a->Dh, rows, 1.f, dP + kold, kn, qb + i0 * a->lq, a->lq, 0.f,
                             dkb + kold * a->lk, a->lk);
@@ -204,6 +236,8 @@ static md_tensor *attention_run(md_graph *g, attn_args *a, md_tensor *q, md_tens
     a->so = a->Tq * W;
     a->lo = W;
     a->lse = rg ? md_graph_scratch(g, sizeof(float) * (size_t)(a->B * a->H * a->Tq)) : NULL;
+    int64_t pbytes = a->B * a->H * a->Tq * a->Tk * (int64_t)sizeof(float);
+    a->probs = rg && pbytes <= keep_probs_limit() ? md_graph_scratch(g, (size_t)pbytes) : NULL;
     float *scratch = md_graph_scratch(g, sizeof(float) * (size_t)md_pool_threads() * QB * (size_t)a->Tk);
     attn_forward_kernel(g, a, scratch);
     md_node *n = md_graph_record(g, attention_backward, o);
