@@ -3,7 +3,8 @@
 #
 #   ./setup.sh run     install what is missing, build, run Medley's main job
 #   ./setup.sh test    install what is missing, build, run the whole test
-#                      suite (plus the ASan/UBSan build of core and parity);
+#                      suite (plus the ASan/UBSan build of core, parity and
+#                      media);
 #                      the last line is "N passed, N failed, N skipped"
 #   ./setup.sh bench   build and run the engine benchmark
 #
@@ -18,7 +19,8 @@ BUILD_DIR=${BUILD_DIR:-build}
 ASAN_DIR=${ASAN_DIR:-build-asan}
 
 PACKAGES="gcc libc6-dev meson ninja-build pkg-config libdnnl-dev libomp-dev
-python3 python3-numpy python3-torch libopenblas0-openmp clang libclang-rt-14-dev libjemalloc2"
+python3 python3-numpy python3-torch libopenblas0-openmp clang libclang-rt-14-dev libjemalloc2
+libfftw3-dev libpng-dev libjpeg-dev libsndfile1-dev libsamplerate0-dev"
 
 install_missing() {
     missing=""
@@ -82,18 +84,18 @@ test)
     export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
     status=0
     meson test -C "$BUILD_DIR" --no-rebuild --print-errorlogs \
-        --suite core --suite parity --suite gpu || status=1
+        --suite core --suite parity --suite media --suite gpu || status=1
     set -- $(count_results "$BUILD_DIR/meson-logs/testlog.json")
     passed=$1 failed=$2 skipped=$3
 
-    echo "setup: ASan/UBSan build of the core and parity suites"
+    echo "setup: ASan/UBSan build of the core, parity and media suites"
     configure "$ASAN_DIR" -Dwerror=true -Db_sanitize=address,undefined -Dbuildtype=debugoptimized \
         -Dc_args=-fno-sanitize-recover=all
     ninja -C "$ASAN_DIR"
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
     meson test -C "$ASAN_DIR" --no-rebuild --print-errorlogs --timeout-multiplier 4 \
-        --suite core --suite parity || status=1
+        --suite core --suite parity --suite media || status=1
     set -- $(count_results "$ASAN_DIR/meson-logs/testlog.json")
     passed=$((passed + $1)) failed=$((failed + $2)) skipped=$((skipped + $3))
     echo "$passed passed, $failed failed, $skipped skipped"

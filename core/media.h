@@ -1,0 +1,78 @@
+/* media.h — Medley's media types: what files become before any model sees
+ * them, and what generated outputs are before they become files.
+ *
+ * Four modalities, one set of plain structs (no hidden state, no GTK):
+ *   text   UTF-8 bytes;
+ *   image  W × H × C, interleaved (HWC), f32 in [0, 1], C = 1 (gray),
+ *          2 (gray+alpha), 3 (RGB) or 4 (RGBA);
+ *   audio  rate × channels × frames, interleaved frames, f32 in [-1, 1];
+ *   video  frames of one image shape at a frame rate, plus an optional audio
+ *          track (later work).
+ * Conversion to model tensors (resize, normalise, resample, mixdown) lives
+ * beside the loaders; models and generators never open files.
+ *
+ * Ownership: every struct owns its buffers; free with its _free function
+ * (safe on a zeroed struct, leaves it zeroed). Loaders fill a zeroed struct
+ * and leave it zeroed on failure.
+ *
+ * Limits: every loader takes an md_media_limits and refuses, before any
+ * large allocation, input whose header promises more (decompression bombs,
+ * absurd sizes). md_media_limits_default() gives generous desktop values.
+ *
+ * Errors: a status code, and a message through md_log naming the file (or
+ * label) and the reason; never a crash.
+ */
+#ifndef MEDLEY_MEDIA_H
+#define MEDLEY_MEDIA_H
+
+#include "md.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct md_media_limits {
+    int64_t max_pixels;        /* width × height of one image or frame */
+    int64_t max_frames;        /* video frames */
+    double max_seconds;        /* audio or video duration */
+    int64_t max_bytes;         /* size of the file read */
+    int max_channels;          /* audio channels */
+} md_media_limits;
+
+/* 64 Mpixel images, 1 h of audio or video, 20 000 frames, 2 GiB files,
+ * 64 audio channels. */
+md_media_limits md_media_limits_default(void);
+
+/* Key/value metadata (PNG tEXt/iTXt, WAV INFO, container tags): UTF-8
+ * strings, order kept. */
+typedef struct md_meta {
+    int count, cap;
+    char **keys, **values;
+} md_meta;
+
+md_status md_meta_set(md_meta *m, const char *key, const char *value);   /* replaces */
+const char *md_meta_get(const md_meta *m, const char *key);              /* NULL if absent */
+void md_meta_free(md_meta *m);
+
+typedef struct md_image {
+    int width, height, channels;
+    float *pixels;             /* height × width × channels, row-major */
+} md_image;
+
+md_status md_image_alloc(md_image *im, int width, int height, int channels);
+void md_image_free(md_image *im);
+
+typedef struct md_audio {
+    int rate;                  /* samples per second per channel */
+    int channels;
+    int64_t frames;
+    float *samples;            /* frames × channels, interleaved */
+} md_audio;
+
+md_status md_audio_alloc(md_audio *a, int rate, int channels, int64_t frames);
+void md_audio_free(md_audio *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,40 @@
+/* test_media.c — the media structs: metadata, allocation limits. */
+#include "check.h"
+#include "media.h"
+
+#include <string.h>
+
+int main(void)
+{
+    md_meta m = {0};
+    CHECK(md_meta_set(&m, "title", "a red seven") == MD_OK && md_meta_set(&m, "seed", "7") == MD_OK,
+          "metadata set");
+    CHECK(md_meta_set(&m, "title", "a blue two, naïve") == MD_OK && m.count == 2 &&
+              strcmp(md_meta_get(&m, "title"), "a blue two, naïve") == 0,
+          "setting a key again replaces its value and keeps the order");
+    CHECK(md_meta_get(&m, "missing") == NULL, "absent key is NULL");
+    md_meta_free(&m);
+    CHECK(m.count == 0 && m.keys == NULL, "free leaves the struct zeroed");
+
+    md_image im;
+    CHECK(md_image_alloc(&im, 3, 2, 4) == MD_OK && im.pixels && im.width == 3 && im.height == 2, "image alloc");
+    md_image_free(&im);
+    md_clear_error();
+    CHECK(md_image_alloc(&im, 0, 2, 3) == MD_ERR_INVALID && im.pixels == NULL && strstr(md_last_error(), "0 x 2"),
+          "zero-width image refused: %s", md_last_error());
+    CHECK(md_image_alloc(&im, 1 << 30, 1 << 30, 4) != MD_OK && im.pixels == NULL, "overflowing image refused: %s",
+          md_last_error());
+    CHECK(md_image_alloc(&im, 2, 2, 5) == MD_ERR_INVALID, "five channels refused");
+
+    md_audio a;
+    CHECK(md_audio_alloc(&a, 16000, 1, 16000) == MD_OK && a.samples && a.frames == 16000, "audio alloc");
+    md_audio_free(&a);
+    CHECK(md_audio_alloc(&a, 0, 1, 10) == MD_ERR_INVALID && a.samples == NULL, "zero rate refused");
+    CHECK(md_audio_alloc(&a, 8000, 2, 0) == MD_OK, "empty audio allowed as a value");
+    md_audio_free(&a);
+
+    md_media_limits l = md_media_limits_default();
+    CHECK(l.max_pixels > 0 && l.max_frames > 0 && l.max_seconds > 0 && l.max_bytes > 0 && l.max_channels > 0,
+          "default limits are set");
+    return check_done();
+}
