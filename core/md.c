@@ -70,6 +70,18 @@ void md_assert_fail(const char *file, int line, const char *expr)
 }
 
 static int g_threads;
+/* OpenMP's thread count is a per-thread setting: each thread that runs
+ * engine work applies Medley's count once (and again after a change). */
+static _Thread_local int t_applied;
+
+static void apply_threads(void)
+{
+    if (t_applied != g_threads) {
+        omp_set_dynamic(0);
+        omp_set_num_threads(g_threads);
+        t_applied = g_threads;
+    }
+}
 
 /* Physical cores: distinct (package, core) pairs among online CPUs, so SMT
  * siblings do not double the count (two threads on one core's FMA units
@@ -111,8 +123,10 @@ static int physical_cores(void)
 
 void md_threads_init(void)
 {
-    if (g_threads > 0)
+    if (g_threads > 0) {
+        apply_threads();
         return;
+    }
     /* oneDNN allocates packing buffers on every large product. Keep freed
      * memory in the heap instead of returning it to the system, so those
      * buffers do not fault fresh pages in on every call. */
@@ -145,8 +159,7 @@ void md_threads_set(int n)
     if (n < 1)
         n = 1;
     g_threads = n;
-    omp_set_dynamic(0);
-    omp_set_num_threads(n);
+    apply_threads();
 }
 
 double md_time_now(void)

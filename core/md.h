@@ -67,7 +67,10 @@ void md_assert_fail(const char *file, int line, const char *expr);
 /* Threads: one OpenMP pool shared with oneDNN. Default = physical cores
  * (sysconf online CPUs); MEDLEY_THREADS overrides. md_threads_init also
  * tells malloc to keep freed memory (mmap threshold 256 MiB, trim 1 GiB),
- * so the library's per-call buffers reuse warm pages. */
+ * so the library's per-call buffers reuse warm pages. OpenMP keeps the
+ * count per thread: md_threads_init (called by md_graph_new and
+ * md_graph_reset) applies it on the calling thread, so worker threads get
+ * the same count as the main one. */
 void md_threads_init(void);
 int md_threads_get(void);
 void md_threads_set(int n);

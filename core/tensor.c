@@ -389,6 +389,7 @@ void md_graph_free(md_graph *g)
 
 void md_graph_reset(md_graph *g)
 {
+    md_threads_init();   /* this thread may be new to the engine */
     md_arena_reset(g->arena);
     g->ntape = 0;
     g->streams = 0;

@@ -7,6 +7,8 @@
 #include "simd.h"
 
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,6 +264,25 @@ static void test_errors(void)
     CHECK(md_lm_init(&m, 10, 30, 1, 4, 8, 1) == MD_ERR_INVALID, "width not divisible by heads is refused: %s", md_last_error());
 }
 
+static void *worker_threads(void *out)
+{
+    md_graph *g = md_graph_new(1 << 16);
+    *(int *)out = omp_get_max_threads();
+    md_graph_free(g);
+    return NULL;
+}
+
+static void test_worker_threads(void)
+{
+    int before = md_threads_get(), seen = 0;
+    md_threads_set(1);
+    pthread_t t;
+    pthread_create(&t, NULL, worker_threads, &seen);
+    pthread_join(t, NULL);
+    CHECK(seen == 1, "a worker thread uses the count set on the main thread (1; saw %d)", seen);
+    md_threads_set(before);
+}
+
 int main(void)
 {
     md_threads_init();
@@ -276,5 +297,6 @@ int main(void)
     test_dropout();
     test_views_5d();
     test_errors();
+    test_worker_threads();
     return check_done();
 }
