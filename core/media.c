@@ -129,3 +129,38 @@ void md_audio_free(md_audio *a)
     free(a->samples);
     memset(a, 0, sizeof *a);
 }
+
+md_status md_video_alloc(md_video *v, int width, int height, int channels, int64_t frames, double fps)
+{
+    memset(v, 0, sizeof *v);
+    if (width < 1 || height < 1 || channels < 1 || channels > 4 || frames < 0 || !(fps > 0) || fps > 1000) {
+        md_log(MD_LOG_ERROR, "video of %d x %d x %d, %lld frames at %g fps: invalid", width, height, channels,
+               (long long)frames, fps);
+        return MD_ERR_INVALID;
+    }
+    size_t n;
+    if (__builtin_mul_overflow((size_t)width, (size_t)height, &n) ||
+        __builtin_mul_overflow(n, (size_t)channels * sizeof(float), &n) ||
+        __builtin_mul_overflow(n, (size_t)(frames ? frames : 1), &n)) {
+        md_log(MD_LOG_ERROR, "video of %d x %d, %lld frames is too large", width, height, (long long)frames);
+        return MD_ERR_INVALID;
+    }
+    v->pixels = malloc(n);
+    if (!v->pixels) {
+        md_log(MD_LOG_ERROR, "out of memory for %lld video frames", (long long)frames);
+        return MD_ERR_ALLOC;
+    }
+    v->width = width;
+    v->height = height;
+    v->channels = channels;
+    v->frames = frames;
+    v->fps = fps;
+    return MD_OK;
+}
+
+void md_video_free(md_video *v)
+{
+    free(v->pixels);
+    md_audio_free(&v->audio);
+    memset(v, 0, sizeof *v);
+}

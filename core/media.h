@@ -6,8 +6,8 @@
  *   image  W × H × C, interleaved (HWC), f32 in [0, 1], C = 1 (gray),
  *          2 (gray+alpha), 3 (RGB) or 4 (RGBA);
  *   audio  rate × channels × frames, interleaved frames, f32 in [-1, 1];
- *   video  frames of one image shape at a frame rate, plus an optional audio
- *          track (later work).
+ *   video  frames of one image shape at a frame rate (T × H × W × C), plus
+ *          an optional audio track.
  * Conversion to model tensors (resize, normalise, resample, mixdown) lives
  * beside the loaders; models and generators never open files.
  *
@@ -71,6 +71,18 @@ typedef struct md_audio {
 
 md_status md_audio_alloc(md_audio *a, int rate, int channels, int64_t frames);
 void md_audio_free(md_audio *a);
+
+typedef struct md_video {
+    int width, height, channels;   /* every frame; channels 3 (RGB) or 4 */
+    int64_t frames;
+    double fps;                    /* frames per second, > 0 */
+    float *pixels;                 /* frames × height × width × channels */
+    md_audio audio;                /* soundtrack; samples NULL when silent */
+} md_video;
+
+md_status md_video_alloc(md_video *v, int width, int height, int channels, int64_t frames, double fps);
+/* Frees frames and soundtrack. */
+void md_video_free(md_video *v);
 
 #ifdef __cplusplus
 }

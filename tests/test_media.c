@@ -33,6 +33,13 @@ int main(void)
     CHECK(md_audio_alloc(&a, 8000, 2, 0) == MD_OK, "empty audio allowed as a value");
     md_audio_free(&a);
 
+    md_video v;
+    CHECK(md_video_alloc(&v, 64, 64, 3, 16, 8.0) == MD_OK && v.pixels && v.audio.samples == NULL,
+          "video alloc (16 frames of 64x64 RGB, silent)");
+    md_video_free(&v);
+    CHECK(md_video_alloc(&v, 64, 64, 3, 16, 0.0) == MD_ERR_INVALID && v.pixels == NULL, "zero fps refused: %s",
+          md_last_error());
+
     md_media_limits l = md_media_limits_default();
     CHECK(l.max_pixels > 0 && l.max_frames > 0 && l.max_seconds > 0 && l.max_bytes > 0 && l.max_channels > 0,
           "default limits are set");
