@@ -7,7 +7,8 @@
 #   tests/run_fuzz.sh 3600 audio           # a longer session before a release
 #
 # Targets: safetensors (tests/fuzz_safetensors.c), image (PNG/JPEG loader,
-# tests/fuzz_image.c), audio (libsndfile loader, tests/fuzz_audio.c).
+# tests/fuzz_image.c), audio (libsndfile loader, tests/fuzz_audio.c), video
+# (FFmpeg loader, tests/fuzz_video.c).
 # Seeds come from tests/fuzz/TARGET_corpus (read only; regenerate the
 # safetensors and audio ones with `test_safetensors --seeds DIR` and
 # `test_audio_io --seeds DIR`); inputs found along the way go to
@@ -44,6 +45,10 @@ image)
     srcs="$base $core/image_io.c"
     libs=$(pkg-config --libs libpng libjpeg)
     ;;
+video)
+    srcs="$base $core/video_io.c"
+    libs=$(pkg-config --libs libavformat libavcodec libswscale libswresample libavutil)
+    ;;
 audio)
     srcs="$base $core/audio_io.c"
     libs=$(pkg-config --libs sndfile samplerate)
@@ -53,7 +58,7 @@ audio)
     export LSAN_OPTIONS="suppressions=$work/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
     ;;
 *)
-    echo "run_fuzz.sh: unknown target \"$target\" (safetensors, image, audio)" >&2
+    echo "run_fuzz.sh: unknown target \"$target\" (safetensors, image, audio, video)" >&2
     exit 2
     ;;
 esac
@@ -62,6 +67,7 @@ esac
 "$cc" -std=c17 -g -O1 -D_GNU_SOURCE -march=native -fopenmp \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Wall -Wextra -Wno-unused-parameter -Wno-pass-failed -I"$core" \
+    $(pkg-config --cflags libavformat 2>/dev/null) \
     $srcs "$root/tests/fuzz_$target.c" $libs -lm -o "$work/fuzz_$target"
 
 echo "run_fuzz.sh: fuzzing $target for ${secs}s; corpus in $work/corpus"
