@@ -6,6 +6,7 @@
  * the function that called setjmp is modified between setjmp and longjmp
  * (C17 7.13.2.1p3) and the caller can always clean up. */
 #include "image_io.h"
+#include "video_io.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -143,24 +144,24 @@ static sniff_kind sniff(const uint8_t *b, size_t n, const char **what)
     if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) { *what = "a JPEG image"; return SNIFF_JPEG; }
     if (starts(b, n, 0, "RIFF", 4)) {
         if (starts(b, n, 8, "WAVE", 4)) { *what = "a RIFF/WAVE audio file"; return SNIFF_NOT_IMAGE; }
-        if (starts(b, n, 8, "WEBP", 4)) { *what = "a WebP image, which this build does not decode"; return SNIFF_IMAGE_OTHER; }
+        if (starts(b, n, 8, "WEBP", 4)) { *what = "a WebP image"; return SNIFF_IMAGE_OTHER; }
         if (starts(b, n, 8, "AVI ", 4)) { *what = "a RIFF/AVI video file"; return SNIFF_NOT_IMAGE; }
         *what = "a RIFF container";
         return SNIFF_NOT_IMAGE;
     }
-    if (starts(b, n, 0, "GIF87a", 6) || starts(b, n, 0, "GIF89a", 6)) { *what = "a GIF image, which this build does not decode"; return SNIFF_IMAGE_OTHER; }
-    if (starts(b, n, 0, "II*\0", 4) || starts(b, n, 0, "MM\0*", 4)) { *what = "a TIFF image, which this build does not decode"; return SNIFF_IMAGE_OTHER; }
-    if (starts(b, n, 0, "qoif", 4)) { *what = "a QOI image, which this build does not decode"; return SNIFF_IMAGE_OTHER; }
-    if (starts(b, n, 0, "8BPS", 4)) { *what = "a Photoshop document, which this build does not decode"; return SNIFF_IMAGE_OTHER; }
+    if (starts(b, n, 0, "GIF87a", 6) || starts(b, n, 0, "GIF89a", 6)) { *what = "a GIF image"; return SNIFF_IMAGE_OTHER; }
+    if (starts(b, n, 0, "II*\0", 4) || starts(b, n, 0, "MM\0*", 4)) { *what = "a TIFF image"; return SNIFF_IMAGE_OTHER; }
+    if (starts(b, n, 0, "qoif", 4)) { *what = "a QOI image"; return SNIFF_IMAGE_OTHER; }
+    if (starts(b, n, 0, "8BPS", 4)) { *what = "a Photoshop document"; return SNIFF_IMAGE_OTHER; }
     if (starts(b, n, 4, "ftyp", 4)) {
-        if (starts(b, n, 8, "avif", 4)) { *what = "an AVIF image, which this build does not decode"; return SNIFF_IMAGE_OTHER; }
-        if (starts(b, n, 8, "hei", 3) || starts(b, n, 8, "mif1", 4)) { *what = "a HEIF image, which this build does not decode"; return SNIFF_IMAGE_OTHER; }
+        if (starts(b, n, 8, "avif", 4)) { *what = "an AVIF image"; return SNIFF_IMAGE_OTHER; }
+        if (starts(b, n, 8, "hei", 3) || starts(b, n, 8, "mif1", 4)) { *what = "a HEIF image"; return SNIFF_IMAGE_OTHER; }
         *what = "an MP4/QuickTime file";
         return SNIFF_NOT_IMAGE;
     }
     /* "BM" alone is too weak: also the zero reserved field and a known DIB header size. */
     if (starts(b, n, 0, "BM", 2) && n >= 18 && !b[6] && !b[7] && !b[8] && !b[9] && !b[15] && !b[16] && !b[17] &&
-        (b[14] == 12 || b[14] == 40 || b[14] == 52 || b[14] == 56 || b[14] == 64 || b[14] == 108 || b[14] == 124)) { *what = "a BMP image, which this build does not decode"; return SNIFF_IMAGE_OTHER; }
+        (b[14] == 12 || b[14] == 40 || b[14] == 52 || b[14] == 56 || b[14] == 64 || b[14] == 108 || b[14] == 124)) { *what = "a BMP image"; return SNIFF_IMAGE_OTHER; }
     if (starts(b, n, 0, "OggS", 4)) { *what = "an Ogg audio/video file"; return SNIFF_NOT_IMAGE; }
     if (starts(b, n, 0, "fLaC", 4)) { *what = "a FLAC audio file"; return SNIFF_NOT_IMAGE; }
     if (starts(b, n, 0, "ID3", 3)) { *what = "an MP3 audio file"; return SNIFF_NOT_IMAGE; }
@@ -681,6 +682,34 @@ static md_status load_jpeg(const uint8_t *buf, size_t len, const char *label, co
 
 /* ---------------------------------------------------------------- load */
 
+/* Formats libpng/libjpeg do not read (GIF, WebP, BMP, TIFF, ...) go
+ * through FFmpeg's decoders as a one-frame video: the first frame, RGB
+ * (alpha is not kept on this path), under the same limits. */
+static md_status load_via_ffmpeg(const uint8_t *b, size_t len, const char *label, const md_media_limits *lim,
+                                 const char *what, md_image *out)
+{
+    md_video_load_opts o = md_video_load_opts_default();
+    o.still = true;
+    o.no_audio = true;
+    o.duration = 1e-3;   /* the first frame only (animated GIFs included) */
+    md_video v;
+    md_clear_error();
+    md_status st = md_video_load_memory(b, len, label, lim, &o, &v, NULL);
+    if (st != MD_OK || v.frames < 1) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", md_last_error());
+        md_log(MD_LOG_ERROR, "%s: looks like %s, but FFmpeg cannot decode it (%s)", label, what,
+               st != MD_OK ? why : "no frame");
+        md_video_free(&v);
+        return st != MD_OK ? st : MD_ERR_FORMAT;
+    }
+    st = md_image_alloc(out, v.width, v.height, v.channels);
+    if (st == MD_OK)
+        memcpy(out->pixels, v.pixels, sizeof(float) * (size_t)v.width * (size_t)v.height * (size_t)v.channels);
+    md_video_free(&v);
+    return st;
+}
+
 md_status md_image_load_memory(const void *buf, size_t len, const char *label, const md_media_limits *lim,
                                md_image *out, md_meta *meta)
 {
@@ -708,8 +737,7 @@ md_status md_image_load_memory(const void *buf, size_t len, const char *label, c
     case SNIFF_PNG: return load_png(b, len, label, lim, out, meta);
     case SNIFF_JPEG: return load_jpeg(b, len, label, lim, out, meta);
     case SNIFF_IMAGE_OTHER:
-        md_log(MD_LOG_ERROR, "%s: unsupported image format (looks like %s)", label, what);
-        return MD_ERR_UNSUPPORTED;
+        return load_via_ffmpeg(b, len, label, lim, what, out);
     case SNIFF_NOT_IMAGE:
         break;
     }

@@ -13,10 +13,13 @@
  *
  * Loading
  *   - The format comes from the first bytes, never the file name. PNG and
- *     JPEG decode; anything else fails with a message saying what the bytes
- *     look like: MD_ERR_UNSUPPORTED for image formats this build does not
- *     decode (GIF, WebP, BMP, TIFF, HEIF/AVIF, ...), MD_ERR_FORMAT for
- *     everything else (audio, video, archives, text, noise, empty files).
+ *     JPEG decode here (libpng, libjpeg: every colour type, text chunks,
+ *     EXIF orientation); other image formats (GIF — its first frame —,
+ *     WebP, BMP, TIFF, QOI, ...) go through FFmpeg's decoders as RGB, with
+ *     the same limits, and fail with the format named when FFmpeg cannot
+ *     decode them; anything that is not an image fails with MD_ERR_FORMAT
+ *     and a message saying what the bytes look like (audio, video,
+ *     archives, text, noise, empty files).
  *   - Limits: file size against lim->max_bytes, and width × height against
  *     lim->max_pixels read from the header before libpng or libjpeg decode
  *     anything (a 100000 × 100000 header in a tiny file fails at once with

@@ -490,7 +490,7 @@ static md_status load_opened(loader *L, md_video *out, md_meta *meta)
      * stills belong to md_image_load, and a .mp4 that is a PNG is a mistake. */
     const char *dn = fmt->iformat->name;
     size_t dl = strlen(dn);
-    if (strcmp(dn, "image2") == 0 || (dl > 5 && strcmp(dn + dl - 5, "_pipe") == 0)) {
+    if (!L->o.still && (strcmp(dn, "image2") == 0 || (dl > 5 && strcmp(dn + dl - 5, "_pipe") == 0))) {
         md_log(MD_LOG_ERROR, "%s: a still image (%s), not a video", L->label, dn);
         return MD_ERR_FORMAT;
     }

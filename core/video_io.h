@@ -48,6 +48,9 @@ typedef struct md_video_load_opts {
     bool no_audio;       /* true: out->audio stays empty */
     int audio_rate;      /* soundtrack rate; 0 = 16000 */
     int audio_channels;  /* soundtrack channels; 0 = 1 (mixdown) */
+    bool still;          /* accept still-image inputs (image2, *_pipe demuxers)
+                            as one-frame videos; md_image_load uses this for the
+                            formats it hands to FFmpeg (GIF, WebP, BMP, TIFF) */
 } md_video_load_opts;
 
 /* Everything 0/false: native rate and size, whole file, 16 kHz mono audio. */

@@ -6,8 +6,8 @@
 #   tests/run_fuzz.sh 10 image             # CI: short runs per target
 #   tests/run_fuzz.sh 3600 audio           # a longer session before a release
 #
-# Targets: safetensors (tests/fuzz_safetensors.c), image (PNG/JPEG loader,
-# tests/fuzz_image.c), audio (libsndfile loader, tests/fuzz_audio.c), video
+# Targets: safetensors (tests/fuzz_safetensors.c), image (PNG/JPEG loader
+# and the FFmpeg path for other formats, tests/fuzz_image.c), audio (libsndfile loader, tests/fuzz_audio.c), video
 # (FFmpeg loader, tests/fuzz_video.c).
 # Seeds come from tests/fuzz/TARGET_corpus (read only; regenerate the
 # safetensors and audio ones with `test_safetensors --seeds DIR` and
@@ -42,8 +42,9 @@ safetensors)
     libs="-ldnnl"
     ;;
 image)
-    srcs="$base $core/image_io.c"
-    libs=$(pkg-config --libs libpng libjpeg)
+    # GIF, WebP, BMP, TIFF go through the FFmpeg loader.
+    srcs="$base $core/image_io.c $core/video_io.c"
+    libs=$(pkg-config --libs libpng libjpeg libavformat libavcodec libswscale libswresample libavutil)
     ;;
 video)
     srcs="$base $core/video_io.c"
