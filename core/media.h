@@ -78,6 +78,8 @@ typedef struct md_video {
     double fps;                    /* frames per second, > 0 */
     float *pixels;                 /* frames × height × width × channels */
     md_audio audio;                /* soundtrack; samples NULL when silent */
+    char video_codec[32];          /* as decoded ("h264", "vp9"); "" when made in memory */
+    char audio_codec[32];          /* soundtrack's codec, "" when none */
 } md_video;
 
 md_status md_video_alloc(md_video *v, int width, int height, int channels, int64_t frames, double fps);

@@ -679,6 +679,11 @@ static md_status load_opened(loader *L, md_video *out, md_meta *meta)
             memset(&out->audio, 0, sizeof out->audio);
         }
     }
+    snprintf(out->video_codec, sizeof out->video_codec, "%s",
+             avcodec_get_name(fmt->streams[L->vidx]->codecpar->codec_id));
+    if (L->aidx >= 0 && out->audio.samples)
+        snprintf(out->audio_codec, sizeof out->audio_codec, "%s",
+                 avcodec_get_name(fmt->streams[L->aidx]->codecpar->codec_id));
     if (meta) {
         const AVDictionaryEntry *e = NULL;
         while ((e = av_dict_get(fmt->metadata, "", e, AV_DICT_IGNORE_SUFFIX))) {

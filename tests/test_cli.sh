@@ -19,4 +19,20 @@ case "$LAST" in *'--steps "abc"'*) echo "ok   message names the value";; *) echo
 check "zero --batch refused" 2 "$exe" demo --batch 0
 check "short demo" 0 "$exe" demo --steps 40 --batch 16 --length 4
 case "$LAST" in *"held-out strings reversed exactly"*) echo "ok   demo reports accuracy";; *) echo "FAIL demo output: $LAST"; fail=1;; esac
+tmp=${MEDLEY_TEST_TMP:-/tmp}/cli
+mkdir -p "$tmp"
+printf 'a red seven, moving left\n' >"$tmp/prompt.txt"
+check "info on a text file" 0 "$exe" info "$tmp/prompt.txt"
+case "$LAST" in *"text, 25 characters"*) echo "ok   text described";; *) echo "FAIL text info: $LAST"; fail=1;; esac
+check "info on a missing file" 1 "$exe" info "$tmp/missing.wav"
+case "$LAST" in *"missing.wav"*"No such file"*) echo "ok   reason names the file";; *) echo "FAIL: $LAST"; fail=1;; esac
+printf '\000\001\002garbage' >"$tmp/junk.png"
+check "info on junk named .png" 1 "$exe" info "$tmp/junk.png"
+if command -v sox >/dev/null 2>&1; then
+    sox -n -r 16000 -c 1 -b 16 "$tmp/tone.wav" synth 0.5 sine 440 2>/dev/null
+    check "info on a WAV made by sox" 0 "$exe" info "$tmp/tone.wav"
+    case "$LAST" in *"audio, 16000 Hz, 1 channel, 8000 frames"*) echo "ok   WAV described";; *) echo "FAIL wav info: $LAST"; fail=1;; esac
+else
+    echo "skip sox checks: sox missing"
+fi
 exit $fail
