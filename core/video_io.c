@@ -140,6 +140,7 @@ typedef struct loader {
     /* video output: frames × th × tw × 3 f32, grown by doubling up to max_frames */
     float *vbuf;
     int64_t k, vcap;         /* frames emitted, frames allocated */
+    int64_t vhint;           /* frames the header promises (first allocation; 0 = unknown) */
     int64_t decoded, decode_cap;
     double prev_t;
     bool have_prev, vdone;
@@ -189,6 +190,8 @@ static md_status open_decoder(loader *L, int idx, const AVCodec *codec, AVCodecC
     int ret = avcodec_parameters_to_context(c, st->codecpar);
     if (ret >= 0) {
         c->pkt_timebase = st->time_base;
+        /* Decoding is exact, so threads change speed, not results. */
+        c->thread_count = md_threads_get();
         ret = avcodec_open2(c, codec, NULL);
     }
     if (ret < 0) {
@@ -211,7 +214,9 @@ static md_status emit_frame(loader *L, const AVFrame *f)
     }
     size_t fsz = (size_t)L->tw * (size_t)L->th * 3; /* tw*th <= max_pixels, checked */
     if (L->k == L->vcap) {
-        int64_t nc = L->vcap ? 2 * L->vcap : 16;
+        /* One allocation when the header's length is right; doubling (and
+         * copying) only when it lied. */
+        int64_t nc = L->vcap ? 2 * L->vcap : MD_MAX(16, L->vhint);
         nc = MD_MIN(nc, L->lim.max_frames);
         size_t bytes;
         if (__builtin_mul_overflow(fsz * sizeof(float), (size_t)nc, &bytes)) {
@@ -542,6 +547,7 @@ static md_status load_opened(loader *L, md_video *out, md_meta *meta)
                    (long long)L->lim.max_frames);
             return MD_ERR_INVALID;
         }
+        L->vhint = (int64_t)est + 1;
     }
     L->end_limit = L->o.duration > 0 ? L->o.start + L->o.duration : INFINITY;
     L->decode_cap = (int64_t)fmin(L->lim.max_seconds * 1000.0 + 1000.0, 1e15);
