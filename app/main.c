@@ -139,34 +139,6 @@ static void quiet_log(md_log_level level, const char *msg, void *user)
     (void)user;
 }
 
-/* Valid UTF-8 without NUL bytes: a text input. Returns its length in code
- * points, or -1. */
-static long utf8_text_length(const char *path, long *lines)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    long cps = 0;
-    *lines = 0;
-    int c, need = 0;
-    while ((c = fgetc(f)) != EOF) {
-        if (c == 0) { cps = -1; break; }
-        if (need) {
-            if ((c & 0xC0) != 0x80) { cps = -1; break; }
-            need--;
-            continue;
-        }
-        if (c < 0x80) { if (c == '\n') (*lines)++; }
-        else if ((c & 0xE0) == 0xC0 && c >= 0xC2) need = 1;
-        else if ((c & 0xF0) == 0xE0) need = 2;
-        else if ((c & 0xF8) == 0xF0 && c <= 0xF4) need = 3;
-        else { cps = -1; break; }
-        cps++;
-    }
-    fclose(f);
-    return need ? -1 : cps;
-}
-
 /* One file: the first loader that reads it says what it is. The error
  * reported when none does is the most specific one (a decoder's, rather
  * than "this is not my format"). */
@@ -217,11 +189,20 @@ static int info_file(const char *path)
     }
     snprintf(err[2], sizeof err[2], "%s", md_last_error());
     md_log_set_callback(NULL, NULL);
-    long lines = 0, cps = utf8_text_length(path, &lines);
-    if (cps >= 0) {
+    md_text text;
+    md_log_set_callback(quiet_log, NULL);
+    if (md_text_load(path, &lim, &text) == MD_OK) {
+        md_log_set_callback(NULL, NULL);
+        long cps = 0, lines = 0;
+        for (size_t i = 0; i < text.len; i++) {
+            cps += ((unsigned char)text.utf8[i] & 0xC0) != 0x80;   /* lead bytes */
+            lines += text.utf8[i] == '\n';
+        }
         printf("%s: text, %ld characters, %ld line%s (UTF-8)\n", path, cps, lines, lines == 1 ? "" : "s");
+        md_text_free(&text);
         return 0;
     }
+    md_log_set_callback(NULL, NULL);
     const char *why = err[0];
     for (int i = 2; i >= 0; i--)
         if (err[i][0] && !strstr(err[i], "not an image") && !strstr(err[i], "not an audio file") &&

@@ -1,6 +1,8 @@
 /* media.c — media structs, metadata, limits (see media.h). */
 #include "media.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,4 +165,114 @@ void md_video_free(md_video *v)
     free(v->pixels);
     md_audio_free(&v->audio);
     memset(v, 0, sizeof *v);
+}
+
+/* Offset of the first byte that breaks UTF-8 (overlongs, surrogates and
+ * code points past U+10FFFF included) or is NUL; len when all is well. */
+static size_t utf8_bad_offset(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c == 0)
+            return i;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int n = (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0 || c == 0xC0 || c == 0xC1 || c > 0xF4 || i + (size_t)n >= len)
+            return i;   /* not a lead byte, or the sequence is cut short */
+        unsigned cp = c & (0x3F >> n);
+        for (int k = 1; k <= n; k++) {
+            if ((s[i + (size_t)k] & 0xC0) != 0x80)
+                return i;
+            cp = (cp << 6) | (s[i + (size_t)k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+            return i;
+        i += (size_t)n + 1;
+    }
+    return len;
+}
+
+md_status md_text_set(md_text *t, const char *s, int64_t len, const char *label)
+{
+    memset(t, 0, sizeof *t);
+    size_t n = len < 0 ? strlen(s) : (size_t)len;
+    size_t bad = utf8_bad_offset((const unsigned char *)s, n);
+    if (bad < n) {
+        md_log(MD_LOG_ERROR, "%s: not UTF-8 text (byte %zu is 0x%02x)", label ? label : "text", bad,
+               (unsigned char)s[bad]);
+        return MD_ERR_FORMAT;
+    }
+    t->utf8 = malloc(n + 1);
+    if (!t->utf8) {
+        md_log(MD_LOG_ERROR, "%s: out of memory for %zu bytes of text", label ? label : "text", n);
+        return MD_ERR_ALLOC;
+    }
+    memcpy(t->utf8, s, n);
+    t->utf8[n] = 0;
+    t->len = n;
+    return MD_OK;
+}
+
+md_status md_text_load(const char *path, const md_media_limits *lim, md_text *out)
+{
+    memset(out, 0, sizeof *out);
+    md_media_limits dl = md_media_limits_default();
+    if (!lim)
+        lim = &dl;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        md_log(MD_LOG_ERROR, "%s: cannot open (%s)", path, strerror(errno));
+        return MD_ERR_IO;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    md_status st = buf ? MD_OK : MD_ERR_ALLOC;
+    while (st == MD_OK) {
+        if (n == cap) {
+            if ((int64_t)cap >= lim->max_bytes) {
+                md_log(MD_LOG_ERROR, "%s: text longer than max_bytes %lld", path, (long long)lim->max_bytes);
+                st = MD_ERR_INVALID;
+                break;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                st = MD_ERR_ALLOC;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                md_log(MD_LOG_ERROR, "%s: read error", path);
+                st = MD_ERR_IO;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    if (st == MD_OK && (int64_t)n > lim->max_bytes) {
+        md_log(MD_LOG_ERROR, "%s: text longer than max_bytes %lld", path, (long long)lim->max_bytes);
+        st = MD_ERR_INVALID;
+    }
+    if (st == MD_OK) {
+        size_t skip = n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+        st = md_text_set(out, buf + skip, (int64_t)(n - skip), path);
+    } else if (st == MD_ERR_ALLOC) {
+        md_log(MD_LOG_ERROR, "%s: out of memory", path);
+    }
+    free(buf);
+    return st;
+}
+
+void md_text_free(md_text *t)
+{
+    free(t->utf8);
+    memset(t, 0, sizeof *t);
 }

@@ -54,6 +54,19 @@ md_status md_meta_set(md_meta *m, const char *key, const char *value);   /* repl
 const char *md_meta_get(const md_meta *m, const char *key);              /* NULL if absent */
 void md_meta_free(md_meta *m);
 
+typedef struct md_text {
+    char *utf8;                /* valid UTF-8, NUL-terminated, no NUL inside */
+    size_t len;                /* bytes, without the terminator */
+} md_text;
+
+/* Copies len bytes of s (len < 0: up to its NUL) after checking they are
+ * UTF-8 without NUL bytes; the error names `label` and the byte offset. */
+md_status md_text_set(md_text *t, const char *s, int64_t len, const char *label);
+/* Reads a UTF-8 text file (a leading BOM is dropped); size against
+ * lim->max_bytes (NULL = defaults). */
+md_status md_text_load(const char *path, const md_media_limits *lim, md_text *out);
+void md_text_free(md_text *t);
+
 typedef struct md_image {
     int width, height, channels;
     float *pixels;             /* height × width × channels, row-major */

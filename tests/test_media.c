@@ -2,6 +2,8 @@
 #include "check.h"
 #include "media.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int main(void)
@@ -39,6 +41,37 @@ int main(void)
     md_video_free(&v);
     CHECK(md_video_alloc(&v, 64, 64, 3, 16, 0.0) == MD_ERR_INVALID && v.pixels == NULL, "zero fps refused: %s",
           md_last_error());
+
+    md_text t;
+    CHECK(md_text_set(&t, "a red 7, naïve 😀", -1, "prompt") == MD_OK && t.len == strlen("a red 7, naïve 😀"),
+          "UTF-8 text accepted");
+    md_text_free(&t);
+    md_clear_error();
+    CHECK(md_text_set(&t, "caf\xe9", -1, "latin1.txt") == MD_ERR_FORMAT && strstr(md_last_error(), "latin1.txt") &&
+              strstr(md_last_error(), "byte 3"),
+          "Latin-1 refused with file and offset: %s", md_last_error());
+    CHECK(md_text_set(&t, "\xed\xa0\x80", -1, "s") == MD_ERR_FORMAT, "UTF-16 surrogate refused");
+    CHECK(md_text_set(&t, "\xc0\xaf", -1, "s") == MD_ERR_FORMAT, "overlong encoding refused");
+    CHECK(md_text_set(&t, "ab\0cd", 5, "nul.txt") == MD_ERR_FORMAT, "NUL inside refused");
+    CHECK(md_text_set(&t, "\xe2\x82", 2, "cut.txt") == MD_ERR_FORMAT, "cut-off sequence refused");
+    {
+        char path[512];
+        const char *dir = getenv("MEDLEY_TEST_TMP");
+        snprintf(path, sizeof path, "%s/bom.txt", dir && *dir ? dir : "/tmp");
+        FILE *f = fopen(path, "wb");
+        fputs("\xEF\xBB\xBFseven, written in green\n", f);
+        fclose(f);
+        CHECK(md_text_load(path, NULL, &t) == MD_OK && strcmp(t.utf8, "seven, written in green\n") == 0,
+              "text file loads, BOM dropped");
+        md_text_free(&t);
+        md_media_limits tiny = md_media_limits_default();
+        tiny.max_bytes = 8;
+        CHECK(md_text_load(path, &tiny, &t) == MD_ERR_INVALID && strstr(md_last_error(), "max_bytes"),
+              "text over max_bytes refused: %s", md_last_error());
+        remove(path);
+        CHECK(md_text_load(path, NULL, &t) == MD_ERR_IO && strstr(md_last_error(), "bom.txt"),
+              "missing text file: %s", md_last_error());
+    }
 
     md_media_limits l = md_media_limits_default();
     CHECK(l.max_pixels > 0 && l.max_frames > 0 && l.max_seconds > 0 && l.max_bytes > 0 && l.max_channels > 0,
