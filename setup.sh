@@ -21,7 +21,8 @@ ASAN_DIR=${ASAN_DIR:-build-asan}
 PACKAGES="gcc libc6-dev meson ninja-build pkg-config libdnnl-dev libomp-dev
 python3 python3-numpy python3-torch libopenblas0-openmp clang libclang-rt-14-dev libjemalloc2
 libfftw3-dev libpng-dev libjpeg-dev libsndfile1-dev libsamplerate0-dev
-libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg"
+libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg
+sox libsox-fmt-all imagemagick espeak-ng"
 
 install_missing() {
     missing=""
