@@ -145,6 +145,14 @@ static void quiet_log(md_log_level level, const char *msg, void *user)
 static int info_file(const char *path)
 {
     md_media_limits lim = md_media_limits_default();
+    unsigned char head[16];
+    size_t nhead = 0;
+    FILE *hf = fopen(path, "rb");
+    if (hf) {
+        nhead = fread(head, 1, sizeof head, hf);
+        fclose(hf);
+    }
+    const char *fmt = md_media_format_name(head, nhead);
     char err[3][1024] = {"", "", ""};
     md_log_set_callback(quiet_log, NULL);
     md_meta meta = {0};
@@ -152,8 +160,8 @@ static int info_file(const char *path)
     md_clear_error();
     if (md_image_load(path, &lim, &im, &meta) == MD_OK) {
         md_log_set_callback(NULL, NULL);
-        printf("%s: image, %d x %d, %d channel%s\n", path, im.width, im.height, im.channels,
-               im.channels == 1 ? "" : "s");
+        printf("%s: image, %s, %d x %d, %d channel%s\n", path, fmt ? fmt : "?", im.width, im.height,
+               im.channels, im.channels == 1 ? "" : "s");
         print_meta(&meta);
         md_image_free(&im);
         md_meta_free(&meta);
@@ -164,8 +172,8 @@ static int info_file(const char *path)
     md_clear_error();
     if (md_audio_load(path, &lim, &a, &meta) == MD_OK) {
         md_log_set_callback(NULL, NULL);
-        printf("%s: audio, %d Hz, %d channel%s, %lld frames, %.3f s\n", path, a.rate, a.channels,
-               a.channels == 1 ? "" : "s", (long long)a.frames, (double)a.frames / a.rate);
+        printf("%s: audio, %s, %d Hz, %d channel%s, %lld frames, %.3f s\n", path, fmt ? fmt : "?", a.rate,
+               a.channels, a.channels == 1 ? "" : "s", (long long)a.frames, (double)a.frames / a.rate);
         print_meta(&meta);
         md_audio_free(&a);
         md_meta_free(&meta);
@@ -177,8 +185,8 @@ static int info_file(const char *path)
     md_clear_error();
     if (md_video_load(path, &lim, &o, &v, &meta) == MD_OK) {
         md_log_set_callback(NULL, NULL);
-        printf("%s: video, %d x %d, %lld frames at %.3f fps, %.3f s, %s", path, v.width, v.height,
-               (long long)v.frames, v.fps, (double)v.frames / v.fps, v.video_codec);
+        printf("%s: video, %s, %d x %d, %lld frames at %.3f fps, %.3f s, %s", path, fmt ? fmt : "?", v.width,
+               v.height, (long long)v.frames, v.fps, (double)v.frames / v.fps, v.video_codec);
         if (v.audio.samples)
             printf(", audio %s (decoded at %d Hz)", v.audio_codec, v.audio.rate);
         printf("\n");

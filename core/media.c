@@ -276,3 +276,24 @@ void md_text_free(md_text *t)
     free(t->utf8);
     memset(t, 0, sizeof *t);
 }
+
+const char *md_media_format_name(const void *head, size_t n)
+{
+    const unsigned char *b = head;
+#define HAS(off, lit) (n >= (size_t)(off) + sizeof(lit) - 1 && memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
+    if (HAS(0, "\x89PNG\r\n\x1a\n")) return "PNG";
+    if (HAS(0, "\xff\xd8\xff")) return "JPEG";
+    if (HAS(0, "GIF87a") || HAS(0, "GIF89a")) return "GIF";
+    if (HAS(0, "RIFF") && HAS(8, "WEBP")) return "WebP";
+    if (HAS(0, "RIFF") && HAS(8, "WAVE")) return "WAV";
+    if (HAS(0, "RIFF") && HAS(8, "AVI ")) return "AVI";
+    if (HAS(0, "BM") && n >= 26) return "BMP";
+    if (HAS(0, "II*\0") || HAS(0, "MM\0*")) return "TIFF";
+    if (HAS(0, "fLaC")) return "FLAC";
+    if (HAS(0, "OggS")) return "Ogg";
+    if (HAS(0, "ID3") || (n >= 2 && b[0] == 0xFF && (b[1] & 0xE0) == 0xE0)) return "MP3";
+    if (HAS(4, "ftyp")) return "MP4/MOV";
+    if (HAS(0, "\x1a\x45\xdf\xa3")) return "Matroska/WebM";
+#undef HAS
+    return NULL;
+}

@@ -54,6 +54,12 @@ md_status md_meta_set(md_meta *m, const char *key, const char *value);   /* repl
 const char *md_meta_get(const md_meta *m, const char *key);              /* NULL if absent */
 void md_meta_free(md_meta *m);
 
+/* Container or format name from a file's first bytes ("PNG", "JPEG",
+ * "GIF", "WebP", "BMP", "TIFF", "WAV", "FLAC", "Ogg", "MP3", "MP4/MOV",
+ * "Matroska/WebM", "AVI"), or NULL when the bytes name none of these.
+ * Reports only; the loaders decide what they can read. */
+const char *md_media_format_name(const void *head, size_t n);
+
 typedef struct md_text {
     char *utf8;                /* valid UTF-8, NUL-terminated, no NUL inside */
     size_t len;                /* bytes, without the terminator */

@@ -31,7 +31,7 @@ check "info on junk named .png" 1 "$exe" info "$tmp/junk.png"
 if command -v sox >/dev/null 2>&1; then
     sox -n -r 16000 -c 1 -b 16 "$tmp/tone.wav" synth 0.5 sine 440 2>/dev/null
     check "info on a WAV made by sox" 0 "$exe" info "$tmp/tone.wav"
-    case "$LAST" in *"audio, 16000 Hz, 1 channel, 8000 frames"*) echo "ok   WAV described";; *) echo "FAIL wav info: $LAST"; fail=1;; esac
+    case "$LAST" in *"audio, WAV, 16000 Hz, 1 channel, 8000 frames"*) echo "ok   WAV described";; *) echo "FAIL wav info: $LAST"; fail=1;; esac
 else
     echo "skip sox checks: sox missing"
 fi
