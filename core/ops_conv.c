@@ -1225,132 +1225,11 @@ md_tensor *md_avgpool2d(md_graph *g, md_tensor *x, int kernel, int stride)
  * x [N, C, S...] seen as [N, G, Cg, S]; statistics per (n, g) over Cg*S
  * contiguous values (biased variance, as PyTorch). saved: mean, rstd [N*G]. */
 
-static void groupnorm_backward(md_graph *g, md_node *nd)
-{
-    md_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
-    const float *mean = nd->saved[0], *rstd = nd->saved[1];
-    int64_t N = x->shape[0], C = x->shape[1], G = nd->iarg[0];
-    int64_t S = md_numel(x) / (N * C), Cg = C / G;
-    const float *wv = w ? w->data : NULL;
-    bool gx = md_wants_grad(x), gw = md_wants_grad(w), gb = md_wants_grad(b);
-    /* Per (n, c): sum dy and sum dy*xhat; reused by dx and by dw, db. */
-    float *sdy = md_graph_scratch(g, sizeof(float) * (size_t)(N * C));
-    float *sdyx = md_graph_scratch(g, sizeof(float) * (size_t)(N * C));
-    float beta = gx ? md_grad_beta(x) : 0.f;
-    #pragma omp parallel for schedule(static)
-    for (int64_t ng = 0; ng < N * G; ng++) {
-        int64_t n = ng / G, c0 = (ng % G) * Cg;
-        float mu = mean[ng], rs = rstd[ng];
-        float a = 0.f, bsum = 0.f;   /* sum w*dy, sum w*dy*xhat over the group */
-        for (int64_t c = c0; c < c0 + Cg; c++) {
-            const float *xr = x->data + (n * C + c) * S, *dyr = y->grad + (n * C + c) * S;
-            float s1 = 0.f, s2 = 0.f;
-            #pragma omp simd reduction(+:s1, s2)
-            for (int64_t i = 0; i < S; i++) {
-                s1 += dyr[i];
-                s2 += dyr[i] * (xr[i] - mu);
-            }
-            s2 *= rs;
-            sdy[n * C + c] = s1;
-            sdyx[n * C + c] = s2;
-            float wc = wv ? wv[c] : 1.f;
-            a += wc * s1;
-            bsum += wc * s2;
-        }
-        if (!gx)
-            continue;
-        float M = (float)(Cg * S);
-        a /= M;
-        bsum /= M;
-        for (int64_t c = c0; c < c0 + Cg; c++) {
-            const float *xr = x->data + (n * C + c) * S, *dyr = y->grad + (n * C + c) * S;
-            float *dxr = x->grad + (n * C + c) * S;
-            float wc = wv ? wv[c] : 1.f;
-            /* dx = rs * (w*dy - mean(w*dy) - xhat * mean(w*dy*xhat)) */
-            float k1 = rs * wc, k2 = rs * bsum * rs, k0 = -rs * a + mu * k2;
-            if (beta == 0.f) {
-                #pragma omp simd
-                for (int64_t i = 0; i < S; i++)
-                    dxr[i] = k1 * dyr[i] - k2 * xr[i] + k0;
-            } else {
-                #pragma omp simd
-                for (int64_t i = 0; i < S; i++)
-                    dxr[i] += k1 * dyr[i] - k2 * xr[i] + k0;
-            }
-        }
-    }
-    if (gw || gb) {
-        float bw = gw ? md_grad_beta(w) : 0.f, bb = gb ? md_grad_beta(b) : 0.f;
-        for (int64_t c = 0; c < C; c++) {
-            float aw = 0.f, ab = 0.f;
-            for (int64_t n = 0; n < N; n++) {
-                aw += sdyx[n * C + c];
-                ab += sdy[n * C + c];
-            }
-            if (gw) w->grad[c] = (bw == 0.f ? 0.f : w->grad[c]) + aw;
-            if (gb) b->grad[c] = (bb == 0.f ? 0.f : b->grad[c]) + ab;
-        }
-    }
-}
-
-md_tensor *md_groupnorm(md_graph *g, md_tensor *x, int groups, md_tensor *w, md_tensor *b, float eps)
-{
-    MD_CHECK_CONTIG(x);
-    MD_CHECK_F32(x);
-    MD_ASSERT(x->ndim >= 2 && groups >= 1 && x->shape[1] % groups == 0);
-    int64_t N = x->shape[0], C = x->shape[1], G = groups;
-    int64_t S = (N * C != 0) ? md_numel(x) / (N * C) : 0, Cg = C / G;
-    MD_ASSERT(!w || md_numel(w) == C);
-    MD_ASSERT(!b || md_numel(b) == C);
-    md_tensor *y = md_tensor_new(g, MD_F32, x->ndim, x->shape, md_any_grad(g, x, w, b));
-    float *mean = md_graph_scratch(g, sizeof(float) * (size_t)(N * G));
-    float *rstd = md_graph_scratch(g, sizeof(float) * (size_t)(N * G));
-    const float *wv = w ? w->data : NULL, *bv = b ? b->data : NULL;
-    #pragma omp parallel for schedule(static)
-    for (int64_t ng = 0; ng < N * G; ng++) {
-        const float *xg = x->data + ng * Cg * S;
-        float *yg = y->data + ng * Cg * S;
-        int64_t M = Cg * S;
-        float s = 0.f;
-        #pragma omp simd reduction(+:s)
-        for (int64_t i = 0; i < M; i++)
-            s += xg[i];
-        float mu = s / (float)M, v = 0.f;
-        #pragma omp simd reduction(+:v)
-        for (int64_t i = 0; i < M; i++) {
-            float d = xg[i] - mu;
-            v += d * d;
-        }
-        float rs = 1.f / sqrtf(v / (float)M + eps);
-        mean[ng] = mu;
-        rstd[ng] = rs;
-        int64_t c0 = (ng % G) * Cg;
-        for (int64_t c = 0; c < Cg; c++) {
-            float sc = rs * (wv ? wv[c0 + c] : 1.f);
-            float sh = (bv ? bv[c0 + c] : 0.f) - mu * sc;
-            const float *xr = xg + c * S;
-            float *yr = yg + c * S;
-            #pragma omp simd
-            for (int64_t i = 0; i < S; i++)
-                yr[i] = xr[i] * sc + sh;
-        }
-    }
-    md_node *nd = md_graph_record(g, groupnorm_backward, y);
-    if (nd) {
-        nd->in[0] = x; nd->in[1] = w; nd->in[2] = b;
-        nd->saved[0] = mean; nd->saved[1] = rstd;
-        nd->iarg[0] = G;
-    }
-    return y;
-}
-
-/* ---- groupnorm + SiLU ---------------------------------------------------------
- * z = silu(groupnorm(x)) as one op: the normalised values y are never
- * stored; backward recomputes them from x and the saved statistics, and
- * keeps one group's dy = dz * silu'(y) in a per-thread buffer [Cg*S] between
- * its two passes. Statistics as md_groupnorm; saved: mean, rstd [N*G]. */
-
-static void groupnorm_silu_backward(md_graph *g, md_node *nd)
+/* Backward of groupnorm (silu false) and of silu(groupnorm) (silu true).
+ * With SiLU the normalised values y were never stored: each group's
+ * dy = dz * silu'(y) is recomputed from x and the statistics into a
+ * per-thread buffer [Cg*S] between the two passes. */
+static void gn_backward(md_graph *g, md_node *nd, bool silu)
 {
     md_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *z = nd->out;
     const float *mean = nd->saved[0], *rstd = nd->saved[1];
@@ -1358,29 +1237,38 @@ static void groupnorm_silu_backward(md_graph *g, md_node *nd)
     int64_t S = md_numel(x) / (N * C), Cg = C / G;
     const float *wv = w ? w->data : NULL, *bv = b ? b->data : NULL;
     bool gx = md_wants_grad(x), gw = md_wants_grad(w), gb = md_wants_grad(b);
+    /* Per (n, c): sum dy and sum dy*xhat; reused by dx and by dw, db. */
     float *sdy = md_graph_scratch(g, sizeof(float) * (size_t)(N * C));
     float *sdyx = md_graph_scratch(g, sizeof(float) * (size_t)(N * C));
-    float *dys = md_graph_scratch(g, sizeof(float) * (size_t)(Cg * S) * (size_t)max_threads());
+    float *dys = silu ? md_graph_scratch(g, sizeof(float) * (size_t)(Cg * S) * (size_t)max_threads()) : NULL;
     float beta = gx ? md_grad_beta(x) : 0.f;
     #pragma omp parallel for schedule(static)
     for (int64_t ng = 0; ng < N * G; ng++) {
         int64_t n = ng / G, c0 = (ng % G) * Cg;
         float mu = mean[ng], rs = rstd[ng];
-        float *dyg = dys + (size_t)thread_id() * (size_t)(Cg * S);
+        float *dyg = silu ? dys + (size_t)thread_id() * (size_t)(Cg * S) : NULL;
         float a = 0.f, bsum = 0.f;   /* sum w*dy, sum w*dy*xhat over the group */
         for (int64_t c = c0; c < c0 + Cg; c++) {
             const float *xr = x->data + (n * C + c) * S, *dzr = z->grad + (n * C + c) * S;
-            float *dyr = dyg + (c - c0) * S;
             float wc = wv ? wv[c] : 1.f;
-            float sc = rs * wc, sh = (bv ? bv[c] : 0.f) - mu * sc;
             float s1 = 0.f, s2 = 0.f;
-            #pragma omp simd reduction(+:s1, s2)
-            for (int64_t i = 0; i < S; i++) {
-                float y = xr[i] * sc + sh, sg = md_fast_sigmoid(y);
-                float d = dzr[i] * sg * (1.f + y * (1.f - sg));
-                dyr[i] = d;
-                s1 += d;
-                s2 += d * (xr[i] - mu);
+            if (silu) {
+                float *dyr = dyg + (c - c0) * S;
+                float sc = rs * wc, sh = (bv ? bv[c] : 0.f) - mu * sc;
+                #pragma omp simd reduction(+:s1, s2)
+                for (int64_t i = 0; i < S; i++) {
+                    float y = xr[i] * sc + sh, sg = md_fast_sigmoid(y);
+                    float d = dzr[i] * sg * (1.f + y * (1.f - sg));
+                    dyr[i] = d;
+                    s1 += d;
+                    s2 += d * (xr[i] - mu);
+                }
+            } else {
+                #pragma omp simd reduction(+:s1, s2)
+                for (int64_t i = 0; i < S; i++) {
+                    s1 += dzr[i];
+                    s2 += dzr[i] * (xr[i] - mu);
+                }
             }
             s2 *= rs;
             sdy[n * C + c] = s1;
@@ -1394,7 +1282,8 @@ static void groupnorm_silu_backward(md_graph *g, md_node *nd)
         a /= M;
         bsum /= M;
         for (int64_t c = c0; c < c0 + Cg; c++) {
-            const float *xr = x->data + (n * C + c) * S, *dyr = dyg + (c - c0) * S;
+            const float *xr = x->data + (n * C + c) * S;
+            const float *dyr = silu ? dyg + (c - c0) * S : z->grad + (n * C + c) * S;
             float *dxr = x->grad + (n * C + c) * S;
             float wc = wv ? wv[c] : 1.f;
             /* dx = rs * (w*dy - mean(w*dy) - xhat * mean(w*dy*xhat)) */
@@ -1424,7 +1313,13 @@ static void groupnorm_silu_backward(md_graph *g, md_node *nd)
     }
 }
 
-md_tensor *md_groupnorm_silu(md_graph *g, md_tensor *x, int groups, md_tensor *w, md_tensor *b, float eps)
+static void groupnorm_backward(md_graph *g, md_node *nd) { gn_backward(g, nd, false); }
+static void groupnorm_silu_backward(md_graph *g, md_node *nd) { gn_backward(g, nd, true); }
+
+/* y = groupnorm(x) or silu(groupnorm(x)): statistics per (n, g), then one
+ * pass that scales, shifts and (with SiLU) activates. */
+static md_tensor *gn_forward(md_graph *g, md_tensor *x, int groups, md_tensor *w, md_tensor *b, float eps,
+                             bool silu)
 {
     MD_CHECK_CONTIG(x);
     MD_CHECK_F32(x);
@@ -1461,18 +1356,37 @@ md_tensor *md_groupnorm_silu(md_graph *g, md_tensor *x, int groups, md_tensor *w
             float sh = (bv ? bv[c0 + c] : 0.f) - mu * sc;
             const float *xr = xg + c * S;
             float *zr = zg + c * S;
-            #pragma omp simd
-            for (int64_t i = 0; i < S; i++) {
-                float y = xr[i] * sc + sh;
-                zr[i] = y * md_fast_sigmoid(y);
+            if (silu) {
+                #pragma omp simd
+                for (int64_t i = 0; i < S; i++) {
+                    float y = xr[i] * sc + sh;
+                    zr[i] = y * md_fast_sigmoid(y);
+                }
+            } else {
+                #pragma omp simd
+                for (int64_t i = 0; i < S; i++)
+                    zr[i] = xr[i] * sc + sh;
             }
         }
     }
-    md_node *nd = md_graph_record(g, groupnorm_silu_backward, z);
+    md_node *nd = silu ? md_graph_record(g, groupnorm_silu_backward, z) : md_graph_record(g, groupnorm_backward, z);
     if (nd) {
         nd->in[0] = x; nd->in[1] = w; nd->in[2] = b;
         nd->saved[0] = mean; nd->saved[1] = rstd;
         nd->iarg[0] = G;
     }
     return z;
+}
+
+md_tensor *md_groupnorm(md_graph *g, md_tensor *x, int groups, md_tensor *w, md_tensor *b, float eps)
+{
+    return gn_forward(g, x, groups, w, b, eps, false);
+}
+
+/* ---- groupnorm + SiLU ---------------------------------------------------------
+ * z = silu(groupnorm(x)) as one op: the normalised values are never stored
+ * (backward recomputes them). Statistics as md_groupnorm. */
+md_tensor *md_groupnorm_silu(md_graph *g, md_tensor *x, int groups, md_tensor *w, md_tensor *b, float eps)
+{
+    return gn_forward(g, x, groups, w, b, eps, true);
 }
