@@ -375,6 +375,25 @@ static md_status png_decode(png_job *j)
     return MD_OK;
 }
 
+/* Hands a decoder's image and tags to the caller on success; on failure
+ * logs "LABEL: FORMAT: why" and frees them. Returns s. */
+static md_status decode_finish(md_status s, const char *label, const char *format, const char *why,
+                               md_image *img, md_meta *tags, md_image *out, md_meta *meta)
+{
+    if (s == MD_OK) {
+        *out = *img;
+        if (meta)
+            *meta = *tags;
+        else
+            md_meta_free(tags);
+    } else {
+        md_log(MD_LOG_ERROR, "%s: %s: %s", label, format, why);
+        md_image_free(img);
+        md_meta_free(tags);
+    }
+    return s;
+}
+
 static md_status load_png(const uint8_t *buf, size_t len, const char *label, const md_media_limits *lim,
                           md_image *out, md_meta *meta)
 {
@@ -400,17 +419,7 @@ static md_status load_png(const uint8_t *buf, size_t len, const char *label, con
     png_destroy_read_struct(j->png ? &j->png : NULL, j->info ? &j->info : NULL, NULL);
     free(j->raw);
     free(j->rows);
-    if (s == MD_OK) {
-        *out = j->img;
-        if (meta)
-            *meta = j->meta;
-        else
-            md_meta_free(&j->meta);
-    } else {
-        md_log(MD_LOG_ERROR, "%s: PNG: %s", label, j->msg);
-        md_image_free(&j->img);
-        md_meta_free(&j->meta);
-    }
+    s = decode_finish(s, label, "PNG", j->msg, &j->img, &j->meta, out, meta);
     free(j);
     return s;
 }
@@ -665,17 +674,7 @@ static md_status load_jpeg(const uint8_t *buf, size_t len, const char *label, co
         if (s != MD_OK)
             snprintf(j->msg, sizeof j->msg, "out of memory rotating the image");
     }
-    if (s == MD_OK) {
-        *out = j->img;
-        if (meta)
-            *meta = j->meta;
-        else
-            md_meta_free(&j->meta);
-    } else {
-        md_log(MD_LOG_ERROR, "%s: JPEG: %s", label, j->msg);
-        md_image_free(&j->img);
-        md_meta_free(&j->meta);
-    }
+    s = decode_finish(s, label, "JPEG", j->msg, &j->img, &j->meta, out, meta);
     free(j);
     return s;
 }
