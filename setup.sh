@@ -18,7 +18,7 @@ mode=${1:-run}
 BUILD_DIR=${BUILD_DIR:-build}
 ASAN_DIR=${ASAN_DIR:-build-asan}
 
-PACKAGES="gcc libc6-dev meson ninja-build pkg-config libdnnl-dev libomp-dev
+PACKAGES="gcc libc6-dev zlib1g-dev meson ninja-build pkg-config libdnnl-dev libomp-dev
 python3 python3-numpy python3-torch libopenblas0-openmp clang libclang-rt-14-dev libjemalloc2
 libfftw3-dev libpng-dev libjpeg-dev libsndfile1-dev libsamplerate0-dev
 libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg
@@ -86,18 +86,18 @@ test)
     export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
     status=0
     meson test -C "$BUILD_DIR" --no-rebuild --print-errorlogs \
-        --suite core --suite parity --suite media --suite gpu || status=1
+        --suite core --suite parity --suite media --suite world --suite gpu || status=1
     set -- $(count_results "$BUILD_DIR/meson-logs/testlog.json")
     passed=$1 failed=$2 skipped=$3
 
-    echo "setup: ASan/UBSan build of the core, parity and media suites"
+    echo "setup: ASan/UBSan build of the core, parity, media and world suites"
     configure "$ASAN_DIR" -Dwerror=true -Db_sanitize=address,undefined -Dbuildtype=debugoptimized \
         -Dc_args=-fno-sanitize-recover=all
     ninja -C "$ASAN_DIR"
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
     meson test -C "$ASAN_DIR" --no-rebuild --print-errorlogs --timeout-multiplier 4 \
-        --suite core --suite parity --suite media || status=1
+        --suite core --suite parity --suite media --suite world --no-suite models || status=1
     set -- $(count_results "$ASAN_DIR/meson-logs/testlog.json")
     passed=$((passed + $1)) failed=$((failed + $2)) skipped=$((skipped + $3))
     echo "$passed passed, $failed failed, $skipped skipped"

@@ -10,7 +10,9 @@
 #include "image_io.h"
 #include "video_io.h"
 #include "demo.h"
+#include "safetensors.h"
 #include "md.h"
+#include "commands.h"
 
 #include <errno.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -23,12 +25,12 @@
 #define MEDLEY_VERSION "0.0.0"
 #endif
 
-static volatile int g_cancel;
+volatile int medley_cancel;
 
 static void on_sigint(int sig)
 {
     (void)sig;
-    g_cancel = 1;
+    medley_cancel = 1;
 }
 
 static void usage(FILE *f)
@@ -40,17 +42,26 @@ static void usage(FILE *f)
             "  demo      train a small transformer from scratch on this machine and test it\n"
             "            (the default when no command is given)\n"
             "            --steps N (300)  --seed S (1)  --batch B (64)  --length L (8)\n"
+            "  corpus build  write the demo-world corpus (train/val/test/compo shards)\n"
+            "            --data DIR  --out DIR (corpus)  --seed S (1)  --scale F (1)\n"
+            "  train judges  retrain the judges (image, audio, video classifiers)\n"
+            "            --data DIR  --kind image|audio|video|all  --steps N  --seed S  --out DIR\n"
+            "  eval      the any-to-any matrix of the generators present, and the\n"
+            "            real-data reference; --judges: each judge on the test split\n"
+            "            --data DIR  --models DIR  --json FILE  --quick N\n"
             "  info [FILE...]  with files: what each holds (modality, size, duration,\n"
             "            codec, metadata) or why it cannot be read; without: version,\n"
             "            threads and compute devices\n"
             "\n"
             "environment:\n"
             "  MEDLEY_THREADS   threads for compute (default: all cores)\n"
-            "  MEDLEY_DEVICE    cpu | cuda[:N] (default cpu)\n");
+            "  MEDLEY_DEVICE    cpu | cuda[:N] (default cpu)\n"
+            "  MEDLEY_DATA_DIR  the data folder (mnist/, fsdd/, sign-digits/) when --data is absent\n"
+            "  MEDLEY_MODELS_DIR  bundled models (default: the source tree's assets/models)\n");
 }
 
 /* Parses a positive integer option value; prints the reason on failure. */
-static int parse_int(const char *opt, const char *val, long lo, long hi, long *out)
+int medley_parse_int(const char *opt, const char *val, long lo, long hi, long *out)
 {
     if (!val) {
         fprintf(stderr, "medley: %s needs a value\n", opt);
@@ -83,16 +94,16 @@ static int cmd_demo(int argc, char **argv)
         long v;
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--steps") == 0) {
-            if (parse_int(a, val, 1, 1000000, &v)) return 2;
+            if (medley_parse_int(a, val, 1, 1000000, &v)) return 2;
             o.steps = (int)v;
         } else if (strcmp(a, "--seed") == 0) {
-            if (parse_int(a, val, 0, 2147483647L, &v)) return 2;
+            if (medley_parse_int(a, val, 0, 2147483647L, &v)) return 2;
             o.seed = (uint64_t)v;
         } else if (strcmp(a, "--batch") == 0) {
-            if (parse_int(a, val, 1, 4096, &v)) return 2;
+            if (medley_parse_int(a, val, 1, 4096, &v)) return 2;
             o.batch = (int)v;
         } else if (strcmp(a, "--length") == 0) {
-            if (parse_int(a, val, 1, 64, &v)) return 2;
+            if (medley_parse_int(a, val, 1, 64, &v)) return 2;
             o.length = (int)v;
         } else {
             fprintf(stderr, "medley demo: unknown option \"%s\"\n", a);
@@ -102,7 +113,7 @@ static int cmd_demo(int argc, char **argv)
         i++;
     }
     o.progress = demo_progress;
-    o.cancel = &g_cancel;
+    o.cancel = &medley_cancel;
     signal(SIGINT, on_sigint);
     printf("Medley engine demo: a %d-layer transformer (d=%d, %d heads) learns to reverse\n"
            "%d-digit strings from scratch, on %d thread%s of this machine's %s.\n",
@@ -151,6 +162,26 @@ static int info_file(const char *path)
     if (hf) {
         nhead = fread(head, 1, sizeof head, hf);
         fclose(hf);
+    }
+    /* safetensors: 8-byte little-endian header length, then '{' */
+    if (nhead >= 9 && head[8] == '{' && head[6] == 0 && head[7] == 0) {
+        md_st_file *f;
+        if (md_st_open(path, &f) != MD_OK) {
+            fprintf(stderr, "medley info: cannot read %s\n", md_last_error());
+            return 1;
+        }
+        int64_t numel = 0;
+        for (int i = 0; i < md_st_count(f); i++) {
+            const md_st_info *t = md_st_get(f, i);
+            numel += (int64_t)(t->nbytes / md_dtype_size(t->dtype));
+        }
+        printf("%s: safetensors, %d tensors, %lld values\n", path, md_st_count(f), (long long)numel);
+        for (int i = 0; i < md_st_meta_count(f); i++) {
+            const char *k = md_st_meta_key(f, i), *v = md_st_meta(f, k);
+            printf("  %s: %.*s%s\n", k, 160, v, strlen(v) > 160 ? "..." : "");
+        }
+        md_st_close(f);
+        return 0;
     }
     const char *fmt = md_media_format_name(head, nhead);
     char err[3][1024] = {"", "", ""};
@@ -256,6 +287,18 @@ int main(int argc, char **argv)
         return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "info") == 0)
         return cmd_info(argc - 2, argv + 2);
+    if (strcmp(cmd, "corpus") == 0 || strcmp(cmd, "train") == 0 || strcmp(cmd, "eval") == 0)
+        signal(SIGINT, on_sigint);
+    if (strcmp(cmd, "corpus") == 0)
+        return medley_cmd_corpus(argc - 2, argv + 2);
+    if (strcmp(cmd, "train") == 0) {
+        if (argc >= 3 && strcmp(argv[2], "judges") == 0)
+            return medley_cmd_train_judges(argc - 3, argv + 3);
+        fprintf(stderr, "medley train: expected what to train: judges\n");
+        return 2;
+    }
+    if (strcmp(cmd, "eval") == 0)
+        return medley_cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

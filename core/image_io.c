@@ -566,6 +566,14 @@ static md_status jpeg_decode(jpeg_job *j, const uint8_t *buf, size_t len)
         }
     }
 
+    if (j->lim->min_side > 0) {
+        /* shrink by DCT scaling while the shorter side stays >= min_side */
+        unsigned side = MD_MIN(c->image_width, c->image_height), denom = 8;
+        while (denom > 1 && side / denom < (unsigned)j->lim->min_side)
+            denom /= 2;
+        c->scale_num = 1;
+        c->scale_denom = denom;
+    }
     bool cmyk = c->jpeg_color_space == JCS_CMYK || c->jpeg_color_space == JCS_YCCK;
     c->out_color_space = c->jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(c);

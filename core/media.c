@@ -14,6 +14,7 @@ md_media_limits md_media_limits_default(void)
     l.max_seconds = 3600.0;
     l.max_bytes = (int64_t)2 << 30;
     l.max_channels = 64;
+    l.min_side = 0;
     return l;
 }
 

@@ -37,10 +37,14 @@ typedef struct md_media_limits {
     double max_seconds;        /* audio or video duration */
     int64_t max_bytes;         /* size of the file read */
     int max_channels;          /* audio channels */
+    int min_side;              /* 0: full size. Else a decoder that can shrink
+                                * cheaply while decoding (JPEG's DCT scaling by
+                                * 1/2, 1/4, 1/8) may return a smaller image whose
+                                * shorter side is still >= min_side */
 } md_media_limits;
 
 /* 64 Mpixel images, 1 h of audio or video, 20 000 frames, 2 GiB files,
- * 64 audio channels. */
+ * 64 audio channels, full-size decoding. */
 md_media_limits md_media_limits_default(void);
 
 /* Key/value metadata (PNG tEXt/iTXt, WAV INFO, container tags): UTF-8

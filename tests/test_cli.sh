@@ -35,4 +35,30 @@ if command -v sox >/dev/null 2>&1; then
 else
     echo "skip sox checks: sox missing"
 fi
+# The demo world commands (need the data folder; skipped without it).
+if [ -n "${MEDLEY_DATA_DIR:-}" ]; then
+    check "corpus without a subcommand" 2 "$exe" corpus
+    check "corpus bad --scale" 2 "$exe" corpus build --scale 2 --out "$tmp/c0"
+    case "$LAST" in *'--scale "2"'*) echo "ok   names the value";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "corpus with a missing data folder" 1 "$exe" corpus build --data "$tmp/nowhere" --out "$tmp/c0"
+    case "$LAST" in *"nowhere/mnist/train-images-idx3-ubyte.gz"*) echo "ok   names the missing file";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "small corpus" 0 "$exe" corpus build --scale 0.002 --out "$tmp/corpus" --seed 3
+    [ -s "$tmp/corpus/manifest.json" ] && [ -s "$tmp/corpus/test-audio-0000.safetensors" ] \
+        && echo "ok   manifest and shards written" || { echo "FAIL corpus files"; fail=1; }
+    check "info reads a shard" 0 "$exe" info "$tmp/corpus/train-image-0000.safetensors"
+    check "train judges: bad kind" 2 "$exe" train judges --kind smell
+    check "train: unknown target" 2 "$exe" train everything
+    check "short judge training" 0 "$exe" train judges --kind audio --steps 20 --out "$tmp"
+    [ -s "$tmp/judge-audio.safetensors" ] && echo "ok   judge saved" || { echo "FAIL judge not saved"; fail=1; }
+    check "eval with a folder lacking judges" 1 "$exe" eval --judges --models "$tmp/corpus"
+    case "$LAST" in *"judge-image.safetensors"*) echo "ok   names the missing judge";; *) echo "FAIL: $LAST"; fail=1;; esac
+    if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/judge-image.safetensors" ]; then
+        check "eval --judges --quick" 0 "$exe" eval --judges --quick 200 --json "$tmp/judges.json"
+        case "$LAST" in *"image judge on test"*"audio judge on test"*"video judge on test"*"text  judge"*) echo "ok   every judge reported";; *) echo "FAIL: $LAST"; fail=1;; esac
+        check "eval matrix" 0 "$exe" eval --quick 60 --json "$tmp/matrix.json"
+        grep -q '"matrix"' "$tmp/matrix.json" && echo "ok   matrix JSON written" || { echo "FAIL matrix json"; fail=1; }
+    fi
+else
+    echo "skip demo world commands: MEDLEY_DATA_DIR is not set"
+fi
 exit $fail

@@ -1,0 +1,425 @@
+/* cmd_world.c — the demo-world commands of `medley`:
+ *
+ *   medley corpus build   write the corpus shards
+ *   medley train judges   retrain the judges shipped in assets/models
+ *   medley eval --judges  each judge's accuracy on the test split
+ *   medley eval           the any-to-any matrix for the generators present
+ */
+#include "commands.h"
+#include "caption.h"
+#include "corpus.h"
+#include "judge.h"
+#include "metrics.h"
+#include "world.h"
+#include "json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifndef MEDLEY_ASSETS_DIR
+#define MEDLEY_ASSETS_DIR "assets/models"
+#endif
+
+const char *medley_models_dir(const char *opt)
+{
+    if (opt && *opt)
+        return opt;
+    const char *e = getenv("MEDLEY_MODELS_DIR");
+    if (e && *e)
+        return e;
+    return MEDLEY_ASSETS_DIR;
+}
+
+static int open_world(const char *data, md_world *w)
+{
+    double t0 = md_time_now();
+    if (md_world_open(data, w) != MD_OK) {
+        fprintf(stderr, "medley: %s\n", md_last_error());
+        return 1;
+    }
+    fprintf(stderr, "demo world loaded in %.1f s (data hash %s)\n", md_time_now() - t0, w->data_hash);
+    return 0;
+}
+
+static int kind_from_name(const char *s)
+{
+    for (int k = 0; k < 3; k++)
+        if (strcmp(s, md_world_kind_names[k]) == 0)
+            return k;
+    return -1;
+}
+
+/* ---- corpus build ---- */
+
+static void corpus_progress(const char *shard, int64_t done, int64_t total, void *user)
+{
+    (void)user;
+    printf("  %-32s %lld/%lld\n", shard, (long long)done, (long long)total);
+    fflush(stdout);
+}
+
+int medley_cmd_corpus(int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "build") != 0) {
+        fprintf(stderr, "usage: medley corpus build [--data DIR] [--out DIR] [--seed S] [--scale F]\n");
+        return 2;
+    }
+    const char *data = NULL, *out = "corpus";
+    long seed = 1;
+    double scale = 1.0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!val) {
+            fprintf(stderr, "medley corpus: %s needs a value\n", a);
+            return 2;
+        }
+        if (strcmp(a, "--data") == 0)
+            data = val;
+        else if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0)
+            out = val;
+        else if (strcmp(a, "--seed") == 0) {
+            if (medley_parse_int(a, val, 0, 2147483647L, &seed)) return 2;
+        } else if (strcmp(a, "--scale") == 0) {
+            char *end;
+            scale = strtod(val, &end);
+            if (*end || !(scale > 0.0 && scale <= 1.0)) {
+                fprintf(stderr, "medley corpus: --scale \"%s\": expected a number in (0, 1]\n", val);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "medley corpus: unknown option \"%s\"\n", a);
+            return 2;
+        }
+        i++;
+    }
+    md_world w;
+    if (open_world(data, &w))
+        return 1;
+    md_corpus_opts o;
+    md_corpus_default_opts(&o, scale);
+    o.out_dir = out;
+    o.seed = (uint64_t)seed;
+    o.progress = corpus_progress;
+    o.cancel = &medley_cancel;
+    md_corpus_stats s;
+    printf("building the demo-world corpus in %s (seed %ld, scale %g)\n", out, seed, scale);
+    md_status st = md_corpus_build(&w, &o, &s);
+    md_world_close(&w);
+    if (st != MD_OK) {
+        fprintf(stderr, "medley corpus: %s\n", st == MD_ABORTED ? "cancelled" : md_last_error());
+        return st == MD_ABORTED ? 130 : 1;
+    }
+    printf("wrote %d shards (%lld images, %lld audio clips, %lld videos; %.1f MB) in %.1f s\n", s.shards,
+           (long long)s.samples[0], (long long)s.samples[1], (long long)s.samples[2], (double)s.bytes / 1e6,
+           s.seconds);
+    return 0;
+}
+
+/* ---- train judges ---- */
+
+typedef struct train_ctx {
+    double t0;
+    const char *kind;
+} train_ctx;
+
+static void train_progress(int64_t step, int64_t steps, float loss, void *user)
+{
+    train_ctx *c = user;
+    static float ema;
+    ema = step == 0 ? loss : 0.98f * ema + 0.02f * loss;
+    if ((step + 1) % 200 == 0 || step + 1 == steps) {
+        double el = md_time_now() - c->t0;
+        printf("  %s judge: step %lld/%lld  loss %.4f  %.0f s (%.0f s left)\n", c->kind, (long long)step + 1,
+               (long long)steps, ema, el, el / (double)(step + 1) * (double)(steps - step - 1));
+        fflush(stdout);
+    }
+}
+
+static void print_eval(const md_judge *j, md_world_split split, const md_judge_eval *e)
+{
+    printf("  %-5s judge on %-5s (%lld samples, %.1f s):", md_world_kind_names[j->kind],
+           md_world_split_names[split], (long long)e->n, e->seconds);
+    for (int a = 0; a < MD_ATTR_COUNT; a++)
+        if (e->asked[a])
+            printf("  %s %.2f%%", md_attr_names[a], 100.0 * (double)e->right[a] / (double)e->asked[a]);
+    if (e->photo_n)
+        printf("  [digit: handwritten %.2f%%, sign photos %.2f%%]",
+               100.0 * (double)e->hand_right / (double)e->hand_n, 100.0 * (double)e->photo_right / (double)e->photo_n);
+    printf("\n");
+}
+
+int medley_cmd_train_judges(int argc, char **argv)
+{
+    const char *data = NULL, *out = NULL, *kinds = "all";
+    long steps = 0, seed = 1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!val) {
+            fprintf(stderr, "medley train judges: %s needs a value\n", a);
+            return 2;
+        }
+        if (strcmp(a, "--data") == 0)
+            data = val;
+        else if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0)
+            out = val;
+        else if (strcmp(a, "--kind") == 0) {
+            if (strcmp(val, "all") != 0 && kind_from_name(val) < 0) {
+                fprintf(stderr, "medley train judges: --kind \"%s\": expected image, audio, video or all\n", val);
+                return 2;
+            }
+            kinds = val;
+        } else if (strcmp(a, "--steps") == 0) {
+            if (medley_parse_int(a, val, 1, 10000000L, &steps)) return 2;
+        } else if (strcmp(a, "--seed") == 0) {
+            if (medley_parse_int(a, val, 0, 2147483647L, &seed)) return 2;
+        } else {
+            fprintf(stderr, "medley train judges: unknown option \"%s\"\n", a);
+            return 2;
+        }
+        i++;
+    }
+    out = medley_models_dir(out);
+    md_world w;
+    if (open_world(data, &w))
+        return 1;
+    int rc = 0;
+    for (int k = 0; k < 3 && rc == 0; k++) {
+        if (strcmp(kinds, "all") != 0 && kind_from_name(kinds) != k)
+            continue;
+        md_judge j;
+        md_judge_train_opts o;
+        md_judge_train_default_opts((md_world_kind)k, &o);
+        if (steps)
+            o.steps = steps;
+        o.seed = (uint64_t)seed;
+        train_ctx c = {md_time_now(), md_world_kind_names[k]};
+        o.progress = train_progress;
+        o.user = &c;
+        o.cancel = &medley_cancel;
+        if (md_judge_init(&j, (md_world_kind)k, o.seed) != MD_OK) {
+            fprintf(stderr, "medley: %s\n", md_last_error());
+            rc = 1;
+            break;
+        }
+        printf("training the %s judge: %lld steps of %d samples, %lld parameters, %d threads\n",
+               md_world_kind_names[k], (long long)o.steps, o.batch, (long long)md_paramset_numel(j.ps),
+               md_threads_get());
+        md_status st = md_judge_train(&j, &w, &o);
+        double secs = md_time_now() - c.t0;
+        if (st == MD_OK) {
+            md_judge_eval e;
+            if (md_judge_evaluate(&j, &w, MD_SPLIT_VAL, 7, 1000, &e) == MD_OK)
+                print_eval(&j, MD_SPLIT_VAL, &e);
+            char path[4096], recipe[512];
+            snprintf(path, sizeof path, "%s/judge-%s.safetensors", out, md_world_kind_names[k]);
+            snprintf(recipe, sizeof recipe,
+                     "{\"command\":\"medley train judges --kind %s --steps %lld --seed %ld\",\"steps\":%lld,"
+                     "\"batch\":%d,\"lr\":%g,\"seed\":%ld,\"seconds\":%.0f,\"threads\":%d}",
+                     md_world_kind_names[k], (long long)o.steps, seed, (long long)o.steps, o.batch, (double)o.lr,
+                     seed, secs, md_threads_get());
+            st = md_judge_save(&j, path, recipe, w.data_hash);
+            if (st == MD_OK)
+                printf("  saved %s (%.0f s of training)\n", path, secs);
+        }
+        if (st != MD_OK) {
+            fprintf(stderr, "medley train judges: %s\n", st == MD_ABORTED ? "cancelled" : md_last_error());
+            rc = st == MD_ABORTED ? 130 : 1;
+        }
+        md_judge_free(&j);
+    }
+    md_world_close(&w);
+    return rc;
+}
+
+/* ---- eval ---- */
+
+/* --judges results as JSON: {"judges": [{kind, split, n, accuracy: {...}}],
+ * "text": {...}} */
+static md_json_buf g_jb;
+static const char *g_json_path;
+
+static void results_begin(const char *path)
+{
+    g_json_path = path;
+    md_json_buf_init(&g_jb);
+    md_json_buf_begin_object(&g_jb);
+    md_json_buf_key(&g_jb, "judges");
+    md_json_buf_begin_array(&g_jb);
+}
+
+static void results_judge(const char *kind, const char *split, const md_judge_eval *e)
+{
+    md_json_buf_begin_object(&g_jb);
+    md_json_buf_key(&g_jb, "kind"); md_json_buf_str(&g_jb, kind);
+    md_json_buf_key(&g_jb, "split"); md_json_buf_str(&g_jb, split);
+    md_json_buf_key(&g_jb, "n"); md_json_buf_int(&g_jb, e->n);
+    md_json_buf_key(&g_jb, "accuracy");
+    md_json_buf_begin_object(&g_jb);
+    for (int a = 0; a < MD_ATTR_COUNT; a++)
+        if (e->asked[a]) {
+            md_json_buf_key(&g_jb, md_attr_names[a]);
+            md_json_buf_num(&g_jb, (double)e->right[a] / (double)e->asked[a]);
+        }
+    if (e->photo_n) {
+        md_json_buf_key(&g_jb, "digit_handwritten"); md_json_buf_num(&g_jb, (double)e->hand_right / (double)e->hand_n);
+        md_json_buf_key(&g_jb, "digit_photo"); md_json_buf_num(&g_jb, (double)e->photo_right / (double)e->photo_n);
+    }
+    md_json_buf_end_object(&g_jb);
+    md_json_buf_end_object(&g_jb);
+}
+
+static void results_text(const md_attr_score *sc)
+{
+    md_json_buf_end_array(&g_jb);
+    md_json_buf_key(&g_jb, "text");
+    md_json_buf_begin_object(&g_jb);
+    md_json_buf_key(&g_jb, "captions"); md_json_buf_int(&g_jb, sc->samples);
+    for (int a = 0; a < MD_ATTR_COUNT; a++)
+        if (sc->asked[a]) {
+            md_json_buf_key(&g_jb, md_attr_names[a]);
+            md_json_buf_num(&g_jb, md_attr_score_acc(sc, (md_attr)a));
+        }
+    md_json_buf_end_object(&g_jb);
+}
+
+static int results_end(void)
+{
+    md_json_buf_end_object(&g_jb);
+    char *text = md_json_buf_finish(&g_jb, NULL);
+    int rc = 0;
+    if (g_json_path) {
+        rc = !text || medley_write_file_atomic(g_json_path, text) != MD_OK;
+        if (rc)
+            fprintf(stderr, "medley eval: %s\n", md_last_error());
+        else
+            printf("results written to %s\n", g_json_path);
+    }
+    free(text);
+    return rc;
+}
+
+typedef struct eval_opts {
+    const char *data, *models, *json;
+    bool judges;
+    long quick;    /* 0 = whole test split */
+} eval_opts;
+
+static int load_judges(const char *dir, md_judge j[3])
+{
+    for (int k = 0; k < 3; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/judge-%s.safetensors", dir, md_world_kind_names[k]);
+        if (md_judge_load(&j[k], path, (md_world_kind)k) != MD_OK) {
+            fprintf(stderr, "medley eval: %s\n(retrain with 'medley train judges', or point --models / "
+                            "MEDLEY_MODELS_DIR at the folder holding the judges)\n", md_last_error());
+            for (int q = 0; q < k; q++)
+                md_judge_free(&j[q]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Text judge on corpus captions: the share of stated attributes read back. */
+static void eval_text_judge(const md_world *w, md_world_split split, int64_t n, md_attr_score *sc)
+{
+    memset(sc, 0, sizeof *sc);
+    for (int k = 0; k < 3; k++)
+        for (int64_t i = 0; i < n; i++) {
+            md_world_sample s;
+            if (md_world_draw(w, 11, split == MD_SPLIT_COMPO && k == MD_WORLD_AUDIO ? MD_SPLIT_TEST : split,
+                              (md_world_kind)k, i, &s) != MD_OK)
+                continue;
+            for (int v = 0; v < MD_CAPTIONS_PER_SAMPLE; v++) {
+                char cap[MD_CAPTION_MAX];
+                int stated[MD_ATTR_COUNT], got[MD_ATTR_COUNT];
+                if (md_caption_make(&s, v, cap, sizeof cap, stated) != MD_OK)
+                    continue;
+                md_caption_parse(cap, got);
+                md_attr_score_add(sc, stated, got);
+            }
+        }
+}
+
+static int eval_judges(const eval_opts *eo, md_world *w, md_judge j[3])
+{
+    printf("judges on the demo world's held-out splits (targets: image digit >= 99%% on MNIST test digits,\n"
+           "sign photos >= 95%%, audio digit >= 95%% on FSDD takes 0-4, colour/position/motion >= 99%%)\n");
+    results_begin(eo->json);
+    int bad = 0;
+    for (int k = 0; k < 3; k++) {
+        for (int sp = MD_SPLIT_TEST; sp <= MD_SPLIT_COMPO; sp++) {
+            if (k == MD_WORLD_AUDIO && sp == MD_SPLIT_COMPO)
+                continue;   /* audio has no held-out combinations */
+            md_judge_eval e;
+            int64_t count = k == MD_WORLD_VIDEO || sp == MD_SPLIT_COMPO ? 1000 : eo->quick;
+            if (eo->quick && count > eo->quick)
+                count = eo->quick;
+            if (md_judge_evaluate(&j[k], w, (md_world_split)sp, 7, count, &e) != MD_OK) {
+                fprintf(stderr, "medley eval: %s\n", md_last_error());
+                bad = 1;
+                continue;
+            }
+            print_eval(&j[k], (md_world_split)sp, &e);
+            results_judge(md_world_kind_names[k], md_world_split_names[sp], &e);
+        }
+    }
+    md_attr_score sc;
+    eval_text_judge(w, MD_SPLIT_TEST, eo->quick ? 100 : 1000, &sc);
+    printf("  text  judge on test  (%lld captions):", (long long)sc.samples);
+    for (int a = 0; a < MD_ATTR_COUNT; a++)
+        if (sc.asked[a])
+            printf("  %s %.2f%%", md_attr_names[a], 100.0 * md_attr_score_acc(&sc, (md_attr)a));
+    printf("\n");
+    results_text(&sc);
+    if (results_end() != 0)
+        bad = 1;
+    return bad;
+}
+
+int medley_cmd_eval(int argc, char **argv)
+{
+    eval_opts eo = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--judges") == 0) {
+            eo.judges = true;
+            continue;
+        }
+        if (!val) {
+            fprintf(stderr, "medley eval: %s needs a value\n", a);
+            return 2;
+        }
+        if (strcmp(a, "--data") == 0)
+            eo.data = val;
+        else if (strcmp(a, "--models") == 0)
+            eo.models = val;
+        else if (strcmp(a, "--json") == 0)
+            eo.json = val;
+        else if (strcmp(a, "--quick") == 0) {
+            if (medley_parse_int(a, val, 1, 100000000L, &eo.quick)) return 2;
+        } else {
+            fprintf(stderr, "medley eval: unknown option \"%s\"\n", a);
+            return 2;
+        }
+        i++;
+    }
+    md_judge j[3];
+    if (load_judges(medley_models_dir(eo.models), j))
+        return 1;
+    md_world w;
+    if (open_world(eo.data, &w)) {
+        for (int k = 0; k < 3; k++)
+            md_judge_free(&j[k]);
+        return 1;
+    }
+    int rc = eo.judges ? eval_judges(&eo, &w, j) : medley_eval_matrix(&w, j, eo.json, eo.quick);
+    md_world_close(&w);
+    for (int k = 0; k < 3; k++)
+        md_judge_free(&j[k]);
+    return rc;
+}

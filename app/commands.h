@@ -1,0 +1,26 @@
+/* commands.h — the `medley` subcommands beyond main.c, and what they share. */
+#ifndef MEDLEY_COMMANDS_H
+#define MEDLEY_COMMANDS_H
+
+#include "md.h"
+#include "judge.h"
+
+extern volatile int medley_cancel;   /* set by SIGINT */
+
+/* Parses an integer option value in [lo, hi]; prints the reason on failure
+ * and returns -1. */
+int medley_parse_int(const char *opt, const char *val, long lo, long hi, long *out);
+/* The folder of bundled models: opt, else $MEDLEY_MODELS_DIR, else the
+ * source tree's assets/models as configured at build time. */
+const char *medley_models_dir(const char *opt);
+
+/* Writes text to path through path.tmp + fsync + rename. */
+md_status medley_write_file_atomic(const char *path, const char *text);
+
+int medley_cmd_corpus(int argc, char **argv);
+int medley_cmd_train_judges(int argc, char **argv);
+int medley_cmd_eval(int argc, char **argv);
+/* The any-to-any matrix (eval_matrix.c); json may be NULL. */
+int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick);
+
+#endif

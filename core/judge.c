@@ -1,0 +1,481 @@
+/* judge.c — see judge.h. */
+#include "judge.h"
+#include "ops.h"
+#include "optim.h"
+#include "rng.h"
+#include "safetensors.h"
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const int conv_out[MD_JUDGE_CONVS] = {32, 32, 64, 64, 128, 128};
+#define AUDIO_FRAMES 101     /* 8000 samples, hop 80, centred */
+#define AUDIO_MELS 40
+
+bool md_judge_reads(md_world_kind kind, md_attr a)
+{
+    switch (kind) {
+    case MD_WORLD_IMAGE:
+        return a == MD_ATTR_DIGIT || a == MD_ATTR_STYLE || a == MD_ATTR_INK || a == MD_ATTR_BG ||
+               a == MD_ATTR_POS || a == MD_ATTR_SIZE;
+    case MD_WORLD_VIDEO:
+        return a == MD_ATTR_DIGIT || a == MD_ATTR_INK || a == MD_ATTR_BG || a == MD_ATTR_SIZE ||
+               a == MD_ATTR_MOTION || a == MD_ATTR_SPEED;
+    case MD_WORLD_AUDIO:
+        return a == MD_ATTR_DIGIT || a == MD_ATTR_SPEAKER;
+    }
+    return false;
+}
+
+static void input_shape(md_world_kind kind, int *c, int *h, int *w)
+{
+    if (kind == MD_WORLD_AUDIO) {
+        *c = 1; *h = AUDIO_MELS; *w = AUDIO_FRAMES;
+    } else {
+        *c = kind == MD_WORLD_VIDEO ? 3 * MD_JUDGE_VIDEO_FRAMES : 3;
+        *h = *w = MD_WORLD_SIZE;
+    }
+}
+
+int64_t md_judge_input_size(md_world_kind kind)
+{
+    int c, h, w;
+    input_shape(kind, &c, &h, &w);
+    return (int64_t)c * h * w;
+}
+
+md_mel_params md_judge_mel_params(void)
+{
+    md_mel_params p = md_mel_params_default();
+    p.sample_rate = MD_WORLD_RATE;
+    p.n_fft = 256;
+    p.hop = 80;
+    p.win_length = 256;
+    p.n_mels = AUDIO_MELS;
+    p.f_min = 0.f;
+    p.f_max = MD_WORLD_RATE / 2;
+    return p;
+}
+
+static int conv_dim(int n, int stride) { return stride == 1 ? n : (n - 1) / 2 + 1; }   /* 3×3, pad 1 */
+
+md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
+{
+    memset(j, 0, sizeof *j);
+    if (kind < MD_WORLD_IMAGE || kind > MD_WORLD_VIDEO) {
+        md_log(MD_LOG_ERROR, "judge: unknown kind %d", (int)kind);
+        return MD_ERR_INVALID;
+    }
+    j->kind = kind;
+    j->mel = md_judge_mel_params();
+    input_shape(kind, &j->cin, &j->h, &j->w);
+    j->ps = md_paramset_new();
+    if (!j->ps)
+        return MD_ERR_ALLOC;
+    int c = j->cin, h = j->h, w = j->w;
+    char name[64];
+    for (int i = 0; i < MD_JUDGE_CONVS; i++) {
+        int stride = i % 2 ? 2 : 1;
+        snprintf(name, sizeof name, "conv%d.weight", i);
+        j->conv_w[i] = md_param_add(j->ps, name, 4, (int64_t[]){conv_out[i], c, 3, 3});
+        snprintf(name, sizeof name, "conv%d.bias", i);
+        j->conv_b[i] = md_param_add(j->ps, name, 1, (int64_t[]){conv_out[i]});
+        c = conv_out[i];
+        h = conv_dim(h, stride);
+        w = conv_dim(w, stride);
+    }
+    int64_t flat = kind == MD_WORLD_AUDIO ? (int64_t)c * h : (int64_t)c * h * w;
+    j->fc_w = md_param_add(j->ps, "fc.weight", 2, (int64_t[]){MD_JUDGE_FEATURES, flat});
+    j->fc_b = md_param_add(j->ps, "fc.bias", 1, (int64_t[]){MD_JUDGE_FEATURES});
+    for (int a = 0; a < MD_ATTR_COUNT; a++) {
+        if (!md_judge_reads(kind, (md_attr)a))
+            continue;
+        snprintf(name, sizeof name, "head.%s.weight", md_attr_names[a]);
+        j->head_w[a] = md_param_add(j->ps, name, 2, (int64_t[]){md_attr_classes[a], MD_JUDGE_FEATURES});
+        snprintf(name, sizeof name, "head.%s.bias", md_attr_names[a]);
+        j->head_b[a] = md_param_add(j->ps, name, 1, (int64_t[]){md_attr_classes[a]});
+    }
+    md_status st = md_paramset_alloc(j->ps);
+    if (st != MD_OK) {
+        md_judge_free(j);
+        return st;
+    }
+    /* He-uniform for the ReLU layers, PyTorch's default bound for heads;
+     * biases zero. */
+    for (int i = 0; i < MD_JUDGE_CONVS; i++) {
+        float b = sqrtf(6.f / (float)(j->conv_w[i]->shape[1] * 9));
+        md_init_uniform(j->conv_w[i], seed * 31 + (uint64_t)i, -b, b);
+        md_init_const(j->conv_b[i], 0.f);
+    }
+    float b = sqrtf(6.f / (float)flat);
+    md_init_uniform(j->fc_w, seed * 31 + 17, -b, b);
+    md_init_const(j->fc_b, 0.f);
+    for (int a = 0; a < MD_ATTR_COUNT; a++)
+        if (j->head_w[a]) {
+            b = 1.f / sqrtf((float)MD_JUDGE_FEATURES);
+            md_init_uniform(j->head_w[a], seed * 31 + 100 + (uint64_t)a, -b, b);
+            md_init_const(j->head_b[a], 0.f);
+        }
+    return MD_OK;
+}
+
+void md_judge_free(md_judge *j)
+{
+    if (!j)
+        return;
+    md_paramset_free(j->ps);
+    memset(j, 0, sizeof *j);
+}
+
+md_status md_judge_save(const md_judge *j, const char *path, const char *recipe_json, const char *data_hash)
+{
+    char ver[16], wver[16];
+    snprintf(ver, sizeof ver, "%d", MD_JUDGE_VERSION);
+    snprintf(wver, sizeof wver, "%d", MD_WORLD_VERSION);
+    const char *keys[] = {"medley.model", "medley.version", "judge.kind", "world.version",
+                          "data.hash", "train.recipe"};
+    const char *vals[] = {"judge", ver, md_world_kind_names[j->kind], wver,
+                          data_hash ? data_hash : "", recipe_json ? recipe_json : "{}"};
+    return md_st_save_paramset(path, j->ps, MD_F16, 6, keys, vals);
+}
+
+md_status md_judge_load(md_judge *j, const char *path, md_world_kind kind)
+{
+    memset(j, 0, sizeof *j);
+    md_st_file *f;
+    md_status st = md_st_open(path, &f);
+    if (st != MD_OK)
+        return st;
+    const char *model = md_st_meta(f, "medley.model"), *ver = md_st_meta(f, "medley.version");
+    const char *k = md_st_meta(f, "judge.kind");
+    char want[16];
+    snprintf(want, sizeof want, "%d", MD_JUDGE_VERSION);
+    if (!model || strcmp(model, "judge") != 0) {
+        md_log(MD_LOG_ERROR, "%s: not a Medley judge (model kind '%s')", path, model ? model : "none");
+        st = MD_ERR_FORMAT;
+    } else if (!ver || strcmp(ver, want) != 0) {
+        md_log(MD_LOG_ERROR, "%s: judge format version %s, this Medley reads version %s; retrain with "
+                             "'medley train judges'", path, ver ? ver : "none", want);
+        st = MD_ERR_FORMAT;
+    } else if (!k || strcmp(k, md_world_kind_names[kind]) != 0) {
+        md_log(MD_LOG_ERROR, "%s: a judge of %s, not of %s", path, k ? k : "nothing", md_world_kind_names[kind]);
+        st = MD_ERR_FORMAT;
+    }
+    md_st_close(f);
+    if (st != MD_OK)
+        return st;
+    if ((st = md_judge_init(j, kind, 0)) != MD_OK)
+        return st;
+    if ((st = md_st_load_paramset(path, j->ps)) != MD_OK)
+        md_judge_free(j);
+    return st;
+}
+
+/* ---- inputs ---- */
+
+void md_judge_prep_rgb(const uint8_t *rgb, float *x)
+{
+    const int hw = MD_WORLD_SIZE * MD_WORLD_SIZE;
+    for (int i = 0; i < hw; i++)
+        for (int c = 0; c < 3; c++)
+            x[c * hw + i] = (float)rgb[i * 3 + c] * (2.f / 255.f) - 1.f;
+}
+
+void md_judge_prep_frames(const uint8_t *frames, float *x)
+{
+    const size_t fsz = (size_t)MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+    for (int k = 0; k < MD_JUDGE_VIDEO_FRAMES; k++)
+        md_judge_prep_rgb(frames + fsz * (size_t)(k * 3), x + fsz * (size_t)k);
+}
+
+md_status md_judge_prep_audio(const float *audio, float *x)
+{
+    md_mel_params p = md_judge_mel_params();
+    md_audio a = {.rate = MD_WORLD_RATE, .channels = 1, .frames = MD_WORLD_AUDIO_SAMPLES, .samples = (float *)audio};
+    float *mel;
+    int64_t frames;
+    md_status st = md_log_mel(&p, &a, &mel, &frames);
+    if (st != MD_OK)
+        return st;
+    MD_ASSERT(frames == AUDIO_FRAMES);
+    /* [frames, mels] -> [mels, frames], scaled to about [-2, 2] */
+    for (int t = 0; t < AUDIO_FRAMES; t++)
+        for (int m = 0; m < AUDIO_MELS; m++)
+            x[m * AUDIO_FRAMES + t] = (mel[t * AUDIO_MELS + m] + 4.f) * 0.25f;
+    free(mel);
+    return MD_OK;
+}
+
+md_status md_judge_prep_sample(const md_world *w, const md_world_sample *s, uint8_t *scratch, float *x)
+{
+    switch (s->kind) {
+    case MD_WORLD_IMAGE: {
+        uint8_t rgb[MD_WORLD_SIZE * MD_WORLD_SIZE * 3];
+        md_world_render_image(w, s, rgb);
+        md_judge_prep_rgb(rgb, x);
+        return MD_OK;
+    }
+    case MD_WORLD_VIDEO:
+        md_world_render_video(w, s, scratch, NULL);
+        md_judge_prep_frames(scratch, x);
+        return MD_OK;
+    case MD_WORLD_AUDIO: {
+        float audio[MD_WORLD_AUDIO_SAMPLES];
+        md_world_render_audio(w, s, audio);
+        return md_judge_prep_audio(audio, x);
+    }
+    }
+    return MD_ERR_INVALID;
+}
+
+/* ---- model ---- */
+
+md_tensor *md_judge_forward(md_graph *g, const md_judge *j, md_tensor *x, md_tensor *logits[MD_ATTR_COUNT])
+{
+    MD_ASSERT(x->ndim == 4 && x->shape[1] == j->cin && x->shape[2] == j->h && x->shape[3] == j->w);
+    int64_t n = x->shape[0];
+    md_tensor *h = x;
+    for (int i = 0; i < MD_JUDGE_CONVS; i++)
+        h = md_relu(g, md_conv2d(g, h, j->conv_w[i], j->conv_b[i], i % 2 ? 2 : 1, 1, 1));
+    if (j->kind == MD_WORLD_AUDIO)
+        h = md_mean_dim(g, h, 3);   /* [N, C, mels'] */
+    h = md_reshape(g, h, 2, (int64_t[]){n, md_numel(h) / n});
+    md_tensor *feat = md_relu(g, md_linear(g, h, j->fc_w, j->fc_b));
+    for (int a = 0; a < MD_ATTR_COUNT; a++)
+        logits[a] = j->head_w[a] ? md_linear(g, feat, j->head_w[a], j->head_b[a]) : NULL;
+    return feat;
+}
+
+static int argmax(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b])
+            b = i;
+    return b;
+}
+
+md_status md_judge_read(const md_judge *j, md_graph *g, const float *x, int64_t n,
+                        int (*attrs)[MD_ATTR_COUNT], float *feats)
+{
+    const int64_t B = 64, isz = (int64_t)j->cin * j->h * j->w;
+    bool grad = md_graph_grad_enabled(g), train = md_graph_training(g);
+    md_graph_set_grad(g, false);
+    md_graph_set_training(g, false);
+    for (int64_t i0 = 0; i0 < n; i0 += B) {
+        int64_t nb = n - i0 < B ? n - i0 : B;
+        md_graph_reset(g);
+        md_tensor *xt = md_tensor_wrap(g, MD_F32, (void *)(x + i0 * isz), 4, (int64_t[]){nb, j->cin, j->h, j->w});
+        md_tensor *logits[MD_ATTR_COUNT];
+        md_tensor *feat = md_judge_forward(g, j, xt, logits);
+        for (int64_t i = 0; i < nb; i++) {
+            for (int a = 0; a < MD_ATTR_COUNT; a++)
+                attrs[i0 + i][a] = logits[a] ? argmax(logits[a]->data + i * md_attr_classes[a], md_attr_classes[a]) : -1;
+            if (feats)
+                memcpy(feats + (i0 + i) * MD_JUDGE_FEATURES, feat->data + i * MD_JUDGE_FEATURES,
+                       sizeof(float) * MD_JUDGE_FEATURES);
+        }
+    }
+    md_graph_reset(g);
+    md_graph_set_grad(g, grad);
+    md_graph_set_training(g, train);
+    return MD_OK;
+}
+
+/* ---- training ---- */
+
+void md_judge_train_default_opts(md_world_kind kind, md_judge_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->batch = 32;
+    o->lr = 2e-3f;
+    o->seed = 1;
+    o->steps = kind == MD_WORLD_IMAGE ? 6000 : kind == MD_WORLD_VIDEO ? 4000 : 3000;
+}
+
+/* Augmentation, on top of the world's own variety: sensor-like noise
+ * everywhere, and shifts and mirror images for the few sign photos. */
+static void augment(md_world_kind kind, const md_world_sample *s, uint64_t key, float *x, float *tmp)
+{
+    md_rng r;
+    md_rng_init(&r, key);
+    int64_t n = md_judge_input_size(kind);
+    if (kind == MD_WORLD_IMAGE && s->attr[MD_ATTR_STYLE] == 1) {
+        const int S = MD_WORLD_SIZE;
+        int dx = (int)md_rng_below(&r, 9) - 4, dy = (int)md_rng_below(&r, 9) - 4;
+        bool flip = md_rng_below(&r, 2);
+        memcpy(tmp, x, sizeof(float) * (size_t)n);
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < S; y++)
+                for (int xx = 0; xx < S; xx++) {
+                    int sx = (flip ? S - 1 - xx : xx) + dx, sy = y + dy;
+                    sx = sx < 0 ? 0 : sx >= S ? S - 1 : sx;
+                    sy = sy < 0 ? 0 : sy >= S ? S - 1 : sy;
+                    x[(c * S + y) * S + xx] = tmp[(c * S + sy) * S + sx];
+                }
+    }
+    float sigma = md_rng_uniform(&r) * (kind == MD_WORLD_AUDIO ? 0.05f : 0.06f);
+    if (sigma > 0.f) {
+        uint64_t k2 = md_rng_split(&r);
+        for (int64_t i = 0; i < n; i++)
+            x[i] += sigma * md_rand_normal_at(k2, (uint64_t)i);
+    }
+}
+
+md_status md_judge_train(md_judge *j, const md_world *w, const md_judge_train_opts *o)
+{
+    if (o->steps < 1 || o->batch < 1 || !(o->lr > 0.f)) {
+        md_log(MD_LOG_ERROR, "judge training: steps, batch and lr must be positive");
+        return MD_ERR_INVALID;
+    }
+    const int B = o->batch;
+    const int64_t isz = md_judge_input_size(j->kind);
+    md_adamw opt;
+    md_status st = md_adamw_init(&opt, j->ps, 0.9f, 0.999f, 1e-8f, 1e-4f);
+    if (st != MD_OK)
+        return st;
+    md_graph *g = md_graph_new((size_t)1 << 26);
+    float *x = malloc(sizeof(float) * (size_t)(isz * B));
+    float *tmp = malloc(sizeof(float) * (size_t)(isz * md_threads_get()));
+    uint8_t *scratch = malloc((size_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3 * (size_t)md_threads_get());
+    int32_t *tg = malloc(sizeof(int32_t) * (size_t)(B * MD_ATTR_COUNT));
+    if (!g || !x || !tmp || !scratch || !tg) {
+        st = MD_ERR_ALLOC;
+        goto done;
+    }
+    md_graph_set_seed(g, o->seed);
+    const size_t vsz = (size_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+    for (int64_t step = 0; step < o->steps; step++) {
+        if (o->cancel && *o->cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        volatile int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(md_threads_get())
+        for (int b = 0; b < B; b++) {
+            int tid = omp_get_thread_num();
+            md_world_sample s;
+            int64_t idx = step * B + b;
+            if (md_world_draw(w, o->seed, MD_SPLIT_TRAIN, j->kind, idx, &s) != MD_OK ||
+                md_judge_prep_sample(w, &s, scratch + vsz * (size_t)tid, x + isz * b) != MD_OK) {
+                bad = 1;
+                continue;
+            }
+            augment(j->kind, &s, md_hash64(o->seed * 0x9e37ull + (uint64_t)idx), x + isz * b, tmp + isz * tid);
+            for (int a = 0; a < MD_ATTR_COUNT; a++)
+                tg[a * B + b] = s.attr[a];
+        }
+        if (bad) {
+            st = MD_ERR;
+            break;
+        }
+        md_graph_reset(g);
+        md_paramset_zero_grad(j->ps);
+        md_tensor *xt = md_tensor_wrap(g, MD_F32, x, 4, (int64_t[]){B, j->cin, j->h, j->w});
+        md_tensor *logits[MD_ATTR_COUNT];
+        md_judge_forward(g, j, xt, logits);
+        md_tensor *loss = NULL;
+        for (int a = 0; a < MD_ATTR_COUNT; a++) {
+            if (!logits[a])
+                continue;
+            md_tensor *t = md_tensor_wrap(g, MD_I32, tg + a * B, 1, (int64_t[]){B});
+            bool any = false;
+            for (int b = 0; b < B; b++)
+                any |= tg[a * B + b] >= 0;
+            if (!any)
+                continue;
+            md_tensor *l = md_cross_entropy(g, logits[a], t, 0.f, -1);
+            loss = loss ? md_add(g, loss, l) : l;
+        }
+        md_graph_backward(g, loss);
+        md_paramset_finish_grads(j->ps);
+        md_clip_grad_norm(j->ps, 2.0f);
+        md_adamw_step(&opt, md_lr_warmup_cosine(step, o->steps * 3 / 100 + 1, o->steps, o->lr, o->lr * 0.05f));
+        if (o->progress)
+            o->progress(step, o->steps, loss->data[0], o->user);
+    }
+done:
+    if (g && getenv("MEDLEY_PROFILE"))
+        md_graph_profile_print(g, stderr);
+    free(tg);
+    free(scratch);
+    free(tmp);
+    free(x);
+    md_graph_free(g);
+    md_adamw_free(&opt);
+    return st;
+}
+
+/* ---- evaluation ---- */
+
+md_status md_judge_evaluate(const md_judge *j, const md_world *w, md_world_split split, uint64_t seed,
+                            int64_t count, md_judge_eval *out)
+{
+    memset(out, 0, sizeof *out);
+    double t0 = md_time_now();
+    int64_t items = md_world_enumerate_count(w, split, j->kind);
+    bool enumerate = j->kind != MD_WORLD_VIDEO;
+    int64_t n = enumerate ? (count > 0 && count < items ? count : items) : count;
+    if (n < 1) {
+        md_log(MD_LOG_ERROR, "judge evaluation: nothing to evaluate (count %lld)", (long long)count);
+        return MD_ERR_INVALID;
+    }
+    const int64_t isz = md_judge_input_size(j->kind), CH = 256;
+    const size_t vsz = (size_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+    float *x = malloc(sizeof(float) * (size_t)(isz * CH));
+    md_world_sample *ss = malloc(sizeof *ss * (size_t)CH);
+    int(*got)[MD_ATTR_COUNT] = malloc(sizeof *got * (size_t)CH);
+    uint8_t *scratch = malloc(vsz * (size_t)md_threads_get());
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    md_status st = MD_OK;
+    if (!x || !ss || !got || !scratch || !g) {
+        st = MD_ERR_ALLOC;
+        goto done;
+    }
+    for (int64_t c0 = 0; c0 < n && st == MD_OK; c0 += CH) {
+        int64_t nc = n - c0 < CH ? n - c0 : CH;
+        volatile int bad = 0;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(md_threads_get())
+        for (int64_t i = 0; i < nc; i++) {
+            int64_t k = c0 + i;
+            md_status s2 = enumerate ? md_world_draw_item(w, seed, split, j->kind, n < items ? k * items / n : k, &ss[i])
+                                     : md_world_draw(w, seed, split, j->kind, k, &ss[i]);
+            if (s2 != MD_OK || md_judge_prep_sample(w, &ss[i], scratch + vsz * (size_t)omp_get_thread_num(), x + isz * i) != MD_OK)
+                bad = 1;
+        }
+        if (bad) {
+            st = MD_ERR;
+            break;
+        }
+        md_judge_read(j, g, x, nc, got, NULL);
+        for (int64_t i = 0; i < nc; i++) {
+            out->n++;
+            for (int a = 0; a < MD_ATTR_COUNT; a++) {
+                if (!md_judge_reads(j->kind, (md_attr)a) || ss[i].attr[a] < 0)
+                    continue;
+                out->asked[a]++;
+                out->right[a] += got[i][a] == ss[i].attr[a];
+            }
+            if (j->kind == MD_WORLD_IMAGE) {
+                bool ok = got[i][MD_ATTR_DIGIT] == ss[i].attr[MD_ATTR_DIGIT];
+                if (ss[i].attr[MD_ATTR_STYLE] == 1) {
+                    out->photo_n++;
+                    out->photo_right += ok;
+                } else {
+                    out->hand_n++;
+                    out->hand_right += ok;
+                }
+            }
+        }
+    }
+done:
+    out->seconds = md_time_now() - t0;
+    md_graph_free(g);
+    free(scratch);
+    free(got);
+    free(ss);
+    free(x);
+    return st;
+}
