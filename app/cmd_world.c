@@ -292,7 +292,7 @@ static int results_end(void)
     char *text = md_json_buf_finish(&g_jb, NULL);
     int rc = 0;
     if (g_json_path) {
-        rc = !text || medley_write_file_atomic(g_json_path, text) != MD_OK;
+        rc = !text || md_write_file_atomic(g_json_path, text, strlen(text)) != MD_OK;
         if (rc)
             fprintf(stderr, "medley eval: %s\n", md_last_error());
         else

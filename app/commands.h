@@ -14,9 +14,6 @@ int medley_parse_int(const char *opt, const char *val, long lo, long hi, long *o
  * source tree's assets/models as configured at build time. */
 const char *medley_models_dir(const char *opt);
 
-/* Writes text to path through path.tmp + fsync + rename. */
-md_status medley_write_file_atomic(const char *path, const char *text);
-
 int medley_cmd_corpus(int argc, char **argv);
 int medley_cmd_train_judges(int argc, char **argv);
 int medley_cmd_eval(int argc, char **argv);

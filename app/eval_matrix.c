@@ -16,27 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-md_status medley_write_file_atomic(const char *path, const char *text)
-{
-    size_t n = strlen(path) + 8;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return MD_ERR_ALLOC;
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    bool ok = f && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f)
-        ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) {
-        md_log(MD_LOG_ERROR, "%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return MD_ERR_IO;
-    }
-    free(tmp);
-    return MD_OK;
-}
-
 typedef struct reference {
     int64_t n;
     md_attr_score score;
@@ -154,7 +133,7 @@ int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json,
         md_json_buf_end_object(&b);
         md_json_buf_end_object(&b);
         char *text_out = md_json_buf_finish(&b, NULL);
-        md_status st = text_out ? medley_write_file_atomic(json, text_out) : MD_ERR_ALLOC;
+        md_status st = text_out ? md_write_file_atomic(json, text_out, strlen(text_out)) : MD_ERR_ALLOC;
         free(text_out);
         if (st != MD_OK) {
             fprintf(stderr, "medley eval: %s\n", md_last_error());

@@ -178,25 +178,6 @@ static md_status write_shard(const md_world *w, const md_corpus_opts *o, md_worl
     return st;
 }
 
-static md_status write_text_atomic(const char *path, const char *text)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        md_log(MD_LOG_ERROR, "%s: cannot write: %s", tmp, strerror(errno));
-        return MD_ERR_IO;
-    }
-    bool ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) {
-        md_log(MD_LOG_ERROR, "%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-        return MD_ERR_IO;
-    }
-    return MD_OK;
-}
-
 md_status md_corpus_build(const md_world *w, const md_corpus_opts *o, md_corpus_stats *stats)
 {
     memset(stats, 0, sizeof *stats);
@@ -288,7 +269,7 @@ md_status md_corpus_build(const md_world *w, const md_corpus_opts *o, md_corpus_
         st = MD_ERR_ALLOC;
     if (st == MD_OK) {
         snprintf(path, sizeof path, "%s/manifest.json", o->out_dir);
-        st = write_text_atomic(path, text);
+        st = md_write_file_atomic(path, text, strlen(text));
     }
     free(text);
     stats->seconds = md_time_now() - t0;

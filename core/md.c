@@ -1,6 +1,8 @@
 /* md.c — status strings, logging, assertions, threads, time. */
 #include "md.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -167,4 +169,53 @@ double md_time_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+md_status md_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    const size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    if (!tmp) {
+        md_log(MD_LOG_ERROR, "%s: out of memory", path);
+        return MD_ERR_ALLOC;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        md_log(MD_LOG_ERROR, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        free(tmp);
+        return MD_ERR_IO;
+    }
+    bool ok = true;
+    for (size_t off = 0; ok && off < len;) {
+        ssize_t w = write(fd, (const char *)data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ok = w > 0;
+        off += ok ? (size_t)w : 0;
+    }
+    ok = ok && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok)
+        md_log(MD_LOG_ERROR, "%s: writing %s failed: %s", path, tmp, strerror(errno));
+    if (ok && rename(tmp, path) != 0) {
+        md_log(MD_LOG_ERROR, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+        ok = false;
+    }
+    if (!ok) {
+        unlink(tmp);
+        free(tmp);
+        return MD_ERR_IO;
+    }
+    /* The folder entry: the data is already safe, so failure is ignored. */
+    const char *slash = strrchr(path, '/');
+    tmp[slash ? (slash == path ? 1 : (size_t)(slash - path)) : 0] = '\0';
+    int dfd = open(slash ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    free(tmp);
+    return MD_OK;
 }

@@ -76,6 +76,10 @@ int md_threads_get(void);
 void md_threads_set(int n);
 
 /* Monotonic seconds, for benchmarks and progress. */
+/* Writes len bytes to path through path.tmp: write, fsync, rename over
+ * path, fsync the folder. A crash leaves the old file or the new one, never
+ * a mix. MD_ERR_IO (logged, naming the file) on failure. */
+md_status md_write_file_atomic(const char *path, const void *data, size_t len);
 double md_time_now(void);
 
 #ifdef __cplusplus

@@ -701,54 +701,6 @@ void md_eval_matrix_print(FILE *f, const md_eval_matrix *m)
 
 /* Writes len bytes to path atomically: path.tmp, fsync, rename, then a
  * best-effort fsync of the folder. Errors name the path. */
-static md_status write_atomic(const char *path, const char *text, size_t len)
-{
-    const size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) {
-        md_log(MD_LOG_ERROR, "%s: out of memory", path);
-        return MD_ERR_ALLOC;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        md_log(MD_LOG_ERROR, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return MD_ERR_IO;
-    }
-    bool ok = true;
-    for (size_t off = 0; ok && off < len;) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        ok = w > 0;
-        off += ok ? (size_t)w : 0;
-    }
-    ok = ok && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok)
-        md_log(MD_LOG_ERROR, "%s: writing %s failed: %s", path, tmp, strerror(errno));
-    if (ok && rename(tmp, path) != 0) {
-        md_log(MD_LOG_ERROR, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-        ok = false;
-    }
-    if (!ok) {
-        unlink(tmp);
-        free(tmp);
-        return MD_ERR_IO;
-    }
-    /* The folder entry: the data is already safe, so failure is ignored. */
-    const char *slash = strrchr(path, '/');
-    tmp[slash ? (slash == path ? 1 : (size_t)(slash - path)) : 0] = '\0';
-    int dfd = open(slash ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    free(tmp);
-    return MD_OK;
-}
 
 void md_eval_matrix_json(md_json_buf *b, const md_eval_matrix *m)
 {
@@ -802,7 +754,7 @@ md_status md_eval_matrix_write_json(const char *path, const md_eval_matrix *m)
         md_log(MD_LOG_ERROR, "%s: out of memory building the evaluation JSON", path);
         return MD_ERR_ALLOC;
     }
-    md_status st = write_atomic(path, text, len);
+    md_status st = md_write_file_atomic(path, text, len);
     free(text);
     return st;
 }

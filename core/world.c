@@ -339,8 +339,9 @@ static void draw_attrs(md_rng *r, md_world_sample *s)
     }
 }
 
+/* Resets s and starts its random stream (salt tells draws from items). */
 static md_status draw_common(const md_world *w, uint64_t seed, md_world_split split, md_world_kind kind,
-                             int64_t index, md_world_sample *s)
+                             int64_t index, uint64_t salt, md_world_sample *s, md_rng *r)
 {
     memset(s, 0, sizeof *s);
     if (!w || !w->mnist_train.n || !split_ok(split, kind)) {
@@ -355,19 +356,19 @@ static md_status draw_common(const md_world *w, uint64_t seed, md_world_split sp
     for (int a = 0; a < MD_ATTR_COUNT; a++)
         s->attr[a] = -1;
     s->audio_gain = 1.f;
+    r->key = stream_key(seed, split, kind, index, salt);
+    r->counter = 0;
+    s->noise_key = md_hash64(r->key ^ 0x6e6f697365ull);
     return MD_OK;
 }
 
 md_status md_world_draw(const md_world *w, uint64_t seed, md_world_split split, md_world_kind kind,
                         int64_t index, md_world_sample *s)
 {
-    md_status st = draw_common(w, seed, split, kind, index, s);
+    md_rng r;
+    md_status st = draw_common(w, seed, split, kind, index, 0, s, &r);
     if (st != MD_OK)
         return st;
-    md_rng r;
-    r.key = stream_key(seed, split, kind, index, 0);
-    r.counter = 0;
-    s->noise_key = md_hash64(r.key ^ 0x6e6f697365ull);
     int d = (int)md_rng_below(&r, 10);
     s->attr[MD_ATTR_DIGIT] = d;
     if (kind == MD_WORLD_AUDIO) {
@@ -406,7 +407,8 @@ int64_t md_world_enumerate_count(const md_world *w, md_world_split split, md_wor
 md_status md_world_draw_item(const md_world *w, uint64_t seed, md_world_split split, md_world_kind kind,
                              int64_t item, md_world_sample *s)
 {
-    md_status st = draw_common(w, seed, split, kind, item, s);
+    md_rng r;
+    md_status st = draw_common(w, seed, split, kind, item, 0x6974656dull, s, &r);   /* "item" */
     if (st != MD_OK)
         return st;
     if (item < 0 || item >= md_world_enumerate_count(w, split, kind)) {
@@ -414,10 +416,6 @@ md_status md_world_draw_item(const md_world *w, uint64_t seed, md_world_split sp
                md_world_split_names[split], md_world_kind_names[kind]);
         return MD_ERR_INVALID;
     }
-    md_rng r;
-    r.key = stream_key(seed, split, kind, item, 0x6974656dull);   /* "item" */
-    r.counter = 0;
-    s->noise_key = md_hash64(r.key ^ 0x6e6f697365ull);
     int64_t k = item;
     /* order: digit by digit, MNIST (or FSDD) items, then sign items */
     int64_t total_main = 0;
