@@ -375,7 +375,7 @@ md_tensor *md_sub(md_graph *g, md_tensor *a, md_tensor *b) { return binary(g, a,
 md_tensor *md_mul(md_graph *g, md_tensor *a, md_tensor *b) { return binary(g, a, b, BIN_MUL); }
 
 /* ---- unary elementwise ---------------------------------------------------- */
-enum { UN_SCALE, UN_ADDS, UN_GELU, UN_SILU, UN_RELU, UN_TANH, UN_SIGMOID };
+enum { UN_SCALE, UN_ADDS, UN_GELU, UN_SILU, UN_RELU, UN_TANH, UN_SIGMOID, UN_EXP };
 
 static inline float gelu_f(float x) { return 0.5f * x * (1.0f + md_fast_erf(x * 0.70710678118654752f)); }
 static inline float gelu_df(float x)
@@ -409,6 +409,7 @@ static void unary_backward(md_graph *g, md_node *n)
         case UN_SILU: UNARY_LOOP(N, float sg = md_fast_sigmoid(xv[i]); dx[i] = dy[i] * sg * (1.f + xv[i] * (1.f - sg))) break;
         case UN_RELU: UNARY_LOOP(N, dx[i] = xv[i] > 0.f ? dy[i] : 0.f) break;
         case UN_TANH: UNARY_LOOP(N, dx[i] = dy[i] * (1.f - yv[i] * yv[i])) break;
+        case UN_EXP: UNARY_LOOP(N, dx[i] = dy[i] * yv[i]) break;
         default: UNARY_LOOP(N, dx[i] = dy[i] * yv[i] * (1.f - yv[i])) break;
         }
     } else {
@@ -419,6 +420,7 @@ static void unary_backward(md_graph *g, md_node *n)
         case UN_SILU: UNARY_LOOP(N, float sg = md_fast_sigmoid(xv[i]); dx[i] += dy[i] * sg * (1.f + xv[i] * (1.f - sg))) break;
         case UN_RELU: UNARY_LOOP(N, dx[i] += xv[i] > 0.f ? dy[i] : 0.f) break;
         case UN_TANH: UNARY_LOOP(N, dx[i] += dy[i] * (1.f - yv[i] * yv[i])) break;
+        case UN_EXP: UNARY_LOOP(N, dx[i] += dy[i] * yv[i]) break;
         default: UNARY_LOOP(N, dx[i] += dy[i] * yv[i] * (1.f - yv[i])) break;
         }
     }
@@ -439,6 +441,7 @@ static md_tensor *unary(md_graph *g, md_tensor *x, int op, float s)
     case UN_SILU: UNARY_LOOP(N, yv[i] = xv[i] * md_fast_sigmoid(xv[i])) break;
     case UN_RELU: UNARY_LOOP(N, yv[i] = xv[i] > 0.f ? xv[i] : 0.f) break;
     case UN_TANH: UNARY_LOOP(N, yv[i] = md_fast_tanh(xv[i])) break;
+    case UN_EXP: UNARY_LOOP(N, yv[i] = expf(xv[i])) break;
     default: UNARY_LOOP(N, yv[i] = md_fast_sigmoid(xv[i])) break;
     }
     md_node *nd = md_graph_record(g, unary_backward, y);
@@ -457,6 +460,65 @@ md_tensor *md_silu(md_graph *g, md_tensor *x) { return unary(g, x, UN_SILU, 0.f)
 md_tensor *md_relu(md_graph *g, md_tensor *x) { return unary(g, x, UN_RELU, 0.f); }
 md_tensor *md_tanh(md_graph *g, md_tensor *x) { return unary(g, x, UN_TANH, 0.f); }
 md_tensor *md_sigmoid(md_graph *g, md_tensor *x) { return unary(g, x, UN_SIGMOID, 0.f); }
+md_tensor *md_exp(md_graph *g, md_tensor *x) { return unary(g, x, UN_EXP, 0.f); }
+
+/* ---- row L2 normalisation -------------------------------------------------
+ * y = x / n, n = max(||x||, eps) over the last dim. Backward:
+ * dx = (dy - y (y . dy)) / n where ||x|| > eps, else dy / eps. saved[0]: the
+ * row norms n [rows]. */
+static void l2n_backward(md_graph *g, md_node *n)
+{
+    md_tensor *x = n->in[0], *y = n->out;
+    if (!md_wants_grad(x))
+        return;
+    int64_t D = x->shape[x->ndim - 1], R = md_numel(x) / D;
+    const float *nrm = n->saved[0], *yv = y->data, *dy = y->grad;
+    float beta = md_grad_beta(x), eps = n->farg[0];
+    float *dx = x->grad;
+#pragma omp parallel for schedule(static) if (R * D > 16384)
+    for (int64_t r = 0; r < R; r++) {
+        const float *yr = yv + r * D, *gr = dy + r * D;
+        float *dr = dx + r * D;
+        float dot = 0.f;
+        if (nrm[r] > eps)
+            for (int64_t i = 0; i < D; i++)
+                dot += yr[i] * gr[i];
+        float inv = 1.f / nrm[r];
+        for (int64_t i = 0; i < D; i++) {
+            float v = (gr[i] - yr[i] * dot) * inv;
+            dr[i] = beta == 0.f ? v : dr[i] + v;
+        }
+    }
+}
+
+md_tensor *md_l2_normalize(md_graph *g, md_tensor *x, float eps)
+{
+    MD_CHECK_CONTIG(x);
+    MD_CHECK_F32(x);
+    md_tensor *y = new_like(g, x, md_any_grad(g, x, NULL, NULL));
+    int64_t D = x->shape[x->ndim - 1], R = md_numel(x) / D;
+    float *nrm = md_graph_scratch(g, sizeof(float) * (size_t)R);
+    const float *xv = x->data;
+    float *yv = y->data;
+#pragma omp parallel for schedule(static) if (R * D > 16384)
+    for (int64_t r = 0; r < R; r++) {
+        double ss = 0.0;
+        for (int64_t i = 0; i < D; i++)
+            ss += (double)xv[r * D + i] * xv[r * D + i];
+        float nv = (float)sqrt(ss);
+        nrm[r] = nv > eps ? nv : eps;
+        float inv = 1.f / nrm[r];
+        for (int64_t i = 0; i < D; i++)
+            yv[r * D + i] = xv[r * D + i] * inv;
+    }
+    md_node *nd = md_graph_record(g, l2n_backward, y);
+    if (nd) {
+        nd->in[0] = x;
+        nd->saved[0] = nrm;
+        nd->farg[0] = eps;
+    }
+    return y;
+}
 
 /* ---- dropout: mask regenerated from (stream key, index) in backward ------- */
 

@@ -41,6 +41,9 @@ md_tensor *md_silu(md_graph *g, md_tensor *x);
 md_tensor *md_relu(md_graph *g, md_tensor *x);
 md_tensor *md_tanh(md_graph *g, md_tensor *x);
 md_tensor *md_sigmoid(md_graph *g, md_tensor *x);
+md_tensor *md_exp(md_graph *g, md_tensor *x);
+/* x [..., D] / max(||x||_2, eps) along the last dim (unit rows). */
+md_tensor *md_l2_normalize(md_graph *g, md_tensor *x, float eps);
 /* Inverted dropout with probability p; identity when not training. */
 md_tensor *md_dropout(md_graph *g, md_tensor *x, float p);
 

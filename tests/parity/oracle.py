@@ -141,6 +141,8 @@ OPS = {
     "relu": lambda i, p: [F.relu(i[0])],
     "tanh": lambda i, p: [torch.tanh(i[0])],
     "sigmoid": lambda i, p: [torch.sigmoid(i[0])],
+    "exp": lambda i, p: [torch.exp(i[0])],
+    "l2_normalize": lambda i, p: [F.normalize(i[0], dim=-1, eps=p["eps"])],
     "layernorm": lambda i, p: [F.layer_norm(i[0], i[0].shape[-1:], i[1], i[2], p["eps"])],
     "rmsnorm": lambda i, p: [i[0] * torch.rsqrt((i[0] ** 2).mean(-1, keepdim=True) + p["eps"]) * i[1]],
     "softmax": lambda i, p: [torch.softmax(i[0], -1)],

@@ -18,7 +18,7 @@ typedef struct opargs {
 
 enum { MATMUL, BMM, LINEAR, LINEAR_NB, ADD, SUB, MUL, SCALE, GELU, SILU, RELU, TANH, SIGMOID,
        LAYERNORM, RMSNORM, SOFTMAX, LOGSOFTMAX, ATTN, ATTN_QKV, EMBED, PERMUTE, SLICE, CONCAT,
-       RESHAPE, SUM, MEAN, SUMDIM, MEANDIM, XENT, MSE, L1 };
+       RESHAPE, SUM, MEAN, SUMDIM, MEANDIM, XENT, MSE, L1, EXP, L2N };
 
 static int run_op(md_graph *g, md_tensor **in, md_tensor **out, void *user)
 {
@@ -55,6 +55,8 @@ static int run_op(md_graph *g, md_tensor **in, md_tensor **out, void *user)
     case XENT: out[0] = md_cross_entropy(g, in[0], in[1], a->f, a->ignore); break;
     case MSE: out[0] = md_mse(g, in[0], in[1]); break;
     case L1: out[0] = md_l1(g, in[0], in[1]); break;
+    case EXP: out[0] = md_exp(g, in[0]); break;
+    case L2N: out[0] = md_l2_normalize(g, in[0], a->f); break;
     default: return 0;
     }
     return 1;
@@ -149,6 +151,17 @@ int main(int argc, char **argv)
         in[0].lo = -4.f; in[0].hi = 4.f;
         in[0].positive = true;   /* keep relu away from its kink */
         pc_run(&c, un[k], "{}", 1, in, run_op, &a);
+    }
+
+    memset(&a, 0, sizeof a);
+    a.which = EXP;
+    {
+        pc_input in[1] = {T(2, 13, 17, 0, 0)};
+        in[0].lo = -3.f; in[0].hi = 3.f;
+        pc_run(&c, "exp", "{}", 1, in, run_op, &a);
+        a.which = L2N; a.f = 1e-6f;
+        pc_input in2[1] = {T(3, 4, 5, 96, 0)};
+        pc_run(&c, "l2_normalize", "{\"eps\":1e-6}", 1, in2, run_op, &a);
     }
 
     /* norms and softmax */
