@@ -304,7 +304,7 @@ static int results_end(void)
 
 typedef struct eval_opts {
     const char *data, *models, *json;
-    bool judges;
+    bool judges, space;
     long quick;    /* 0 = whole test split */
 } eval_opts;
 
@@ -390,6 +390,10 @@ int medley_cmd_eval(int argc, char **argv)
             eo.judges = true;
             continue;
         }
+        if (strcmp(a, "--space") == 0) {
+            eo.space = true;
+            continue;
+        }
         if (!val) {
             fprintf(stderr, "medley eval: %s needs a value\n", a);
             return 2;
@@ -408,10 +412,17 @@ int medley_cmd_eval(int argc, char **argv)
         }
         i++;
     }
+    md_world w;
+    if (eo.space) {
+        if (open_world(eo.data, &w))
+            return 1;
+        int rc = medley_eval_space(&w, eo.models, eo.quick);
+        md_world_close(&w);
+        return rc;
+    }
     md_judge j[3];
     if (load_judges(medley_models_dir(eo.models), j))
         return 1;
-    md_world w;
     if (open_world(eo.data, &w)) {
         for (int k = 0; k < 3; k++)
             md_judge_free(&j[k]);

@@ -46,8 +46,15 @@ static void usage(FILE *f)
             "            --data DIR  --out DIR (corpus)  --seed S (1)  --scale F (1)\n"
             "  train judges  retrain the judges (image, audio, video classifiers)\n"
             "            --data DIR  --kind image|audio|video|all  --steps N  --seed S  --out DIR\n"
+            "  train space   train the aligned embedding space from scratch\n"
+            "            --data DIR  --seed S  --image-steps N  --audio-steps N  --video-steps N\n"
+            "            --batch B  --out DIR\n"
+            "  embed [--models DIR] TEXT|FILE...  the unit vector of each input\n"
+            "  search --query TEXT|FILE[@WEIGHT] [--query ...] [--top N] DIR\n"
+            "            rank the media files of DIR by similarity to the (composed) query\n"
             "  eval      the any-to-any matrix of the generators present, and the\n"
-            "            real-data reference; --judges: each judge on the test split\n"
+            "            real-data reference; --judges: each judge on the test split;\n"
+            "            --space: retrieval and zero-shot figures of the aligned space\n"
             "            --data DIR  --models DIR  --json FILE  --quick N\n"
             "  info [FILE...]  with files: what each holds (modality, size, duration,\n"
             "            codec, metadata) or why it cannot be read; without: version,\n"
@@ -294,11 +301,17 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "train") == 0) {
         if (argc >= 3 && strcmp(argv[2], "judges") == 0)
             return medley_cmd_train_judges(argc - 3, argv + 3);
-        fprintf(stderr, "medley train: expected what to train: judges\n");
+        if (argc >= 3 && strcmp(argv[2], "space") == 0)
+            return medley_cmd_train_space(argc - 3, argv + 3);
+        fprintf(stderr, "medley train: expected what to train: judges or space\n");
         return 2;
     }
     if (strcmp(cmd, "eval") == 0)
         return medley_cmd_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "embed") == 0)
+        return medley_cmd_embed(argc - 2, argv + 2);
+    if (strcmp(cmd, "search") == 0)
+        return medley_cmd_search(argc - 2, argv + 2);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

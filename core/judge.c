@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const int conv_out[MD_JUDGE_CONVS] = {32, 32, 64, 64, 128, 128};
+static const int conv_out[MD_JUDGE_CONVS] = {32, 32, 64, 64, 128, 128, 128};
+#define WHERE 64   /* image/video: width of the flattened (where) branch */
+/* stride of conv i: 2 for 1, 3, 5 */
+static int conv_stride(int i) { return i % 2 && i < 6 ? 2 : 1; }
 #define AUDIO_FRAMES 101     /* 8000 samples, hop 80, centred */
 #define AUDIO_MELS 40
 
@@ -77,7 +80,7 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
     int c = j->cin, h = j->h, w = j->w;
     char name[64];
     for (int i = 0; i < MD_JUDGE_CONVS; i++) {
-        int stride = i % 2 ? 2 : 1;
+        int stride = conv_stride(i);
         snprintf(name, sizeof name, "conv%d.weight", i);
         j->conv_w[i] = md_param_add(j->ps, name, 4, (int64_t[]){conv_out[i], c, 3, 3});
         snprintf(name, sizeof name, "conv%d.bias", i);
@@ -86,7 +89,13 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
         h = conv_dim(h, stride);
         w = conv_dim(w, stride);
     }
-    int64_t flat = kind == MD_WORLD_AUDIO ? (int64_t)c * h : (int64_t)c * h * w;
+    /* audio: time-averaged map, flattened; image/video: the globally pooled
+     * map (what, wherever it is) beside a narrow flattened branch (where) */
+    int64_t flat = kind == MD_WORLD_AUDIO ? (int64_t)c * h : (int64_t)c + WHERE;
+    if (kind != MD_WORLD_AUDIO) {
+        j->where_w = md_param_add(j->ps, "where.weight", 2, (int64_t[]){WHERE, (int64_t)c * h * w});
+        j->where_b = md_param_add(j->ps, "where.bias", 1, (int64_t[]){WHERE});
+    }
     j->fc_w = md_param_add(j->ps, "fc.weight", 2, (int64_t[]){MD_JUDGE_FEATURES, flat});
     j->fc_b = md_param_add(j->ps, "fc.bias", 1, (int64_t[]){MD_JUDGE_FEATURES});
     for (int a = 0; a < MD_ATTR_COUNT; a++) {
@@ -111,6 +120,11 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
     }
     float b = sqrtf(6.f / (float)flat);
     md_init_uniform(j->fc_w, seed * 31 + 17, -b, b);
+    if (j->where_w) {
+        b = sqrtf(6.f / (float)j->where_w->shape[1]);
+        md_init_uniform(j->where_w, seed * 31 + 19, -b, b);
+        md_init_const(j->where_b, 0.f);
+    }
     md_init_const(j->fc_b, 0.f);
     for (int a = 0; a < MD_ATTR_COUNT; a++)
         if (j->head_w[a]) {
@@ -238,10 +252,18 @@ md_tensor *md_judge_forward(md_graph *g, const md_judge *j, md_tensor *x, md_ten
     int64_t n = x->shape[0];
     md_tensor *h = x;
     for (int i = 0; i < MD_JUDGE_CONVS; i++)
-        h = md_relu(g, md_conv2d(g, h, j->conv_w[i], j->conv_b[i], i % 2 ? 2 : 1, 1, 1));
-    if (j->kind == MD_WORLD_AUDIO)
-        h = md_mean_dim(g, h, 3);   /* [N, C, mels'] */
-    h = md_reshape(g, h, 2, (int64_t[]){n, md_numel(h) / n});
+        h = md_relu(g, md_conv2d(g, h, j->conv_w[i], j->conv_b[i], conv_stride(i), 1, 1));
+    if (j->kind == MD_WORLD_AUDIO) {
+        h = md_mean_dim(g, h, 3);   /* [N, C, mels', 1] */
+        h = md_reshape(g, h, 2, (int64_t[]){n, md_numel(h) / n});
+    } else {
+        int64_t C = h->shape[1];
+        md_tensor *what = md_reshape(g, md_mean_dim(g, md_mean_dim(g, h, 3), 2), 2, (int64_t[]){n, C});
+        md_tensor *flat = md_reshape(g, h, 2, (int64_t[]){n, md_numel(h) / n});
+        md_tensor *where = md_relu(g, md_linear(g, flat, j->where_w, j->where_b));
+        md_tensor *parts[2] = {what, where};
+        h = md_concat(g, parts, 2, 1);
+    }
     md_tensor *feat = md_relu(g, md_linear(g, h, j->fc_w, j->fc_b));
     for (int a = 0; a < MD_ATTR_COUNT; a++)
         logits[a] = j->head_w[a] ? md_linear(g, feat, j->head_w[a], j->head_b[a]) : NULL;
@@ -292,7 +314,7 @@ void md_judge_train_default_opts(md_world_kind kind, md_judge_train_opts *o)
     o->batch = 32;
     o->lr = 2e-3f;
     o->seed = 1;
-    o->steps = kind == MD_WORLD_IMAGE ? 6000 : kind == MD_WORLD_VIDEO ? 4000 : 3000;
+    o->steps = kind == MD_WORLD_IMAGE ? 8000 : kind == MD_WORLD_VIDEO ? 4000 : 3000;
 }
 
 /* Augmentation, on top of the world's own variety: sensor-like noise
@@ -358,7 +380,7 @@ md_status md_judge_train(md_judge *j, const md_world *w, const md_judge_train_op
             int tid = omp_get_thread_num();
             md_world_sample s;
             int64_t idx = step * B + b;
-            if (md_world_draw(w, o->seed, MD_SPLIT_TRAIN, j->kind, idx, &s) != MD_OK ||
+            if (md_world_draw_any(w, o->seed, MD_SPLIT_TRAIN, j->kind, idx, &s) != MD_OK ||
                 md_judge_prep_sample(w, &s, scratch + vsz * (size_t)tid, x + isz * b) != MD_OK) {
                 bad = 1;
                 continue;

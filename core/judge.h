@@ -9,12 +9,14 @@
  *                        size, motion, speed
  *   audio  [1, 40, 101]  log-mel at 8 kHz: digit, speaker
  *
- * One CNN shape for all three: six 3×3 convs (32, 32, 64, 64, 128, 128
- * channels; stride 2 every second one) with ReLU, then a 128-wide feature
- * layer (the features Fréchet distances are computed on) and one linear
- * head per attribute. Image and video flatten the 8×8 map (position and
- * motion need where, not only what); audio averages over time (where the
- * word falls in the clip does not matter).
+ * One CNN shape for all three: seven 3×3 convs (32, 32, 64, 64, 128, 128,
+ * 128 channels; stride 2 at the 2nd, 4th and 6th) with ReLU, then a
+ * 128-wide feature layer (the features Fréchet distances are computed on)
+ * and one linear head per attribute. Image and video feed it the globally
+ * averaged map (what is shown, wherever it is) beside a 64-wide layer over
+ * the flattened 8×8 map (where it is, and how it moves); audio averages
+ * over time (where the word falls in the clip does not matter) and keeps
+ * the frequency axis.
  *
  * Usage
  *   md_judge j;
@@ -35,8 +37,8 @@ extern "C" {
 #endif
 
 #define MD_JUDGE_FEATURES 128
-#define MD_JUDGE_VERSION 1
-#define MD_JUDGE_CONVS 6
+#define MD_JUDGE_VERSION 2
+#define MD_JUDGE_CONVS 7
 #define MD_JUDGE_VIDEO_FRAMES 6     /* frames 0, 3, 6, 9, 12, 15 */
 
 typedef struct md_judge {
@@ -44,6 +46,7 @@ typedef struct md_judge {
     int cin, h, w;                  /* input [cin, h, w] */
     md_paramset *ps;
     md_tensor *conv_w[MD_JUDGE_CONVS], *conv_b[MD_JUDGE_CONVS];
+    md_tensor *where_w, *where_b;   /* image/video: [64, 128·8·8] (NULL for audio) */
     md_tensor *fc_w, *fc_b;         /* [128, flat], [128] */
     md_tensor *head_w[MD_ATTR_COUNT], *head_b[MD_ATTR_COUNT];   /* NULL: not read */
     md_mel_params mel;              /* audio features */

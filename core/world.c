@@ -273,7 +273,7 @@ static uint64_t stream_key(uint64_t seed, md_world_split split, md_world_kind ki
 static bool split_ok(md_world_split split, md_world_kind kind) { return split >= 0 && split < MD_WORLD_SPLITS && kind >= 0 && kind <= MD_WORLD_VIDEO; }
 
 /* Fills everything but the source choice (src_image / digit / style set). */
-static void draw_attrs(md_rng *r, md_world_sample *s)
+static void draw_attrs(md_rng *r, md_world_sample *s, bool any_combo)
 {
     int d = s->attr[MD_ATTR_DIGIT];
     md_world_split split = s->split;
@@ -288,11 +288,12 @@ static void draw_attrs(md_rng *r, md_world_sample *s)
     }
     /* Which held-out kind a compo sample shows (video: ink or motion). */
     bool force_ink = split == MD_SPLIT_COMPO && (s->kind == MD_WORLD_IMAGE || md_rng_below(r, 2) == 0);
+    bool free_combo = split == MD_SPLIT_COMPO || any_combo;
     bool force_motion = split == MD_SPLIT_COMPO && !force_ink;
     int ink, bg;
     for (;;) {
         pick_colours(r, force_ink ? (d + 2) % MD_COLOURS : -1, &ink, &bg);
-        if (split == MD_SPLIT_COMPO || ink != (d + 2) % MD_COLOURS)
+        if (free_combo || ink != (d + 2) % MD_COLOURS)
             break;
     }
     s->attr[MD_ATTR_INK] = ink;
@@ -314,7 +315,7 @@ static void draw_attrs(md_rng *r, md_world_sample *s)
     int motion;
     for (;;) {
         motion = force_motion ? d % MD_MOTIONS : (int)md_rng_below(r, MD_MOTIONS);
-        if (split == MD_SPLIT_COMPO || motion != d % MD_MOTIONS)
+        if (free_combo || motion != d % MD_MOTIONS)
             break;
     }
     int speed = (int)md_rng_below(r, MD_SPEEDS);
@@ -362,8 +363,8 @@ static md_status draw_common(const md_world *w, uint64_t seed, md_world_split sp
     return MD_OK;
 }
 
-md_status md_world_draw(const md_world *w, uint64_t seed, md_world_split split, md_world_kind kind,
-                        int64_t index, md_world_sample *s)
+static md_status draw(const md_world *w, uint64_t seed, md_world_split split, md_world_kind kind, int64_t index,
+                      bool any_combo, md_world_sample *s)
 {
     md_rng r;
     md_status st = draw_common(w, seed, split, kind, index, 0, s, &r);
@@ -382,12 +383,24 @@ md_status md_world_draw(const md_world *w, uint64_t seed, md_world_split split, 
         s->src_image = w->sign_idx[split][d][md_rng_below(&r, (uint32_t)w->n_sign[split][d])];
     else
         s->src_image = w->mnist_idx[split][d][md_rng_below(&r, (uint32_t)w->n_mnist[split][d])];
-    draw_attrs(&r, s);
+    draw_attrs(&r, s, any_combo);
     if (kind == MD_WORLD_VIDEO) {
         s->src_audio = w->fsdd_idx[split][d][md_rng_below(&r, (uint32_t)w->n_fsdd[split][d])];
         place_audio(w, &r, s);
     }
     return MD_OK;
+}
+
+md_status md_world_draw(const md_world *w, uint64_t seed, md_world_split split, md_world_kind kind,
+                        int64_t index, md_world_sample *s)
+{
+    return draw(w, seed, split, kind, index, false, s);
+}
+
+md_status md_world_draw_any(const md_world *w, uint64_t seed, md_world_split split, md_world_kind kind,
+                            int64_t index, md_world_sample *s)
+{
+    return draw(w, seed, split, kind, index, true, s);
 }
 
 int64_t md_world_enumerate_count(const md_world *w, md_world_split split, md_world_kind kind)
@@ -435,7 +448,7 @@ md_status md_world_draw_item(const md_world *w, uint64_t seed, md_world_split sp
             }
             s->attr[MD_ATTR_STYLE] = photo ? 1 : 0;
             s->src_image = photo ? w->sign_idx[split][d][k] : w->mnist_idx[split][d][k];
-            draw_attrs(&r, s);
+            draw_attrs(&r, s, false);
             if (kind == MD_WORLD_VIDEO) {
                 s->src_audio = w->fsdd_idx[split][d][md_rng_below(&r, (uint32_t)w->n_fsdd[split][d])];
                 place_audio(w, &r, s);

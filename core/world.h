@@ -133,6 +133,11 @@ void md_world_close(md_world *w);
 #define MD_WORLD_PHOTO_SHARE 0.2f
 md_status md_world_draw(const md_world *w, uint64_t seed, md_world_split split, md_world_kind kind,
                         int64_t index, md_world_sample *s);
+/* As md_world_draw, but held-out combinations may appear in any split (the
+ * judges read every combination; the generators never train on them).
+ * Sources still come from the split alone. */
+md_status md_world_draw_any(const md_world *w, uint64_t seed, md_world_split split, md_world_kind kind,
+                            int64_t index, md_world_sample *s);
 /* The split's source items in order, one sample per item (for test-set
  * evaluation that covers every source exactly once): image kind enumerates
  * MNIST then sign items; audio kind FSDD clips; returns the count via *n. */

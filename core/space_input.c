@@ -1,0 +1,182 @@
+/* space_input.c — see space_input.h. */
+#include "space_input.h"
+#include "audio_io.h"
+#include "image_io.h"
+#include "media_tensor.h"
+#include "video_io.h"
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+md_status md_space_prep_image(const md_image *im, float *x)
+{
+    md_image fit = {0};
+    md_status st = md_image_fit(im, MD_WORLD_SIZE, MD_WORLD_SIZE, MD_FIT_CROP, 0.f, 3, &fit);
+    if (st != MD_OK)
+        return st;
+    /* as md_judge_prep_rgb: [0, 1] -> [-1, 1], CHW */
+    static const float mean[3] = {0.5f, 0.5f, 0.5f}, sd[3] = {0.5f, 0.5f, 0.5f};
+    md_image_to_chw(&fit, mean, sd, x);
+    md_image_free(&fit);
+    return MD_OK;
+}
+
+md_status md_space_prep_audio(const md_audio *a, float *x)
+{
+    md_audio mono = {0};
+    md_status st = md_audio_to_mono(a, MD_WORLD_RATE, &mono);
+    if (st != MD_OK)
+        return st;
+    /* the loudest second, as the demo world keeps it */
+    float clip[MD_WORLD_AUDIO_SAMPLES] = {0};
+    int64_t n = mono.frames, start = 0;
+    if (n > MD_WORLD_AUDIO_SAMPLES) {
+        double e = 0, best = -1;
+        for (int64_t i = 0; i < MD_WORLD_AUDIO_SAMPLES; i++)
+            e += (double)mono.samples[i] * mono.samples[i];
+        for (int64_t i = 0;; i++) {
+            if (e > best) {
+                best = e;
+                start = i;
+            }
+            if (i + MD_WORLD_AUDIO_SAMPLES >= n)
+                break;
+            e += (double)mono.samples[i + MD_WORLD_AUDIO_SAMPLES] * mono.samples[i + MD_WORLD_AUDIO_SAMPLES] -
+                 (double)mono.samples[i] * mono.samples[i];
+        }
+        n = MD_WORLD_AUDIO_SAMPLES;
+    }
+    float peak = 0;
+    for (int64_t i = 0; i < n; i++)
+        peak = fmaxf(peak, fabsf(mono.samples[start + i]));
+    float gain = peak > 1e-4f ? 0.7f / peak : 1.f;   /* the world's level */
+    for (int64_t i = 0; i < n; i++)
+        clip[i] = mono.samples[start + i] * gain;
+    md_audio_free(&mono);
+    return md_judge_prep_audio(clip, x);
+}
+
+md_status md_space_prep_video(const md_video *v, float *x)
+{
+    if (v->frames < 1) {
+        md_log(MD_LOG_ERROR, "video has no frames");
+        return MD_ERR_INVALID;
+    }
+    const int64_t fsz = (int64_t)3 * MD_WORLD_SIZE * MD_WORLD_SIZE;
+    for (int k = 0; k < MD_SPACE_VIDEO_FRAMES; k++) {
+        /* frame 3k of the first 16 (at the world's 16 fps), or the last */
+        int64_t want = (int64_t)llround(3.0 * k * v->fps / MD_WORLD_FPS);
+        int64_t f = want < v->frames ? want : v->frames - 1;
+        md_image fr = {.width = v->width, .height = v->height, .channels = v->channels,
+                       .pixels = v->pixels + (size_t)f * (size_t)v->width * (size_t)v->height * (size_t)v->channels};
+        md_status st = md_space_prep_image(&fr, x + fsz * k);
+        if (st != MD_OK)
+            return st;
+    }
+    return MD_OK;
+}
+
+void md_space_input_free(md_space_input *in)
+{
+    if (!in)
+        return;
+    free(in->x);
+    free(in->text);
+    memset(in, 0, sizeof *in);
+}
+
+md_status md_space_input_from_text(const char *text, md_space_input *in)
+{
+    memset(in, 0, sizeof *in);
+    md_text t = {0};
+    md_status st = md_text_set(&t, text, -1, "text input");
+    if (st != MD_OK)
+        return st;
+    in->modality = MD_MOD_TEXT;
+    in->text = t.utf8;   /* ownership moves */
+    return MD_OK;
+}
+
+static md_status alloc_x(md_space_input *in, md_modality m)
+{
+    in->modality = m;
+    in->x = malloc(sizeof(float) * (size_t)md_space_input_size(m));
+    if (!in->x) {
+        md_log(MD_LOG_ERROR, "out of memory");
+        return MD_ERR_ALLOC;
+    }
+    return MD_OK;
+}
+
+md_status md_space_input_from_file(const char *path, md_space_input *in)
+{
+    memset(in, 0, sizeof *in);
+    md_media_limits lim = md_media_limits_default();
+    unsigned char head[16];
+    size_t nhead = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        md_log(MD_LOG_ERROR, "%s: cannot open: %s", path, strerror(errno));
+        return MD_ERR_IO;
+    }
+    nhead = fread(head, 1, sizeof head, f);
+    fclose(f);
+    const char *fmt = md_media_format_name(head, nhead);
+    md_status st;
+    if (fmt && (!strcmp(fmt, "PNG") || !strcmp(fmt, "JPEG") || !strcmp(fmt, "GIF") || !strcmp(fmt, "WebP") ||
+                !strcmp(fmt, "BMP") || !strcmp(fmt, "TIFF"))) {
+        md_image im = {0};
+        lim.min_side = MD_WORLD_SIZE * 2;
+        if ((st = md_image_load(path, &lim, &im, NULL)) != MD_OK)
+            return st;
+        st = alloc_x(in, MD_MOD_IMAGE);
+        if (st == MD_OK)
+            st = md_space_prep_image(&im, in->x);
+        md_image_free(&im);
+    } else if (fmt && (!strcmp(fmt, "WAV") || !strcmp(fmt, "FLAC") || !strcmp(fmt, "Ogg") || !strcmp(fmt, "MP3"))) {
+        md_audio a = {0};
+        if ((st = md_audio_load(path, &lim, &a, NULL)) != MD_OK)
+            return st;
+        st = alloc_x(in, MD_MOD_AUDIO);
+        if (st == MD_OK)
+            st = md_space_prep_audio(&a, in->x);
+        md_audio_free(&a);
+    } else if (fmt && (!strcmp(fmt, "MP4/MOV") || !strcmp(fmt, "Matroska/WebM") || !strcmp(fmt, "AVI"))) {
+        md_video v = {0};
+        md_video_load_opts o = md_video_load_opts_default();
+        o.fps = MD_WORLD_FPS;
+        o.duration = (double)MD_WORLD_FRAMES / MD_WORLD_FPS;
+        o.height = MD_WORLD_SIZE * 2;
+        o.no_audio = true;
+        if ((st = md_video_load(path, &lim, &o, &v, NULL)) != MD_OK)
+            return st;
+        st = alloc_x(in, MD_MOD_VIDEO);
+        if (st == MD_OK)
+            st = md_space_prep_video(&v, in->x);
+        md_video_free(&v);
+    } else {
+        md_text t = {0};
+        if ((st = md_text_load(path, &lim, &t)) != MD_OK) {
+            md_log(MD_LOG_ERROR, "%s: neither a media file Medley reads (%s) nor UTF-8 text", path,
+                   fmt ? fmt : "unknown format");
+            return MD_ERR_FORMAT;
+        }
+        in->modality = MD_MOD_TEXT;
+        in->text = t.utf8;
+        return MD_OK;
+    }
+    if (st != MD_OK)
+        md_space_input_free(in);
+    return st;
+}
+
+md_status md_space_embed_input(const md_space *sp, md_graph *g, const md_space_input *in, float *out)
+{
+    if (in->modality == MD_MOD_TEXT) {
+        const char *t = in->text;
+        return md_space_embed(sp, g, MD_MOD_TEXT, &t, 1, out);
+    }
+    return md_space_embed(sp, g, in->modality, in->x, 1, out);
+}
