@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 static const char *const mod_names[4] = {"text", "image", "audio", "video"};
@@ -30,12 +31,29 @@ static int load_space(const char *models, md_space *sp)
     return 0;
 }
 
-/* TEXT or FILE: an existing path is a file, anything else is text. */
+/* TEXT or FILE: "text:..." is text; an existing file is a file; a missing
+ * one with a media or text extension is an error (a typo, not a prompt);
+ * anything else is text. */
 static int input_from_arg(const char *arg, md_space_input *in)
 {
+    static const char *const ext[] = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".wav",
+                                      ".flac", ".ogg", ".mp3", ".mp4", ".mov", ".mkv", ".webm", ".avi", ".txt"};
     struct stat sb;
-    md_status st = stat(arg, &sb) == 0 && S_ISREG(sb.st_mode) ? md_space_input_from_file(arg, in)
-                                                               : md_space_input_from_text(arg, in);
+    md_status st;
+    if (strncmp(arg, "text:", 5) == 0) {
+        st = md_space_input_from_text(arg + 5, in);
+    } else if (stat(arg, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        st = md_space_input_from_file(arg, in);
+    } else {
+        const char *dot = strrchr(arg, '.');
+        for (size_t i = 0; dot && !strchr(dot, ' ') && i < sizeof ext / sizeof *ext; i++)
+            if (strcasecmp(dot, ext[i]) == 0) {
+                fprintf(stderr, "medley: %s: no such file (write text:%s to use it as text)\n", arg, arg);
+                memset(in, 0, sizeof *in);
+                return 1;
+            }
+        st = md_space_input_from_text(arg, in);
+    }
     if (st != MD_OK) {
         fprintf(stderr, "medley: %s\n", md_last_error());
         return 1;
@@ -370,17 +388,48 @@ int medley_cmd_search(int argc, char **argv)
 
 /* ---- eval --space ---- */
 
-int medley_eval_space(const md_world *w, const char *models, long quick)
+static void baseline_progress(int stage, int64_t step, int64_t steps, float loss, void *user)
+{
+    (void)user;
+    if ((step + 1) % 100 == 0 || step + 1 == steps) {
+        printf("  supervised %s encoder: step %lld/%lld  loss %.4f\n", mod_names[stage], (long long)step + 1,
+               (long long)steps, loss);
+        fflush(stdout);
+    }
+}
+
+int medley_eval_space(const md_world *w, const char *models, long quick, bool baseline)
 {
     md_space sp;
     if (load_space(models, &sp))
         return 1;
     md_space_eval e;
-    md_status st = md_space_evaluate(&sp, w, MD_SPLIT_TEST, quick ? quick : 1000, &e);
+    int64_t n = quick ? quick : 1000;
+    md_status st = md_space_evaluate(&sp, w, MD_SPLIT_TEST, n, &e);
     if (st == MD_OK)
         print_space_eval(&e);
     else
         fprintf(stderr, "medley eval: %s\n", md_last_error());
     md_space_free(&sp);
+    if (st == MD_OK && baseline) {
+        /* the same encoders trained on the digit labels: the gap to close */
+        md_space_train_opts o;
+        md_space_train_default_opts(&o);
+        o.steps[MD_MOD_IMAGE] = 500;
+        o.steps[MD_MOD_AUDIO] = 500;
+        o.steps[MD_MOD_VIDEO] = 200;
+        o.progress = baseline_progress;
+        o.cancel = &medley_cancel;
+        double acc[4];
+        printf("supervised baseline: the same encoders trained on the digit labels (image 500, audio 500, "
+               "video 200 steps)\n");
+        st = md_space_supervised_baseline(w, &o, MD_SPLIT_TEST, n, acc);
+        if (st == MD_OK)
+            printf("digit accuracy, supervised: image %.1f%%  audio %.1f%%  video %.1f%%   (zero-shot above: "
+                   "%.1f%% / %.1f%% / %.1f%%)\n", 100 * acc[1], 100 * acc[2], 100 * acc[3],
+                   100 * e.zeroshot[MD_MOD_IMAGE], 100 * e.zeroshot[MD_MOD_AUDIO], 100 * e.zeroshot[MD_MOD_VIDEO]);
+        else
+            fprintf(stderr, "medley eval: %s\n", st == MD_ABORTED ? "cancelled" : md_last_error());
+    }
     return st == MD_OK ? 0 : 1;
 }

@@ -304,7 +304,7 @@ static int results_end(void)
 
 typedef struct eval_opts {
     const char *data, *models, *json;
-    bool judges, space;
+    bool judges, space, baseline;
     long quick;    /* 0 = whole test split */
 } eval_opts;
 
@@ -394,6 +394,10 @@ int medley_cmd_eval(int argc, char **argv)
             eo.space = true;
             continue;
         }
+        if (strcmp(a, "--baseline") == 0) {
+            eo.baseline = true;
+            continue;
+        }
         if (!val) {
             fprintf(stderr, "medley eval: %s needs a value\n", a);
             return 2;
@@ -416,7 +420,7 @@ int medley_cmd_eval(int argc, char **argv)
     if (eo.space) {
         if (open_world(eo.data, &w))
             return 1;
-        int rc = medley_eval_space(&w, eo.models, eo.quick);
+        int rc = medley_eval_space(&w, eo.models, eo.quick, eo.baseline);
         md_world_close(&w);
         return rc;
     }

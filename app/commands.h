@@ -21,7 +21,7 @@ int medley_cmd_train_space(int argc, char **argv);
 int medley_cmd_embed(int argc, char **argv);
 int medley_cmd_search(int argc, char **argv);
 /* `medley eval --space` on the test split (cmd_space.c). */
-int medley_eval_space(const md_world *w, const char *models, long quick);
+int medley_eval_space(const md_world *w, const char *models, long quick, bool baseline);
 /* The any-to-any matrix (eval_matrix.c); json may be NULL. */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick);
 

@@ -55,6 +55,7 @@ static void usage(FILE *f)
             "  eval      the any-to-any matrix of the generators present, and the\n"
             "            real-data reference; --judges: each judge on the test split;\n"
             "            --space: retrieval and zero-shot figures of the aligned space\n"
+            "            (--baseline: beside the same encoders trained on the labels)\n"
             "            --data DIR  --models DIR  --json FILE  --quick N\n"
             "  info [FILE...]  with files: what each holds (modality, size, duration,\n"
             "            codec, metadata) or why it cannot be read; without: version,\n"

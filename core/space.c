@@ -57,7 +57,7 @@ static void trunk_init(md_space_trunk *t, uint64_t seed)
     md_init_const(t->fc_b, 0.f);
 }
 
-static const int image_couts[5] = {32, 32, 64, 128, 128};   /* strides 1 2 2 2 2: 64 -> 4 */
+static const int image_couts[4] = {32, 64, 128, 128};       /* strides 2 2 2 2: 64 -> 4 */
 static const int audio_couts[4] = {32, 64, 128, 128};       /* strides 1 2 2 2: 40×101 -> 5×13 */
 
 md_status md_space_init(md_space *sp, md_bpe *bpe, uint64_t seed)
@@ -85,7 +85,7 @@ md_status md_space_init(md_space *sp, md_bpe *bpe, uint64_t seed)
     sp->lnf_b = md_param_add(pt, "text.lnf.bias", 1, (int64_t[]){d});
     sp->text_proj = md_param_add(pt, "text.proj", 2, (int64_t[]){D, d});
 
-    trunk_declare(&sp->image, sp->ps[MD_MOD_IMAGE], "image", 3, image_couts, 5, 128 * 4 * 4);
+    trunk_declare(&sp->image, sp->ps[MD_MOD_IMAGE], "image", 3, image_couts, 4, 128 * 4 * 4);
     sp->image_proj = md_param_add(sp->ps[MD_MOD_IMAGE], "image.proj", 2, (int64_t[]){D, TRUNK_FC});
     sp->log_scale[MD_MOD_IMAGE] = md_param_add(sp->ps[MD_MOD_IMAGE], "image.log_scale", 1, (int64_t[]){1});
 
@@ -94,7 +94,7 @@ md_status md_space_init(md_space *sp, md_bpe *bpe, uint64_t seed)
     sp->log_scale[MD_MOD_AUDIO] = md_param_add(sp->ps[MD_MOD_AUDIO], "audio.log_scale", 1, (int64_t[]){1});
 
     md_paramset *pv = sp->ps[MD_MOD_VIDEO];
-    trunk_declare(&sp->frame, pv, "video.frame", 3, image_couts, 5, 128 * 4 * 4);
+    trunk_declare(&sp->frame, pv, "video.frame", 3, image_couts, 4, 128 * 4 * 4);
     sp->frame_pos = md_param_add(pv, "video.frame_pos", 2, (int64_t[]){MD_SPACE_VIDEO_FRAMES, TRUNK_FC});
     md_tblock_declare(&sp->video_block, pv, "video.block", TRUNK_FC, 4, 2, 0);
     sp->pool_q = md_param_add(pv, "video.pool_q", 2, (int64_t[]){TRUNK_FC, 1});
@@ -274,12 +274,14 @@ static int64_t pack_ids(int32_t *ids, const int32_t *eos, int64_t n)
 
 /* ---- encoders ---- */
 
+/* Audio keeps full resolution in its first conv (40 × 101 is small);
+ * images and frames halve at every conv. */
 static md_tensor *trunk_forward(md_graph *g, const md_space_trunk *t, md_tensor *x, bool mean_time)
 {
     int64_t n = x->shape[0];
     md_tensor *h = x;
     for (int i = 0; i < t->nconv; i++)
-        h = md_relu(g, md_conv2d(g, h, t->conv_w[i], t->conv_b[i], i == 0 ? 1 : 2, 1, 1));
+        h = md_relu(g, md_conv2d(g, h, t->conv_w[i], t->conv_b[i], i == 0 && mean_time ? 1 : 2, 1, 1));
     if (mean_time)
         h = md_mean_dim(g, h, 3);
     h = md_reshape(g, h, 2, (int64_t[]){n, md_numel(h) / n});
@@ -436,12 +438,12 @@ md_status md_space_compose(const float *v, const float *w, int n, float *out)
 void md_space_train_default_opts(md_space_train_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->steps[MD_MOD_IMAGE] = 2000;
-    o->steps[MD_MOD_AUDIO] = 1500;
-    o->steps[MD_MOD_VIDEO] = 800;
-    o->batch[MD_MOD_IMAGE] = 128;
-    o->batch[MD_MOD_AUDIO] = 128;
-    o->batch[MD_MOD_VIDEO] = 64;
+    o->steps[MD_MOD_IMAGE] = 1500;
+    o->steps[MD_MOD_AUDIO] = 1200;
+    o->steps[MD_MOD_VIDEO] = 600;
+    o->batch[MD_MOD_IMAGE] = 64;
+    o->batch[MD_MOD_AUDIO] = 64;
+    o->batch[MD_MOD_VIDEO] = 32;
     o->lr = 1e-3f;
     o->seed = 1;
 }
@@ -625,6 +627,149 @@ md_status md_space_train(md_space *sp, const md_world *w, const md_space_train_o
     memcpy(sp->frame.fc_b->data, sp->image.fc_b->data, sizeof(float) * (size_t)md_numel(sp->image.fc_b));
     memcpy(sp->video_proj->data, sp->image_proj->data, sizeof(float) * (size_t)md_numel(sp->image_proj));
     return train_stage(sp, w, o, MD_MOD_VIDEO);
+}
+
+/* ---- supervised baseline ---- */
+
+/* Prepares batch b of modality m from the world (train split): inputs x,
+ * digits y. Returns false if a draw failed. */
+static bool supervised_batch(const md_world *w, uint64_t seed, md_world_split split, md_modality m, int64_t first,
+                             int64_t B, bool items, float *x, int32_t *y, uint8_t *scratch)
+{
+    md_world_kind kind = (md_world_kind)(m - 1);
+    const int64_t isz = md_space_input_size(m);
+    const size_t vsz = (size_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+    int64_t all = items ? md_world_enumerate_count(w, split, kind) : 0;
+    volatile int bad = 0;
+#pragma omp parallel for schedule(dynamic, 2) num_threads(md_threads_get())
+    for (int64_t b = 0; b < B; b++) {
+        md_world_sample s;
+        md_status st = items ? md_world_draw_item(w, seed, split, kind, (first + b) % all, &s)
+                             : md_world_draw(w, seed, split, kind, first + b, &s);
+        uint8_t *sc = scratch + vsz * (size_t)omp_get_thread_num();
+        if (st != MD_OK) {
+            bad = 1;
+            continue;
+        }
+        y[b] = s.attr[MD_ATTR_DIGIT];
+        if (m == MD_MOD_VIDEO) {
+            md_world_render_video(w, &s, sc, NULL);
+            md_space_prep_frames(sc, x + isz * b);
+        } else if (md_judge_prep_sample(w, &s, sc, x + isz * b) != MD_OK) {
+            bad = 1;
+        }
+    }
+    return !bad;
+}
+
+md_status md_space_supervised_baseline(const md_world *w, const md_space_train_opts *o, md_world_split split,
+                                       int64_t n, double acc[4])
+{
+    for (int m = 0; m < 4; m++)
+        acc[m] = NAN;
+    md_bpe *bpe = NULL;
+    const char *one = "0";
+    md_status st = md_bpe_train(&one, NULL, 1, 300, NULL, &bpe);   /* the text encoder is not used */
+    md_space sp;
+    if (st != MD_OK || (st = md_space_init(&sp, bpe, o->seed + 77)) != MD_OK) {
+        md_bpe_free(bpe);
+        return st;
+    }
+    const size_t vsz = (size_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+    uint8_t *scratch = malloc(vsz * (size_t)md_threads_get());
+    md_graph *g = md_graph_new((size_t)1 << 26);
+    if (!scratch || !g)
+        st = MD_ERR_ALLOC;
+    for (int m = 1; m < 4 && st == MD_OK; m++) {
+        const int64_t B = o->batch[m], steps = o->steps[m], isz = md_space_input_size(m);
+        md_paramset *head = md_paramset_new();
+        md_tensor *hw = head ? md_param_add(head, "head.weight", 2, (int64_t[]){10, MD_SPACE_DIM}) : NULL;
+        md_tensor *hb = head ? md_param_add(head, "head.bias", 1, (int64_t[]){10}) : NULL;
+        float *x = malloc(sizeof(float) * (size_t)(isz * (B > 64 ? B : 64)));
+        int32_t *y = malloc(sizeof(int32_t) * (size_t)(B > 64 ? B : 64));
+        md_adamw om, oh;
+        bool ok = head && x && y && md_paramset_alloc(head) == MD_OK;
+        if (ok) {
+            md_init_uniform(hw, o->seed + 5, -0.1f, 0.1f);
+            md_init_const(hb, 0.f);
+            ok = md_adamw_init(&om, sp.ps[m], 0.9f, 0.98f, 1e-6f, 0.05f) == MD_OK;
+            if (ok && md_adamw_init(&oh, head, 0.9f, 0.98f, 1e-6f, 0.0f) != MD_OK) {
+                md_adamw_free(&om);
+                ok = false;
+            }
+        }
+        if (!ok)
+            st = MD_ERR_ALLOC;
+        for (int64_t step = 0; st == MD_OK && step < steps; step++) {
+            if (o->cancel && *o->cancel) {
+                st = MD_ABORTED;
+                break;
+            }
+            if (!supervised_batch(w, o->seed + 200, MD_SPLIT_TRAIN, (md_modality)m, step * B, B, false, x, y, scratch)) {
+                st = MD_ERR;
+                break;
+            }
+            md_graph_reset(g);
+            md_paramset_zero_grad(sp.ps[m]);
+            md_paramset_zero_grad(head);
+            /* the unit vector, scaled as the space's logits are, then the head */
+            md_tensor *z = md_scale(g, encode(g, &sp, (md_modality)m, wrap_input(g, (md_modality)m, x, B), NULL), 10.f);
+            md_tensor *loss = md_cross_entropy(g, md_linear(g, z, hw, hb),
+                                               md_tensor_wrap(g, MD_I32, y, 1, (int64_t[]){B}), 0.f, -1);
+            md_graph_backward(g, loss);
+            md_paramset_finish_grads(sp.ps[m]);
+            md_paramset_finish_grads(head);
+            float lr = md_lr_warmup_cosine(step, steps / 20 + 1, steps, o->lr, o->lr * 0.05f);
+            md_adamw_step(&om, lr);
+            md_adamw_step(&oh, lr);
+            if (o->progress)
+                o->progress(m, step, steps, loss->data[0], o->user);
+        }
+        /* score: n samples drawn as md_space_evaluate does (seed 17) */
+        int64_t right = 0;
+        md_graph_set_grad(g, false);
+        for (int64_t i0 = 0; st == MD_OK && i0 < n; i0 += 64) {
+            int64_t nb = n - i0 < 64 ? n - i0 : 64;
+            if (m == MD_MOD_AUDIO) {
+                /* audio: the split's items spread evenly, as in the evaluation */
+                int64_t all = md_world_enumerate_count(w, split, MD_WORLD_AUDIO);
+                bool ok2 = true;
+                for (int64_t i = 0; i < nb; i++)
+                    ok2 &= supervised_batch(w, 17, split, MD_MOD_AUDIO, (i0 + i) * all / n, 1, true, x + isz * i,
+                                            y + i, scratch);
+                if (!ok2)
+                    st = MD_ERR;
+            } else if (!supervised_batch(w, 17, split, (md_modality)m, i0, nb, false, x, y, scratch)) {
+                st = MD_ERR;
+            }
+            if (st != MD_OK)
+                break;
+            md_graph_reset(g);
+            md_tensor *z = md_scale(g, encode(g, &sp, (md_modality)m, wrap_input(g, (md_modality)m, x, nb), NULL), 10.f);
+            md_tensor *lg = md_linear(g, z, hw, hb);
+            for (int64_t i = 0; i < nb; i++) {
+                int best = 0;
+                for (int c = 1; c < 10; c++)
+                    if (lg->data[i * 10 + c] > lg->data[i * 10 + best])
+                        best = c;
+                right += best == y[i];
+            }
+        }
+        md_graph_set_grad(g, true);
+        if (st == MD_OK)
+            acc[m] = (double)right / (double)n;
+        if (ok) {
+            md_adamw_free(&om);
+            md_adamw_free(&oh);
+        }
+        md_paramset_free(head);
+        free(x);
+        free(y);
+    }
+    md_graph_free(g);
+    free(scratch);
+    md_space_free(&sp);
+    return st;
 }
 
 /* ---- evaluation ---- */

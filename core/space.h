@@ -6,8 +6,8 @@
  *
  *   text   byte-level BPE ids -> causal transformer (2 layers, d 128) ->
  *          the <eos> position -> LayerNorm -> linear -> unit vector
- *   image  [3, 64, 64] -> five 3×3 convs (32, 32, 64, 128, 128; stride 2
- *          from the second) with ReLU -> flatten 4×4 -> 256 -> unit vector
+ *   image  [3, 64, 64] -> four 3×3 convs (32, 64, 128, 128; stride 2)
+ *          with ReLU -> flatten 4×4 -> 256 -> unit vector
  *   audio  log-mel [1, 40, 101] at 8 kHz (the audio judge's features) ->
  *          four convs -> mean over time -> 256 -> unit vector
  *   video  frames 0, 3, .., 15 -> the image trunk (own weights, started
@@ -44,7 +44,7 @@ typedef enum md_modality { MD_MOD_TEXT = 0, MD_MOD_IMAGE = 1, MD_MOD_AUDIO = 2, 
 
 typedef struct md_space_trunk {       /* conv encoder shared by image, audio, video frames */
     int nconv, cin;
-    md_tensor *conv_w[5], *conv_b[5];
+    md_tensor *conv_w[4], *conv_b[4];
     md_tensor *fc_w, *fc_b;           /* [256, flat] */
 } md_space_trunk;
 
@@ -127,6 +127,14 @@ typedef struct md_space_eval {
 
 md_status md_space_evaluate(const md_space *sp, const md_world *w, md_world_split split, int64_t n,
                             md_space_eval *out);
+
+/* The supervised baseline (AV-MNIST style): the same image, audio and video
+ * encoders, each trained from scratch with a linear digit head on the
+ * labels for steps[m] steps of batch[m] (train split), then scored on n
+ * samples of `split` as md_space_evaluate draws them. acc[m] for image,
+ * audio, video; acc[0] unused. */
+md_status md_space_supervised_baseline(const md_world *w, const md_space_train_opts *o, md_world_split split,
+                                       int64_t n, double acc[4]);
 
 #ifdef __cplusplus
 }

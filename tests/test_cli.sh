@@ -61,4 +61,27 @@ if [ -n "${MEDLEY_DATA_DIR:-}" ]; then
 else
     echo "skip demo world commands: MEDLEY_DATA_DIR is not set"
 fi
+# The aligned space (needs the shipped space.safetensors).
+if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/space.safetensors" ]; then
+    check "embed a text" 0 "$exe" embed "a red seven moving left"
+    n=$(printf '%s' "$LAST" | tr ',' '\n' | wc -l)
+    [ "$n" = 128 ] && echo "ok   128 numbers" || { echo "FAIL embed printed $n numbers: $LAST"; fail=1; }
+    check "embed a missing image" 1 "$exe" embed "$tmp/nothere.png"
+    case "$LAST" in *"nothere.png: no such file"*) echo "ok   names the file";; *) echo "FAIL: $LAST"; fail=1;; esac
+    lib="$tmp/library"
+    mkdir -p "$lib"
+    printf 'seven' >"$lib/a.txt"
+    printf 'a blue four on a white background' >"$lib/b.txt"
+    printf '\000\001junk' >"$lib/c.bin"
+    command -v sox >/dev/null 2>&1 && sox -n -r 8000 -c 1 -b 16 "$lib/d.wav" synth 0.4 sine 300 2>/dev/null
+    check "search a folder" 0 "$exe" search --query "the digit 7" --top 3 "$lib"
+    first=$(printf '%s\n' "$LAST" | grep -m1 '^ 1 ')
+    case "$first" in *"/a.txt") echo "ok   the seven ranks first";; *) echo "FAIL ranking: $LAST"; fail=1;; esac
+    case "$LAST" in *"1 file skipped"*) echo "ok   unreadable file counted";; *) echo "FAIL skipped: $LAST"; fail=1;; esac
+    check "search with weights adding to zero" 1 "$exe" search --query "seven@1" --query "four@-1" "$lib"
+    case "$LAST" in *"add up to zero"*) echo "ok   says why";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "search a missing folder" 1 "$exe" search --query seven "$tmp/nowhere"
+else
+    echo "skip space commands: no shipped space.safetensors"
+fi
 exit $fail

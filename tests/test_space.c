@@ -1,0 +1,299 @@
+/* test_space.c — the aligned space: composition arithmetic, tokenization,
+ * files of the wrong kind refused, media files read as the encoders expect,
+ * a tiny configuration that learns (retrieval far above chance), and the
+ * shipped space reaching its stated figures on a fixed test batch.
+ * The data-dependent parts need MEDLEY_DATA_DIR (skipped without). */
+#include "audio_io.h"
+#include "check.h"
+#include "image_io.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "space_input.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *tmpdir(void)
+{
+    const char *t = getenv("MEDLEY_TEST_TMP");
+    return t ? t : "/tmp";
+}
+
+static void unit(float *v)
+{
+    double s = 0;
+    for (int k = 0; k < MD_SPACE_DIM; k++)
+        s += (double)v[k] * v[k];
+    for (int k = 0; k < MD_SPACE_DIM; k++)
+        v[k] = (float)(v[k] / sqrt(s));
+}
+
+static void test_compose(void)
+{
+    float v[3 * MD_SPACE_DIM], out[MD_SPACE_DIM], out2[MD_SPACE_DIM], want[MD_SPACE_DIM];
+    md_fill_normal(v, 3 * MD_SPACE_DIM, 7, 0, 0.f, 1.f);
+    for (int i = 0; i < 3; i++)
+        unit(v + i * MD_SPACE_DIM);
+    float w1[2] = {1.f, 1.f}, w2[2] = {3.f, 3.f};
+    md_space_compose(v, w1, 2, out);
+    md_space_compose(v, w2, 2, out2);
+    double e = 0, e2 = 0;
+    for (int k = 0; k < MD_SPACE_DIM; k++)
+        want[k] = v[k] + v[MD_SPACE_DIM + k];
+    unit(want);
+    for (int k = 0; k < MD_SPACE_DIM; k++) {
+        e = fmax(e, fabs(out[k] - want[k]));
+        e2 = fmax(e2, fabs(out[k] - out2[k]));
+    }
+    CHECK(e < 1e-6, "equal weights: the normalised sum (err %.1e)", e);
+    CHECK(e2 < 1e-6, "only the ratio of the weights matters (err %.1e)", e2);
+    float w3[2] = {1.f, -0.5f};
+    md_space_compose(v, w3, 2, out);
+    for (int k = 0; k < MD_SPACE_DIM; k++)
+        want[k] = v[k] - 0.5f * v[MD_SPACE_DIM + k];
+    unit(want);
+    e = 0;
+    for (int k = 0; k < MD_SPACE_DIM; k++)
+        e = fmax(e, fabs(out[k] - want[k]));
+    double cos_b = 0;
+    for (int k = 0; k < MD_SPACE_DIM; k++)
+        cos_b += out[k] * v[MD_SPACE_DIM + k];
+    CHECK(e < 1e-6 && cos_b < 0, "a negative weight subtracts the concept (err %.1e, cos to it %.2f)", e, cos_b);
+    float w0[2] = {1.f, -1.f};
+    CHECK(md_space_compose(v, w0, 2, out) == MD_ERR_INVALID && strstr(md_last_error(), "zero"),
+          "total weight zero refused: %s", md_last_error());
+    float wn[2] = {1.f, NAN};
+    CHECK(md_space_compose(v, wn, 2, out) == MD_ERR_INVALID, "a NaN weight refused: %s", md_last_error());
+    float opp[2 * MD_SPACE_DIM];
+    for (int k = 0; k < MD_SPACE_DIM; k++) {
+        opp[k] = v[k];
+        opp[MD_SPACE_DIM + k] = -v[k];
+    }
+    CHECK(md_space_compose(opp, w1, 2, out) == MD_ERR_INVALID && strstr(md_last_error(), "cancel"),
+          "inputs that cancel out refused: %s", md_last_error());
+    CHECK(md_space_compose(v, w1, 0, out) == MD_ERR_INVALID, "no inputs refused");
+}
+
+/* A tiny space: trains in about a minute and must beat chance widely. */
+static md_status tiny_space(const md_world *w, md_space *sp, double *secs)
+{
+    md_space_train_opts o;
+    md_space_train_default_opts(&o);
+    o.steps[MD_MOD_IMAGE] = 160;
+    o.steps[MD_MOD_AUDIO] = 120;
+    o.steps[MD_MOD_VIDEO] = 40;
+    o.batch[MD_MOD_IMAGE] = o.batch[MD_MOD_AUDIO] = o.batch[MD_MOD_VIDEO] = 32;
+    o.lr = 2e-3f;
+    double t0 = md_time_now();
+    md_status st = md_space_train(sp, w, &o);
+    *secs = md_time_now() - t0;
+    return st;
+}
+
+static void test_tiny(const md_world *w)
+{
+    md_space sp;
+    double secs;
+    md_status st = tiny_space(w, &sp, &secs);
+    CHECK(st == MD_OK, "tiny space trains (%.0f s)", secs);
+    if (st != MD_OK)
+        return;
+    md_space_eval e;
+    const int64_t n = 200;
+    CHECK(md_space_evaluate(&sp, w, MD_SPLIT_VAL, n, &e) == MD_OK, "evaluated on %lld validation samples", (long long)n);
+    double chance5 = 5.0 / (double)n;
+    CHECK(e.r5[MD_MOD_TEXT][MD_MOD_IMAGE] >= 4 * chance5 && e.r5[MD_MOD_IMAGE][MD_MOD_TEXT] >= 4 * chance5,
+          "image<->text R@5 %.1f%% / %.1f%% (chance %.1f%%, wanted 4x)", 100 * e.r5[MD_MOD_TEXT][MD_MOD_IMAGE],
+          100 * e.r5[MD_MOD_IMAGE][MD_MOD_TEXT], 100 * chance5);
+    CHECK(e.zeroshot[MD_MOD_IMAGE] >= 0.3, "zero-shot image digit %.1f%% (chance 10%%, wanted >= 30%%)",
+          100 * e.zeroshot[MD_MOD_IMAGE]);
+    CHECK(e.agree[MD_MOD_AUDIO][MD_MOD_TEXT] >= 0.25, "audio's nearest caption names its digit: %.1f%% (chance 10%%)",
+          100 * e.agree[MD_MOD_AUDIO][MD_MOD_TEXT]);
+
+    /* save, reload: identical vectors */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tiny_space.safetensors", tmpdir());
+    CHECK(md_space_save(&sp, path, "{}", "test") == MD_OK, "tiny space saved");
+    md_space back;
+    CHECK(md_space_load(&back, path) == MD_OK, "and loaded: %s", md_last_error());
+    md_graph *g = md_graph_new((size_t)1 << 22);
+    const char *t[2] = {"a small red 7 in the top left corner on black", "someone saying three"};
+    float a[2 * MD_SPACE_DIM], b[2 * MD_SPACE_DIM];
+    md_space_embed(&sp, g, MD_MOD_TEXT, t, 2, a);
+    md_space_embed(&back, g, MD_MOD_TEXT, t, 2, b);
+    double err = 0;
+    for (int k = 0; k < 2 * MD_SPACE_DIM; k++)
+        err = fmax(err, fabs(a[k] - b[k]));
+    CHECK(err < 2e-2, "reloaded (f16 weights) embeds within %.1e of the trained one", err);
+    md_graph_free(g);
+    md_space_free(&back);
+    md_space_free(&sp);
+}
+
+static void test_refusals(void)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/not_space.safetensors", tmpdir());
+    md_st_writer *wr = md_st_writer_new();
+    float v = 1.f;
+    md_st_writer_add_f32(wr, "x", MD_F32, 1, (int64_t[]){1}, &v);
+    md_st_writer_meta(wr, "medley.model", "judge");
+    md_st_writer_save(wr, p);
+    md_space sp;
+    CHECK(md_space_load(&sp, p) == MD_ERR_FORMAT && strstr(md_last_error(), "not a Medley embedding space"),
+          "a judge file is refused as a space: %s", md_last_error());
+    md_st_writer_meta(wr, "medley.model", "space");
+    md_st_writer_meta(wr, "medley.version", "7");
+    md_st_writer_save(wr, p);
+    CHECK(md_space_load(&sp, p) == MD_ERR_FORMAT && strstr(md_last_error(), "version 7"),
+          "a space of another version is refused: %s", md_last_error());
+    md_st_writer_meta(wr, "medley.version", "1");
+    md_st_writer_meta(wr, "tokenizer", "{\"format\":\"medley-bpe\"}");
+    md_st_writer_save(wr, p);
+    CHECK(md_space_load(&sp, p) != MD_OK, "a broken tokenizer is refused: %s", md_last_error());
+    md_st_writer_free(wr);
+    CHECK(md_space_load(&sp, "/nonexistent/space.safetensors") != MD_OK && strstr(md_last_error(), "/nonexistent"),
+          "a missing file names itself");
+}
+
+static void test_inputs(const md_world *w)
+{
+    /* a world image written as PNG reads back as the encoders' input */
+    md_world_sample s;
+    md_world_draw(w, 3, MD_SPLIT_TEST, MD_WORLD_IMAGE, 5, &s);
+    uint8_t rgb[64 * 64 * 3];
+    md_world_render_image(w, &s, rgb);
+    float direct[3 * 64 * 64];
+    md_judge_prep_rgb(rgb, direct);
+    md_image im = {0};
+    md_image_alloc(&im, 64, 64, 3);
+    for (int i = 0; i < 64 * 64 * 3; i++)
+        im.pixels[i] = rgb[i] / 255.f;
+    char p[1024];
+    snprintf(p, sizeof p, "%s/space_in.png", tmpdir());
+    md_image_save_png(p, &im, NULL, 8);
+    md_image_free(&im);
+    md_space_input in;
+    md_status st = md_space_input_from_file(p, &in);
+    double err = 0;
+    for (int i = 0; st == MD_OK && i < 3 * 64 * 64; i++)
+        err = fmax(err, fabs(in.x[i] - direct[i]));
+    CHECK(st == MD_OK && in.modality == MD_MOD_IMAGE && err < 1e-5, "a PNG reads as the image input (err %.1e)", err);
+    md_space_input_free(&in);
+
+    /* a 1 s world clip written as WAV at 16 kHz reads back close to the
+     * clip's own features (resampled down to 8 kHz) */
+    md_world_draw(w, 3, MD_SPLIT_TEST, MD_WORLD_AUDIO, 2, &s);
+    float clip[MD_WORLD_AUDIO_SAMPLES], feat[40 * 101];
+    md_world_render_audio(w, &s, clip);
+    md_audio a = {0}, a16 = {0};
+    md_audio_alloc(&a, MD_WORLD_RATE, 1, MD_WORLD_AUDIO_SAMPLES);
+    memcpy(a.samples, clip, sizeof clip);
+    md_audio_resample(&a, 16000, &a16);
+    snprintf(p, sizeof p, "%s/space_in.wav", tmpdir());
+    md_audio_save(p, &a16, "wav", NULL);
+    md_space_prep_audio(&a, feat);
+    st = md_space_input_from_file(p, &in);
+    double num = 0, den = 0;
+    for (int i = 0; st == MD_OK && i < 40 * 101; i++) {
+        num += (in.x[i] - feat[i]) * (in.x[i] - feat[i]);
+        den += feat[i] * feat[i];
+    }
+    CHECK(st == MD_OK && in.modality == MD_MOD_AUDIO && num / den < 0.01,
+          "a 16 kHz WAV reads as the audio input (relative error %.4f)", st == MD_OK ? num / den : -1.0);
+    md_space_input_free(&in);
+    md_audio_free(&a);
+    md_audio_free(&a16);
+
+    snprintf(p, sizeof p, "%s/space_in.txt", tmpdir());
+    FILE *f = fopen(p, "w");
+    fputs("a green nine", f);
+    fclose(f);
+    st = md_space_input_from_file(p, &in);
+    CHECK(st == MD_OK && in.modality == MD_MOD_TEXT && strcmp(in.text, "a green nine") == 0, "a text file reads as text");
+    md_space_input_free(&in);
+    snprintf(p, sizeof p, "%s/space_in.bin", tmpdir());
+    f = fopen(p, "wb");
+    fwrite("\x00\xff\x10garbage", 1, 10, f);
+    fclose(f);
+    CHECK(md_space_input_from_file(p, &in) == MD_ERR_FORMAT && strstr(md_last_error(), "space_in.bin"),
+          "a file that is no medium and no text is refused, named: %s", md_last_error());
+}
+
+static void test_shipped(const md_world *w)
+{
+    const char *models = getenv("MEDLEY_MODELS_DIR");
+    char p[2048];
+    snprintf(p, sizeof p, "%s/space.safetensors", models ? models : "assets/models");
+    md_space sp;
+    md_status st = md_space_load(&sp, p);
+    CHECK(st == MD_OK, "the shipped space loads: %s", st == MD_OK ? p : md_last_error());
+    if (st != MD_OK)
+        return;
+    /* the tokenizer: <bos> text <eos>, cut at the context */
+    int32_t ids[MD_SPACE_TEXT_LEN];
+    int e = md_space_tokenize(&sp, "a small red 7", ids);
+    CHECK(ids[0] == MD_BPE_BOS && ids[e] == MD_BPE_EOS && e > 2 && e < 10, "tokenized as <bos> .. <eos> (%d tokens)", e + 1);
+    char longtext[2000];
+    memset(longtext, 'a', sizeof longtext - 1);
+    for (size_t i = 0; i < sizeof longtext - 1; i += 2)
+        longtext[i] = ' ';
+    longtext[sizeof longtext - 1] = 0;
+    e = md_space_tokenize(&sp, longtext, ids);
+    CHECK(e == MD_SPACE_TEXT_LEN - 1 && ids[e] == MD_BPE_EOS, "a long text is cut to the context");
+
+    /* figures on a fixed test batch: README's stated values, less a margin
+     * for the small batch */
+    md_space_eval ev;
+    CHECK(md_space_evaluate(&sp, w, MD_SPLIT_TEST, 300, &ev) == MD_OK, "evaluated on 300 test samples (%.0f s)", ev.seconds);
+    CHECK(ev.zeroshot[MD_MOD_IMAGE] >= 0.95, "zero-shot image digit %.1f%%", 100 * ev.zeroshot[MD_MOD_IMAGE]);
+    CHECK(ev.zeroshot[MD_MOD_AUDIO] >= 0.85, "zero-shot audio digit %.1f%%", 100 * ev.zeroshot[MD_MOD_AUDIO]);
+    CHECK(ev.zeroshot[MD_MOD_VIDEO] >= 0.90, "zero-shot video digit %.1f%%", 100 * ev.zeroshot[MD_MOD_VIDEO]);
+    CHECK(ev.agree[MD_MOD_AUDIO][MD_MOD_IMAGE] >= 0.80 && ev.agree[MD_MOD_IMAGE][MD_MOD_AUDIO] >= 0.80,
+          "emergent image<->audio digit agreement %.1f%% / %.1f%%", 100 * ev.agree[MD_MOD_IMAGE][MD_MOD_AUDIO],
+          100 * ev.agree[MD_MOD_AUDIO][MD_MOD_IMAGE]);
+
+    /* same input, any thread count: the same bits */
+    md_graph *g = md_graph_new((size_t)1 << 22);
+    const char *t[1] = {"a big blue 4 on a yellow background"};
+    float a[MD_SPACE_DIM], b[MD_SPACE_DIM];
+    int threads = md_threads_get();
+    md_threads_set(1);
+    md_space_embed(&sp, g, MD_MOD_TEXT, t, 1, a);
+    md_threads_set(threads);
+    md_space_embed(&sp, g, MD_MOD_TEXT, t, 1, b);
+    CHECK(memcmp(a, b, sizeof a) == 0, "text vectors bit-identical on 1 and %d threads", threads);
+    md_graph_free(g);
+    md_space_free(&sp);
+}
+
+int main(int argc, char **argv)
+{
+    md_threads_init();
+    mkdir(tmpdir(), 0777);
+    if (argc < 2) {
+        test_compose();
+        test_refusals();
+    }
+    if (!getenv("MEDLEY_DATA_DIR")) {
+        printf("skip: the data-dependent parts need MEDLEY_DATA_DIR\n");
+        return check_done();
+    }
+    md_world w;
+    if (md_world_open(NULL, &w) != MD_OK) {
+        CHECK(false, "world opens: %s", md_last_error());
+        return check_done();
+    }
+    /* no argument: inputs; --tiny: train a tiny space; --shipped: the
+     * bundled one */
+    if (argc > 1 && strcmp(argv[1], "--tiny") == 0)
+        test_tiny(&w);
+    else if (argc > 1 && strcmp(argv[1], "--shipped") == 0)
+        test_shipped(&w);
+    else
+        test_inputs(&w);
+    md_world_close(&w);
+    return check_done();
+}
