@@ -11,6 +11,7 @@
 #include <string.h>
 
 static const int conv_out[MD_JUDGE_CONVS] = {32, 32, 64, 64, 128, 128, 128};
+#define JUDGE_GROUPS 8   /* GroupNorm after every conv */
 #define WHERE 64   /* image/video: width of the flattened (where) branch */
 /* stride of conv i: 2 for 1, 3, 5 */
 static int conv_stride(int i) { return i % 2 && i < 6 ? 2 : 1; }
@@ -37,7 +38,7 @@ static void input_shape(md_world_kind kind, int *c, int *h, int *w)
     if (kind == MD_WORLD_AUDIO) {
         *c = 1; *h = AUDIO_MELS; *w = AUDIO_FRAMES;
     } else {
-        *c = kind == MD_WORLD_VIDEO ? 3 * MD_JUDGE_VIDEO_FRAMES : 3;
+        *c = kind == MD_WORLD_VIDEO ? MD_JUDGE_IMAGE_CHANNELS * MD_JUDGE_VIDEO_FRAMES : MD_JUDGE_IMAGE_CHANNELS;
         *h = *w = MD_WORLD_SIZE;
     }
 }
@@ -85,6 +86,10 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
         j->conv_w[i] = md_param_add(j->ps, name, 4, (int64_t[]){conv_out[i], c, 3, 3});
         snprintf(name, sizeof name, "conv%d.bias", i);
         j->conv_b[i] = md_param_add(j->ps, name, 1, (int64_t[]){conv_out[i]});
+        snprintf(name, sizeof name, "gn%d.weight", i);
+        j->gn_w[i] = md_param_add(j->ps, name, 1, (int64_t[]){conv_out[i]});
+        snprintf(name, sizeof name, "gn%d.bias", i);
+        j->gn_b[i] = md_param_add(j->ps, name, 1, (int64_t[]){conv_out[i]});
         c = conv_out[i];
         h = conv_dim(h, stride);
         w = conv_dim(w, stride);
@@ -93,6 +98,8 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
      * map (what, wherever it is) beside a narrow flattened branch (where) */
     int64_t flat = kind == MD_WORLD_AUDIO ? (int64_t)c * h : (int64_t)c + WHERE;
     if (kind != MD_WORLD_AUDIO) {
+        j->att_w = md_param_add(j->ps, "attn.weight", 4, (int64_t[]){1, c, 1, 1});
+        j->att_b = md_param_add(j->ps, "attn.bias", 1, (int64_t[]){1});
         j->where_w = md_param_add(j->ps, "where.weight", 2, (int64_t[]){WHERE, (int64_t)c * h * w});
         j->where_b = md_param_add(j->ps, "where.bias", 1, (int64_t[]){WHERE});
     }
@@ -117,9 +124,15 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
         float b = sqrtf(6.f / (float)(j->conv_w[i]->shape[1] * 9));
         md_init_uniform(j->conv_w[i], seed * 31 + (uint64_t)i, -b, b);
         md_init_const(j->conv_b[i], 0.f);
+        md_init_const(j->gn_w[i], 1.f);
+        md_init_const(j->gn_b[i], 0.f);
     }
     float b = sqrtf(6.f / (float)flat);
     md_init_uniform(j->fc_w, seed * 31 + 17, -b, b);
+    if (j->att_w) {
+        md_init_uniform(j->att_w, seed * 31 + 23, -0.05f, 0.05f);
+        md_init_const(j->att_b, 0.f);
+    }
     if (j->where_w) {
         b = sqrtf(6.f / (float)j->where_w->shape[1]);
         md_init_uniform(j->where_w, seed * 31 + 19, -b, b);
@@ -189,19 +202,50 @@ md_status md_judge_load(md_judge *j, const char *path, md_world_kind kind)
 
 /* ---- inputs ---- */
 
+/* Median of one channel over the frame's border (252 pixels). */
+static int border_median(const uint8_t *rgb, int c)
+{
+    const int S = MD_WORLD_SIZE;
+    int hist[256] = {0}, n = 0;
+    for (int i = 0; i < S; i++) {
+        hist[rgb[(0 * S + i) * 3 + c]]++;
+        hist[rgb[((S - 1) * S + i) * 3 + c]]++;
+        n += 2;
+        if (i > 0 && i < S - 1) {
+            hist[rgb[(i * S + 0) * 3 + c]]++;
+            hist[rgb[(i * S + S - 1) * 3 + c]]++;
+            n += 2;
+        }
+    }
+    for (int v = 0, acc = 0; v < 256; v++)
+        if ((acc += hist[v]) * 2 >= n)
+            return v;
+    return 0;
+}
+
 void md_judge_prep_rgb(const uint8_t *rgb, float *x)
 {
     const int hw = MD_WORLD_SIZE * MD_WORLD_SIZE;
-    for (int i = 0; i < hw; i++)
-        for (int c = 0; c < 3; c++)
+    int bg[3];
+    for (int c = 0; c < 3; c++)
+        bg[c] = border_median(rgb, c);
+    for (int i = 0; i < hw; i++) {
+        int ink = 0;
+        for (int c = 0; c < 3; c++) {
             x[c * hw + i] = (float)rgb[i * 3 + c] * (2.f / 255.f) - 1.f;
+            int d = abs((int)rgb[i * 3 + c] - bg[c]);
+            ink = d > ink ? d : ink;
+        }
+        x[3 * hw + i] = (float)ink * (2.f / 255.f) - 1.f;
+    }
 }
 
 void md_judge_prep_frames(const uint8_t *frames, float *x)
 {
     const size_t fsz = (size_t)MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+    const size_t isz = (size_t)MD_WORLD_SIZE * MD_WORLD_SIZE * MD_JUDGE_IMAGE_CHANNELS;
     for (int k = 0; k < MD_JUDGE_VIDEO_FRAMES; k++)
-        md_judge_prep_rgb(frames + fsz * (size_t)(k * 3), x + fsz * (size_t)k);
+        md_judge_prep_rgb(frames + fsz * (size_t)(k * 3), x + isz * (size_t)k);
 }
 
 md_status md_judge_prep_audio(const float *audio, float *x)
@@ -252,13 +296,20 @@ md_tensor *md_judge_forward(md_graph *g, const md_judge *j, md_tensor *x, md_ten
     int64_t n = x->shape[0];
     md_tensor *h = x;
     for (int i = 0; i < MD_JUDGE_CONVS; i++)
-        h = md_relu(g, md_conv2d(g, h, j->conv_w[i], j->conv_b[i], conv_stride(i), 1, 1));
+        h = md_groupnorm_silu(g, md_conv2d(g, h, j->conv_w[i], j->conv_b[i], conv_stride(i), 1, 1), JUDGE_GROUPS,
+                              j->gn_w[i], j->gn_b[i], 1e-5f);
     if (j->kind == MD_WORLD_AUDIO) {
         h = md_mean_dim(g, h, 3);   /* [N, C, mels', 1] */
         h = md_reshape(g, h, 2, (int64_t[]){n, md_numel(h) / n});
     } else {
-        int64_t C = h->shape[1];
-        md_tensor *what = md_reshape(g, md_mean_dim(g, md_mean_dim(g, h, 3), 2), 2, (int64_t[]){n, C});
+        /* what: features pooled with a learned saliency over the 8×8
+         * positions (a small digit on a large field would vanish in a plain
+         * mean) */
+        int64_t C = h->shape[1], P = h->shape[2] * h->shape[3];
+        md_tensor *sal = md_conv2d(g, h, j->att_w, j->att_b, 1, 0, 1);                 /* [N, 1, 8, 8] */
+        sal = md_softmax(g, md_reshape(g, sal, 3, (int64_t[]){n, 1, P}));
+        md_tensor *hp = md_reshape(g, h, 3, (int64_t[]){n, C, P});
+        md_tensor *what = md_reshape(g, md_bmm(g, sal, hp, false, true), 2, (int64_t[]){n, C});
         md_tensor *flat = md_reshape(g, h, 2, (int64_t[]){n, md_numel(h) / n});
         md_tensor *where = md_relu(g, md_linear(g, flat, j->where_w, j->where_b));
         md_tensor *parts[2] = {what, where};

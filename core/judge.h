@@ -4,16 +4,20 @@
  * corpus data (never on generated outputs); the text judge is the
  * rule-based md_caption_parse (caption.h).
  *
- *   image  [3, 64, 64]   digit, style, ink, background, position, size
- *   video  [18, 64, 64]  frames 0,3,..,15 stacked: digit, ink, background,
+ *   image  [4, 64, 64]   RGB and an ink channel (distance from the border's
+ *                        median colour): digit, style, ink, background,
+ *                        position, size
+ *   video  [24, 64, 64]  frames 0,3,..,15 stacked: digit, ink, background,
  *                        size, motion, speed
  *   audio  [1, 40, 101]  log-mel at 8 kHz: digit, speaker
  *
  * One CNN shape for all three: seven 3×3 convs (32, 32, 64, 64, 128, 128,
- * 128 channels; stride 2 at the 2nd, 4th and 6th) with ReLU, then a
+ * 128 channels; stride 2 at the 2nd, 4th and 6th), each followed by
+ * GroupNorm (8 groups) and SiLU, then a
  * 128-wide feature layer (the features Fréchet distances are computed on)
- * and one linear head per attribute. Image and video feed it the globally
- * averaged map (what is shown, wherever it is) beside a 64-wide layer over
+ * and one linear head per attribute. Image and video feed it the map
+ * pooled by a learned saliency over the 8×8 positions (what is shown,
+ * wherever it is, however small) beside a 64-wide layer over
  * the flattened 8×8 map (where it is, and how it moves); audio averages
  * over time (where the word falls in the clip does not matter) and keeps
  * the frequency axis.
@@ -37,15 +41,18 @@ extern "C" {
 #endif
 
 #define MD_JUDGE_FEATURES 128
-#define MD_JUDGE_VERSION 2
+#define MD_JUDGE_VERSION 4
 #define MD_JUDGE_CONVS 7
 #define MD_JUDGE_VIDEO_FRAMES 6     /* frames 0, 3, 6, 9, 12, 15 */
+#define MD_JUDGE_IMAGE_CHANNELS 4   /* R, G, B, ink */
 
 typedef struct md_judge {
     md_world_kind kind;
     int cin, h, w;                  /* input [cin, h, w] */
     md_paramset *ps;
     md_tensor *conv_w[MD_JUDGE_CONVS], *conv_b[MD_JUDGE_CONVS];
+    md_tensor *gn_w[MD_JUDGE_CONVS], *gn_b[MD_JUDGE_CONVS];   /* GroupNorm (8 groups) + SiLU after each conv */
+    md_tensor *att_w, *att_b;       /* image/video: saliency 1×1 conv [1, 128, 1, 1] */
     md_tensor *where_w, *where_b;   /* image/video: [64, 128·8·8] (NULL for audio) */
     md_tensor *fc_w, *fc_b;         /* [128, flat], [128] */
     md_tensor *head_w[MD_ATTR_COUNT], *head_b[MD_ATTR_COUNT];   /* NULL: not read */

@@ -33,6 +33,10 @@ static void trunk_declare(md_space_trunk *t, md_paramset *ps, const char *prefix
         t->conv_w[i] = md_param_add(ps, name, 4, (int64_t[]){couts[i], c, 3, 3});
         snprintf(name, sizeof name, "%s.conv%d.bias", prefix, i);
         t->conv_b[i] = md_param_add(ps, name, 1, (int64_t[]){couts[i]});
+        snprintf(name, sizeof name, "%s.gn%d.weight", prefix, i);
+        t->gn_w[i] = md_param_add(ps, name, 1, (int64_t[]){couts[i]});
+        snprintf(name, sizeof name, "%s.gn%d.bias", prefix, i);
+        t->gn_b[i] = md_param_add(ps, name, 1, (int64_t[]){couts[i]});
         c = couts[i];
     }
     snprintf(name, sizeof name, "%s.fc.weight", prefix);
@@ -52,6 +56,8 @@ static void trunk_init(md_space_trunk *t, uint64_t seed)
     for (int i = 0; i < t->nconv; i++) {
         he_uniform(t->conv_w[i], t->conv_w[i]->shape[1] * 9, seed + (uint64_t)i);
         md_init_const(t->conv_b[i], 0.f);
+        md_init_const(t->gn_w[i], 1.f);
+        md_init_const(t->gn_b[i], 0.f);
     }
     he_uniform(t->fc_w, t->fc_w->shape[1], seed + 50);
     md_init_const(t->fc_b, 0.f);
@@ -230,17 +236,43 @@ md_status md_space_load(md_space *sp, const char *path)
 int64_t md_space_input_size(md_modality m)
 {
     switch (m) {
-    case MD_MOD_IMAGE: return md_judge_input_size(MD_WORLD_IMAGE);
+    case MD_MOD_IMAGE: return (int64_t)3 * MD_WORLD_SIZE * MD_WORLD_SIZE;
     case MD_MOD_AUDIO: return md_judge_input_size(MD_WORLD_AUDIO);
     case MD_MOD_VIDEO: return (int64_t)MD_SPACE_VIDEO_FRAMES * 3 * MD_WORLD_SIZE * MD_WORLD_SIZE;
     default: return MD_SPACE_TEXT_LEN;
     }
 }
 
+void md_space_prep_rgb(const uint8_t *rgb, float *x)
+{
+    const int hw = MD_WORLD_SIZE * MD_WORLD_SIZE;
+    for (int i = 0; i < hw; i++)
+        for (int c = 0; c < 3; c++)
+            x[c * hw + i] = (float)rgb[i * 3 + c] * (2.f / 255.f) - 1.f;
+}
+
 void md_space_prep_frames(const uint8_t *frames, float *x)
 {
-    /* same frames and layout as the video judge: 0, 3, .., 15, each [3, 64, 64] */
-    md_judge_prep_frames(frames, x);
+    /* frames 0, 3, .., 15, each [3, 64, 64] */
+    const size_t fsz = (size_t)MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+    for (int k = 0; k < MD_SPACE_VIDEO_FRAMES; k++)
+        md_space_prep_rgb(frames + fsz * (size_t)(k * 3), x + fsz * (size_t)k);
+}
+
+md_status md_space_prep_sample(const md_world *w, const md_world_sample *s, uint8_t *scratch, float *x)
+{
+    if (s->kind == MD_WORLD_IMAGE) {
+        uint8_t rgb[MD_WORLD_SIZE * MD_WORLD_SIZE * 3];
+        md_world_render_image(w, s, rgb);
+        md_space_prep_rgb(rgb, x);
+        return MD_OK;
+    }
+    if (s->kind == MD_WORLD_VIDEO) {
+        md_world_render_video(w, s, scratch, NULL);
+        md_space_prep_frames(scratch, x);
+        return MD_OK;
+    }
+    return md_judge_prep_sample(w, s, scratch, x);   /* audio: the judge's log-mel */
 }
 
 int md_space_tokenize(const md_space *sp, const char *text, int32_t *ids)
@@ -281,7 +313,8 @@ static md_tensor *trunk_forward(md_graph *g, const md_space_trunk *t, md_tensor 
     int64_t n = x->shape[0];
     md_tensor *h = x;
     for (int i = 0; i < t->nconv; i++)
-        h = md_relu(g, md_conv2d(g, h, t->conv_w[i], t->conv_b[i], i == 0 && mean_time ? 1 : 2, 1, 1));
+        h = md_groupnorm_silu(g, md_conv2d(g, h, t->conv_w[i], t->conv_b[i], i == 0 && mean_time ? 1 : 2, 1, 1), 8,
+                              t->gn_w[i], t->gn_b[i], 1e-5f);
     if (mean_time)
         h = md_mean_dim(g, h, 3);
     h = md_reshape(g, h, 2, (int64_t[]){n, md_numel(h) / n});
@@ -543,7 +576,7 @@ static md_status train_stage(md_space *sp, const md_world *w, const md_space_tra
             if (m == MD_MOD_VIDEO) {
                 md_world_render_video(w, &s, sc, NULL);
                 md_space_prep_frames(sc, xb);
-            } else if (md_judge_prep_sample(w, &s, sc, xb) != MD_OK) {
+            } else if (md_space_prep_sample(w, &s, sc, xb) != MD_OK) {
                 bad = 1;
                 continue;
             }
@@ -622,6 +655,8 @@ md_status md_space_train(md_space *sp, const md_world *w, const md_space_train_o
     for (int i = 0; i < sp->image.nconv; i++) {
         memcpy(sp->frame.conv_w[i]->data, sp->image.conv_w[i]->data, sizeof(float) * (size_t)md_numel(sp->image.conv_w[i]));
         memcpy(sp->frame.conv_b[i]->data, sp->image.conv_b[i]->data, sizeof(float) * (size_t)md_numel(sp->image.conv_b[i]));
+        memcpy(sp->frame.gn_w[i]->data, sp->image.gn_w[i]->data, sizeof(float) * (size_t)md_numel(sp->image.gn_w[i]));
+        memcpy(sp->frame.gn_b[i]->data, sp->image.gn_b[i]->data, sizeof(float) * (size_t)md_numel(sp->image.gn_b[i]));
     }
     memcpy(sp->frame.fc_w->data, sp->image.fc_w->data, sizeof(float) * (size_t)md_numel(sp->image.fc_w));
     memcpy(sp->frame.fc_b->data, sp->image.fc_b->data, sizeof(float) * (size_t)md_numel(sp->image.fc_b));
@@ -655,7 +690,7 @@ static bool supervised_batch(const md_world *w, uint64_t seed, md_world_split sp
         if (m == MD_MOD_VIDEO) {
             md_world_render_video(w, &s, sc, NULL);
             md_space_prep_frames(sc, x + isz * b);
-        } else if (md_judge_prep_sample(w, &s, sc, x + isz * b) != MD_OK) {
+        } else if (md_space_prep_sample(w, &s, sc, x + isz * b) != MD_OK) {
             bad = 1;
         }
     }
@@ -901,7 +936,7 @@ md_status md_space_evaluate(const md_space *sp, const md_world *w, md_world_spli
                 md_space_prep_frames(sc, x + isz * i);
                 if (md_judge_prep_audio(audio, xa + md_space_input_size(MD_MOD_AUDIO) * i) != MD_OK)
                     bad = 1;
-            } else if (md_judge_prep_sample(w, &s, sc, x + isz * i) != MD_OK) {
+            } else if (md_space_prep_sample(w, &s, sc, x + isz * i) != MD_OK) {
                 bad = 1;
             }
             md_caption_make(&s, 0, capbuf + i * MD_CAPTION_MAX, MD_CAPTION_MAX, NULL);

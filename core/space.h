@@ -6,8 +6,8 @@
  *
  *   text   byte-level BPE ids -> causal transformer (2 layers, d 128) ->
  *          the <eos> position -> LayerNorm -> linear -> unit vector
- *   image  [3, 64, 64] -> four 3×3 convs (32, 64, 128, 128; stride 2)
- *          with ReLU -> flatten 4×4 -> 256 -> unit vector
+ *   image  [3, 64, 64] -> four 3×3 convs (32, 64, 128, 128; stride 2),
+ *          each with GroupNorm + SiLU -> flatten 4×4 -> 256 -> unit vector
  *   audio  log-mel [1, 40, 101] at 8 kHz (the audio judge's features) ->
  *          four convs -> mean over time -> 256 -> unit vector
  *   video  frames 0, 3, .., 15 -> the image trunk (own weights, started
@@ -45,6 +45,7 @@ typedef enum md_modality { MD_MOD_TEXT = 0, MD_MOD_IMAGE = 1, MD_MOD_AUDIO = 2, 
 typedef struct md_space_trunk {       /* conv encoder shared by image, audio, video frames */
     int nconv, cin;
     md_tensor *conv_w[4], *conv_b[4];
+    md_tensor *gn_w[4], *gn_b[4];     /* GroupNorm (8 groups) + SiLU after each conv */
     md_tensor *fc_w, *fc_b;           /* [256, flat] */
 } md_space_trunk;
 
@@ -81,7 +82,11 @@ md_status md_space_load(md_space *sp, const char *path);
  * video: MD_SPACE_VIDEO_FRAMES frames of [3, 64, 64]. */
 int md_space_tokenize(const md_space *sp, const char *text, int32_t *ids);
 int64_t md_space_input_size(md_modality m);
+void md_space_prep_rgb(const uint8_t *rgb, float *x);         /* [64, 64, 3] u8 -> [3, 64, 64] in [-1, 1] */
 void md_space_prep_frames(const uint8_t *frames, float *x);   /* frames [16, 64, 64, 3] u8 */
+/* Renders a world sample as its encoder's input (scratch: 16 frames for
+ * video, else may be NULL). */
+md_status md_space_prep_sample(const md_world *w, const md_world_sample *s, uint8_t *scratch, float *x);
 
 /* Graph builders: unit vectors [B, D]. Text takes ids [B, T] (I32) and eos
  * positions [B] (I32). */

@@ -16,7 +16,7 @@ md_status md_space_prep_image(const md_image *im, float *x)
     md_status st = md_image_fit(im, MD_WORLD_SIZE, MD_WORLD_SIZE, MD_FIT_CROP, 0.f, 3, &fit);
     if (st != MD_OK)
         return st;
-    /* as md_judge_prep_rgb: [0, 1] -> [-1, 1], CHW */
+    /* as md_space_prep_rgb: [0, 1] -> [-1, 1], CHW */
     static const float mean[3] = {0.5f, 0.5f, 0.5f}, sd[3] = {0.5f, 0.5f, 0.5f};
     md_image_to_chw(&fit, mean, sd, x);
     md_image_free(&fit);

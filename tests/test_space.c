@@ -166,7 +166,7 @@ static void test_inputs(const md_world *w)
     uint8_t rgb[64 * 64 * 3];
     md_world_render_image(w, &s, rgb);
     float direct[3 * 64 * 64];
-    md_judge_prep_rgb(rgb, direct);
+    md_space_prep_rgb(rgb, direct);
     md_image im = {0};
     md_image_alloc(&im, 64, 64, 3);
     for (int i = 0; i < 64 * 64 * 3; i++)

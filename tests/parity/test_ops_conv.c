@@ -280,6 +280,13 @@ int main(int argc, char **argv)
     conv2d_case(&c, 2, 16, 9, 11, 64, 3, 3, 1, 1, 1, true);
     conv2d_case(&c, 1, 8, 7, 6, 128, 3, 2, 1, 2, 2, false);
     conv2d_case(&c, 1, 64, 37, 40, 64, 3, 3, 1, 1, 1, true);
+    /* the judges' and the space's shapes: RGB and stacked-frame inputs at
+     * 64x64 (oneDNN's Winograd and direct kernels), stride 2 downsamplers */
+    conv2d_case(&c, 4, 3, 64, 64, 32, 3, 3, 1, 1, 1, true);
+    conv2d_case(&c, 2, 18, 64, 64, 32, 3, 3, 1, 1, 1, true);
+    conv2d_case(&c, 4, 32, 64, 64, 32, 3, 3, 2, 1, 1, true);
+    conv2d_case(&c, 4, 3, 64, 64, 32, 3, 3, 2, 1, 1, true);
+    conv2d_case(&c, 4, 128, 8, 8, 128, 3, 3, 1, 1, 1, true);
 
     /* conv1d: n, c, l, o, k, stride, pad, groups, bias */
     conv1d_case(&c, 2, 4, 11, 6, 3, 2, 1, 2, true);
