@@ -365,7 +365,7 @@ void md_judge_train_default_opts(md_world_kind kind, md_judge_train_opts *o)
     o->batch = 32;
     o->lr = 2e-3f;
     o->seed = 1;
-    o->steps = kind == MD_WORLD_IMAGE ? 8000 : kind == MD_WORLD_VIDEO ? 4000 : 3000;
+    o->steps = kind == MD_WORLD_IMAGE ? 10000 : kind == MD_WORLD_VIDEO ? 4000 : 3000;
 }
 
 /* Augmentation, on top of the world's own variety: sensor-like noise
