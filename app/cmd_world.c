@@ -200,6 +200,33 @@ int medley_cmd_train_judges(int argc, char **argv)
         o.progress = train_progress;
         o.user = &c;
         o.cancel = &medley_cancel;
+        if (k == MD_WORLD_VIDEO) {
+            /* the video judge reads frames with the image judge */
+            char ipath[4096], vpath[4096];
+            snprintf(ipath, sizeof ipath, "%s/judge-image.safetensors", out);
+            snprintf(vpath, sizeof vpath, "%s/judge-video.safetensors", out);
+            md_judge im;
+            md_status vs = md_judge_load(&im, ipath, MD_WORLD_IMAGE);
+            if (vs == MD_OK) {
+                vs = md_judge_video_from_image(&j, &im);
+                md_judge_free(&im);
+            }
+            if (vs == MD_OK) {
+                md_judge_eval e;
+                if (md_judge_evaluate(&j, &w, MD_SPLIT_VAL, 7, 500, &e) == MD_OK)
+                    print_eval(&j, MD_SPLIT_VAL, &e);
+                vs = md_judge_save(&j, vpath, "{\"command\":\"medley train judges --kind video\",\"from\":\"judge-image\"}",
+                                   w.data_hash);
+                md_judge_free(&j);
+            }
+            if (vs != MD_OK) {
+                fprintf(stderr, "medley train judges: %s\n", md_last_error());
+                rc = 1;
+            } else {
+                printf("  saved %s (the image judge, read over frames)\n", vpath);
+            }
+            continue;
+        }
         if (md_judge_init(&j, (md_world_kind)k, o.seed) != MD_OK) {
             fprintf(stderr, "medley: %s\n", md_last_error());
             rc = 1;

@@ -38,7 +38,7 @@ static void input_shape(md_world_kind kind, int *c, int *h, int *w)
     if (kind == MD_WORLD_AUDIO) {
         *c = 1; *h = AUDIO_MELS; *w = AUDIO_FRAMES;
     } else {
-        *c = kind == MD_WORLD_VIDEO ? MD_JUDGE_IMAGE_CHANNELS * MD_JUDGE_VIDEO_FRAMES : MD_JUDGE_IMAGE_CHANNELS;
+        *c = MD_JUDGE_IMAGE_CHANNELS;   /* video: the image network, one frame at a time */
         *h = *w = MD_WORLD_SIZE;
     }
 }
@@ -47,7 +47,15 @@ int64_t md_judge_input_size(md_world_kind kind)
 {
     int c, h, w;
     input_shape(kind, &c, &h, &w);
+    if (kind == MD_WORLD_VIDEO)   /* 6 frames, then the ink centroid (x, y) of all 16 */
+        return (int64_t)MD_JUDGE_VIDEO_FRAMES * c * h * w + 2 * MD_WORLD_FRAMES;
     return (int64_t)c * h * w;
+}
+
+/* What the network's heads read: the video judge runs the image network. */
+static bool net_reads(md_world_kind kind, md_attr a)
+{
+    return md_judge_reads(kind == MD_WORLD_VIDEO ? MD_WORLD_IMAGE : kind, a);
 }
 
 md_mel_params md_judge_mel_params(void)
@@ -106,7 +114,7 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
     j->fc_w = md_param_add(j->ps, "fc.weight", 2, (int64_t[]){MD_JUDGE_FEATURES, flat});
     j->fc_b = md_param_add(j->ps, "fc.bias", 1, (int64_t[]){MD_JUDGE_FEATURES});
     for (int a = 0; a < MD_ATTR_COUNT; a++) {
-        if (!md_judge_reads(kind, (md_attr)a))
+        if (!net_reads(kind, (md_attr)a))
             continue;
         snprintf(name, sizeof name, "head.%s.weight", md_attr_names[a]);
         j->head_w[a] = md_param_add(j->ps, name, 2, (int64_t[]){md_attr_classes[a], MD_JUDGE_FEATURES});
@@ -246,6 +254,61 @@ void md_judge_prep_frames(const uint8_t *frames, float *x)
     const size_t isz = (size_t)MD_WORLD_SIZE * MD_WORLD_SIZE * MD_JUDGE_IMAGE_CHANNELS;
     for (int k = 0; k < MD_JUDGE_VIDEO_FRAMES; k++)
         md_judge_prep_rgb(frames + fsz * (size_t)(k * 3), x + isz * (size_t)k);
+    /* ink centroid of every frame: pixels at least half as far from the
+     * border's colour as the farthest one, weighted by that distance */
+    float *traj = x + isz * MD_JUDGE_VIDEO_FRAMES;
+    for (int t = 0; t < MD_WORLD_FRAMES; t++) {
+        const uint8_t *rgb = frames + fsz * (size_t)t;
+        int bg[3], maxd = 0;
+        for (int c = 0; c < 3; c++)
+            bg[c] = border_median(rgb, c);
+        static _Thread_local uint8_t ink[MD_WORLD_SIZE * MD_WORLD_SIZE];
+        for (int i = 0; i < MD_WORLD_SIZE * MD_WORLD_SIZE; i++) {
+            int d = 0;
+            for (int c = 0; c < 3; c++) {
+                int e = abs((int)rgb[i * 3 + c] - bg[c]);
+                d = e > d ? e : d;
+            }
+            ink[i] = (uint8_t)d;
+            maxd = d > maxd ? d : maxd;
+        }
+        double sx = 0, sy = 0, sw = 0;
+        for (int i = 0; i < MD_WORLD_SIZE * MD_WORLD_SIZE; i++)
+            if (maxd > 0 && ink[i] * 2 >= maxd) {
+                sx += (double)ink[i] * (i % MD_WORLD_SIZE);
+                sy += (double)ink[i] * (i / MD_WORLD_SIZE);
+                sw += ink[i];
+            }
+        traj[2 * t] = sw > 0 ? (float)(sx / sw) : MD_WORLD_SIZE * 0.5f;
+        traj[2 * t + 1] = sw > 0 ? (float)(sy / sw) : MD_WORLD_SIZE * 0.5f;
+    }
+}
+
+/* Motion and speed from the ink centroid's path (pixels, y down): a hop up
+ * and back is a bounce (one hop slow, two fast); otherwise the larger of
+ * the net horizontal and vertical travel gives the direction, and more
+ * than 22 px over the clip (1 px/frame slow, 2 fast) is fast. */
+static void read_motion(const float *traj, int *motion, int *speed)
+{
+    const int T = MD_WORLD_FRAMES;
+    float x0 = traj[0], y0 = traj[1], x1 = traj[2 * (T - 1)], y1 = traj[2 * (T - 1) + 1];
+    float ymin = y0, path = 0;
+    for (int t = 0; t < T; t++) {
+        ymin = traj[2 * t + 1] < ymin ? traj[2 * t + 1] : ymin;
+        if (t)
+            path += fabsf(traj[2 * t + 1] - traj[2 * t - 1]);
+    }
+    float dx = x1 - x0, dy = y1 - y0;
+    if (y0 - ymin > 6.f && y1 - ymin > 6.f) {
+        *motion = 4;
+        *speed = path > 42.f;
+    } else if (fabsf(dx) >= fabsf(dy)) {
+        *motion = dx < 0 ? 0 : 1;
+        *speed = fabsf(dx) > 22.f;
+    } else {
+        *motion = dy < 0 ? 2 : 3;
+        *speed = fabsf(dy) > 22.f;
+    }
 }
 
 md_status md_judge_prep_audio(const float *audio, float *x)
@@ -330,9 +393,61 @@ static int argmax(const float *v, int n)
     return b;
 }
 
+/* Video: the image network on frames 0, 3, .., 15; digit, colours and size
+ * by vote over the frames (ties: the earliest frame's reading), features
+ * the mean over frames; motion and speed from the ink path. */
+static md_status read_video(const md_judge *j, md_graph *g, const float *x, int64_t n,
+                            int (*attrs)[MD_ATTR_COUNT], float *feats)
+{
+    const int F = MD_JUDGE_VIDEO_FRAMES;
+    const int64_t fsz = (int64_t)j->cin * j->h * j->w, vsz = md_judge_input_size(MD_WORLD_VIDEO), B = 16;
+    float *fx = malloc(sizeof(float) * (size_t)(B * F * fsz));
+    int(*fa)[MD_ATTR_COUNT] = malloc(sizeof *fa * (size_t)(B * F));
+    float *ff = malloc(sizeof(float) * (size_t)(B * F * MD_JUDGE_FEATURES));
+    md_status st = fx && fa && ff ? MD_OK : MD_ERR_ALLOC;
+    md_judge img = *j;
+    img.kind = MD_WORLD_IMAGE;
+    for (int64_t i0 = 0; i0 < n && st == MD_OK; i0 += B) {
+        int64_t nb = n - i0 < B ? n - i0 : B;
+        for (int64_t i = 0; i < nb; i++)
+            memcpy(fx + i * F * fsz, x + (i0 + i) * vsz, sizeof(float) * (size_t)(F * fsz));
+        st = md_judge_read(&img, g, fx, nb * F, fa, ff);
+        for (int64_t i = 0; st == MD_OK && i < nb; i++) {
+            int *out = attrs[i0 + i];
+            for (int a = 0; a < MD_ATTR_COUNT; a++) {
+                out[a] = -1;
+                if (!md_judge_reads(MD_WORLD_VIDEO, (md_attr)a) || a == MD_ATTR_MOTION || a == MD_ATTR_SPEED)
+                    continue;
+                int votes[16] = {0}, best = fa[i * F][a];
+                for (int f = 0; f < F; f++)
+                    if (fa[i * F + f][a] >= 0 && fa[i * F + f][a] < 16)
+                        votes[fa[i * F + f][a]]++;
+                for (int v = 0; v < 16; v++)
+                    if (votes[v] > votes[best])
+                        best = v;
+                out[a] = best;
+            }
+            read_motion(x + (i0 + i) * vsz + F * fsz, &out[MD_ATTR_MOTION], &out[MD_ATTR_SPEED]);
+            if (feats)
+                for (int k = 0; k < MD_JUDGE_FEATURES; k++) {
+                    float acc = 0;
+                    for (int f = 0; f < F; f++)
+                        acc += ff[(i * F + f) * MD_JUDGE_FEATURES + k];
+                    feats[(i0 + i) * MD_JUDGE_FEATURES + k] = acc / (float)F;
+                }
+        }
+    }
+    free(ff);
+    free(fa);
+    free(fx);
+    return st;
+}
+
 md_status md_judge_read(const md_judge *j, md_graph *g, const float *x, int64_t n,
                         int (*attrs)[MD_ATTR_COUNT], float *feats)
 {
+    if (j->kind == MD_WORLD_VIDEO)
+        return read_video(j, g, x, n, attrs, feats);
     const int64_t B = 64, isz = (int64_t)j->cin * j->h * j->w;
     bool grad = md_graph_grad_enabled(g), train = md_graph_training(g);
     md_graph_set_grad(g, false);
@@ -401,6 +516,11 @@ md_status md_judge_train(md_judge *j, const md_world *w, const md_judge_train_op
 {
     if (o->steps < 1 || o->batch < 1 || !(o->lr > 0.f)) {
         md_log(MD_LOG_ERROR, "judge training: steps, batch and lr must be positive");
+        return MD_ERR_INVALID;
+    }
+    if (j->kind == MD_WORLD_VIDEO) {
+        md_log(MD_LOG_ERROR, "judge training: the video judge is the image judge read over frames; train the "
+                             "image judge and make the video judge from it (md_judge_video_from_image)");
         return MD_ERR_INVALID;
     }
     const int B = o->batch;
@@ -479,6 +599,21 @@ done:
     md_graph_free(g);
     md_adamw_free(&opt);
     return st;
+}
+
+md_status md_judge_video_from_image(md_judge *video, const md_judge *image)
+{
+    if (image->kind != MD_WORLD_IMAGE) {
+        md_log(MD_LOG_ERROR, "judge: the video judge is made from an image judge");
+        return MD_ERR_INVALID;
+    }
+    md_status st = md_judge_init(video, MD_WORLD_VIDEO, 0);
+    if (st != MD_OK)
+        return st;
+    MD_ASSERT(md_paramset_numel(video->ps) == md_paramset_numel(image->ps));
+    memcpy(md_paramset_values(video->ps), md_paramset_values(image->ps),
+           sizeof(float) * (size_t)md_paramset_numel(image->ps));
+    return MD_OK;
 }
 
 /* ---- evaluation ---- */

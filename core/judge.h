@@ -7,8 +7,10 @@
  *   image  [4, 64, 64]   RGB and an ink channel (distance from the border's
  *                        median colour): digit, style, ink, background,
  *                        position, size
- *   video  [24, 64, 64]  frames 0,3,..,15 stacked: digit, ink, background,
- *                        size, motion, speed
+ *   video  the image network on frames 0, 3, .., 15 (digit, ink,
+ *          background and size by vote over the frames) and the path of
+ *          the ink centroid over all 16 frames (motion, speed); its weights
+ *          are the image judge's (md_judge_video_from_image)
  *   audio  [1, 40, 101]  log-mel at 8 kHz: digit, speaker
  *
  * One CNN shape for all three: seven 3×3 convs (32, 32, 64, 64, 128, 128,
@@ -74,7 +76,8 @@ md_status md_judge_load(md_judge *j, const char *path, md_world_kind kind);
 md_status md_judge_save(const md_judge *j, const char *path, const char *recipe_json, const char *data_hash);
 
 /* Input preparation (pure; no files). rgb: [64, 64, 3] u8 HWC;
- * frames: [16, 64, 64, 3] u8; audio: MD_WORLD_AUDIO_SAMPLES f32 at 8 kHz. */
+ * frames: [16, 64, 64, 3] u8 (6 frames prepared, then the ink centroid of
+ * all 16); audio: MD_WORLD_AUDIO_SAMPLES f32 at 8 kHz. */
 void md_judge_prep_rgb(const uint8_t *rgb, float *x);
 void md_judge_prep_frames(const uint8_t *frames, float *x);
 md_status md_judge_prep_audio(const float *audio, float *x);
@@ -103,8 +106,12 @@ typedef struct md_judge_train_opts {
 } md_judge_train_opts;
 
 void md_judge_train_default_opts(md_world_kind kind, md_judge_train_opts *o);
-/* Trains j from its current weights on the world's train split. */
+/* Trains j from its current weights on the world's train split (image and
+ * audio; the video judge is made from the image judge). */
 md_status md_judge_train(md_judge *j, const md_world *w, const md_judge_train_opts *o);
+
+/* A video judge carrying image's weights. */
+md_status md_judge_video_from_image(md_judge *video, const md_judge *image);
 
 /* ---- evaluation on a split ---- */
 typedef struct md_judge_eval {
