@@ -64,7 +64,7 @@ fi
 # The aligned space (needs the shipped space.safetensors).
 if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/space.safetensors" ]; then
     check "embed a text" 0 "$exe" embed "a red seven moving left"
-    n=$(printf '%s' "$LAST" | tr ',' '\n' | wc -l)
+    n=$(printf '%s\n' "$LAST" | awk -F, '{print NF}')
     [ "$n" = 128 ] && echo "ok   128 numbers" || { echo "FAIL embed printed $n numbers: $LAST"; fail=1; }
     check "embed a missing image" 1 "$exe" embed "$tmp/nothere.png"
     case "$LAST" in *"nothere.png: no such file"*) echo "ok   names the file";; *) echo "FAIL: $LAST"; fail=1;; esac
