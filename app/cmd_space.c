@@ -234,13 +234,6 @@ static int cmp_hit(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : strcmp(((const hit *)a)->path, ((const hit *)b)->path);
 }
 
-static void quiet_log(md_log_level level, const char *msg, void *user)
-{
-    (void)level;
-    (void)msg;
-    (void)user;
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int medley_cmd_search(int argc, char **argv)
@@ -339,7 +332,7 @@ int medley_cmd_search(int argc, char **argv)
         qsort(names, nn, sizeof *names, cmp_str);
     hit *hits = calloc(nn ? nn : 1, sizeof *hits);
     size_t nh = 0, skipped = 0;
-    md_log_set_callback(quiet_log, NULL);   /* unreadable files are counted, not shouted about */
+    md_log_set_callback(medley_quiet_log, NULL);   /* unreadable files are counted, not shouted about */
     for (size_t i = 0; rc == 0 && i < nn; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);

@@ -14,6 +14,9 @@ int medley_parse_int(const char *opt, const char *val, long lo, long hi, long *o
  * source tree's assets/models as configured at build time. */
 const char *medley_models_dir(const char *opt);
 
+/* A log callback that drops messages (for probing files that may fail). */
+void medley_quiet_log(md_log_level level, const char *msg, void *user);
+
 int medley_cmd_corpus(int argc, char **argv);
 int medley_cmd_train_judges(int argc, char **argv);
 int medley_cmd_eval(int argc, char **argv);

@@ -151,7 +151,7 @@ static void print_meta(const md_meta *m)
         printf("  %-10s %s\n", m->keys[i], m->values[i]);
 }
 
-static void quiet_log(md_log_level level, const char *msg, void *user)
+void medley_quiet_log(md_log_level level, const char *msg, void *user)
 {
     (void)level;
     (void)msg;
@@ -193,7 +193,7 @@ static int info_file(const char *path)
     }
     const char *fmt = md_media_format_name(head, nhead);
     char err[3][1024] = {"", "", ""};
-    md_log_set_callback(quiet_log, NULL);
+    md_log_set_callback(medley_quiet_log, NULL);
     md_meta meta = {0};
     md_image im;
     md_clear_error();
@@ -237,7 +237,7 @@ static int info_file(const char *path)
     snprintf(err[2], sizeof err[2], "%s", md_last_error());
     md_log_set_callback(NULL, NULL);
     md_text text;
-    md_log_set_callback(quiet_log, NULL);
+    md_log_set_callback(medley_quiet_log, NULL);
     if (md_text_load(path, &lim, &text) == MD_OK) {
         md_log_set_callback(NULL, NULL);
         long cps = 0, lines = 0;

@@ -1000,3 +1000,23 @@ md_status md_loudness_normalize(md_audio *a, float target_lufs)
     }
     return MD_OK;
 }
+
+int64_t md_loudest_window(const float *x, int64_t n, int64_t len)
+{
+    if (n <= len)
+        return 0;
+    double e = 0, best = -1;
+    int64_t start = 0;
+    for (int64_t i = 0; i < len; i++)
+        e += (double)x[i] * x[i];
+    for (int64_t i = 0;; i++) {
+        if (e > best) {
+            best = e;
+            start = i;
+        }
+        if (i + len >= n)
+            break;
+        e += (double)x[i + len] * x[i + len] - (double)x[i] * x[i];   /* slide by one */
+    }
+    return start;
+}

@@ -180,6 +180,10 @@ float md_loudness_lufs(const md_audio *a);
  * warning; MD_OK). MD_ERR_INVALID for a non-finite target. */
 md_status md_loudness_normalize(md_audio *a, float target_lufs);
 
+/* Start of the len-sample window of x[0..n) with the most energy (sum of
+ * squares, earliest on ties); 0 when n <= len. */
+int64_t md_loudest_window(const float *x, int64_t n, int64_t len);
+
 /* The two K-weighting biquads for a rate, as b[0..2], a[0..2] (a[0] = 1),
  * for y[n] = b0 x[n] + b1 x[n-1] + b2 x[n-2] - a1 y[n-1] - a2 y[n-2].
  * Stage 1: high shelf (+4 dB above ~1.5 kHz), stage 2: high pass (~38 Hz).

@@ -183,18 +183,9 @@ md_status md_judge_load(md_judge *j, const char *path, md_world_kind kind)
     md_status st = md_st_open(path, &f);
     if (st != MD_OK)
         return st;
-    const char *model = md_st_meta(f, "medley.model"), *ver = md_st_meta(f, "medley.version");
     const char *k = md_st_meta(f, "judge.kind");
-    char want[16];
-    snprintf(want, sizeof want, "%d", MD_JUDGE_VERSION);
-    if (!model || strcmp(model, "judge") != 0) {
-        md_log(MD_LOG_ERROR, "%s: not a Medley judge (model kind '%s')", path, model ? model : "none");
-        st = MD_ERR_FORMAT;
-    } else if (!ver || strcmp(ver, want) != 0) {
-        md_log(MD_LOG_ERROR, "%s: judge format version %s, this Medley reads version %s; retrain with "
-                             "'medley train judges'", path, ver ? ver : "none", want);
-        st = MD_ERR_FORMAT;
-    } else if (!k || strcmp(k, md_world_kind_names[kind]) != 0) {
+    st = md_st_check_model(f, path, "judge", "judge", MD_JUDGE_VERSION, "medley train judges");
+    if (st == MD_OK && (!k || strcmp(k, md_world_kind_names[kind]) != 0)) {
         md_log(MD_LOG_ERROR, "%s: a judge of %s, not of %s", path, k ? k : "nothing", md_world_kind_names[kind]);
         st = MD_ERR_FORMAT;
     }
@@ -231,20 +222,35 @@ static int border_median(const uint8_t *rgb, int c)
     return 0;
 }
 
+/* ink [64*64]: each pixel's largest channel distance from the border's
+ * median colour (the background, wherever the digit sits); returns the
+ * largest. */
+static int ink_map(const uint8_t *rgb, uint8_t *ink)
+{
+    int bg[3], maxd = 0;
+    for (int c = 0; c < 3; c++)
+        bg[c] = border_median(rgb, c);
+    for (int i = 0; i < MD_WORLD_SIZE * MD_WORLD_SIZE; i++) {
+        int d = 0;
+        for (int c = 0; c < 3; c++) {
+            int e = abs((int)rgb[i * 3 + c] - bg[c]);
+            d = e > d ? e : d;
+        }
+        ink[i] = (uint8_t)d;
+        maxd = d > maxd ? d : maxd;
+    }
+    return maxd;
+}
+
 void md_judge_prep_rgb(const uint8_t *rgb, float *x)
 {
     const int hw = MD_WORLD_SIZE * MD_WORLD_SIZE;
-    int bg[3];
-    for (int c = 0; c < 3; c++)
-        bg[c] = border_median(rgb, c);
+    uint8_t ink[MD_WORLD_SIZE * MD_WORLD_SIZE];
+    ink_map(rgb, ink);
     for (int i = 0; i < hw; i++) {
-        int ink = 0;
-        for (int c = 0; c < 3; c++) {
+        for (int c = 0; c < 3; c++)
             x[c * hw + i] = (float)rgb[i * 3 + c] * (2.f / 255.f) - 1.f;
-            int d = abs((int)rgb[i * 3 + c] - bg[c]);
-            ink = d > ink ? d : ink;
-        }
-        x[3 * hw + i] = (float)ink * (2.f / 255.f) - 1.f;
+        x[3 * hw + i] = (float)ink[i] * (2.f / 255.f) - 1.f;
     }
 }
 
@@ -258,20 +264,8 @@ void md_judge_prep_frames(const uint8_t *frames, float *x)
      * border's colour as the farthest one, weighted by that distance */
     float *traj = x + isz * MD_JUDGE_VIDEO_FRAMES;
     for (int t = 0; t < MD_WORLD_FRAMES; t++) {
-        const uint8_t *rgb = frames + fsz * (size_t)t;
-        int bg[3], maxd = 0;
-        for (int c = 0; c < 3; c++)
-            bg[c] = border_median(rgb, c);
-        static _Thread_local uint8_t ink[MD_WORLD_SIZE * MD_WORLD_SIZE];
-        for (int i = 0; i < MD_WORLD_SIZE * MD_WORLD_SIZE; i++) {
-            int d = 0;
-            for (int c = 0; c < 3; c++) {
-                int e = abs((int)rgb[i * 3 + c] - bg[c]);
-                d = e > d ? e : d;
-            }
-            ink[i] = (uint8_t)d;
-            maxd = d > maxd ? d : maxd;
-        }
+        uint8_t ink[MD_WORLD_SIZE * MD_WORLD_SIZE];
+        int maxd = ink_map(frames + fsz * (size_t)t, ink);
         double sx = 0, sy = 0, sw = 0;
         for (int i = 0; i < MD_WORLD_SIZE * MD_WORLD_SIZE; i++)
             if (maxd > 0 && ink[i] * 2 >= maxd) {

@@ -888,3 +888,21 @@ md_status md_st_load_paramset(const char *path, md_paramset *ps)
     md_st_close(f);
     return s;
 }
+
+md_status md_st_check_model(const md_st_file *f, const char *path, const char *model, const char *noun,
+                            int version, const char *retrain)
+{
+    const char *m = md_st_meta(f, "medley.model"), *v = md_st_meta(f, "medley.version");
+    char want[16];
+    snprintf(want, sizeof want, "%d", version);
+    if (!m || strcmp(m, model) != 0) {
+        md_log(MD_LOG_ERROR, "%s: not a Medley %s (model kind '%s')", path, noun, m ? m : "none");
+        return MD_ERR_FORMAT;
+    }
+    if (!v || strcmp(v, want) != 0) {
+        md_log(MD_LOG_ERROR, "%s: %s format version %s, this Medley reads version %s; retrain with '%s'", path,
+               noun, v ? v : "none", want, retrain);
+        return MD_ERR_FORMAT;
+    }
+    return MD_OK;
+}

@@ -95,6 +95,13 @@ const char *md_st_meta_key(const md_st_file *f, int i);
  * mismatch; dst is untouched then. */
 md_status md_st_read_f32(const md_st_file *f, const char *name, md_tensor *dst);
 
+/* Checks that f is a Medley model of kind `model` (metadata medley.model)
+ * at format `version` (medley.version); otherwise MD_ERR_FORMAT with a
+ * message naming path, using `noun` ("judge") and telling the command that
+ * retrains one. */
+md_status md_st_check_model(const md_st_file *f, const char *path, const char *model, const char *noun,
+                            int version, const char *retrain);
+
 typedef struct md_st_writer md_st_writer;
 md_st_writer *md_st_writer_new(void);   /* NULL on OOM (logged) */
 void md_st_writer_free(md_st_writer *w);

@@ -184,29 +184,20 @@ md_status md_space_load(md_space *sp, const char *path)
     md_status st = md_st_open(path, &f);
     if (st != MD_OK)
         return st;
-    const char *model = md_st_meta(f, "medley.model"), *ver = md_st_meta(f, "medley.version");
     const char *tok = md_st_meta(f, "tokenizer");
-    char want[16];
-    snprintf(want, sizeof want, "%d", MD_SPACE_VERSION);
     md_bpe *bpe = NULL;
-    if (!model || strcmp(model, "space") != 0) {
-        md_log(MD_LOG_ERROR, "%s: not a Medley embedding space (model kind '%s')", path, model ? model : "none");
-        st = MD_ERR_FORMAT;
-    } else if (!ver || strcmp(ver, want) != 0) {
-        md_log(MD_LOG_ERROR, "%s: embedding space format version %s, this Medley reads version %s; retrain "
-                             "with 'medley train space'", path, ver ? ver : "none", want);
-        st = MD_ERR_FORMAT;
-    } else if (!tok) {
+    st = md_st_check_model(f, path, "space", "embedding space", MD_SPACE_VERSION, "medley train space");
+    if (st == MD_OK && !tok) {
         md_log(MD_LOG_ERROR, "%s: the embedding space carries no tokenizer", path);
         st = MD_ERR_FORMAT;
-    } else {
-        st = md_bpe_from_json(tok, strlen(tok), path, &bpe);
     }
+    if (st == MD_OK)
+        st = md_bpe_from_json(tok, strlen(tok), path, &bpe);
     if (st == MD_OK)
         st = md_space_init(sp, bpe, 0);
     else
         md_bpe_free(bpe);
-    int found = 0, expected = 0;
+    int expected = 0;
     for (int m = 0; m < 4 && st == MD_OK; m++)
         for (int i = 0; i < md_paramset_count(sp->ps[m]) && st == MD_OK; i++) {
             md_tensor *t = md_paramset_get(sp->ps[m], i);
@@ -218,13 +209,11 @@ md_status md_space_load(md_space *sp, const char *path)
                 break;
             }
             st = md_st_read_f32(f, t->name, t);
-            found++;
         }
     if (st == MD_OK && md_st_count(f) != expected) {
         md_log(MD_LOG_ERROR, "%s: %d tensors, expected %d", path, md_st_count(f), expected);
         st = MD_ERR_FORMAT;
     }
-    (void)found;
     md_st_close(f);
     if (st != MD_OK)
         md_space_free(sp);

@@ -1,6 +1,7 @@
 /* space_input.c — see space_input.h. */
 #include "space_input.h"
 #include "audio_io.h"
+#include "dsp.h"
 #include "image_io.h"
 #include "media_tensor.h"
 #include "video_io.h"
@@ -31,23 +32,8 @@ md_status md_space_prep_audio(const md_audio *a, float *x)
         return st;
     /* the loudest second, as the demo world keeps it */
     float clip[MD_WORLD_AUDIO_SAMPLES] = {0};
-    int64_t n = mono.frames, start = 0;
-    if (n > MD_WORLD_AUDIO_SAMPLES) {
-        double e = 0, best = -1;
-        for (int64_t i = 0; i < MD_WORLD_AUDIO_SAMPLES; i++)
-            e += (double)mono.samples[i] * mono.samples[i];
-        for (int64_t i = 0;; i++) {
-            if (e > best) {
-                best = e;
-                start = i;
-            }
-            if (i + MD_WORLD_AUDIO_SAMPLES >= n)
-                break;
-            e += (double)mono.samples[i + MD_WORLD_AUDIO_SAMPLES] * mono.samples[i + MD_WORLD_AUDIO_SAMPLES] -
-                 (double)mono.samples[i] * mono.samples[i];
-        }
-        n = MD_WORLD_AUDIO_SAMPLES;
-    }
+    int64_t start = md_loudest_window(mono.samples, mono.frames, MD_WORLD_AUDIO_SAMPLES);
+    int64_t n = mono.frames < MD_WORLD_AUDIO_SAMPLES ? mono.frames : MD_WORLD_AUDIO_SAMPLES;
     float peak = 0;
     for (int64_t i = 0; i < n; i++)
         peak = fmaxf(peak, fabsf(mono.samples[start + i]));

@@ -1,5 +1,6 @@
 /* world.c — see world.h. */
 #include "world.h"
+#include "dsp.h"
 #include "rng.h"
 #include <math.h>
 #include <stdio.h>
@@ -516,24 +517,9 @@ void md_world_render_audio(const md_world *w, const md_world_sample *s, float *a
     if (s->src_audio < 0)
         return;
     const md_fsdd_clip *c = &w->fsdd.clips[s->src_audio];
-    int64_t len = c->n, start = 0;
-    if (len > MD_WORLD_AUDIO_SAMPLES) {
-        /* keep the loudest second (a few FSDD takes run to 2.3 s) */
-        double e = 0, best = -1;
-        for (int64_t i = 0; i < MD_WORLD_AUDIO_SAMPLES; i++)
-            e += (double)c->samples[i] * c->samples[i];
-        for (int64_t i = 0;; i++) {
-            if (e > best) {
-                best = e;
-                start = i;
-            }
-            if (i + MD_WORLD_AUDIO_SAMPLES >= c->n)
-                break;
-            e += (double)c->samples[i + MD_WORLD_AUDIO_SAMPLES] * c->samples[i + MD_WORLD_AUDIO_SAMPLES] -
-                 (double)c->samples[i] * c->samples[i];
-        }
-        len = MD_WORLD_AUDIO_SAMPLES;
-    }
+    /* keep the loudest second (a few FSDD takes run to 2.3 s) */
+    int64_t start = md_loudest_window(c->samples, c->n, MD_WORLD_AUDIO_SAMPLES);
+    int64_t len = c->n < MD_WORLD_AUDIO_SAMPLES ? c->n : MD_WORLD_AUDIO_SAMPLES;
     float peak = 0;
     for (int64_t i = 0; i < len; i++)
         peak = fmaxf(peak, fabsf(c->samples[start + i]));
