@@ -132,6 +132,19 @@ int medley_cmd_train_space(int argc, char **argv)
         } else if (strcmp(a, "--batch") == 0) {
             if (medley_parse_int(a, val, 2, 4096, &v)) return 2;
             o.batch[1] = o.batch[2] = o.batch[3] = (int)v;
+        } else if (strcmp(a, "--digit-weight") == 0 || strcmp(a, "--lr") == 0) {
+            char *end;
+            double d = strtod(val, &end);
+            bool lr = a[2] == 'l';
+            if (*end || end == val || !(d >= 0 && d <= (lr ? 1 : 100)) || (lr && d == 0)) {
+                fprintf(stderr, "medley train space: %s wants a number %s, not \"%s\"\n", a,
+                        lr ? "above 0 and at most 1" : "from 0 to 100", val);
+                return 2;
+            }
+            if (lr)
+                o.lr = (float)d;
+            else
+                o.digit_weight = (float)d;
         } else {
             fprintf(stderr, "medley train space: unknown option \"%s\"\n", a);
             return 2;
@@ -164,9 +177,9 @@ int medley_cmd_train_space(int argc, char **argv)
         snprintf(path, sizeof path, "%s/space.safetensors", medley_models_dir(out));
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train space\",\"steps\":[%lld,%lld,%lld],\"batch\":[%d,%d,%d],"
-                 "\"lr\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
+                 "\"lr\":%g,\"digit_weight\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
                  (long long)o.steps[1], (long long)o.steps[2], (long long)o.steps[3], o.batch[1], o.batch[2],
-                 o.batch[3], (double)o.lr, (unsigned long long)o.seed, secs, md_threads_get());
+                 o.batch[3], (double)o.lr, (double)o.digit_weight, (unsigned long long)o.seed, secs, md_threads_get());
         st = md_space_save(&sp, path, recipe, w.data_hash);
         if (st == MD_OK)
             printf("saved %s (%.0f s in all)\n", path, secs);
@@ -408,14 +421,16 @@ int medley_eval_space(const md_world *w, const char *models, long quick, bool ba
         /* the same encoders trained on the digit labels: the gap to close */
         md_space_train_opts o;
         md_space_train_default_opts(&o);
-        o.steps[MD_MOD_IMAGE] = 500;
-        o.steps[MD_MOD_AUDIO] = 500;
-        o.steps[MD_MOD_VIDEO] = 200;
+        if (quick) {   /* a quick look: a tenth of the space's own steps */
+            for (int m = 1; m < 4; m++)
+                o.steps[m] = o.steps[m] / 10 + 1;
+        }
         o.progress = baseline_progress;
         o.cancel = &medley_cancel;
         double acc[4];
-        printf("supervised baseline: the same encoders trained on the digit labels (image 500, audio 500, "
-               "video 200 steps)\n");
+        printf("supervised baseline: the same encoders trained on the digit labels (image %lld, audio %lld, "
+               "video %lld steps; batches %d / %d / %d)\n", (long long)o.steps[1], (long long)o.steps[2],
+               (long long)o.steps[3], o.batch[1], o.batch[2], o.batch[3]);
         st = md_space_supervised_baseline(w, &o, MD_SPLIT_TEST, n, acc);
         if (st == MD_OK)
             printf("digit accuracy, supervised: image %.1f%%  audio %.1f%%  video %.1f%%   (zero-shot above: "

@@ -331,7 +331,7 @@ static int results_end(void)
 
 typedef struct eval_opts {
     const char *data, *models, *json;
-    bool judges, space, baseline;
+    bool judges, space, baseline, vqgan;
     long quick;    /* 0 = whole test split */
 } eval_opts;
 
@@ -425,6 +425,10 @@ int medley_cmd_eval(int argc, char **argv)
             eo.baseline = true;
             continue;
         }
+        if (strcmp(a, "--vqgan") == 0) {
+            eo.vqgan = true;
+            continue;
+        }
         if (!val) {
             fprintf(stderr, "medley eval: %s needs a value\n", a);
             return 2;
@@ -444,6 +448,13 @@ int medley_cmd_eval(int argc, char **argv)
         i++;
     }
     md_world w;
+    if (eo.vqgan) {
+        if (open_world(eo.data, &w))
+            return 1;
+        int rc = medley_eval_vqgan(&w, eo.models, eo.quick);
+        md_world_close(&w);
+        return rc;
+    }
     if (eo.space) {
         if (open_world(eo.data, &w))
             return 1;

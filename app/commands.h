@@ -23,6 +23,9 @@ int medley_cmd_eval(int argc, char **argv);
 int medley_cmd_train_space(int argc, char **argv);
 int medley_cmd_embed(int argc, char **argv);
 int medley_cmd_search(int argc, char **argv);
+int medley_cmd_train_vqgan(int argc, char **argv);
+/* `medley eval --vqgan` on the test split (cmd_vqgan.c). */
+int medley_eval_vqgan(const md_world *w, const char *models, long quick);
 /* `medley eval --space` on the test split (cmd_space.c). */
 int medley_eval_space(const md_world *w, const char *models, long quick, bool baseline);
 /* The any-to-any matrix (eval_matrix.c); json may be NULL. */

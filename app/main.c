@@ -48,14 +48,17 @@ static void usage(FILE *f)
             "            --data DIR  --kind image|audio|video|all  --steps N  --seed S  --out DIR\n"
             "  train space   train the aligned embedding space from scratch\n"
             "            --data DIR  --seed S  --image-steps N  --audio-steps N  --video-steps N\n"
-            "            --batch B  --out DIR\n"
+            "            --batch B  --lr F  --digit-weight F  --out DIR\n"
+            "  train vqgan   train the image tokenizer (64x64 <-> 16x16 codes)\n"
+            "            --data DIR  --steps N  --batch B  --seed S  --no-perceptual  --out DIR\n"
             "  embed [--models DIR] TEXT|FILE...  the unit vector of each input\n"
             "  search --query TEXT|FILE[@WEIGHT] [--query ...] [--top N] DIR\n"
             "            rank the media files of DIR by similarity to the (composed) query\n"
             "  eval      the any-to-any matrix of the generators present, and the\n"
             "            real-data reference; --judges: each judge on the test split;\n"
             "            --space: retrieval and zero-shot figures of the aligned space\n"
-            "            (--baseline: beside the same encoders trained on the labels)\n"
+            "            (--baseline: beside the same encoders trained on the labels);\n"
+            "            --vqgan: the image tokenizer's PSNR and code use\n"
             "            --data DIR  --models DIR  --json FILE  --quick N\n"
             "  info [FILE...]  with files: what each holds (modality, size, duration,\n"
             "            codec, metadata) or why it cannot be read; without: version,\n"
@@ -304,7 +307,9 @@ int main(int argc, char **argv)
             return medley_cmd_train_judges(argc - 3, argv + 3);
         if (argc >= 3 && strcmp(argv[2], "space") == 0)
             return medley_cmd_train_space(argc - 3, argv + 3);
-        fprintf(stderr, "medley train: expected what to train: judges or space\n");
+        if (argc >= 3 && strcmp(argv[2], "vqgan") == 0)
+            return medley_cmd_train_vqgan(argc - 3, argv + 3);
+        fprintf(stderr, "medley train: expected what to train: judges, space or vqgan\n");
         return 2;
     }
     if (strcmp(cmd, "eval") == 0)

@@ -73,31 +73,22 @@ md_mel_params md_judge_mel_params(void)
 
 static int conv_dim(int n, int stride) { return stride == 1 ? n : (n - 1) / 2 + 1; }   /* 3×3, pad 1 */
 
-md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
+void md_judge_net_declare(md_judge *j, md_world_kind kind, md_paramset *ps, const char *prefix, bool heads)
 {
     memset(j, 0, sizeof *j);
-    if (kind < MD_WORLD_IMAGE || kind > MD_WORLD_VIDEO) {
-        md_log(MD_LOG_ERROR, "judge: unknown kind %d", (int)kind);
-        return MD_ERR_INVALID;
-    }
     j->kind = kind;
     j->mel = md_judge_mel_params();
     input_shape(kind, &j->cin, &j->h, &j->w);
-    j->ps = md_paramset_new();
-    if (!j->ps)
-        return MD_ERR_ALLOC;
     int c = j->cin, h = j->h, w = j->w;
-    char name[64];
+    char name[96];
+#define NAME(...) (snprintf(name, sizeof name, "%s", prefix), \
+                   snprintf(name + strlen(name), sizeof name - strlen(name), __VA_ARGS__), name)
     for (int i = 0; i < MD_JUDGE_CONVS; i++) {
         int stride = conv_stride(i);
-        snprintf(name, sizeof name, "conv%d.weight", i);
-        j->conv_w[i] = md_param_add(j->ps, name, 4, (int64_t[]){conv_out[i], c, 3, 3});
-        snprintf(name, sizeof name, "conv%d.bias", i);
-        j->conv_b[i] = md_param_add(j->ps, name, 1, (int64_t[]){conv_out[i]});
-        snprintf(name, sizeof name, "gn%d.weight", i);
-        j->gn_w[i] = md_param_add(j->ps, name, 1, (int64_t[]){conv_out[i]});
-        snprintf(name, sizeof name, "gn%d.bias", i);
-        j->gn_b[i] = md_param_add(j->ps, name, 1, (int64_t[]){conv_out[i]});
+        j->conv_w[i] = md_param_add(ps, NAME("conv%d.weight", i), 4, (int64_t[]){conv_out[i], c, 3, 3});
+        j->conv_b[i] = md_param_add(ps, NAME("conv%d.bias", i), 1, (int64_t[]){conv_out[i]});
+        j->gn_w[i] = md_param_add(ps, NAME("gn%d.weight", i), 1, (int64_t[]){conv_out[i]});
+        j->gn_b[i] = md_param_add(ps, NAME("gn%d.bias", i), 1, (int64_t[]){conv_out[i]});
         c = conv_out[i];
         h = conv_dim(h, stride);
         w = conv_dim(w, stride);
@@ -106,26 +97,25 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
      * map (what, wherever it is) beside a narrow flattened branch (where) */
     int64_t flat = kind == MD_WORLD_AUDIO ? (int64_t)c * h : (int64_t)c + WHERE;
     if (kind != MD_WORLD_AUDIO) {
-        j->att_w = md_param_add(j->ps, "attn.weight", 4, (int64_t[]){1, c, 1, 1});
-        j->att_b = md_param_add(j->ps, "attn.bias", 1, (int64_t[]){1});
-        j->where_w = md_param_add(j->ps, "where.weight", 2, (int64_t[]){WHERE, (int64_t)c * h * w});
-        j->where_b = md_param_add(j->ps, "where.bias", 1, (int64_t[]){WHERE});
+        j->att_w = md_param_add(ps, NAME("attn.weight"), 4, (int64_t[]){1, c, 1, 1});
+        j->att_b = md_param_add(ps, NAME("attn.bias"), 1, (int64_t[]){1});
+        j->where_w = md_param_add(ps, NAME("where.weight"), 2, (int64_t[]){WHERE, (int64_t)c * h * w});
+        j->where_b = md_param_add(ps, NAME("where.bias"), 1, (int64_t[]){WHERE});
     }
-    j->fc_w = md_param_add(j->ps, "fc.weight", 2, (int64_t[]){MD_JUDGE_FEATURES, flat});
-    j->fc_b = md_param_add(j->ps, "fc.bias", 1, (int64_t[]){MD_JUDGE_FEATURES});
-    for (int a = 0; a < MD_ATTR_COUNT; a++) {
+    j->fc_w = md_param_add(ps, NAME("fc.weight"), 2, (int64_t[]){MD_JUDGE_FEATURES, flat});
+    j->fc_b = md_param_add(ps, NAME("fc.bias"), 1, (int64_t[]){MD_JUDGE_FEATURES});
+    for (int a = 0; heads && a < MD_ATTR_COUNT; a++) {
         if (!net_reads(kind, (md_attr)a))
             continue;
-        snprintf(name, sizeof name, "head.%s.weight", md_attr_names[a]);
-        j->head_w[a] = md_param_add(j->ps, name, 2, (int64_t[]){md_attr_classes[a], MD_JUDGE_FEATURES});
-        snprintf(name, sizeof name, "head.%s.bias", md_attr_names[a]);
-        j->head_b[a] = md_param_add(j->ps, name, 1, (int64_t[]){md_attr_classes[a]});
+        j->head_w[a] = md_param_add(ps, NAME("head.%s.weight", md_attr_names[a]), 2,
+                                    (int64_t[]){md_attr_classes[a], MD_JUDGE_FEATURES});
+        j->head_b[a] = md_param_add(ps, NAME("head.%s.bias", md_attr_names[a]), 1, (int64_t[]){md_attr_classes[a]});
     }
-    md_status st = md_paramset_alloc(j->ps);
-    if (st != MD_OK) {
-        md_judge_free(j);
-        return st;
-    }
+#undef NAME
+}
+
+void md_judge_net_init(md_judge *j, uint64_t seed)
+{
     /* He-uniform for the ReLU layers, PyTorch's default bound for heads;
      * biases zero. */
     for (int i = 0; i < MD_JUDGE_CONVS; i++) {
@@ -135,7 +125,7 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
         md_init_const(j->gn_w[i], 1.f);
         md_init_const(j->gn_b[i], 0.f);
     }
-    float b = sqrtf(6.f / (float)flat);
+    float b = sqrtf(6.f / (float)j->fc_w->shape[1]);
     md_init_uniform(j->fc_w, seed * 31 + 17, -b, b);
     if (j->att_w) {
         md_init_uniform(j->att_w, seed * 31 + 23, -0.05f, 0.05f);
@@ -153,6 +143,26 @@ md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
             md_init_uniform(j->head_w[a], seed * 31 + 100 + (uint64_t)a, -b, b);
             md_init_const(j->head_b[a], 0.f);
         }
+}
+
+md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed)
+{
+    memset(j, 0, sizeof *j);
+    if (kind < MD_WORLD_IMAGE || kind > MD_WORLD_VIDEO) {
+        md_log(MD_LOG_ERROR, "judge: unknown kind %d", (int)kind);
+        return MD_ERR_INVALID;
+    }
+    md_paramset *ps = md_paramset_new();
+    if (!ps)
+        return MD_ERR_ALLOC;
+    md_judge_net_declare(j, kind, ps, "", true);
+    j->ps = ps;
+    md_status st = md_paramset_alloc(j->ps);
+    if (st != MD_OK) {
+        md_judge_free(j);
+        return st;
+    }
+    md_judge_net_init(j, seed);
     return MD_OK;
 }
 

@@ -51,7 +51,7 @@ extern "C" {
 typedef struct md_judge {
     md_world_kind kind;
     int cin, h, w;                  /* input [cin, h, w] */
-    md_paramset *ps;
+    md_paramset *ps;                /* owned; NULL inside another model */
     md_tensor *conv_w[MD_JUDGE_CONVS], *conv_b[MD_JUDGE_CONVS];
     md_tensor *gn_w[MD_JUDGE_CONVS], *gn_b[MD_JUDGE_CONVS];   /* GroupNorm (8 groups) + SiLU after each conv */
     md_tensor *att_w, *att_b;       /* image/video: saliency 1×1 conv [1, 128, 1, 1] */
@@ -69,6 +69,12 @@ int64_t md_judge_input_size(md_world_kind kind);
 md_mel_params md_judge_mel_params(void);
 
 md_status md_judge_init(md_judge *j, md_world_kind kind, uint64_t seed);
+/* The judge's network inside another model (the space's encoders):
+ * declares its parameters into ps, names prefixed by `prefix`, with the
+ * attribute heads or without; j->ps stays NULL (ps is the caller's).
+ * md_judge_net_init fills the weights once ps is allocated. */
+void md_judge_net_declare(md_judge *j, md_world_kind kind, md_paramset *ps, const char *prefix, bool heads);
+void md_judge_net_init(md_judge *j, uint64_t seed);
 void md_judge_free(md_judge *j);
 /* Refuses a file that is not a judge, a judge of another kind, or another
  * version, with a message naming the file and what it is. */

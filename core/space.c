@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRUNK_FC 256
+#define FEAT MD_JUDGE_FEATURES   /* width of the image, audio and frame features */
+#define MOTION_IN 64           /* the ink path: 16 (x, y) about the centre, 16 from frame 0 */
 #define TEXT_D 128
 #define TEXT_LAYERS 2
 #define TEXT_HEADS 4
@@ -21,50 +22,11 @@ static const char *const mod_names[4] = {"text", "image", "audio", "video"};
 
 /* ---- parameters ---- */
 
-static void trunk_declare(md_space_trunk *t, md_paramset *ps, const char *prefix, int cin, const int *couts,
-                          int nconv, int64_t flat)
-{
-    char name[96];
-    t->nconv = nconv;
-    t->cin = cin;
-    int c = cin;
-    for (int i = 0; i < nconv; i++) {
-        snprintf(name, sizeof name, "%s.conv%d.weight", prefix, i);
-        t->conv_w[i] = md_param_add(ps, name, 4, (int64_t[]){couts[i], c, 3, 3});
-        snprintf(name, sizeof name, "%s.conv%d.bias", prefix, i);
-        t->conv_b[i] = md_param_add(ps, name, 1, (int64_t[]){couts[i]});
-        snprintf(name, sizeof name, "%s.gn%d.weight", prefix, i);
-        t->gn_w[i] = md_param_add(ps, name, 1, (int64_t[]){couts[i]});
-        snprintf(name, sizeof name, "%s.gn%d.bias", prefix, i);
-        t->gn_b[i] = md_param_add(ps, name, 1, (int64_t[]){couts[i]});
-        c = couts[i];
-    }
-    snprintf(name, sizeof name, "%s.fc.weight", prefix);
-    t->fc_w = md_param_add(ps, name, 2, (int64_t[]){TRUNK_FC, flat});
-    snprintf(name, sizeof name, "%s.fc.bias", prefix);
-    t->fc_b = md_param_add(ps, name, 1, (int64_t[]){TRUNK_FC});
-}
-
 static void he_uniform(md_tensor *w, int64_t fan_in, uint64_t seed)
 {
     float b = sqrtf(6.f / (float)fan_in);
     md_init_uniform(w, seed, -b, b);
 }
-
-static void trunk_init(md_space_trunk *t, uint64_t seed)
-{
-    for (int i = 0; i < t->nconv; i++) {
-        he_uniform(t->conv_w[i], t->conv_w[i]->shape[1] * 9, seed + (uint64_t)i);
-        md_init_const(t->conv_b[i], 0.f);
-        md_init_const(t->gn_w[i], 1.f);
-        md_init_const(t->gn_b[i], 0.f);
-    }
-    he_uniform(t->fc_w, t->fc_w->shape[1], seed + 50);
-    md_init_const(t->fc_b, 0.f);
-}
-
-static const int image_couts[4] = {32, 64, 128, 128};       /* strides 2 2 2 2: 64 -> 4 */
-static const int audio_couts[4] = {32, 64, 128, 128};       /* strides 1 2 2 2: 40×101 -> 5×13 */
 
 md_status md_space_init(md_space *sp, md_bpe *bpe, uint64_t seed)
 {
@@ -91,20 +53,23 @@ md_status md_space_init(md_space *sp, md_bpe *bpe, uint64_t seed)
     sp->lnf_b = md_param_add(pt, "text.lnf.bias", 1, (int64_t[]){d});
     sp->text_proj = md_param_add(pt, "text.proj", 2, (int64_t[]){D, d});
 
-    trunk_declare(&sp->image, sp->ps[MD_MOD_IMAGE], "image", 3, image_couts, 4, 128 * 4 * 4);
-    sp->image_proj = md_param_add(sp->ps[MD_MOD_IMAGE], "image.proj", 2, (int64_t[]){D, TRUNK_FC});
+    md_judge_net_declare(&sp->image_net, MD_WORLD_IMAGE, sp->ps[MD_MOD_IMAGE], "image.", false);
+    sp->image_proj = md_param_add(sp->ps[MD_MOD_IMAGE], "image.proj", 2, (int64_t[]){D, FEAT});
     sp->log_scale[MD_MOD_IMAGE] = md_param_add(sp->ps[MD_MOD_IMAGE], "image.log_scale", 1, (int64_t[]){1});
 
-    trunk_declare(&sp->audio, sp->ps[MD_MOD_AUDIO], "audio", 1, audio_couts, 4, 128 * 5);
-    sp->audio_proj = md_param_add(sp->ps[MD_MOD_AUDIO], "audio.proj", 2, (int64_t[]){D, TRUNK_FC});
+    md_judge_net_declare(&sp->audio_net, MD_WORLD_AUDIO, sp->ps[MD_MOD_AUDIO], "audio.", false);
+    sp->audio_proj = md_param_add(sp->ps[MD_MOD_AUDIO], "audio.proj", 2, (int64_t[]){D, FEAT});
     sp->log_scale[MD_MOD_AUDIO] = md_param_add(sp->ps[MD_MOD_AUDIO], "audio.log_scale", 1, (int64_t[]){1});
 
     md_paramset *pv = sp->ps[MD_MOD_VIDEO];
-    trunk_declare(&sp->frame, pv, "video.frame", 3, image_couts, 4, 128 * 4 * 4);
-    sp->frame_pos = md_param_add(pv, "video.frame_pos", 2, (int64_t[]){MD_SPACE_VIDEO_FRAMES, TRUNK_FC});
-    md_tblock_declare(&sp->video_block, pv, "video.block", TRUNK_FC, 4, 2, 0);
-    sp->pool_q = md_param_add(pv, "video.pool_q", 2, (int64_t[]){TRUNK_FC, 1});
-    sp->video_proj = md_param_add(pv, "video.proj", 2, (int64_t[]){D, TRUNK_FC});
+    sp->video_pos = md_param_add(pv, "video.pos", 2, (int64_t[]){MD_SPACE_VIDEO_FRAMES + 1, FEAT});
+    sp->motion_w1 = md_param_add(pv, "video.motion1.weight", 2, (int64_t[]){FEAT, MOTION_IN});
+    sp->motion_b1 = md_param_add(pv, "video.motion1.bias", 1, (int64_t[]){FEAT});
+    sp->motion_w2 = md_param_add(pv, "video.motion2.weight", 2, (int64_t[]){FEAT, FEAT});
+    sp->motion_b2 = md_param_add(pv, "video.motion2.bias", 1, (int64_t[]){FEAT});
+    md_tblock_declare(&sp->video_block, pv, "video.block", FEAT, 4, 2, 0);
+    sp->pool_q = md_param_add(pv, "video.pool_q", 2, (int64_t[]){FEAT, 1});
+    sp->video_proj = md_param_add(pv, "video.proj", 2, (int64_t[]){D, FEAT});
     sp->log_scale[MD_MOD_VIDEO] = md_param_add(pv, "video.log_scale", 1, (int64_t[]){1});
 
     for (int m = 0; m < 4; m++) {
@@ -121,13 +86,16 @@ md_status md_space_init(md_space *sp, md_bpe *bpe, uint64_t seed)
     md_init_const(sp->lnf_w, 1.f);
     md_init_const(sp->lnf_b, 0.f);
     md_init_normal(sp->text_proj, seed + 3, 0.f, 1.f / sqrtf((float)d));
-    trunk_init(&sp->image, seed + 100);
-    trunk_init(&sp->audio, seed + 200);
-    trunk_init(&sp->frame, seed + 300);
-    md_init_normal(sp->image_proj, seed + 4, 0.f, 1.f / sqrtf(TRUNK_FC));
-    md_init_normal(sp->audio_proj, seed + 5, 0.f, 1.f / sqrtf(TRUNK_FC));
-    md_init_normal(sp->video_proj, seed + 6, 0.f, 1.f / sqrtf(TRUNK_FC));
-    md_init_normal(sp->frame_pos, seed + 7, 0.f, 0.02f);
+    md_judge_net_init(&sp->image_net, seed + 100);
+    md_judge_net_init(&sp->audio_net, seed + 200);
+    md_init_normal(sp->image_proj, seed + 4, 0.f, 1.f / sqrtf(FEAT));
+    md_init_normal(sp->audio_proj, seed + 5, 0.f, 1.f / sqrtf(FEAT));
+    md_init_normal(sp->video_proj, seed + 6, 0.f, 1.f / sqrtf(FEAT));
+    md_init_normal(sp->video_pos, seed + 7, 0.f, 0.02f);
+    he_uniform(sp->motion_w1, MOTION_IN, seed + 9);
+    md_init_const(sp->motion_b1, 0.f);
+    md_init_normal(sp->motion_w2, seed + 11, 0.f, 1.f / sqrtf(FEAT));
+    md_init_const(sp->motion_b2, 0.f);
     md_tblock_init(&sp->video_block, seed + 400, 1);
     md_init_normal(sp->pool_q, seed + 8, 0.f, 0.02f);
     for (int m = 1; m < 4; m++)
@@ -225,43 +193,16 @@ md_status md_space_load(md_space *sp, const char *path)
 int64_t md_space_input_size(md_modality m)
 {
     switch (m) {
-    case MD_MOD_IMAGE: return (int64_t)3 * MD_WORLD_SIZE * MD_WORLD_SIZE;
+    case MD_MOD_IMAGE: return md_judge_input_size(MD_WORLD_IMAGE);
     case MD_MOD_AUDIO: return md_judge_input_size(MD_WORLD_AUDIO);
-    case MD_MOD_VIDEO: return (int64_t)MD_SPACE_VIDEO_FRAMES * 3 * MD_WORLD_SIZE * MD_WORLD_SIZE;
+    case MD_MOD_VIDEO: return md_judge_input_size(MD_WORLD_VIDEO);
     default: return MD_SPACE_TEXT_LEN;
     }
 }
 
-void md_space_prep_rgb(const uint8_t *rgb, float *x)
-{
-    const int hw = MD_WORLD_SIZE * MD_WORLD_SIZE;
-    for (int i = 0; i < hw; i++)
-        for (int c = 0; c < 3; c++)
-            x[c * hw + i] = (float)rgb[i * 3 + c] * (2.f / 255.f) - 1.f;
-}
-
-void md_space_prep_frames(const uint8_t *frames, float *x)
-{
-    /* frames 0, 3, .., 15, each [3, 64, 64] */
-    const size_t fsz = (size_t)MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
-    for (int k = 0; k < MD_SPACE_VIDEO_FRAMES; k++)
-        md_space_prep_rgb(frames + fsz * (size_t)(k * 3), x + fsz * (size_t)k);
-}
-
 md_status md_space_prep_sample(const md_world *w, const md_world_sample *s, uint8_t *scratch, float *x)
 {
-    if (s->kind == MD_WORLD_IMAGE) {
-        uint8_t rgb[MD_WORLD_SIZE * MD_WORLD_SIZE * 3];
-        md_world_render_image(w, s, rgb);
-        md_space_prep_rgb(rgb, x);
-        return MD_OK;
-    }
-    if (s->kind == MD_WORLD_VIDEO) {
-        md_world_render_video(w, s, scratch, NULL);
-        md_space_prep_frames(scratch, x);
-        return MD_OK;
-    }
-    return md_judge_prep_sample(w, s, scratch, x);   /* audio: the judge's log-mel */
+    return md_judge_prep_sample(w, s, scratch, x);
 }
 
 int md_space_tokenize(const md_space *sp, const char *text, int32_t *ids)
@@ -295,21 +236,6 @@ static int64_t pack_ids(int32_t *ids, const int32_t *eos, int64_t n)
 
 /* ---- encoders ---- */
 
-/* Audio keeps full resolution in its first conv (40 × 101 is small);
- * images and frames halve at every conv. */
-static md_tensor *trunk_forward(md_graph *g, const md_space_trunk *t, md_tensor *x, bool mean_time)
-{
-    int64_t n = x->shape[0];
-    md_tensor *h = x;
-    for (int i = 0; i < t->nconv; i++)
-        h = md_groupnorm_silu(g, md_conv2d(g, h, t->conv_w[i], t->conv_b[i], i == 0 && mean_time ? 1 : 2, 1, 1), 8,
-                              t->gn_w[i], t->gn_b[i], 1e-5f);
-    if (mean_time)
-        h = md_mean_dim(g, h, 3);
-    h = md_reshape(g, h, 2, (int64_t[]){n, md_numel(h) / n});
-    return md_relu(g, md_linear(g, h, t->fc_w, t->fc_b));
-}
-
 md_tensor *md_space_text(md_graph *g, const md_space *sp, md_tensor *ids, md_tensor *eos)
 {
     int64_t B = ids->shape[0], T = ids->shape[1], d = sp->text_d;
@@ -331,29 +257,54 @@ md_tensor *md_space_text(md_graph *g, const md_space *sp, md_tensor *ids, md_ten
 
 md_tensor *md_space_image(md_graph *g, const md_space *sp, md_tensor *x)
 {
-    md_tensor *h = trunk_forward(g, &sp->image, x, false);
+    md_tensor *logits[MD_ATTR_COUNT];
+    md_tensor *h = md_judge_forward(g, &sp->image_net, x, logits);
     return md_l2_normalize(g, md_linear(g, h, sp->image_proj, NULL), 1e-6f);
 }
 
 md_tensor *md_space_audio(md_graph *g, const md_space *sp, md_tensor *x)
 {
-    md_tensor *h = trunk_forward(g, &sp->audio, x, true);
+    md_tensor *logits[MD_ATTR_COUNT];
+    md_tensor *h = md_judge_forward(g, &sp->audio_net, x, logits);
     return md_l2_normalize(g, md_linear(g, h, sp->audio_proj, NULL), 1e-6f);
 }
 
 md_tensor *md_space_video(md_graph *g, const md_space *sp, md_tensor *x)
 {
     const int64_t B = x->shape[0], F = MD_SPACE_VIDEO_FRAMES, S = MD_WORLD_SIZE;
-    md_tensor *fr = md_reshape(g, x, 4, (int64_t[]){B * F, 3, S, S});
-    md_tensor *h = trunk_forward(g, &sp->frame, fr, false);                /* [B*F, 256] */
-    h = md_reshape(g, h, 3, (int64_t[]){B, F, TRUNK_FC});
-    h = md_add(g, h, sp->frame_pos);
-    h = md_tblock_forward(g, &sp->video_block, h, NULL, false, 0.f);       /* [B, F, 256] */
-    md_tensor *hf = md_reshape(g, h, 2, (int64_t[]){B * F, TRUNK_FC});
-    md_tensor *s = md_matmul(g, hf, sp->pool_q, false, false);            /* [B*F, 1] */
-    s = md_softmax(g, md_reshape(g, s, 3, (int64_t[]){B, 1, F}));
-    md_tensor *pooled = md_bmm(g, s, h, false, false);                     /* [B, 1, 256] */
-    pooled = md_reshape(g, pooled, 2, (int64_t[]){B, TRUNK_FC});
+    const int64_t fsz = (int64_t)MD_JUDGE_IMAGE_CHANNELS * S * S, isz = md_space_input_size(MD_MOD_VIDEO);
+    MD_ASSERT(md_numel(x) == B * isz);
+    /* host side: the frames packed for the image network, and the motion
+     * features of the ink path (pixels -> about [-1, 1]) */
+    float *frames = md_graph_scratch(g, sizeof(float) * (size_t)(B * F * fsz));
+    float *mot = md_graph_scratch(g, sizeof(float) * (size_t)(B * MOTION_IN));
+    for (int64_t b = 0; b < B; b++) {
+        const float *xb = x->data + b * isz, *traj = xb + F * fsz;
+        memcpy(frames + b * F * fsz, xb, sizeof(float) * (size_t)(F * fsz));
+        for (int t = 0; t < 2 * MD_WORLD_FRAMES; t++) {
+            mot[b * MOTION_IN + t] = (traj[t] - 0.5f * S) / (0.5f * S);
+            mot[b * MOTION_IN + 2 * MD_WORLD_FRAMES + t] = (traj[t] - traj[t % 2]) / 16.f;
+        }
+    }
+    /* the image encoder's network, frozen: its features are constants here */
+    bool grad = md_graph_grad_enabled(g);
+    md_graph_set_grad(g, false);
+    md_tensor *logits[MD_ATTR_COUNT];
+    md_tensor *f = md_judge_forward(g, &sp->image_net,
+                                    md_tensor_wrap(g, MD_F32, frames, 4, (int64_t[]){B * F, MD_JUDGE_IMAGE_CHANNELS, S, S}),
+                                    logits);
+    md_graph_set_grad(g, grad);
+    f = md_tensor_wrap(g, MD_F32, f->data, 3, (int64_t[]){B, F, FEAT});
+    md_tensor *m = md_tensor_wrap(g, MD_F32, mot, 2, (int64_t[]){B, MOTION_IN});
+    m = md_linear(g, md_relu(g, md_linear(g, m, sp->motion_w1, sp->motion_b1)), sp->motion_w2, sp->motion_b2);
+    md_tensor *parts[2] = {f, md_reshape(g, m, 3, (int64_t[]){B, 1, FEAT})};
+    md_tensor *h = md_add(g, md_concat(g, parts, 2, 1), sp->video_pos);   /* [B, F + 1, 128] */
+    h = md_tblock_forward(g, &sp->video_block, h, NULL, false, 0.f);
+    const int64_t N = F + 1;
+    md_tensor *hf = md_reshape(g, h, 2, (int64_t[]){B * N, FEAT});
+    md_tensor *s = md_matmul(g, hf, sp->pool_q, false, false);            /* [B*N, 1] */
+    s = md_softmax(g, md_reshape(g, s, 3, (int64_t[]){B, 1, N}));
+    md_tensor *pooled = md_reshape(g, md_bmm(g, s, h, false, false), 2, (int64_t[]){B, FEAT});
     return md_l2_normalize(g, md_linear(g, pooled, sp->video_proj, NULL), 1e-6f);
 }
 
@@ -371,10 +322,10 @@ static md_tensor *wrap_input(md_graph *g, md_modality m, void *data, int64_t n)
 {
     switch (m) {
     case MD_MOD_TEXT: return md_tensor_wrap(g, MD_I32, data, 2, (int64_t[]){n, MD_SPACE_TEXT_LEN});
-    case MD_MOD_IMAGE: return md_tensor_wrap(g, MD_F32, data, 4, (int64_t[]){n, 3, MD_WORLD_SIZE, MD_WORLD_SIZE});
+    case MD_MOD_IMAGE:
+        return md_tensor_wrap(g, MD_F32, data, 4, (int64_t[]){n, MD_JUDGE_IMAGE_CHANNELS, MD_WORLD_SIZE, MD_WORLD_SIZE});
     case MD_MOD_AUDIO: return md_tensor_wrap(g, MD_F32, data, 4, (int64_t[]){n, 1, 40, 101});
-    default:
-        return md_tensor_wrap(g, MD_F32, data, 5, (int64_t[]){n, MD_SPACE_VIDEO_FRAMES, 3, MD_WORLD_SIZE, MD_WORLD_SIZE});
+    default: return md_tensor_wrap(g, MD_F32, data, 2, (int64_t[]){n, md_space_input_size(MD_MOD_VIDEO)});
     }
 }
 
@@ -460,13 +411,14 @@ md_status md_space_compose(const float *v, const float *w, int n, float *out)
 void md_space_train_default_opts(md_space_train_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->steps[MD_MOD_IMAGE] = 1500;
-    o->steps[MD_MOD_AUDIO] = 1200;
-    o->steps[MD_MOD_VIDEO] = 600;
+    o->steps[MD_MOD_IMAGE] = 7000;
+    o->steps[MD_MOD_AUDIO] = 1500;
+    o->steps[MD_MOD_VIDEO] = 1500;
     o->batch[MD_MOD_IMAGE] = 64;
     o->batch[MD_MOD_AUDIO] = 64;
     o->batch[MD_MOD_VIDEO] = 32;
     o->lr = 1e-3f;
+    o->digit_weight = 0.3f;
     o->seed = 1;
 }
 
@@ -513,6 +465,76 @@ static md_tensor *info_nce(md_graph *g, md_tensor *za, md_tensor *zb, md_tensor 
     return md_scale(g, md_add(g, la, lb), 0.5f);
 }
 
+/* A caption of kind k that states only digit d (wording by variant):
+ * the world sample with every other attribute unset. */
+static md_status digit_caption(md_world_kind k, int d, uint64_t key, char *buf, size_t cap)
+{
+    md_world_sample s;
+    memset(&s, 0, sizeof s);
+    s.kind = k;
+    s.seed = key;
+    s.index = d;
+    for (int a = 0; a < MD_ATTR_COUNT; a++)
+        s.attr[a] = -1;
+    s.attr[MD_ATTR_DIGIT] = d;
+    s.src_image = s.src_audio = -1;
+    return md_caption_make(&s, (int)(key % 1000), buf, cap, NULL);
+}
+
+/* Images and videos come to training in groups of GROUP samples that
+ * share every attribute but the digit (colours, place, size, motion; same
+ * style), each with another digit: within a group only the digit tells the
+ * captions apart, so the encoders must learn to read it. (Drawn at random,
+ * colour and place alone match most captions in a batch, and the digit is
+ * never learned: the first space read image digits at 20%.) Held-out
+ * digit-ink and digit-motion pairs are never made. Audio is drawn as is. */
+#define GROUP 8
+#define TEXT_HOLD 0.3
+
+static md_status draw_batch(const md_world *w, uint64_t seed, md_world_kind kind, int64_t step, int64_t B,
+                            md_world_sample *out)
+{
+    for (int64_t b = 0; b < B; b++) {
+        int64_t idx = step * B + b;
+        md_status st;
+        if (kind == MD_WORLD_AUDIO || b % GROUP == 0) {
+            if ((st = md_world_draw(w, seed, MD_SPLIT_TRAIN, kind, idx, &out[b])) != MD_OK)
+                return st;
+            continue;
+        }
+        const int64_t first = b - b % GROUP;
+        const md_world_sample *a = &out[first];
+        bool placed = false;
+        for (int tries = 0; tries < 400 && !placed; tries++) {
+            md_world_sample m;
+            if ((st = md_world_draw(w, seed, MD_SPLIT_TRAIN, kind, ((int64_t)1 << 40) + idx * 512 + tries, &m)) != MD_OK)
+                return st;
+            bool used = m.attr[MD_ATTR_STYLE] != a->attr[MD_ATTR_STYLE];
+            for (int64_t j = first; j < b && !used; j++)
+                used = out[j].attr[MD_ATTR_DIGIT] == m.attr[MD_ATTR_DIGIT];
+            int at[MD_ATTR_COUNT];
+            memcpy(at, a->attr, sizeof at);
+            at[MD_ATTR_DIGIT] = m.attr[MD_ATTR_DIGIT];
+            at[MD_ATTR_SPEAKER] = m.attr[MD_ATTR_SPEAKER];   /* the voice comes with the soundtrack */
+            if (used || md_world_is_heldout(at))
+                continue;
+            memcpy(m.attr, at, sizeof at);
+            m.cx = a->cx;
+            m.cy = a->cy;
+            m.box = a->box;
+            memcpy(m.ink_rgb, a->ink_rgb, sizeof m.ink_rgb);
+            memcpy(m.bg_rgb, a->bg_rgb, sizeof m.bg_rgb);
+            m.dx = a->dx;
+            m.dy = a->dy;
+            out[b] = m;
+            placed = true;
+        }
+        if (!placed && (st = md_world_draw(w, seed, MD_SPLIT_TRAIN, kind, idx, &out[b])) != MD_OK)
+            return st;
+    }
+    return MD_OK;
+}
+
 /* One alignment stage: modality m against text; text trains in stage 1
  * only. */
 static md_status train_stage(md_space *sp, const md_world *w, const md_space_train_opts *o, md_modality m)
@@ -538,10 +560,14 @@ static md_status train_stage(md_space *sp, const md_world *w, const md_space_tra
     const size_t vsz = (size_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
     md_graph *g = md_graph_new((size_t)1 << 26);
     float *x = malloc(sizeof(float) * (size_t)(isz * B));
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * MD_SPACE_TEXT_LEN));
-    int32_t *eos = malloc(sizeof(int32_t) * (size_t)B);
+    /* text rows: B captions, then the ten digit-only captions */
+    const int64_t NT = B + 10;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(NT * MD_SPACE_TEXT_LEN));
+    int32_t *eos = malloc(sizeof(int32_t) * (size_t)NT);
+    int32_t *digit = malloc(sizeof(int32_t) * (size_t)B);
+    md_world_sample *smp = malloc(sizeof(md_world_sample) * (size_t)B);
     uint8_t *scratch = malloc(vsz * (size_t)T);
-    if (!g || !x || !ids || !eos || !scratch) {
+    if (!g || !x || !ids || !eos || !digit || !smp || !scratch) {
         st = MD_ERR_ALLOC;
         goto done;
     }
@@ -551,21 +577,16 @@ static md_status train_stage(md_space *sp, const md_world *w, const md_space_tra
             st = MD_ABORTED;
             break;
         }
+        if ((st = draw_batch(w, o->seed + 100, kind, step, B, smp)) != MD_OK)
+            break;
         volatile int bad = 0;
 #pragma omp parallel for schedule(dynamic, 2) num_threads(T)
         for (int64_t b = 0; b < B; b++) {
-            md_world_sample s;
+            const md_world_sample s = smp[b];
             int64_t idx = step * B + b;
-            if (md_world_draw(w, o->seed + 100, MD_SPLIT_TRAIN, kind, idx, &s) != MD_OK) {
-                bad = 1;
-                continue;
-            }
             float *xb = x + isz * b;
             uint8_t *sc = scratch + vsz * (size_t)omp_get_thread_num();
-            if (m == MD_MOD_VIDEO) {
-                md_world_render_video(w, &s, sc, NULL);
-                md_space_prep_frames(sc, xb);
-            } else if (md_space_prep_sample(w, &s, sc, xb) != MD_OK) {
+            if (md_space_prep_sample(w, &s, sc, xb) != MD_OK) {
                 bad = 1;
                 continue;
             }
@@ -573,6 +594,15 @@ static md_status train_stage(md_space *sp, const md_world *w, const md_space_tra
             int variant = (int)(md_hash64(o->seed ^ (uint64_t)idx * 0x9e3779b97f4a7c15ull) % 1000);
             md_caption_make(&s, variant, cap, sizeof cap, NULL);
             eos[b] = md_space_tokenize(sp, cap, ids + b * MD_SPACE_TEXT_LEN);
+            digit[b] = s.attr[MD_ATTR_DIGIT];
+        }
+        for (int d = 0; d < 10 && !bad; d++) {
+            char cap[MD_CAPTION_MAX];
+            if (digit_caption(kind, d, md_hash64(o->seed * 1000003u + (uint64_t)step * 10 + (uint64_t)d), cap,
+                              sizeof cap) != MD_OK)
+                bad = 1;
+            else
+                eos[B + d] = md_space_tokenize(sp, cap, ids + (B + d) * MD_SPACE_TEXT_LEN);
         }
         if (bad) {
             st = MD_ERR;
@@ -582,27 +612,43 @@ static md_status train_stage(md_space *sp, const md_world *w, const md_space_tra
         md_paramset_zero_grad(sp->ps[m]);
         if (train_text)
             md_paramset_zero_grad(sp->ps[MD_MOD_TEXT]);
-        md_tensor *zt;
-        int64_t tlen = pack_ids(ids, eos, B);
-        md_tensor *it = md_tensor_wrap(g, MD_I32, ids, 2, (int64_t[]){B, tlen});
-        md_tensor *et = md_tensor_wrap(g, MD_I32, eos, 1, (int64_t[]){B});
-        if (train_text) {
-            zt = md_space_text(g, sp, it, et);
+        md_tensor *zall;
+        int64_t tlen = pack_ids(ids, eos, NT);
+        md_tensor *it = md_tensor_wrap(g, MD_I32, ids, 2, (int64_t[]){NT, tlen});
+        md_tensor *et = md_tensor_wrap(g, MD_I32, eos, 1, (int64_t[]){NT});
+        /* stage 1 holds the text encoder at its start for the first
+         * TEXT_HOLD of the steps: the image encoder first learns to find
+         * the captions' (random but consistent) words, the digit among
+         * them; a text encoder trained from the first step instead drops
+         * the digit, which the image side cannot yet see, and the two
+         * settle on colour and place alone */
+        const bool text_now = train_text && step >= (int64_t)(TEXT_HOLD * (double)steps);
+        if (text_now) {
+            zall = md_space_text(g, sp, it, et);
         } else {
             /* frozen text: its vectors are constants of this step */
             md_graph_set_grad(g, false);
             md_tensor *z0 = md_space_text(g, sp, it, et);
             md_graph_set_grad(g, true);
-            zt = md_tensor_wrap(g, MD_F32, z0->data, 2, (int64_t[]){B, MD_SPACE_DIM});
+            zall = md_tensor_wrap(g, MD_F32, z0->data, 2, (int64_t[]){NT, MD_SPACE_DIM});
         }
+        md_tensor *zt = md_slice(g, zall, 0, 0, B), *zd = md_slice(g, zall, 0, B, NT);
         md_tensor *zm = encode(g, sp, m, wrap_input(g, m, x, B), NULL);
         md_tensor *loss = info_nce(g, zm, zt, sp->log_scale[m], B);
+        if (o->digit_weight > 0) {
+            /* each sample against the ten digit-only captions, at the
+             * pair's temperature held constant (ten near-even guesses would
+             * otherwise pull the learned scale down, and InfoNCE with it) */
+            md_tensor *ld = md_scale(g, md_matmul(g, zm, zd, false, true), expf(sp->log_scale[m]->data[0]));
+            md_tensor *ce = md_cross_entropy(g, ld, md_tensor_wrap(g, MD_I32, digit, 1, (int64_t[]){B}), 0.f, -1);
+            loss = md_add(g, loss, md_scale(g, ce, o->digit_weight));
+        }
         md_graph_backward(g, loss);
         md_paramset_finish_grads(sp->ps[m]);
         md_clip_grad_norm(sp->ps[m], 1.0f);
         float lr = md_lr_warmup_cosine(step, steps / 20 + 1, steps, o->lr, o->lr * 0.05f);
         md_adamw_step(&opt_m, lr);
-        if (train_text) {
+        if (text_now) {
             md_paramset_finish_grads(sp->ps[MD_MOD_TEXT]);
             md_clip_grad_norm(sp->ps[MD_MOD_TEXT], 1.0f);
             md_adamw_step(&opt_t, lr);
@@ -616,6 +662,8 @@ done:
     if (g && getenv("MEDLEY_PROFILE"))
         md_graph_profile_print(g, stderr);
     free(scratch);
+    free(smp);
+    free(digit);
     free(eos);
     free(ids);
     free(x);
@@ -640,16 +688,6 @@ md_status md_space_train(md_space *sp, const md_world *w, const md_space_train_o
         return st;
     if ((st = train_stage(sp, w, o, MD_MOD_AUDIO)) != MD_OK)
         return st;
-    /* the video's frame trunk starts as the trained image trunk */
-    for (int i = 0; i < sp->image.nconv; i++) {
-        memcpy(sp->frame.conv_w[i]->data, sp->image.conv_w[i]->data, sizeof(float) * (size_t)md_numel(sp->image.conv_w[i]));
-        memcpy(sp->frame.conv_b[i]->data, sp->image.conv_b[i]->data, sizeof(float) * (size_t)md_numel(sp->image.conv_b[i]));
-        memcpy(sp->frame.gn_w[i]->data, sp->image.gn_w[i]->data, sizeof(float) * (size_t)md_numel(sp->image.gn_w[i]));
-        memcpy(sp->frame.gn_b[i]->data, sp->image.gn_b[i]->data, sizeof(float) * (size_t)md_numel(sp->image.gn_b[i]));
-    }
-    memcpy(sp->frame.fc_w->data, sp->image.fc_w->data, sizeof(float) * (size_t)md_numel(sp->image.fc_w));
-    memcpy(sp->frame.fc_b->data, sp->image.fc_b->data, sizeof(float) * (size_t)md_numel(sp->image.fc_b));
-    memcpy(sp->video_proj->data, sp->image_proj->data, sizeof(float) * (size_t)md_numel(sp->image_proj));
     return train_stage(sp, w, o, MD_MOD_VIDEO);
 }
 
@@ -678,7 +716,7 @@ static bool supervised_batch(const md_world *w, uint64_t seed, md_world_split sp
         y[b] = s.attr[MD_ATTR_DIGIT];
         if (m == MD_MOD_VIDEO) {
             md_world_render_video(w, &s, sc, NULL);
-            md_space_prep_frames(sc, x + isz * b);
+            md_judge_prep_frames(sc, x + isz * b);
         } else if (md_space_prep_sample(w, &s, sc, x + isz * b) != MD_OK) {
             bad = 1;
         }
@@ -922,7 +960,7 @@ md_status md_space_evaluate(const md_space *sp, const md_world *w, md_world_spli
             if (k == MD_WORLD_VIDEO) {
                 float audio[MD_WORLD_AUDIO_SAMPLES];
                 md_world_render_video(w, &s, sc, audio);
-                md_space_prep_frames(sc, x + isz * i);
+                md_judge_prep_frames(sc, x + isz * i);
                 if (md_judge_prep_audio(audio, xa + md_space_input_size(MD_MOD_AUDIO) * i) != MD_OK)
                     bad = 1;
             } else if (md_space_prep_sample(w, &s, sc, x + isz * i) != MD_OK) {

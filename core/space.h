@@ -6,18 +6,24 @@
  *
  *   text   byte-level BPE ids -> causal transformer (2 layers, d 128) ->
  *          the <eos> position -> LayerNorm -> linear -> unit vector
- *   image  [3, 64, 64] -> four 3×3 convs (32, 64, 128, 128; stride 2),
- *          each with GroupNorm + SiLU -> flatten 4×4 -> 256 -> unit vector
- *   audio  log-mel [1, 40, 101] at 8 kHz (the audio judge's features) ->
- *          four convs -> mean over time -> 256 -> unit vector
- *   video  frames 0, 3, .., 15 -> the image trunk (own weights, started
- *          from the trained image encoder) per frame -> + frame position ->
- *          one transformer block across frames -> attention pooling (a
- *          learned query) -> unit vector
+ *   image  [4, 64, 64] (RGB and the ink channel, as the image judge reads
+ *          it) -> the judges' network shape without heads (seven convs
+ *          with GroupNorm + SiLU, saliency pooling beside a "where"
+ *          branch) -> 128 features -> linear -> unit vector
+ *   audio  log-mel [1, 40, 101] at 8 kHz -> the audio judge's network
+ *          shape without heads -> 128 -> linear -> unit vector
+ *   video  frames 0, 3, .., 15 through the image encoder's network
+ *          (frozen: the video stage learns only time) -> 6 frame tokens,
+ *          and a motion token from the ink centroid's path over all 16
+ *          frames -> + position -> one transformer block -> attention
+ *          pooling (a learned query) -> linear -> unit vector
  *
  * Training (md_space_train): stage 1 aligns image <-> text with a symmetric
  * InfoNCE loss and a learned temperature; stage 2 freezes the text encoder
- * and aligns audio <-> text, then video <-> text. No image–audio or
+ * and aligns audio <-> text, then video <-> text. Beside the full captions,
+ * each sample is also contrasted with the ten digit-only captions of its
+ * kind ("a handwritten seven", "someone says 7"): the one thing every
+ * modality shows, so it is what must line up across them. No image–audio or
  * video–audio pair is ever used: their agreement is emergent.
  *
  * Composition: condition = normalize(sum_i w_i v_i / sum_i w_i); negative
@@ -36,18 +42,11 @@ extern "C" {
 #endif
 
 #define MD_SPACE_DIM 128
-#define MD_SPACE_VERSION 1
+#define MD_SPACE_VERSION 2
 #define MD_SPACE_TEXT_LEN 48        /* tokens, <bos> and <eos> included */
 #define MD_SPACE_VIDEO_FRAMES 6
 
 typedef enum md_modality { MD_MOD_TEXT = 0, MD_MOD_IMAGE = 1, MD_MOD_AUDIO = 2, MD_MOD_VIDEO = 3 } md_modality;
-
-typedef struct md_space_trunk {       /* conv encoder shared by image, audio, video frames */
-    int nconv, cin;
-    md_tensor *conv_w[4], *conv_b[4];
-    md_tensor *gn_w[4], *gn_b[4];     /* GroupNorm (8 groups) + SiLU after each conv */
-    md_tensor *fc_w, *fc_b;           /* [256, flat] */
-} md_space_trunk;
 
 typedef struct md_space {
     md_bpe *bpe;                      /* owned */
@@ -58,14 +57,14 @@ typedef struct md_space {
     md_tensor *tok_emb, *pos_emb;     /* [V, d], [T, d] */
     md_tblock text_blocks[4];
     md_tensor *lnf_w, *lnf_b, *text_proj;          /* proj [D, d] */
-    /* image, audio */
-    md_space_trunk image, audio;
-    md_tensor *image_proj, *audio_proj;            /* [D, 256] */
-    /* video */
-    md_space_trunk frame;
-    md_tensor *frame_pos;             /* [F, 256] */
+    /* image, audio: the judges' networks (no heads), then a projection */
+    md_judge image_net, audio_net;
+    md_tensor *image_proj, *audio_proj;            /* [D, 128] */
+    /* video: 6 frame tokens (image_net features) and a motion token */
+    md_tensor *video_pos;             /* [7, 128] */
+    md_tensor *motion_w1, *motion_b1, *motion_w2, *motion_b2;   /* [128, 64], [128, 128] */
     md_tblock video_block;
-    md_tensor *pool_q, *video_proj;   /* [256], [D, 256] */
+    md_tensor *pool_q, *video_proj;   /* [128, 1], [D, 128] */
     /* learned temperatures (log of the logit scale), one per aligned pair */
     md_tensor *log_scale[4];          /* [1], in ps[modality]; text's unused */
 } md_space;
@@ -78,12 +77,11 @@ md_status md_space_save(const md_space *sp, const char *path, const char *recipe
 md_status md_space_load(md_space *sp, const char *path);
 
 /* Input preparation. Text: ids [MD_SPACE_TEXT_LEN] (<bos> text <eos>,
- * padded, truncated) and the <eos> position. Image/audio as the judges';
- * video: MD_SPACE_VIDEO_FRAMES frames of [3, 64, 64]. */
+ * padded, truncated) and the <eos> position. Image, audio and video are
+ * prepared as their judges read them (md_judge_prep_rgb, _audio, _frames):
+ * md_space_input_size(m) == md_judge_input_size(kind). */
 int md_space_tokenize(const md_space *sp, const char *text, int32_t *ids);
 int64_t md_space_input_size(md_modality m);
-void md_space_prep_rgb(const uint8_t *rgb, float *x);         /* [64, 64, 3] u8 -> [3, 64, 64] in [-1, 1] */
-void md_space_prep_frames(const uint8_t *frames, float *x);   /* frames [16, 64, 64, 3] u8 */
 /* Renders a world sample as its encoder's input (scratch: 16 frames for
  * video, else may be NULL). */
 md_status md_space_prep_sample(const md_world *w, const md_world_sample *s, uint8_t *scratch, float *x);
@@ -110,6 +108,7 @@ typedef struct md_space_train_opts {
     int64_t steps[4];                 /* per stage: [0] unused, [1] image-text, [2] audio-text, [3] video-text */
     int batch[4];
     float lr;
+    float digit_weight;               /* weight of the digit-caption term (0.3) */
     uint64_t seed;
     void (*progress)(int stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;

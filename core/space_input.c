@@ -11,17 +11,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-md_status md_space_prep_image(const md_image *im, float *x)
+/* Any image -> 64×64 RGB bytes, cover-cropped (the world's frame). */
+static md_status fit_rgb(const md_image *im, uint8_t *rgb)
 {
     md_image fit = {0};
     md_status st = md_image_fit(im, MD_WORLD_SIZE, MD_WORLD_SIZE, MD_FIT_CROP, 0.f, 3, &fit);
     if (st != MD_OK)
         return st;
-    /* as md_space_prep_rgb: [0, 1] -> [-1, 1], CHW */
-    static const float mean[3] = {0.5f, 0.5f, 0.5f}, sd[3] = {0.5f, 0.5f, 0.5f};
-    md_image_to_chw(&fit, mean, sd, x);
+    for (int i = 0; i < MD_WORLD_SIZE * MD_WORLD_SIZE * 3; i++) {
+        float v = fit.pixels[i] * 255.f + 0.5f;
+        rgb[i] = (uint8_t)(v < 0.f ? 0.f : v > 255.f ? 255.f : v);
+    }
     md_image_free(&fit);
     return MD_OK;
+}
+
+md_status md_space_prep_image(const md_image *im, float *x)
+{
+    uint8_t rgb[MD_WORLD_SIZE * MD_WORLD_SIZE * 3];
+    md_status st = fit_rgb(im, rgb);
+    if (st == MD_OK)
+        md_judge_prep_rgb(rgb, x);   /* as the image encoder reads the world's images */
+    return st;
 }
 
 md_status md_space_prep_audio(const md_audio *a, float *x)
@@ -50,18 +61,24 @@ md_status md_space_prep_video(const md_video *v, float *x)
         md_log(MD_LOG_ERROR, "video has no frames");
         return MD_ERR_INVALID;
     }
-    const int64_t fsz = (int64_t)3 * MD_WORLD_SIZE * MD_WORLD_SIZE;
-    for (int k = 0; k < MD_SPACE_VIDEO_FRAMES; k++) {
-        /* frame 3k of the first 16 (at the world's 16 fps), or the last */
-        int64_t want = (int64_t)llround(3.0 * k * v->fps / MD_WORLD_FPS);
+    /* the first second at the world's 16 fps (the last frame repeats in a
+     * shorter clip) */
+    const size_t fsz = (size_t)MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+    uint8_t *frames = malloc(fsz * MD_WORLD_FRAMES);
+    if (!frames)
+        return MD_ERR_ALLOC;
+    md_status st = MD_OK;
+    for (int t = 0; t < MD_WORLD_FRAMES && st == MD_OK; t++) {
+        int64_t want = (int64_t)llround((double)t * v->fps / MD_WORLD_FPS);
         int64_t f = want < v->frames ? want : v->frames - 1;
         md_image fr = {.width = v->width, .height = v->height, .channels = v->channels,
                        .pixels = v->pixels + (size_t)f * (size_t)v->width * (size_t)v->height * (size_t)v->channels};
-        md_status st = md_space_prep_image(&fr, x + fsz * k);
-        if (st != MD_OK)
-            return st;
+        st = fit_rgb(&fr, frames + fsz * (size_t)t);
     }
-    return MD_OK;
+    if (st == MD_OK)
+        md_judge_prep_frames(frames, x);
+    free(frames);
+    return st;
 }
 
 void md_space_input_free(md_space_input *in)

@@ -2,10 +2,12 @@
  * prepared inputs the space encoders read (space.h):
  *
  *   text   UTF-8, kept as is (tokenized by the space)
- *   image  any decodable image -> RGB, cover-cropped to 64×64 -> [3, 64, 64]
+ *   image  any decodable image -> RGB, cover-cropped to 64×64 -> RGB and
+ *          ink channel [4, 64, 64] (md_judge_prep_rgb)
  *   audio  any decodable audio -> mono 8 kHz, the loudest second -> log-mel
  *   video  the first second at 16 fps, frames cover-cropped to 64×64 ->
- *          frames 0, 3, .., 15 -> [6, 3, 64, 64] (soundtrack not used)
+ *          frames 0, 3, .., 15 and the ink path (md_judge_prep_frames);
+ *          the soundtrack is not used
  *
  * A file's modality is decided by its first bytes (md_media_format_name):
  * image formats, audio containers, video containers; a file none of the

@@ -619,6 +619,18 @@ md_status md_paramset_alloc(md_paramset *ps)
     return MD_OK;
 }
 
+void md_paramset_set_frozen(md_paramset *ps, bool frozen)
+{
+    MD_ASSERT(ps->allocated);
+    int64_t off = 0;
+    for (int i = 0; i < ps->n; i++) {
+        md_tensor *t = ps->params[i];
+        t->grad = frozen ? NULL : ps->grads + off;
+        t->requires_grad = !frozen;
+        off += md_numel(t);
+    }
+}
+
 int md_paramset_count(const md_paramset *ps) { return ps->n; }
 md_tensor *md_paramset_get(md_paramset *ps, int i) { return (i >= 0 && i < ps->n) ? ps->params[i] : NULL; }
 

@@ -183,6 +183,10 @@ void md_paramset_free(md_paramset *ps);
  * Returns NULL after alloc (programmer error, asserted). */
 md_tensor *md_param_add(md_paramset *ps, const char *name, int ndim, const int64_t *shape);
 md_status md_paramset_alloc(md_paramset *ps);
+/* Frozen parameters keep no gradient: graphs over them still pass
+ * gradients to their other inputs, but no op computes or stores one for
+ * them (a fixed network inside another's loss). Unfreezing restores them. */
+void md_paramset_set_frozen(md_paramset *ps, bool frozen);
 int md_paramset_count(const md_paramset *ps);
 md_tensor *md_paramset_get(md_paramset *ps, int i);
 md_tensor *md_paramset_find(md_paramset *ps, const char *name);

@@ -3,6 +3,7 @@
 #ifndef MEDLEY_CHECK_H
 #define MEDLEY_CHECK_H
 
+#include "md.h"
 #include <stdio.h>
 
 static int check_failures, check_count;
@@ -17,6 +18,15 @@ static int check_failures, check_count;
         printf("%s\n", check_ok_ ? "" : "   <-- " #cond);                    \
         fflush(stdout);                                                      \
     } while (0)
+
+/* A log callback that drops messages, for tests that provoke errors and
+ * read them with md_last_error() (install with md_log_set_callback). */
+static inline void check_quiet_log(md_log_level level, const char *msg, void *user)
+{
+    (void)level;
+    (void)msg;
+    (void)user;
+}
 
 static inline int check_done(void)
 {

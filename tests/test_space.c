@@ -86,7 +86,6 @@ static md_status tiny_space(const md_world *w, md_space *sp, double *secs)
     o.steps[MD_MOD_VIDEO] = 10;   /* the video stage runs; its figures are not asserted */
     o.batch[MD_MOD_IMAGE] = o.batch[MD_MOD_AUDIO] = 64;
     o.batch[MD_MOD_VIDEO] = 16;
-    o.lr = 2e-3f;
     double t0 = md_time_now();
     md_status st = md_space_train(sp, w, &o);
     *secs = md_time_now() - t0;
@@ -164,8 +163,8 @@ static void test_inputs(const md_world *w)
     md_world_draw(w, 3, MD_SPLIT_TEST, MD_WORLD_IMAGE, 5, &s);
     uint8_t rgb[64 * 64 * 3];
     md_world_render_image(w, &s, rgb);
-    float direct[3 * 64 * 64];
-    md_space_prep_rgb(rgb, direct);
+    float direct[4 * 64 * 64];
+    md_judge_prep_rgb(rgb, direct);
     md_image im = {0};
     md_image_alloc(&im, 64, 64, 3);
     for (int i = 0; i < 64 * 64 * 3; i++)
@@ -177,7 +176,7 @@ static void test_inputs(const md_world *w)
     md_space_input in;
     md_status st = md_space_input_from_file(p, &in);
     double err = 0;
-    for (int i = 0; st == MD_OK && i < 3 * 64 * 64; i++)
+    for (int i = 0; st == MD_OK && i < 4 * 64 * 64; i++)
         err = fmax(err, fabs(in.x[i] - direct[i]));
     CHECK(st == MD_OK && in.modality == MD_MOD_IMAGE && err < 1e-5, "a PNG reads as the image input (err %.1e)", err);
     md_space_input_free(&in);
@@ -243,22 +242,21 @@ static void test_shipped(const md_world *w)
     e = md_space_tokenize(&sp, longtext, ids);
     CHECK(e == MD_SPACE_TEXT_LEN - 1 && ids[e] == MD_BPE_EOS, "a long text is cut to the context");
 
-    /* figures on a fixed test batch (the first 300 test draws): the shipped
-     * space's measured values on this batch, less a margin, so that a
-     * regression shows. They are far from the issue's targets (zero-shot
-     * 97% / 90% / 95%, emergent agreement 85%); README and the closing note
-     * say so. */
+    /* figures on a fixed test batch (the first 300 test draws), against
+     * the issue's targets: zero-shot digit >= 97% (image), 90% (audio),
+     * 95% (video); emergent image <-> audio agreement >= 85%. Measured on
+     * this batch: 99.0 / 100 / 99.0%, agreement 99.0 / 100%; text -> image
+     * R@5 95.7%. */
     md_space_eval ev;
     CHECK(md_space_evaluate(&sp, w, MD_SPLIT_TEST, 300, &ev) == MD_OK, "evaluated on 300 test samples (%.0f s)", ev.seconds);
-    CHECK(ev.zeroshot[MD_MOD_IMAGE] >= 0.15, "zero-shot image digit %.1f%% (measured 17.7%%)", 100 * ev.zeroshot[MD_MOD_IMAGE]);
-    CHECK(ev.zeroshot[MD_MOD_AUDIO] >= 0.80, "zero-shot audio digit %.1f%% (measured 83.0%%)", 100 * ev.zeroshot[MD_MOD_AUDIO]);
-    CHECK(ev.r5[MD_MOD_TEXT][MD_MOD_IMAGE] >= 0.60, "text -> image R@5 %.1f%% (chance 1.7%%)",
+    CHECK(ev.zeroshot[MD_MOD_IMAGE] >= 0.97, "zero-shot image digit %.1f%% (target 97%%)", 100 * ev.zeroshot[MD_MOD_IMAGE]);
+    CHECK(ev.zeroshot[MD_MOD_AUDIO] >= 0.90, "zero-shot audio digit %.1f%% (target 90%%)", 100 * ev.zeroshot[MD_MOD_AUDIO]);
+    CHECK(ev.zeroshot[MD_MOD_VIDEO] >= 0.95, "zero-shot video digit %.1f%% (target 95%%)", 100 * ev.zeroshot[MD_MOD_VIDEO]);
+    CHECK(ev.agree[MD_MOD_IMAGE][MD_MOD_AUDIO] >= 0.85 && ev.agree[MD_MOD_AUDIO][MD_MOD_IMAGE] >= 0.85,
+          "emergent digit agreement (never trained together): image -> audio %.1f%%, audio -> image %.1f%% "
+          "(target 85%%)", 100 * ev.agree[MD_MOD_IMAGE][MD_MOD_AUDIO], 100 * ev.agree[MD_MOD_AUDIO][MD_MOD_IMAGE]);
+    CHECK(ev.r5[MD_MOD_TEXT][MD_MOD_IMAGE] >= 0.85, "text -> image R@5 %.1f%% (measured 95.7%%, chance 1.7%%)",
           100 * ev.r5[MD_MOD_TEXT][MD_MOD_IMAGE]);
-    CHECK(ev.agree[MD_MOD_AUDIO][MD_MOD_TEXT] >= 0.75, "audio's nearest caption names its digit: %.1f%%",
-          100 * ev.agree[MD_MOD_AUDIO][MD_MOD_TEXT]);
-    printf("     (not asserted: zero-shot video %.1f%%, emergent image<->audio agreement %.1f%% / %.1f%%)\n",
-           100 * ev.zeroshot[MD_MOD_VIDEO], 100 * ev.agree[MD_MOD_IMAGE][MD_MOD_AUDIO],
-           100 * ev.agree[MD_MOD_AUDIO][MD_MOD_IMAGE]);
 
     /* same input, any thread count: the same bits */
     md_graph *g = md_graph_new((size_t)1 << 22);
