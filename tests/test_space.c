@@ -9,6 +9,7 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "space_input.h"
+#include "video_io.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -204,6 +205,38 @@ static void test_inputs(const md_world *w)
     md_space_input_free(&in);
     md_audio_free(&a);
     md_audio_free(&a16);
+
+    /* a world video written as MP4 (lossy) reads back close to the video
+     * encoder's input of its frames: the same frames, the same ink path */
+    md_world_draw(w, 3, MD_SPLIT_TEST, MD_WORLD_VIDEO, 4, &s);
+    const size_t fsz = 64 * 64 * 3;
+    uint8_t *frames = malloc(fsz * MD_WORLD_FRAMES);
+    md_world_render_video(w, &s, frames, NULL);
+    int64_t vsz = md_space_input_size(MD_MOD_VIDEO);
+    float *vdirect = malloc(sizeof(float) * (size_t)vsz);
+    md_judge_prep_frames(frames, vdirect);
+    md_video vid = {0};
+    md_video_alloc(&vid, 64, 64, 3, MD_WORLD_FRAMES, MD_WORLD_FPS);
+    for (size_t i = 0; i < fsz * MD_WORLD_FRAMES; i++)
+        vid.pixels[i] = frames[i] / 255.f;
+    snprintf(p, sizeof p, "%s/space_in.mp4", tmpdir());
+    st = md_video_save(p, &vid, "mp4", NULL);
+    md_video_free(&vid);
+    if (st == MD_OK)
+        st = md_space_input_from_file(p, &in);
+    double perr = 0, terr = 0;
+    const int64_t pix = vsz - 2 * MD_WORLD_FRAMES;
+    for (int64_t i = 0; st == MD_OK && i < pix; i++)
+        perr += fabs(in.x[i] - vdirect[i]);
+    for (int64_t i = pix; st == MD_OK && i < vsz; i++)
+        terr = fmax(terr, fabs(in.x[i] - vdirect[i]));
+    perr /= (double)pix;
+    CHECK(st == MD_OK && in.modality == MD_MOD_VIDEO && perr < 0.05 && terr < 2.0,
+          "an MP4 reads as the video input (mean pixel error %.3f of 2, ink path within %.2f px)", perr, terr);
+    if (st == MD_OK)
+        md_space_input_free(&in);
+    free(vdirect);
+    free(frames);
 
     snprintf(p, sizeof p, "%s/space_in.txt", tmpdir());
     FILE *f = fopen(p, "w");
