@@ -151,6 +151,8 @@ int medley_cmd_train_space(int argc, char **argv)
         }
         i++;
     }
+    if (!(out = medley_output_dir(out, "medley train space")))
+        return 1;
     md_world w;
     double t0 = md_time_now();
     if (md_world_open(data, &w) != MD_OK) {
@@ -174,7 +176,7 @@ int medley_cmd_train_space(int argc, char **argv)
             print_space_eval(&e);
         }
         char path[4096], recipe[512];
-        snprintf(path, sizeof path, "%s/space.safetensors", medley_models_dir(out));
+        snprintf(path, sizeof path, "%s/space.safetensors", out);
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train space\",\"steps\":[%lld,%lld,%lld],\"batch\":[%d,%d,%d],"
                  "\"lr\":%g,\"digit_weight\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",

@@ -84,6 +84,8 @@ int medley_cmd_train_vqgan(int argc, char **argv)
         }
         i++;
     }
+    if (!(out = medley_output_dir(out, "medley train vqgan")))
+        return 1;
     md_judge judge;
     bool have_judge = perceptual && load_image_judge(models, &judge, false) == 0;
     if (perceptual && !have_judge) {
@@ -117,7 +119,7 @@ int medley_cmd_train_vqgan(int argc, char **argv)
         if (md_vqgan_evaluate(&v, &w, MD_SPLIT_VAL, 300, o.judge, &e) == MD_OK)
             print_vq_eval(&e, "validation");
         char path[4096], recipe[512];
-        snprintf(path, sizeof path, "%s/vqgan.safetensors", medley_models_dir(out));
+        snprintf(path, sizeof path, "%s/vqgan.safetensors", out);
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train vqgan\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,\"beta\":%g,"
                  "\"perceptual\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",

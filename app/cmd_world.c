@@ -34,6 +34,36 @@ const char *medley_models_dir(const char *opt)
     return MEDLEY_ASSETS_DIR;
 }
 
+const char *medley_output_dir(const char *opt, const char *cmd)
+{
+    const char *dir = medley_models_dir(opt);
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
+        fprintf(stderr, "%s: the output folder's name is too long\n", cmd);
+        return NULL;
+    }
+    /* every level in turn, as mkdir -p */
+    for (char *p = buf + 1;; p++) {
+        bool end = *p == '\0';
+        if (*p == '/' || end) {
+            *p = '\0';
+            struct stat stt;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+                fprintf(stderr, "%s: cannot create the folder %s: %s\n", cmd, buf, strerror(errno));
+                return NULL;
+            }
+            if (stat(buf, &stt) != 0 || !S_ISDIR(stt.st_mode)) {
+                fprintf(stderr, "%s: %s is not a folder\n", cmd, buf);
+                return NULL;
+            }
+            if (end)
+                break;
+            *p = '/';
+        }
+    }
+    return dir;
+}
+
 static int open_world(const char *data, md_world *w)
 {
     double t0 = md_time_now();
@@ -182,7 +212,8 @@ int medley_cmd_train_judges(int argc, char **argv)
         }
         i++;
     }
-    out = medley_models_dir(out);
+    if (!(out = medley_output_dir(out, "medley train judges")))
+        return 1;
     md_world w;
     if (open_world(data, &w))
         return 1;

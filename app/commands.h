@@ -13,6 +13,11 @@ int medley_parse_int(const char *opt, const char *val, long lo, long hi, long *o
 /* The folder of bundled models: opt, else $MEDLEY_MODELS_DIR, else the
  * source tree's assets/models as configured at build time. */
 const char *medley_models_dir(const char *opt);
+/* As medley_models_dir, for a command that writes models there: creates the
+ * folder (and its parents) if missing. NULL, with the reason printed under
+ * cmd's name, when it cannot. Called before training starts, so a bad
+ * folder fails at once, not after the run. */
+const char *medley_output_dir(const char *opt, const char *cmd);
 
 /* A log callback that drops messages (for probing files that may fail). */
 void medley_quiet_log(md_log_level level, const char *msg, void *user);

@@ -281,7 +281,7 @@ md_status md_vqgan_detokenize(const md_vqgan *v, md_graph *g, const int32_t *tok
 void md_vqgan_train_default_opts(md_vqgan_train_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->steps = 4000;
+    o->steps = 1300;
     o->batch = 32;
     o->lr = 1e-3f;
     o->beta = 0.25f;

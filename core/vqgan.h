@@ -85,7 +85,7 @@ md_status md_vqgan_detokenize(const md_vqgan *v, md_graph *g, const int32_t *tok
 
 /* ---- training ---- */
 typedef struct md_vqgan_train_opts {
-    int64_t steps;                   /* 4000 */
+    int64_t steps;                   /* 1300 */
     int batch;                       /* 32: three quarters images, a quarter video frames */
     float lr;                        /* 1e-3 peak, warmup 2%, cosine to 1/20 */
     float beta;                      /* commitment weight, 0.25 */

@@ -35,6 +35,13 @@ if command -v sox >/dev/null 2>&1; then
 else
     echo "skip sox checks: sox missing"
 fi
+# Training commands check their output folder before they start.
+printf 'x' >"$tmp/afile"
+check "train into a path under a file" 1 "$exe" train vqgan --steps 1 -o "$tmp/afile/models"
+case "$LAST" in *"afile is not a folder"*) echo "ok   says why, before training";; *) echo "FAIL: $LAST"; fail=1;; esac
+check "unknown thing to train" 2 "$exe" train unicorns
+case "$LAST" in *"judges, space or vqgan"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
+check "bad --digit-weight refused" 2 "$exe" train space --digit-weight lots
 # The demo world commands (need the data folder; skipped without it).
 if [ -n "${MEDLEY_DATA_DIR:-}" ]; then
     check "corpus without a subcommand" 2 "$exe" corpus
