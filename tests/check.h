@@ -5,6 +5,7 @@
 
 #include "md.h"
 #include <stdio.h>
+#include <stdlib.h>
 
 static int check_failures, check_count;
 
@@ -26,6 +27,15 @@ static inline void check_quiet_log(md_log_level level, const char *msg, void *us
     (void)level;
     (void)msg;
     (void)user;
+}
+
+/* buf = the bundled model `file` in $MEDLEY_MODELS_DIR (else
+ * assets/models); returns buf. */
+static inline const char *check_model_path(char *buf, size_t cap, const char *file)
+{
+    const char *m = getenv("MEDLEY_MODELS_DIR");
+    snprintf(buf, cap, "%s/%s", m && *m ? m : "assets/models", file);
+    return buf;
 }
 
 static inline int check_done(void)

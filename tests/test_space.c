@@ -255,9 +255,8 @@ static void test_inputs(const md_world *w)
 
 static void test_shipped(const md_world *w)
 {
-    const char *models = getenv("MEDLEY_MODELS_DIR");
     char p[2048];
-    snprintf(p, sizeof p, "%s/space.safetensors", models ? models : "assets/models");
+    check_model_path(p, sizeof p, "space.safetensors");
     md_space sp;
     md_status st = md_space_load(&sp, p);
     CHECK(st == MD_OK, "the shipped space loads: %s", st == MD_OK ? p : md_last_error());

@@ -148,15 +148,14 @@ static void test_tiny(const md_world *w)
 
 static void test_shipped(const md_world *w)
 {
-    const char *models = getenv("MEDLEY_MODELS_DIR");
     char p[2048];
-    snprintf(p, sizeof p, "%s/vqgan.safetensors", models ? models : "assets/models");
+    check_model_path(p, sizeof p, "vqgan.safetensors");
     md_vqgan v;
     md_status st = md_vqgan_load(&v, p);
     CHECK(st == MD_OK, "the shipped tokenizer loads: %s", st == MD_OK ? p : md_last_error());
     if (st != MD_OK)
         return;
-    snprintf(p, sizeof p, "%s/judge-image.safetensors", models ? models : "assets/models");
+    check_model_path(p, sizeof p, "judge-image.safetensors");
     md_judge j;
     bool judge = md_judge_load(&j, p, MD_WORLD_IMAGE) == MD_OK;
     CHECK(judge, "the image judge loads");
