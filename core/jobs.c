@@ -55,6 +55,17 @@ static job *find(md_jobs *q, int64_t id)
     return NULL;
 }
 
+/* With q->mu held: the job, or NULL after unlocking and logging. */
+static job *find_locked(md_jobs *q, int64_t id)
+{
+    job *j = find(q, id);
+    if (!j) {
+        pthread_mutex_unlock(&q->mu);
+        md_log(MD_LOG_ERROR, "jobs: no job %lld", (long long)id);
+    }
+    return j;
+}
+
 static void *worker_main(void *arg)
 {
     md_jobs *q = arg;
@@ -179,12 +190,9 @@ int64_t md_jobs_submit(md_jobs *q, md_job_fn run, void *task, void (*task_free)(
 md_status md_jobs_cancel(md_jobs *q, int64_t id)
 {
     pthread_mutex_lock(&q->mu);
-    job *j = find(q, id);
-    if (!j) {
-        pthread_mutex_unlock(&q->mu);
-        md_log(MD_LOG_ERROR, "jobs: no job %lld", (long long)id);
+    job *j = find_locked(q, id);
+    if (!j)
         return MD_ERR_INVALID;
-    }
     bool was_queued = j->state == MD_JOB_QUEUED;
     if (was_queued || j->state == MD_JOB_RUNNING)
         j->cancel = 1;
@@ -210,12 +218,9 @@ md_status md_jobs_cancel(md_jobs *q, int64_t id)
 md_status md_jobs_wait(md_jobs *q, int64_t id, char *msg, size_t cap)
 {
     pthread_mutex_lock(&q->mu);
-    job *j = find(q, id);
-    if (!j) {
-        pthread_mutex_unlock(&q->mu);
-        md_log(MD_LOG_ERROR, "jobs: no job %lld", (long long)id);
+    job *j = find_locked(q, id);
+    if (!j)
         return MD_ERR_INVALID;
-    }
     while (j->state == MD_JOB_QUEUED || j->state == MD_JOB_RUNNING)
         pthread_cond_wait(&q->done, &q->mu);
     md_status st = j->result;

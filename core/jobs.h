@@ -67,6 +67,7 @@ md_status md_jobs_cancel(md_jobs *q, int64_t id);
 /* Blocks until the job finishes; returns its result (MD_ABORTED when
  * cancelled) and copies its error message into msg (may be NULL). */
 md_status md_jobs_wait(md_jobs *q, int64_t id, char *msg, size_t cap);
+/* MD_JOB_FAILED for an unknown id. */
 md_job_state md_jobs_state(md_jobs *q, int64_t id);
 /* Jobs queued or running. */
 int md_jobs_pending(md_jobs *q);
