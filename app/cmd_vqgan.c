@@ -78,6 +78,10 @@ int medley_cmd_train_vqgan(int argc, char **argv)
         } else if (strcmp(a, "--batch") == 0) {
             if (medley_parse_int(a, val, 8, 1024, &v)) return 2;
             o.batch = (int)v;
+        } else if (strcmp(a, "--perceptual") == 0 || strcmp(a, "--stroke") == 0) {
+            double f;
+            if (medley_parse_double(a, val, 0.0, 100.0, &f)) return 2;
+            *(a[2] == 'p' ? &o.perceptual : &o.stroke) = (float)f;
         } else {
             fprintf(stderr, "medley train vqgan: unknown option \"%s\"\n", a);
             return 2;
@@ -122,9 +126,9 @@ int medley_cmd_train_vqgan(int argc, char **argv)
         snprintf(path, sizeof path, "%s/vqgan.safetensors", out);
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train vqgan\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,\"beta\":%g,"
-                 "\"perceptual\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
+                 "\"perceptual\":%g,\"stroke\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
                  (long long)o.steps, o.batch, (double)o.lr, (double)o.beta, have_judge ? (double)o.perceptual : 0.0,
-                 (unsigned long long)o.seed, secs, md_threads_get());
+                 (double)o.stroke, (unsigned long long)o.seed, secs, md_threads_get());
         st = md_vqgan_save(&v, path, recipe, w.data_hash);
         if (st == MD_OK)
             printf("saved %s (%.0f s in all)\n", path, secs);

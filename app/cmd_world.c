@@ -366,8 +366,9 @@ typedef struct eval_opts {
     long quick;    /* 0 = whole test split */
 } eval_opts;
 
-static int load_judges(const char *dir, md_judge j[3])
+int medley_load_judges(const char *models, md_judge j[3])
 {
+    const char *dir = medley_models_dir(models);
     for (int k = 0; k < 3; k++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/judge-%s.safetensors", dir, md_world_kind_names[k]);
@@ -494,14 +495,14 @@ int medley_cmd_eval(int argc, char **argv)
         return rc;
     }
     md_judge j[3];
-    if (load_judges(medley_models_dir(eo.models), j))
+    if (medley_load_judges(eo.models, j))
         return 1;
     if (open_world(eo.data, &w)) {
         for (int k = 0; k < 3; k++)
             md_judge_free(&j[k]);
         return 1;
     }
-    int rc = eo.judges ? eval_judges(&eo, &w, j) : medley_eval_matrix(&w, j, eo.json, eo.quick);
+    int rc = eo.judges ? eval_judges(&eo, &w, j) : medley_eval_matrix(&w, j, eo.json, eo.quick, eo.models);
     md_world_close(&w);
     for (int k = 0; k < 3; k++)
         md_judge_free(&j[k]);

@@ -10,6 +10,8 @@ extern volatile int medley_cancel;   /* set by SIGINT */
 /* Parses an integer option value in [lo, hi]; prints the reason on failure
  * and returns -1. */
 int medley_parse_int(const char *opt, const char *val, long lo, long hi, long *out);
+/* The same for a real number in [lo, hi] (NaN and infinities refused). */
+int medley_parse_double(const char *opt, const char *val, double lo, double hi, double *out);
 /* The folder of bundled models: opt, else $MEDLEY_MODELS_DIR, else the
  * source tree's assets/models as configured at build time. */
 const char *medley_models_dir(const char *opt);
@@ -19,6 +21,8 @@ const char *medley_models_dir(const char *opt);
  * folder fails at once, not after the run. */
 const char *medley_output_dir(const char *opt, const char *cmd);
 
+/* The three judges from the models folder; prints why not and returns 1. */
+int medley_load_judges(const char *models, md_judge j[3]);
 /* A log callback that drops messages (for probing files that may fail). */
 void medley_quiet_log(md_log_level level, const char *msg, void *user);
 
@@ -29,11 +33,13 @@ int medley_cmd_train_space(int argc, char **argv);
 int medley_cmd_embed(int argc, char **argv);
 int medley_cmd_search(int argc, char **argv);
 int medley_cmd_train_vqgan(int argc, char **argv);
+int medley_cmd_train_tokens(int argc, char **argv);
+int medley_cmd_generate(int argc, char **argv);
 /* `medley eval --vqgan` on the test split (cmd_vqgan.c). */
 int medley_eval_vqgan(const md_world *w, const char *models, long quick);
 /* `medley eval --space` on the test split (cmd_space.c). */
 int medley_eval_space(const md_world *w, const char *models, long quick, bool baseline);
 /* The any-to-any matrix (eval_matrix.c); json may be NULL. */
-int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick);
+int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models);
 
 #endif

@@ -4,6 +4,7 @@
  * the judges on real held-out samples (the accuracy a perfect generator
  * would get) and the Fréchet floor (validation vs test features of real
  * data). */
+#include "bundle.h"
 #include "commands.h"
 #include "caption.h"
 #include "json.h"
@@ -70,12 +71,22 @@ static md_status real_reference(const md_world *w, const md_judge *j, int64_t n,
     return st;
 }
 
-int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick)
+int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models)
 {
     md_eval_matrix m;
     memset(&m, 0, sizeof m);
-    /* No generator exists in this build yet: every cell stays absent. The
-     * generators register here as they arrive. */
+    /* the token generators' cells, when their models are present */
+    medley_bundle bundle;
+    if (medley_bundle_load(&bundle, models, true) == 0) {
+        int64_t nq = quick ? quick : 100;
+        medley_tok_eval_opts eo = {nq, quick ? quick : 40, nq, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_TEST, true};
+        printf("token generators (%s), held-out test inputs:\n", bundle.model_id);
+        fflush(stdout);
+        int e = medley_eval_tokens(w, j, &bundle, &eo, &m);
+        medley_bundle_free(&bundle);
+        if (e)
+            return 1;
+    }
     md_eval_matrix_print(stdout, &m);
 
     int64_t n = quick ? quick : 1000;

@@ -51,6 +51,14 @@ static void usage(FILE *f)
             "            --batch B  --lr F  --digit-weight F  --out DIR\n"
             "  train vqgan   train the image tokenizer (64x64 <-> 16x16 codes)\n"
             "            --data DIR  --steps N  --batch B  --seed S  --no-perceptual  --out DIR\n"
+            "  train tokens  train the token transformer (needs the space and the tokenizer)\n"
+            "            --data DIR  --steps N  --batch-images N  --batch-videos N  --images N\n"
+            "            --videos N  --d N  --layers N  --heads N  --lr F  --seed S  --eval N  --out DIR\n"
+            "  generate --in MOD:VALUE[@WEIGHT] ... --out image,video,text [--seed S] [-o DIR]\n"
+            "            compose the inputs (text:\"a red seven\", image:FILE, audio:FILE,\n"
+            "            video:FILE) and write the outputs with their job in their metadata;\n"
+            "            --temperature F  --top-k N  --top-p F  --guidance F  --models DIR  --quiet\n"
+            "            --from OUTPUT: run the job an output of Medley carries again\n"
             "  embed [--models DIR] TEXT|FILE...  the unit vector of each input\n"
             "  search --query TEXT|FILE[@WEIGHT] [--query ...] [--top N] DIR\n"
             "            rank the media files of DIR by similarity to the (composed) query\n"
@@ -83,6 +91,23 @@ int medley_parse_int(const char *opt, const char *val, long lo, long hi, long *o
     long v = strtol(val, &end, 10);
     if (errno || *end || end == val || v < lo || v > hi) {
         fprintf(stderr, "medley: %s \"%s\": expected an integer from %ld to %ld\n", opt, val, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int medley_parse_double(const char *opt, const char *val, double lo, double hi, double *out)
+{
+    if (!val) {
+        fprintf(stderr, "medley: %s needs a value\n", opt);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || *end || end == val || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "medley: %s \"%s\": expected a number from %g to %g\n", opt, val, lo, hi);
         return -1;
     }
     *out = v;
@@ -298,8 +323,11 @@ int main(int argc, char **argv)
         return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "info") == 0)
         return cmd_info(argc - 2, argv + 2);
-    if (strcmp(cmd, "corpus") == 0 || strcmp(cmd, "train") == 0 || strcmp(cmd, "eval") == 0)
+    if (strcmp(cmd, "corpus") == 0 || strcmp(cmd, "train") == 0 || strcmp(cmd, "eval") == 0 ||
+        strcmp(cmd, "generate") == 0)
         signal(SIGINT, on_sigint);
+    if (strcmp(cmd, "generate") == 0)
+        return medley_cmd_generate(argc - 2, argv + 2);
     if (strcmp(cmd, "corpus") == 0)
         return medley_cmd_corpus(argc - 2, argv + 2);
     if (strcmp(cmd, "train") == 0) {
@@ -309,7 +337,9 @@ int main(int argc, char **argv)
             return medley_cmd_train_space(argc - 3, argv + 3);
         if (argc >= 3 && strcmp(argv[2], "vqgan") == 0)
             return medley_cmd_train_vqgan(argc - 3, argv + 3);
-        fprintf(stderr, "medley train: expected what to train: judges, space or vqgan\n");
+        if (argc >= 3 && strcmp(argv[2], "tokens") == 0)
+            return medley_cmd_train_tokens(argc - 3, argv + 3);
+        fprintf(stderr, "medley train: expected what to train: judges, space, vqgan or tokens\n");
         return 2;
     }
     if (strcmp(cmd, "eval") == 0)

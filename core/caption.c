@@ -799,3 +799,17 @@ md_status md_caption_make(const md_world_sample *s, int variant, char *buf, size
         memcpy(stated, st, sizeof st);
     return MD_OK;
 }
+
+md_status md_caption_digit(md_world_kind k, int d, uint64_t key, char *buf, size_t cap)
+{
+    md_world_sample s;
+    memset(&s, 0, sizeof s);
+    s.kind = k;
+    s.seed = key;
+    s.index = d;
+    for (int a = 0; a < MD_ATTR_COUNT; a++)
+        s.attr[a] = -1;
+    s.attr[MD_ATTR_DIGIT] = d;
+    s.src_image = s.src_audio = -1;
+    return md_caption_make(&s, (int)(key % 1000), buf, cap, NULL);
+}

@@ -31,6 +31,10 @@ extern "C" {
 md_status md_caption_make(const md_world_sample *s, int variant, char *buf, size_t cap,
                           int stated[MD_ATTR_COUNT]);
 
+/* A caption that states only digit d, worded as for kind k ("a handwritten
+ * seven", "someone says 7", ...); key picks the wording. */
+md_status md_caption_digit(md_world_kind k, int d, uint64_t key, char *buf, size_t cap);
+
 /* Fills attr[] with the attributes text states (-1 = not stated). Any UTF-8
  * or even invalid bytes are accepted; unknown words are ignored. */
 void md_caption_parse(const char *text, int attr[MD_ATTR_COUNT]);

@@ -467,20 +467,6 @@ static md_tensor *info_nce(md_graph *g, md_tensor *za, md_tensor *zb, md_tensor 
 
 /* A caption of kind k that states only digit d (wording by variant):
  * the world sample with every other attribute unset. */
-static md_status digit_caption(md_world_kind k, int d, uint64_t key, char *buf, size_t cap)
-{
-    md_world_sample s;
-    memset(&s, 0, sizeof s);
-    s.kind = k;
-    s.seed = key;
-    s.index = d;
-    for (int a = 0; a < MD_ATTR_COUNT; a++)
-        s.attr[a] = -1;
-    s.attr[MD_ATTR_DIGIT] = d;
-    s.src_image = s.src_audio = -1;
-    return md_caption_make(&s, (int)(key % 1000), buf, cap, NULL);
-}
-
 /* Images and videos come to training in groups of GROUP samples that
  * share every attribute but the digit (colours, place, size, motion; same
  * style), each with another digit: within a group only the digit tells the
@@ -598,7 +584,7 @@ static md_status train_stage(md_space *sp, const md_world *w, const md_space_tra
         }
         for (int d = 0; d < 10 && !bad; d++) {
             char cap[MD_CAPTION_MAX];
-            if (digit_caption(kind, d, md_hash64(o->seed * 1000003u + (uint64_t)step * 10 + (uint64_t)d), cap,
+            if (md_caption_digit(kind, d, md_hash64(o->seed * 1000003u + (uint64_t)step * 10 + (uint64_t)d), cap,
                               sizeof cap) != MD_OK)
                 bad = 1;
             else

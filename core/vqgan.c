@@ -281,11 +281,12 @@ md_status md_vqgan_detokenize(const md_vqgan *v, md_graph *g, const int32_t *tok
 void md_vqgan_train_default_opts(md_vqgan_train_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->steps = 1300;
+    o->steps = 2500;
     o->batch = 32;
     o->lr = 1e-3f;
     o->beta = 0.25f;
-    o->perceptual = 0.1f;
+    o->perceptual = 0.2f;
+    o->stroke = 2.0f;
     o->restart_every = 200;
     o->seed = 1;
 }
@@ -301,8 +302,9 @@ static void ink_plane(const uint8_t *rgb, float *ink)
 
 md_status md_vqgan_train(md_vqgan *v, const md_world *w, const md_vqgan_train_opts *o)
 {
-    if (o->steps < 1 || o->batch < 4 || !(o->lr > 0.f) || !(o->beta >= 0.f) || !(o->perceptual >= 0.f)) {
-        md_log(MD_LOG_ERROR, "vqgan training: steps >= 1, batch >= 4, lr > 0, beta and perceptual >= 0");
+    if (o->steps < 1 || o->batch < 4 || !(o->lr > 0.f) || !(o->beta >= 0.f) || !(o->perceptual >= 0.f) ||
+        !(o->stroke >= 0.f)) {
+        md_log(MD_LOG_ERROR, "vqgan training: steps >= 1, batch >= 4, lr > 0, beta, perceptual and stroke >= 0");
         return MD_ERR_INVALID;
     }
     if (o->judge && o->judge->kind != MD_WORLD_IMAGE) {
@@ -321,10 +323,11 @@ md_status md_vqgan_train(md_vqgan *v, const md_world *w, const md_vqgan_train_op
     md_graph *g = md_graph_new((size_t)1 << 27);
     float *x = malloc(sizeof(float) * (size_t)(isz * B));
     float *ink = malloc(sizeof(float) * (size_t)(S * S * B));
+    float *strokew = malloc(sizeof(float) * (size_t)(isz * B));   /* stroke weight per pixel and channel */
     uint8_t *rgb = malloc((size_t)S * S * 3 * (size_t)B);
     uint8_t *scratch = malloc(vsz * (size_t)T);
     int64_t *use = calloc(MD_VQ_CODES, sizeof(int64_t));
-    if (!g || !x || !ink || !rgb || !scratch || !use) {
+    if (!g || !x || !ink || !strokew || !rgb || !scratch || !use) {
         st = MD_ERR_ALLOC;
         goto done;
     }
@@ -367,8 +370,11 @@ md_status md_vqgan_train(md_vqgan *v, const md_world *w, const md_vqgan_train_op
 #pragma omp parallel for schedule(static) num_threads((int)T)
         for (int b = 0; b < B; b++) {
             md_vqgan_prep_rgb(rgb + (size_t)b * S * S * 3, x + isz * b);
-            if (percep)
-                ink_plane(rgb + (size_t)b * S * S * 3, ink + (size_t)b * S * S);
+            float *ib = ink + (size_t)b * S * S;
+            ink_plane(rgb + (size_t)b * S * S * 3, ib);
+            for (int c = 0; c < 3; c++)
+                for (int i = 0; i < S * S; i++)   /* ink plane [-1, 1] -> [0, 1] */
+                    strokew[isz * b + (int64_t)c * S * S + i] = 0.5f * (ib[i] + 1.f);
         }
         md_graph_reset(g);
         md_paramset_zero_grad(v->ps);
@@ -378,6 +384,11 @@ md_status md_vqgan_train(md_vqgan *v, const md_world *w, const md_vqgan_train_op
         md_tensor *y = md_vqgan_decode(g, v, q.zq, B);
         md_tensor *l1 = md_l1(g, y, xt);
         md_tensor *loss = md_add(g, l1, md_add(g, q.codebook_loss, md_scale(g, q.commit_loss, o->beta)));
+        if (o->stroke > 0.f) {   /* squared error where the ink is: thin strokes must survive */
+            md_tensor *d = md_sub(g, y, xt);
+            md_tensor *sw = md_tensor_wrap(g, MD_F32, strokew, 4, (int64_t[]){B, 3, S, S});
+            loss = md_add(g, loss, md_scale(g, md_mean(g, md_mul(g, md_mul(g, d, d), sw)), o->stroke));
+        }
         if (percep) {
             md_tensor *inkt = md_tensor_wrap(g, MD_F32, ink, 4, (int64_t[]){B, 1, S, S});
             md_tensor *logits[MD_ATTR_COUNT];
@@ -426,6 +437,7 @@ done:
     free(use);
     free(scratch);
     free(rgb);
+    free(strokew);
     free(ink);
     free(x);
     md_graph_free(g);

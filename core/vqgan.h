@@ -14,7 +14,8 @@
  *
  * Downsampling is a stride-2 3×3 conv, upsampling nearest ×2 then a 3×3
  * conv. Training (md_vqgan_train) minimises L1 on pixels, the codebook and
- * commitment terms, and — when an image judge is given — the distance
+ * commitment terms, a squared error weighted by the ink map (md_judge_prep_rgb's
+ * fourth plane: where the digit's strokes are), and — when an image judge is given — the distance
  * between the judge's features of the reconstruction and of the original
  * (a perceptual loss that asks the digit and its colours to survive).
  *
@@ -85,11 +86,12 @@ md_status md_vqgan_detokenize(const md_vqgan *v, md_graph *g, const int32_t *tok
 
 /* ---- training ---- */
 typedef struct md_vqgan_train_opts {
-    int64_t steps;                   /* 1300 */
+    int64_t steps;                   /* 2500 */
     int batch;                       /* 32: three quarters images, a quarter video frames */
     float lr;                        /* 1e-3 peak, warmup 2%, cosine to 1/20 */
     float beta;                      /* commitment weight, 0.25 */
-    float perceptual;                /* weight of the judge-feature term, 0.1 (0 or no judge: off) */
+    float perceptual;                /* weight of the judge-feature term, 0.2 (0 or no judge: off) */
+    float stroke;                    /* weight of the squared error weighted by the ink map, 2.0 */
     int64_t restart_every;           /* dead-code restarts every N steps (200; 0 off) */
     uint64_t seed;
     const md_judge *judge;           /* image judge for the perceptual term, or NULL */

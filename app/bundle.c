@@ -1,0 +1,83 @@
+/* bundle.c — the bundled models a generation needs, loaded together, with
+ * the identifiers outputs' metadata records. */
+#include "bundle.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int medley_file_hash(const char *path, char out[17])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    uint64_t h = 0xcbf29ce484222325ull;
+    unsigned char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ buf[i]) * 0x100000001b3ull;
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        return -1;
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    return 0;
+}
+
+static int load_one(const char *dir, const char *file, const char *what, const char *train, char *id, size_t idcap,
+                    md_status (*load)(void *, const char *), void *model)
+{
+    char path[4096], h[17] = "";
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    if (load(model, path) != MD_OK) {
+        fprintf(stderr, "medley: %s\n(the %s: train it with '%s', or point --models / MEDLEY_MODELS_DIR at the "
+                        "folder holding %s)\n",
+                md_last_error(), what, train, file);
+        return 1;
+    }
+    medley_file_hash(path, h);
+    size_t n = strlen(id);
+    snprintf(id + n, idcap - n, "%s%.*s:%.8s", n ? " " : "", (int)(strchr(file, '.') - file), file, h);
+    return 0;
+}
+
+static md_status ld_space(void *m, const char *p) { return md_space_load(m, p); }
+static md_status ld_vqgan(void *m, const char *p) { return md_vqgan_load(m, p); }
+static md_status ld_tokens(void *m, const char *p) { return md_tok_load(m, p); }
+
+int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
+{
+    memset(b, 0, sizeof *b);
+    const char *dir = medley_models_dir(models);
+    if (load_one(dir, "space.safetensors", "aligned space", "medley train space", b->model_id, sizeof b->model_id,
+                 ld_space, &b->sp))
+        return 1;
+    b->have_sp = true;
+    if (!tokens)
+        return 0;
+    if (load_one(dir, "vqgan.safetensors", "image tokenizer", "medley train vqgan", b->model_id, sizeof b->model_id,
+                 ld_vqgan, &b->vq)) {
+        medley_bundle_free(b);
+        return 1;
+    }
+    b->have_vq = true;
+    if (load_one(dir, "tokens.safetensors", "token transformer", "medley train tokens", b->model_id,
+                 sizeof b->model_id, ld_tokens, &b->tm)) {
+        medley_bundle_free(b);
+        return 1;
+    }
+    b->have_tm = true;
+    return 0;
+}
+
+void medley_bundle_free(medley_bundle *b)
+{
+    if (b->have_tm)
+        md_tok_free(&b->tm);
+    if (b->have_vq)
+        md_vqgan_free(&b->vq);
+    if (b->have_sp)
+        md_space_free(&b->sp);
+    memset(b, 0, sizeof *b);
+}

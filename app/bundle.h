@@ -1,0 +1,43 @@
+/* bundle.h — the models `medley generate` and `medley eval` run, loaded
+ * from the models folder (medley_models_dir), with an identifier of each
+ * file for outputs' metadata ("space:1a2b3c4d vqgan:... tokens:...": the
+ * first 8 hex digits of a 64-bit FNV-1a hash of the file). */
+#ifndef MEDLEY_BUNDLE_H
+#define MEDLEY_BUNDLE_H
+
+#include "commands.h"
+#include "metrics.h"
+#include "tokens.h"
+
+typedef struct medley_bundle {
+    md_space sp;
+    md_vqgan vq;
+    md_tokmodel tm;
+    bool have_sp, have_vq, have_tm;
+    char model_id[160];
+} medley_bundle;
+
+/* Loads the space, and with tokens the image tokenizer and the token
+ * transformer. Prints what is missing and how to make it; returns 1 then. */
+int medley_bundle_load(medley_bundle *b, const char *models, bool tokens);
+void medley_bundle_free(medley_bundle *b);
+
+/* 16 hex digits of the FNV-1a hash of a file's bytes; -1 if unreadable. */
+int medley_file_hash(const char *path, char out[17]);
+
+/* The token generators' cells of the any-to-any matrix (cmd_tokens.c):
+ * every input modality -> image, video and caption, on held-out samples of
+ * split; Fréchet distances against 1000 real test samples' judge features,
+ * beside the floor of as many real validation samples. */
+typedef struct medley_tok_eval_opts {
+    int64_t n_image, n_video, n_text;    /* outputs per cell */
+    float temperature;
+    int top_k;
+    float top_p, guidance;
+    md_world_split split;
+    bool verbose;                        /* a line per cell on stderr */
+} medley_tok_eval_opts;
+int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
+                       const medley_tok_eval_opts *eo, md_eval_matrix *m);
+
+#endif

@@ -1,0 +1,950 @@
+/* tokens.c — see tokens.h. */
+#include "tokens.h"
+
+#include "caption.h"
+#include "optim.h"
+#include "rng.h"
+#include "safetensors.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define P MD_TOK_PREFIX
+#define NOSLOT MD_VQ_TOKENS          /* grid slot of a token that is not a code */
+#define S MD_WORLD_SIZE
+
+md_status md_tok_init(md_tokmodel *m, int64_t text_vocab, int64_t d, int64_t layers, int64_t heads,
+                      uint64_t seed)
+{
+    memset(m, 0, sizeof *m);
+    if (text_vocab < 260 || d < 8 || layers < 1 || heads < 1 || d % heads) {
+        md_log(MD_LOG_ERROR, "token transformer: invalid shape (text vocabulary %lld, d %lld, layers %lld, heads %lld)",
+               (long long)text_vocab, (long long)d, (long long)layers, (long long)heads);
+        return MD_ERR_INVALID;
+    }
+    m->text_vocab = text_vocab;
+    m->vocab = text_vocab + MD_VQ_CODES + MD_TOK_MARKERS;
+    m->d = d;
+    m->layers = layers;
+    m->heads = heads;
+    m->ps = md_paramset_new();
+    m->blocks = calloc((size_t)layers, sizeof *m->blocks);
+    if (!m->ps || !m->blocks) {
+        md_tok_free(m);
+        return MD_ERR_ALLOC;
+    }
+    m->cond_w = md_param_add(m->ps, "cond.weight", 2, (int64_t[]){P * d, MD_SPACE_DIM});
+    m->cond_b = md_param_add(m->ps, "cond.bias", 1, (int64_t[]){P * d});
+    m->cond_all_w = md_param_add(m->ps, "cond_all.weight", 2, (int64_t[]){d, MD_SPACE_DIM});
+    m->tok_emb = md_param_add(m->ps, "tok_emb.weight", 2, (int64_t[]){m->vocab, d});
+    m->pos_emb = md_param_add(m->ps, "pos_emb.weight", 2, (int64_t[]){MD_TOK_TMAX, d});
+    m->grid_emb = md_param_add(m->ps, "grid_emb.weight", 2, (int64_t[]){MD_VQ_TOKENS + 1, d});
+    for (int64_t l = 0; l < layers; l++) {
+        char name[32];
+        snprintf(name, sizeof name, "blocks.%lld", (long long)l);
+        md_tblock_declare(&m->blocks[l], m->ps, name, d, heads, 4, 0);
+    }
+    m->lnf_w = md_param_add(m->ps, "ln_f.weight", 1, &d);
+    m->lnf_b = md_param_add(m->ps, "ln_f.bias", 1, &d);
+    m->head_w = md_param_add(m->ps, "head.weight", 2, (int64_t[]){m->vocab, d});
+    md_status st = md_paramset_alloc(m->ps);
+    if (st != MD_OK) {
+        md_tok_free(m);
+        return st;
+    }
+    md_init_normal(m->cond_w, seed * 31 + 1, 0.f, 0.02f);
+    md_init_normal(m->cond_b, seed * 31 + 2, 0.f, 0.02f);
+    md_init_normal(m->cond_all_w, seed * 31 + 7, 0.f, 0.02f);
+    md_init_normal(m->tok_emb, seed * 31 + 3, 0.f, 0.02f);
+    md_init_normal(m->pos_emb, seed * 31 + 4, 0.f, 0.02f);
+    md_init_normal(m->grid_emb, seed * 31 + 5, 0.f, 0.02f);
+    for (int64_t l = 0; l < layers; l++)
+        md_tblock_init(&m->blocks[l], seed * 31 + 100 * (uint64_t)(l + 1), (int)layers);
+    md_init_const(m->lnf_w, 1.f);
+    md_init_const(m->lnf_b, 0.f);
+    md_init_normal(m->head_w, seed * 31 + 6, 0.f, 0.02f);
+    return MD_OK;
+}
+
+void md_tok_free(md_tokmodel *m)
+{
+    if (!m)
+        return;
+    md_paramset_free(m->ps);
+    free(m->blocks);
+    memset(m, 0, sizeof *m);
+}
+
+md_status md_tok_save(const md_tokmodel *m, const char *path, const char *recipe_json, const char *data_hash)
+{
+    char ver[16], wver[16], cfg[256];
+    snprintf(ver, sizeof ver, "%d", MD_TOK_VERSION);
+    snprintf(wver, sizeof wver, "%d", MD_WORLD_VERSION);
+    snprintf(cfg, sizeof cfg, "{\"text_vocab\":%lld,\"d\":%lld,\"layers\":%lld,\"heads\":%lld,\"codes\":%d}",
+             (long long)m->text_vocab, (long long)m->d, (long long)m->layers, (long long)m->heads, MD_VQ_CODES);
+    const char *keys[] = {"medley.model", "medley.version", "tokens.config", "world.version", "data.hash",
+                          "train.recipe"};
+    const char *vals[] = {"tokens", ver, cfg, wver, data_hash ? data_hash : "", recipe_json ? recipe_json : "{}"};
+    return md_st_save_paramset(path, m->ps, MD_F16, 6, keys, vals);
+}
+
+static bool cfg_int(const char *cfg, const char *key, long long *out)
+{
+    char pat[48];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = cfg ? strstr(cfg, pat) : NULL;
+    if (!p)
+        return false;
+    char *end;
+    *out = strtoll(p + strlen(pat), &end, 10);
+    return end != p + strlen(pat);
+}
+
+md_status md_tok_load(md_tokmodel *m, const char *path)
+{
+    memset(m, 0, sizeof *m);
+    md_st_file *f;
+    md_status st = md_st_open(path, &f);
+    if (st != MD_OK)
+        return st;
+    st = md_st_check_model(f, path, "tokens", "token transformer", MD_TOK_VERSION, "medley train tokens");
+    long long tv = 0, d = 0, layers = 0, heads = 0, codes = 0;
+    if (st == MD_OK) {
+        const char *cfg = md_st_meta(f, "tokens.config");
+        if (!cfg_int(cfg, "text_vocab", &tv) || !cfg_int(cfg, "d", &d) || !cfg_int(cfg, "layers", &layers) ||
+            !cfg_int(cfg, "heads", &heads) || !cfg_int(cfg, "codes", &codes) || d < 8 || d > 4096 || layers < 1 ||
+            layers > 64 || heads < 1 || tv < 260 || tv > (1 << 20)) {
+            md_log(MD_LOG_ERROR, "%s: the token transformer's configuration is missing or invalid", path);
+            st = MD_ERR_FORMAT;
+        } else if (codes != MD_VQ_CODES) {
+            md_log(MD_LOG_ERROR, "%s: made for %lld image codes, this build has %d", path, codes, MD_VQ_CODES);
+            st = MD_ERR_FORMAT;
+        }
+    }
+    md_st_close(f);
+    if (st != MD_OK)
+        return st;
+    if ((st = md_tok_init(m, tv, d, layers, heads, 0)) != MD_OK)
+        return st;
+    if ((st = md_st_load_paramset(path, m->ps)) != MD_OK)
+        md_tok_free(m);
+    return st;
+}
+
+/* ---- graph ---- */
+
+static md_tensor *embed(md_graph *g, const md_tokmodel *m, md_tensor *cond, md_tensor *ids, md_tensor *slots,
+                        int64_t pos0)
+{
+    md_tensor *parts[2] = {NULL, NULL};
+    int np = 0;
+    int64_t B = cond->shape[0], T = 0;
+    if (pos0 == 0) {
+        md_tensor *pre = md_linear(g, cond, m->cond_w, m->cond_b);          /* [B, P*d] */
+        parts[np++] = md_reshape(g, pre, 3, (int64_t[]){B, P, m->d});
+        T += P;
+    }
+    if (ids) {
+        md_tensor *x = md_add(g, md_embedding(g, m->tok_emb, ids), md_embedding(g, m->grid_emb, slots));
+        parts[np++] = x;
+        T += ids->shape[1];
+    }
+    md_tensor *x = np == 2 ? md_concat(g, parts, 2, 1) : parts[0];
+    md_tensor *pos = md_slice(g, m->pos_emb, 0, pos0, pos0 + T);
+    /* the condition also reaches every position directly */
+    md_tensor *all = md_reshape(g, md_linear(g, cond, m->cond_all_w, NULL), 3, (int64_t[]){B, 1, m->d});
+    return md_add(g, md_add(g, x, pos), all);
+}
+
+md_tensor *md_tok_forward(md_graph *g, const md_tokmodel *m, md_tensor *cond, md_tensor *ids, md_tensor *slots)
+{
+    MD_ASSERT(ids->ndim == 2 && P + ids->shape[1] <= MD_TOK_TMAX);
+    int64_t B = ids->shape[0], T = P + ids->shape[1];
+    md_tensor *x = embed(g, m, cond, ids, slots, 0);
+    for (int64_t l = 0; l < m->layers; l++)
+        x = md_tblock_forward(g, &m->blocks[l], x, NULL, true, 0.f);
+    x = md_layernorm(g, x, m->lnf_w, m->lnf_b, 1e-5f);
+    return md_reshape(g, md_linear(g, x, m->head_w, NULL), 2, (int64_t[]){B * T, m->vocab});
+}
+
+md_tensor *md_tok_forward_cached(md_graph *g, const md_tokmodel *m, md_tensor *cond, md_tensor *ids,
+                                 md_tensor *slots, md_kv_cache *caches, int64_t pos0)
+{
+    int64_t T = (pos0 == 0 ? P : 0) + (ids ? ids->shape[1] : 0);
+    if (pos0 + T > MD_TOK_TMAX) {
+        md_log(MD_LOG_ERROR, "token transformer: %lld positions exceed its context of %d", (long long)(pos0 + T),
+               MD_TOK_TMAX);
+        return NULL;
+    }
+    bool was = md_graph_grad_enabled(g);
+    md_graph_set_grad(g, false);
+    md_tensor *x = embed(g, m, cond, ids, slots, pos0);
+    int64_t B = x->shape[0];
+    for (int64_t l = 0; l < m->layers && x; l++)
+        x = md_tblock_forward_cached(g, &m->blocks[l], x, &caches[l]);
+    md_tensor *logits = NULL;
+    if (x) {
+        if (T > 1)
+            x = md_slice(g, x, 1, T - 1, T);
+        x = md_layernorm(g, x, m->lnf_w, m->lnf_b, 1e-5f);
+        logits = md_reshape(g, md_linear(g, x, m->head_w, NULL), 2, (int64_t[]){B, m->vocab});
+    }
+    md_graph_set_grad(g, was);
+    return logits;
+}
+
+/* ---- sampling ---- */
+
+#define MAX_ROWS (2 * (MD_WORLD_FRAMES - 1))
+
+struct md_tok_session {
+    const md_tokmodel *m;
+    md_graph *g;
+    md_kv_cache *small;              /* batch 2: one sequence and its unconditional twin */
+    md_kv_cache *wide;               /* batch MAX_ROWS: frames 1..15, each with its twin */
+    float conds[MAX_ROWS * MD_SPACE_DIM];   /* each row's condition (zeros: the unconditional twin) */
+    float *probs;                    /* [vocab] */
+    int32_t *order;                  /* [vocab] */
+};
+
+md_tok_session *md_tok_session_new(const md_tokmodel *m)
+{
+    md_tok_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->m = m;
+    s->g = md_graph_new((size_t)1 << 25);
+    s->small = calloc((size_t)m->layers, sizeof *s->small);
+    s->probs = malloc(sizeof(float) * (size_t)m->vocab);
+    s->order = malloc(sizeof(int32_t) * (size_t)m->vocab);
+    bool ok = s->g && s->small && s->probs && s->order;
+    for (int64_t l = 0; ok && l < m->layers; l++)
+        ok = md_kv_cache_init(&s->small[l], 2, MD_TOK_TMAX, m->d) == MD_OK;
+    if (!ok) {
+        md_tok_session_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void free_caches(md_kv_cache *c, int64_t n)
+{
+    if (!c)
+        return;
+    for (int64_t l = 0; l < n; l++)
+        md_kv_cache_free(&c[l]);
+    free(c);
+}
+
+void md_tok_session_free(md_tok_session *s)
+{
+    if (!s)
+        return;
+    free_caches(s->small, s->m->layers);
+    free_caches(s->wide, s->m->layers);
+    md_graph_free(s->g);
+    free(s->probs);
+    free(s->order);
+    free(s);
+}
+
+static md_status check_opts(const md_tok_sample_opts *o)
+{
+    if (!(o->temperature > 0.f) || !(o->temperature <= 100.f) || o->top_k < 0 || !(o->top_p > 0.f) ||
+        !(o->top_p <= 1.f) || !(o->guidance >= 0.f) || !(o->guidance <= 100.f)) {
+        md_log(MD_LOG_ERROR, "token sampling: temperature in (0, 100], top_k >= 0, top_p in (0, 1], "
+                             "guidance in [0, 100] (got %g, %d, %g, %g)",
+               (double)o->temperature, o->top_k, (double)o->top_p, (double)o->guidance);
+        return MD_ERR_INVALID;
+    }
+    return MD_OK;
+}
+
+/* k-th largest of probs over order[0..n) moved to the front (quickselect). */
+static void select_top(const float *p, int32_t *order, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = p[order[(lo + hi) / 2]];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (p[order[i]] > pivot) i++;
+            while (p[order[j]] < pivot) j--;
+            if (i <= j) {
+                int32_t t = order[i]; order[i] = order[j]; order[j] = t;
+                i++; j--;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+static const float *g_sort_p;
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = g_sort_p[*(const int32_t *)a], y = g_sort_p[*(const int32_t *)b];
+    if (x != y)
+        return x > y ? -1 : 1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+/* Draws one id in [lo, hi) (and `extra` when >= 0) from conditional logits
+ * lc and unconditional lu (NULL: no guidance). u in [0, 1). */
+static int32_t draw(md_tok_session *s, const float *lc, const float *lu, const md_tok_sample_opts *o, int32_t lo,
+                    int32_t hi, int32_t extra, const int32_t *banned, int nbanned, float u)
+{
+    float *p = s->probs;
+    int32_t *order = s->order;
+    int n = 0;
+    float mx = -INFINITY;
+    for (int32_t v = lo; v <= hi; v++) {
+        int32_t id = v < hi ? v : extra;
+        if (id < 0)
+            continue;
+        bool skip = false;
+        for (int b = 0; b < nbanned; b++)
+            skip |= banned[b] == id;
+        if (skip)
+            continue;
+        float l = lu ? lu[id] + o->guidance * (lc[id] - lu[id]) : lc[id];
+        p[id] = l / o->temperature;
+        mx = p[id] > mx ? p[id] : mx;
+        order[n++] = id;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        p[order[i]] = expf(p[order[i]] - mx);
+        sum += p[order[i]];
+    }
+    if (o->top_k > 0 && o->top_k < n) {
+        select_top(p, order, n, o->top_k);
+        n = o->top_k;
+    }
+    if (o->top_p < 1.f) {
+        g_sort_p = p;
+        qsort(order, (size_t)n, sizeof *order, cmp_desc);
+        double tot = 0;
+        for (int i = 0; i < n; i++)
+            tot += p[order[i]];
+        double acc = 0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            acc += p[order[i]];
+            if (acc >= o->top_p * tot) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+    }
+    sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += p[order[i]];
+    double r = (double)u * sum, acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += p[order[i]];
+        if (r < acc)
+            return order[i];
+    }
+    return order[n - 1];
+}
+
+/* Rows: pairs (conditional, unconditional) when guided, else one row each. */
+static md_tensor *wrap_cond(md_graph *g, const float *cond, int pairs, bool guided, float *buf)
+{
+    int rows = guided ? 2 * pairs : pairs;
+    for (int r = 0; r < rows; r++) {
+        bool uncond = guided && (r & 1);
+        for (int i = 0; i < MD_SPACE_DIM; i++)
+            buf[r * MD_SPACE_DIM + i] = uncond ? 0.f : cond[i];
+    }
+    return md_tensor_wrap(g, MD_F32, buf, 2, (int64_t[]){rows, MD_SPACE_DIM});
+}
+
+static void clear(md_kv_cache *c, int64_t n)
+{
+    for (int64_t l = 0; l < n; l++)
+        md_kv_cache_clear(&c[l]);
+}
+
+static md_tensor *step_ids(md_tok_session *s, md_kv_cache *caches, int rows, const int32_t *ids,
+                           const int32_t *slots, int tn, int64_t pos0)
+{
+    md_graph_reset(s->g);
+    md_tensor *ct = md_tensor_wrap(s->g, MD_F32, s->conds, 2, (int64_t[]){rows, MD_SPACE_DIM});
+    md_tensor *it = md_tensor_wrap(s->g, MD_I32, (void *)ids, 2, (int64_t[]){rows, tn});
+    md_tensor *st = md_tensor_wrap(s->g, MD_I32, (void *)slots, 2, (int64_t[]){rows, tn});
+    return md_tok_forward_cached(s->g, s->m, ct, it, st, caches, pos0);
+}
+
+/* Samples 256 codes for `pairs` sequences whose caches already hold their
+ * opening, given the logits that predict code 0. */
+static md_status sample_codes(md_tok_session *s, md_kv_cache *caches, int pairs, bool guided, md_tensor *logits,
+                              int64_t pos, const md_tok_sample_opts *o, uint64_t key, int64_t done0, int64_t total,
+                              md_tok_progress_fn progress, void *user, const volatile int *cancel, int32_t *codes)
+{
+    const md_tokmodel *m = s->m;
+    const int rows = guided ? 2 * pairs : pairs, stride = guided ? 2 : 1;
+    int32_t ids[MAX_ROWS], slots[MAX_ROWS];
+    for (int i = 0; i < MD_VQ_TOKENS; i++) {
+        if (cancel && *cancel)
+            return MD_ABORTED;
+        if (!logits)
+            return MD_ERR;
+        for (int p = 0; p < pairs; p++) {
+            const float *lc = logits->data + (size_t)(p * stride) * (size_t)m->vocab;
+            const float *lu = guided ? lc + m->vocab : NULL;
+            float u = md_rand_uniform_at(key, (uint64_t)p * 4096u + (uint64_t)i);
+            int32_t id = draw(s, lc, lu, o, md_tok_code(m, 0), md_tok_code(m, MD_VQ_CODES), -1, NULL, 0, u);
+            codes[(size_t)p * MD_VQ_TOKENS + (size_t)i] = id - md_tok_code(m, 0);
+            for (int r = 0; r < stride; r++) {
+                ids[p * stride + r] = id;
+                slots[p * stride + r] = i;
+            }
+        }
+        if (progress)
+            progress(done0 + (int64_t)(i + 1) * pairs, total, codes, (int64_t)(i + 1), user);
+        if (i + 1 < MD_VQ_TOKENS)
+            logits = step_ids(s, caches, rows, ids, slots, 1, pos + i);
+    }
+    /* the last code goes into the cache too (a video's later frames read it) */
+    if (!step_ids(s, caches, rows, ids, slots, 1, pos + MD_VQ_TOKENS - 1))
+        return MD_ERR;
+    return MD_OK;
+}
+
+static md_tensor *open_sequence(md_tok_session *s, const float *cond, bool guided, int32_t marker)
+{
+    md_graph_reset(s->g);
+    int rows = guided ? 2 : 1;
+    md_tensor *c = wrap_cond(s->g, cond, 1, guided, s->conds);
+    int32_t ids[2] = {marker, marker}, slots[2] = {NOSLOT, NOSLOT};
+    md_tensor *it = md_tensor_wrap(s->g, MD_I32, ids, 2, (int64_t[]){rows, 1});
+    md_tensor *st = md_tensor_wrap(s->g, MD_I32, slots, 2, (int64_t[]){rows, 1});
+    return md_tok_forward_cached(s->g, s->m, c, it, st, s->small, 0);
+}
+
+/* The small cache has batch 2; unguided runs use its first row by running
+ * with rows = 1 through a cache view of batch 1. */
+static void set_batch(md_kv_cache *c, int64_t n, int64_t batch)
+{
+    for (int64_t l = 0; l < n; l++)
+        c[l].batch = batch;
+}
+
+md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
+                              md_tok_progress_fn progress, void *user, const volatile int *cancel,
+                              int32_t *codes)
+{
+    md_status st = check_opts(o);
+    if (st != MD_OK)
+        return st;
+    const bool guided = o->guidance != 1.f;
+    clear(s->small, s->m->layers);
+    set_batch(s->small, s->m->layers, guided ? 2 : 1);
+    md_tensor *logits = open_sequence(s, cond, guided, md_tok_boi(s->m));
+    st = sample_codes(s, s->small, 1, guided, logits, P + 1, o, md_hash64(seed * 2 + 1), 0, MD_VQ_TOKENS, progress,
+                      user, cancel, codes);
+    set_batch(s->small, s->m->layers, 2);
+    md_graph_reset(s->g);
+    return st;
+}
+
+md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
+                              md_tok_progress_fn progress, void *user, const volatile int *cancel,
+                              int32_t *codes)
+{
+    md_status st = check_opts(o);
+    if (st != MD_OK)
+        return st;
+    const md_tokmodel *m = s->m;
+    const bool guided = o->guidance != 1.f;
+    const int stride = guided ? 2 : 1, F = MD_WORLD_FRAMES - 1, rows = F * stride;
+    const int64_t total = (int64_t)MD_WORLD_FRAMES * MD_VQ_TOKENS;
+    if (!s->wide) {
+        s->wide = calloc((size_t)m->layers, sizeof *s->wide);
+        bool ok = s->wide != NULL;
+        for (int64_t l = 0; ok && l < m->layers; l++)
+            ok = md_kv_cache_init(&s->wide[l], MAX_ROWS, MD_TOK_TMAX, m->d) == MD_OK;
+        if (!ok) {
+            free_caches(s->wide, m->layers);
+            s->wide = NULL;
+            return MD_ERR_ALLOC;
+        }
+    }
+    clear(s->small, m->layers);
+    set_batch(s->small, m->layers, stride);
+    md_tensor *logits = open_sequence(s, cond, guided, md_tok_bov(m));
+    st = sample_codes(s, s->small, 1, guided, logits, P + 1, o, md_hash64(seed * 2 + 1), 0, total, progress, user,
+                      cancel, codes);
+    int64_t pos = P + 1 + MD_VQ_TOKENS;
+    if (st == MD_OK) {   /* <eof> closes frame 0 */
+        int32_t ids[2] = {md_tok_eof(m), md_tok_eof(m)}, slots[2] = {NOSLOT, NOSLOT};
+        st = step_ids(s, s->small, stride, ids, slots, 1, pos) ? MD_OK : MD_ERR;
+        pos++;
+    }
+    set_batch(s->small, m->layers, 2);
+    if (st != MD_OK) {
+        md_graph_reset(s->g);
+        return st;
+    }
+    /* frames 1..15 side by side: every row starts from frame 0's cache */
+    for (int64_t l = 0; l < m->layers; l++) {
+        md_kv_cache *a = &s->small[l], *b = &s->wide[l];
+        b->batch = rows;
+        for (int r = 0; r < rows; r++) {
+            size_t src = (size_t)(r % stride) * (size_t)(a->tmax * a->width);
+            size_t dst = (size_t)r * (size_t)(b->tmax * b->width);
+            memcpy(b->k + dst, a->k + src, sizeof(float) * (size_t)(pos * a->width));
+            memcpy(b->v + dst, a->v + src, sizeof(float) * (size_t)(pos * a->width));
+        }
+        b->len = pos;
+    }
+    md_graph_reset(s->g);
+    wrap_cond(s->g, cond, F, guided, s->conds);
+    int32_t ids[MAX_ROWS], slots[MAX_ROWS];
+    for (int r = 0; r < rows; r++) {
+        ids[r] = md_tok_frame(m, 1 + r / stride);
+        slots[r] = NOSLOT;
+    }
+    logits = step_ids(s, s->wide, rows, ids, slots, 1, pos);
+    st = sample_codes(s, s->wide, F, guided, logits, pos + 1, o, md_hash64(seed * 2 + 2), MD_VQ_TOKENS, total,
+                      progress, user, cancel, codes + MD_VQ_TOKENS);
+    for (int64_t l = 0; l < m->layers; l++)
+        s->wide[l].batch = MAX_ROWS;
+    md_graph_reset(s->g);
+    return st;
+}
+
+md_status md_tok_sample_caption(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
+                                const volatile int *cancel, int32_t *ids, int cap, int *n)
+{
+    md_status st = check_opts(o);
+    if (st != MD_OK)
+        return st;
+    const md_tokmodel *m = s->m;
+    const bool guided = o->guidance != 1.f;
+    const int stride = guided ? 2 : 1;
+    clear(s->small, m->layers);
+    set_batch(s->small, m->layers, stride);
+    md_tensor *logits = open_sequence(s, cond, guided, MD_BPE_BOS);
+    const uint64_t key = md_hash64(seed * 2 + 7);
+    const int32_t banned[2] = {MD_BPE_PAD, MD_BPE_BOS};
+    *n = 0;
+    int64_t pos = P + 1;
+    for (int i = 0; i < MD_TOK_CAPTION - 2; i++) {
+        if (cancel && *cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        if (!logits) {
+            st = MD_ERR;
+            break;
+        }
+        const float *lc = logits->data, *lu = guided ? lc + m->vocab : NULL;
+        int32_t id = draw(s, lc, lu, o, 0, (int32_t)m->text_vocab, -1, banned, 2,
+                          md_rand_uniform_at(key, (uint64_t)i));
+        if (id == MD_BPE_EOS)
+            break;
+        if (*n < cap)
+            ids[(*n)++] = id;
+        int32_t fid[2] = {id, id}, fs[2] = {NOSLOT, NOSLOT};
+        logits = step_ids(s, s->small, stride, fid, fs, 1, pos++);
+    }
+    set_batch(s->small, m->layers, 2);
+    md_graph_reset(s->g);
+    return st;
+}
+
+/* ---- training ---- */
+
+void md_tok_train_default_opts(md_tok_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->steps = 1500;
+    o->batch_images = 16;
+    o->batch_videos = 4;
+    o->corpus_images = 16000;
+    o->corpus_videos = 4000;
+    o->lr = 6e-4f;
+    o->drop_cond = 0.1f;
+    o->caption_weight = 3.0f;
+    o->d = 256;
+    o->layers = 6;
+    o->heads = 8;
+    o->seed = 1;
+}
+
+#define VFRAMES 4                    /* frames kept per corpus video: 0 and three others */
+
+typedef struct tok_corpus {
+    int64_t ni, nv;
+    md_world_sample *is, *vs;
+    int32_t *icodes;                 /* [ni, 256] */
+    int32_t *vcodes;                 /* [nv, VFRAMES, 256] */
+    int8_t *vframe;                  /* [nv, VFRAMES] frame index */
+    float *iemb, *vemb, *aemb;       /* own embeddings [ni|nv, D]; aemb: the video's soundtrack */
+} tok_corpus;
+
+static void corpus_free(tok_corpus *c)
+{
+    free(c->is); free(c->vs); free(c->icodes); free(c->vcodes); free(c->vframe);
+    free(c->iemb); free(c->vemb); free(c->aemb);
+    memset(c, 0, sizeof *c);
+}
+
+#define CHUNK 64
+
+/* Draws, renders, tokenises and embeds the corpus (train split). */
+static md_status corpus_build(tok_corpus *c, const md_space *sp, const md_vqgan *vq, const md_world *w,
+                              const md_tok_train_opts *o)
+{
+    memset(c, 0, sizeof *c);
+    c->ni = o->corpus_images;
+    c->nv = o->corpus_videos;
+    const int64_t D = MD_SPACE_DIM, isz = md_space_input_size(MD_MOD_IMAGE), vsz = md_space_input_size(MD_MOD_VIDEO),
+                  asz = md_space_input_size(MD_MOD_AUDIO), qsz = (int64_t)3 * S * S, T = md_threads_get();
+    const size_t fsz = (size_t)S * S * 3;
+    c->is = malloc(sizeof *c->is * (size_t)(c->ni + 1));
+    c->vs = malloc(sizeof *c->vs * (size_t)(c->nv + 1));
+    c->icodes = malloc(sizeof(int32_t) * MD_VQ_TOKENS * (size_t)(c->ni + 1));
+    c->vcodes = malloc(sizeof(int32_t) * MD_VQ_TOKENS * VFRAMES * (size_t)(c->nv + 1));
+    c->vframe = malloc((size_t)VFRAMES * (size_t)(c->nv + 1));
+    c->iemb = malloc(sizeof(float) * (size_t)(D * (c->ni + 1)));
+    c->vemb = malloc(sizeof(float) * (size_t)(D * (c->nv + 1)));
+    c->aemb = malloc(sizeof(float) * (size_t)(D * (c->nv + 1)));
+    float *qx = malloc(sizeof(float) * (size_t)(qsz * CHUNK * VFRAMES));
+    float *sx = malloc(sizeof(float) * (size_t)((vsz > isz ? vsz : isz) * CHUNK));
+    float *ax = malloc(sizeof(float) * (size_t)(asz * CHUNK));
+    uint8_t *frames = malloc(fsz * MD_WORLD_FRAMES * (size_t)T);
+    float *audio = malloc(sizeof(float) * MD_WORLD_AUDIO_SAMPLES * (size_t)T);
+    md_graph *g = md_graph_new((size_t)1 << 26);
+    md_status st = c->is && c->vs && c->icodes && c->vcodes && c->vframe && c->iemb && c->vemb && c->aemb && qx &&
+                           sx && ax && frames && audio && g
+                       ? MD_OK
+                       : MD_ERR_ALLOC;
+    for (int64_t i0 = 0; i0 < c->ni && st == MD_OK; i0 += CHUNK) {
+        if (o->cancel && *o->cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        const int nb = (int)(c->ni - i0 < CHUNK ? c->ni - i0 : CHUNK);
+        volatile int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads((int)T)
+        for (int b = 0; b < nb; b++) {
+            md_world_sample *s = &c->is[i0 + b];
+            uint8_t *rgb = frames + fsz * MD_WORLD_FRAMES * (size_t)omp_get_thread_num();
+            if (md_world_draw(w, o->seed, MD_SPLIT_TRAIN, MD_WORLD_IMAGE, i0 + b, s) != MD_OK) {
+                bad = 1;
+                continue;
+            }
+            md_world_render_image(w, s, rgb);
+            md_vqgan_prep_rgb(rgb, qx + qsz * b);
+            md_judge_prep_rgb(rgb, sx + isz * b);
+        }
+        if (bad) { st = MD_ERR; break; }
+        st = md_vqgan_tokenize(vq, g, qx, nb, c->icodes + i0 * MD_VQ_TOKENS);
+        if (st == MD_OK)
+            st = md_space_embed(sp, g, MD_MOD_IMAGE, sx, nb, c->iemb + i0 * D);
+        if (o->progress && st == MD_OK)
+            o->progress("tokenising images", i0 + nb, c->ni, 0.f, o->user);
+    }
+    for (int64_t i0 = 0; i0 < c->nv && st == MD_OK; i0 += CHUNK) {
+        if (o->cancel && *o->cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        const int nb = (int)(c->nv - i0 < CHUNK ? c->nv - i0 : CHUNK);
+        volatile int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads((int)T)
+        for (int b = 0; b < nb; b++) {
+            md_world_sample *s = &c->vs[i0 + b];
+            int th = omp_get_thread_num();
+            uint8_t *fr = frames + fsz * MD_WORLD_FRAMES * (size_t)th;
+            float *au = audio + MD_WORLD_AUDIO_SAMPLES * (size_t)th;
+            if (md_world_draw(w, o->seed, MD_SPLIT_TRAIN, MD_WORLD_VIDEO, i0 + b, s) != MD_OK) {
+                bad = 1;
+                continue;
+            }
+            md_world_render_video(w, s, fr, au);
+            int8_t *fi = c->vframe + (size_t)(i0 + b) * VFRAMES;
+            uint64_t r = md_hash64(o->seed * 0x51ed27u + (uint64_t)(i0 + b));
+            fi[0] = 0;
+            for (int k = 1; k < VFRAMES; k++)   /* three distinct later frames */
+                for (;;) {
+                    r = md_hash64(r + 1);
+                    int t = 1 + (int)(r % (MD_WORLD_FRAMES - 1));
+                    bool dup = false;
+                    for (int q = 1; q < k; q++)
+                        dup |= fi[q] == t;
+                    if (!dup) {
+                        fi[k] = (int8_t)t;
+                        break;
+                    }
+                }
+            for (int k = 0; k < VFRAMES; k++)
+                md_vqgan_prep_rgb(fr + fsz * (size_t)fi[k], qx + qsz * (b * VFRAMES + k));
+            md_judge_prep_frames(fr, sx + vsz * b);
+            if (md_judge_prep_audio(au, ax + asz * b) != MD_OK)
+                bad = 1;
+        }
+        if (bad) { st = MD_ERR; break; }
+        st = md_vqgan_tokenize(vq, g, qx, (int64_t)nb * VFRAMES, c->vcodes + i0 * VFRAMES * MD_VQ_TOKENS);
+        if (st == MD_OK)
+            st = md_space_embed(sp, g, MD_MOD_VIDEO, sx, nb, c->vemb + i0 * D);
+        if (st == MD_OK)
+            st = md_space_embed(sp, g, MD_MOD_AUDIO, ax, nb, c->aemb + i0 * D);
+        if (o->progress && st == MD_OK)
+            o->progress("tokenising videos", i0 + nb, c->nv, 0.f, o->user);
+    }
+    md_graph_free(g);
+    free(audio); free(frames); free(ax); free(sx); free(qx);
+    if (st != MD_OK)
+        corpus_free(c);
+    return st;
+}
+
+/* One training sequence: ids, slots and next-token targets (-100: no loss). */
+typedef struct seq_buf {
+    int32_t *ids, *slots, *tgt;      /* ids/slots [B, T], tgt [B, P + T] */
+    int32_t *tgt_text, *tgt_code;    /* tgt split: caption tokens, and the rest */
+    int64_t T;
+} seq_buf;
+
+static int put_caption(const md_space *sp, const char *text, int32_t *out)
+{
+    int32_t tmp[MD_SPACE_TEXT_LEN];
+    size_t n = md_bpe_encode(sp->bpe, text, strlen(text), tmp, MD_SPACE_TEXT_LEN);
+    if (n > MD_TOK_CAPTION - 2)
+        return -1;
+    out[0] = MD_BPE_BOS;
+    memcpy(out + 1, tmp, sizeof(int32_t) * n);
+    out[n + 1] = MD_BPE_EOS;
+    return (int)n + 2;
+}
+
+static int put_frame(const md_tokmodel *m, int32_t open, const int32_t *codes, int32_t close, int32_t *ids,
+                     int32_t *slots)
+{
+    int n = 0;
+    ids[n] = open; slots[n++] = NOSLOT;
+    for (int i = 0; i < MD_VQ_TOKENS; i++) {
+        ids[n] = md_tok_code(m, codes[i]);
+        slots[n++] = i;
+    }
+    ids[n] = close; slots[n++] = NOSLOT;
+    return n;
+}
+
+/* Fills row b of sb. caption is the sequence's caption (BPE ids incl.
+ * <bos>/<eos>, nc of them); first: caption before the pictures. */
+static void fill_row(const md_tokmodel *m, seq_buf *sb, int b, const int32_t *caption, int nc, bool first,
+                     const int32_t *f0, int tframe, const int32_t *ft)
+{
+    int32_t *ids = sb->ids + (size_t)b * (size_t)sb->T, *slots = sb->slots + (size_t)b * (size_t)sb->T;
+    int32_t *tgt = sb->tgt + (size_t)b * (size_t)(P + sb->T);
+    int n = 0;
+    if (first) {
+        memcpy(ids, caption, sizeof(int32_t) * (size_t)nc);
+        for (int i = 0; i < nc; i++)
+            slots[i] = NOSLOT;
+        n += nc;
+    }
+    if (!ft)
+        n += put_frame(m, md_tok_boi(m), f0, md_tok_eoi(m), ids + n, slots + n);
+    else {
+        n += put_frame(m, md_tok_bov(m), f0, md_tok_eof(m), ids + n, slots + n);
+        n += put_frame(m, md_tok_frame(m, tframe), ft, md_tok_eof(m), ids + n, slots + n);
+    }
+    if (!first) {
+        memcpy(ids + n, caption, sizeof(int32_t) * (size_t)nc);
+        for (int i = 0; i < nc; i++)
+            slots[n + i] = NOSLOT;
+        n += nc;
+    }
+    for (int64_t i = n; i < sb->T; i++) {
+        ids[i] = MD_BPE_PAD;
+        slots[i] = NOSLOT;
+    }
+    /* position P-1+i predicts ids[i]; prefix positions before it predict nothing */
+    for (int64_t i = 0; i < P + sb->T; i++)
+        tgt[i] = -100;
+    for (int i = 0; i < n; i++)
+        tgt[P - 1 + i] = ids[i];
+}
+
+md_status md_tok_train(md_tokmodel *m, const md_space *sp, const md_vqgan *vq, const md_world *w,
+                       const md_tok_train_opts *o)
+{
+    if (o->steps < 1 || o->batch_images < 0 || o->batch_videos < 0 || o->batch_images + o->batch_videos < 1 ||
+        o->corpus_images < (o->batch_images ? 1 : 0) || o->corpus_videos < (o->batch_videos ? 1 : 0) ||
+        !(o->lr > 0.f) || !(o->drop_cond >= 0.f && o->drop_cond < 1.f) || !(o->caption_weight > 0.f)) {
+        md_log(MD_LOG_ERROR, "token transformer training: steps >= 1, batches >= 0 (one > 0), a corpus for each "
+                             "batch, lr > 0, drop_cond in [0, 1)");
+        return MD_ERR_INVALID;
+    }
+    md_status st = md_tok_init(m, md_bpe_vocab_size(sp->bpe), o->d, o->layers, o->heads, o->seed);
+    if (st != MD_OK)
+        return st;
+    tok_corpus c;
+    if ((st = corpus_build(&c, sp, vq, w, o)) != MD_OK) {
+        md_tok_free(m);
+        return st;
+    }
+    const int BI = o->batch_images, BV = o->batch_videos, B = BI + BV;
+    const int64_t D = MD_SPACE_DIM;
+    seq_buf si = {.T = MD_TOK_CAPTION + MD_VQ_TOKENS + 2}, sv = {.T = MD_TOK_CAPTION + 2 * (MD_VQ_TOKENS + 2)};
+    si.ids = malloc(sizeof(int32_t) * (size_t)(BI * si.T + 1));
+    si.slots = malloc(sizeof(int32_t) * (size_t)(BI * si.T + 1));
+    si.tgt = malloc(sizeof(int32_t) * (size_t)(BI * (P + si.T) + 1));
+    si.tgt_text = malloc(sizeof(int32_t) * (size_t)(BI * (P + si.T) + 1));
+    si.tgt_code = malloc(sizeof(int32_t) * (size_t)(BI * (P + si.T) + 1));
+    sv.tgt_text = malloc(sizeof(int32_t) * (size_t)(BV * (P + sv.T) + 1));
+    sv.tgt_code = malloc(sizeof(int32_t) * (size_t)(BV * (P + sv.T) + 1));
+    sv.ids = malloc(sizeof(int32_t) * (size_t)(BV * sv.T + 1));
+    sv.slots = malloc(sizeof(int32_t) * (size_t)(BV * sv.T + 1));
+    sv.tgt = malloc(sizeof(int32_t) * (size_t)(BV * (P + sv.T) + 1));
+    float *cond = malloc(sizeof(float) * (size_t)(D * B));
+    float *temb = malloc(sizeof(float) * (size_t)(D * B));
+    char(*texts)[MD_CAPTION_MAX] = malloc(sizeof *texts * (size_t)B);
+    const char **tp = malloc(sizeof *tp * (size_t)B);
+    int *text_row = malloc(sizeof(int) * (size_t)B);
+    md_graph *g = md_graph_new((size_t)1 << 28);
+    md_adamw opt;
+    bool have_opt = false;
+    if (!si.ids || !si.slots || !si.tgt || !si.tgt_text || !si.tgt_code || !sv.tgt_text || !sv.tgt_code || !sv.ids || !sv.slots || !sv.tgt || !cond || !temb || !texts || !tp ||
+        !text_row || !g)
+        st = MD_ERR_ALLOC;
+    if (st == MD_OK && (st = md_adamw_init(&opt, m->ps, 0.9f, 0.95f, 1e-8f, 0.05f)) == MD_OK)
+        have_opt = true;
+    md_rng r;
+    md_rng_init(&r, o->seed * 7 + 3);
+    for (int64_t step = 0; step < o->steps && st == MD_OK; step++) {
+        if (o->cancel && *o->cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        int nt = 0;
+        for (int b = 0; b < B && st == MD_OK; b++) {
+            const bool vid = b >= BI;
+            const int64_t k = vid ? (int64_t)md_rng_below(&r, (uint32_t)c.nv) : (int64_t)md_rng_below(&r, (uint32_t)c.ni);
+            const md_world_sample *s = vid ? &c.vs[k] : &c.is[k];
+            char cap[MD_CAPTION_MAX];
+            int32_t capids[MD_TOK_CAPTION];
+            int nc = -1;
+            for (int tries = 0; tries < 8 && nc < 0; tries++) {
+                if (md_caption_make(s, (int)md_rng_below(&r, 1000), cap, sizeof cap, NULL) != MD_OK)
+                    continue;
+                nc = put_caption(sp, cap, capids);
+            }
+            if (nc < 0 && md_caption_digit(s->kind, s->attr[MD_ATTR_DIGIT], md_rng_u32(&r), cap, sizeof cap) == MD_OK)
+                nc = put_caption(sp, cap, capids);
+            if (nc < 0) {
+                md_log(MD_LOG_ERROR, "token transformer training: no caption of sample %lld fits %d tokens",
+                       (long long)s->index, MD_TOK_CAPTION);
+                st = MD_ERR;
+                break;
+            }
+            /* the condition: none, the caption, a digit-only caption of any
+             * kind (as audio reads), or the sample's own embedding */
+            float u = md_rng_uniform(&r);
+            float *cv = cond + D * b;
+            if (u < o->drop_cond) {
+                memset(cv, 0, sizeof(float) * (size_t)D);
+            } else if (u < o->drop_cond + 0.45f) {
+                strcpy(texts[nt], cap);
+                text_row[nt++] = b;
+            } else if (u < o->drop_cond + 0.6f) {
+                md_world_kind kk = (md_world_kind)md_rng_below(&r, 3);
+                if (md_caption_digit(kk, s->attr[MD_ATTR_DIGIT], md_rng_u32(&r), texts[nt], MD_CAPTION_MAX) != MD_OK) {
+                    st = MD_ERR;
+                    break;
+                }
+                text_row[nt++] = b;
+            } else {
+                const float *own = vid ? (md_rng_uniform(&r) < 0.25f ? c.aemb : c.vemb) + D * k : c.iemb + D * k;
+                memcpy(cv, own, sizeof(float) * (size_t)D);
+            }
+            bool first = md_rng_uniform(&r) < 0.5f;
+            if (!vid)
+                fill_row(m, &si, b, capids, nc, first, c.icodes + k * MD_VQ_TOKENS, 0, NULL);
+            else {
+                int j = 1 + (int)md_rng_below(&r, VFRAMES - 1);
+                const int32_t *vc = c.vcodes + (size_t)k * VFRAMES * MD_VQ_TOKENS;
+                fill_row(m, &sv, b - BI, capids, nc, first, vc, c.vframe[k * VFRAMES + j], vc + j * MD_VQ_TOKENS);
+            }
+        }
+        if (st != MD_OK)
+            break;
+        if (nt > 0) {
+            for (int i = 0; i < nt; i++)
+                tp[i] = texts[i];
+            if ((st = md_space_embed(sp, g, MD_MOD_TEXT, tp, nt, temb)) != MD_OK)
+                break;
+            for (int i = 0; i < nt; i++)
+                memcpy(cond + D * text_row[i], temb + D * i, sizeof(float) * (size_t)D);
+        }
+        md_graph_reset(g);
+        md_paramset_zero_grad(m->ps);
+        /* the loss: a mean over every target token, caption tokens
+         * counted caption_weight times */
+        md_tensor *loss = NULL;
+        double wsum = 0;
+        int64_t cnt[2][2] = {{0, 0}, {0, 0}};   /* [part][text, other] */
+        for (int part = 0; part < 2; part++) {
+            int nb = part ? BV : BI;
+            seq_buf *sb = part ? &sv : &si;
+            for (int64_t i = 0; i < nb * (P + sb->T); i++) {
+                int32_t t = sb->tgt[i];
+                sb->tgt_text[i] = t >= 0 && t < m->text_vocab ? t : -100;
+                sb->tgt_code[i] = t >= m->text_vocab ? t : -100;
+                cnt[part][0] += sb->tgt_text[i] >= 0;
+                cnt[part][1] += sb->tgt_code[i] >= 0;
+            }
+            wsum += o->caption_weight * (double)cnt[part][0] + (double)cnt[part][1];
+        }
+        for (int part = 0; part < 2; part++) {
+            int nb = part ? BV : BI;
+            if (nb == 0)
+                continue;
+            seq_buf *sb = part ? &sv : &si;
+            md_tensor *ct = md_tensor_wrap(g, MD_F32, cond + (part ? D * BI : 0), 2, (int64_t[]){nb, D});
+            md_tensor *it = md_tensor_wrap(g, MD_I32, sb->ids, 2, (int64_t[]){nb, sb->T});
+            md_tensor *lt = md_tensor_wrap(g, MD_I32, sb->slots, 2, (int64_t[]){nb, sb->T});
+            md_tensor *logits = md_tok_forward(g, m, ct, it, lt);
+            for (int k = 0; k < 2; k++) {
+                if (cnt[part][k] == 0)
+                    continue;
+                md_tensor *tt = md_tensor_wrap(g, MD_I32, k ? sb->tgt_code : sb->tgt_text, 1,
+                                               (int64_t[]){nb * (P + sb->T)});
+                md_tensor *l = md_cross_entropy(g, logits, tt, 0.f, -100);
+                double wk = (k ? 1.0 : o->caption_weight) * (double)cnt[part][k] / wsum;
+                l = md_scale(g, l, (float)wk);
+                loss = loss ? md_add(g, loss, l) : l;
+            }
+        }
+        md_graph_backward(g, loss);
+        md_paramset_finish_grads(m->ps);
+        md_clip_grad_norm(m->ps, 1.0f);
+        md_adamw_step(&opt, md_lr_warmup_cosine(step, o->steps * 3 / 100 + 1, o->steps, o->lr, o->lr * 0.1f));
+        if (o->progress)
+            o->progress("training", step, o->steps, loss->data[0], o->user);
+    }
+    if (g && getenv("MEDLEY_PROFILE"))
+        md_graph_profile_print(g, stderr);
+    if (have_opt)
+        md_adamw_free(&opt);
+    md_graph_free(g);
+    free(text_row); free(tp); free(texts); free(temb); free(cond);
+    free(si.ids); free(si.slots); free(si.tgt); free(sv.ids); free(sv.slots); free(sv.tgt);
+    free(si.tgt_text); free(si.tgt_code); free(sv.tgt_text); free(sv.tgt_code);
+    corpus_free(&c);
+    if (st != MD_OK)
+        md_tok_free(m);
+    return st;
+}

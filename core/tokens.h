@@ -1,0 +1,141 @@
+/* tokens.h — Medley's token transformer (as LWM): one decoder-only model over
+ * the aligned space's text tokens and the image tokenizer's codes, which
+ * writes pictures, video frames and captions from a condition vector.
+ *
+ *   vocabulary   [0, TV)              the space's BPE (TV = its vocabulary;
+ *                                     <bos>/<eos> open and close a caption)
+ *                [TV, TV + 1024)      image codes (vqgan.h)
+ *                then markers         <boi> <eoi> <bov> <eof> and <frame 1>
+ *                                     .. <frame 15>
+ *   condition    a unit vector of the space (or zeros: "no condition") ->
+ *                linear -> MD_TOK_PREFIX vectors that open every sequence;
+ *                the zero vector's prefix is the bias alone, which training
+ *                learns as the unconditional prefix for classifier-free
+ *                guidance (a condition is dropped to zeros at random);
+ *                a second linear map of it is added at every position
+ *   positions    learned sequence positions, plus a learned grid position
+ *                (0..255) on every image code, so a picture's layout means
+ *                the same wherever a caption put it
+ *
+ * Sequences, both orders (so one model generates and captions):
+ *   caption -> image    P <bos> caption <eos> <boi> 256 codes <eoi>
+ *   image -> caption    P <boi> 256 codes <eoi> <bos> caption <eos>
+ *   video               P [<bos> caption <eos>] <bov> frame 0 <eof>
+ *                         <frame t> frame t <eof> [<bos> caption <eos>]
+ * A video is written as its first frame, then every later frame t from the
+ * first frame and its index (frames 1..15 are sampled side by side, sharing
+ * the first frame's cache).
+ */
+#ifndef MEDLEY_TOKENS_H
+#define MEDLEY_TOKENS_H
+
+#include "space.h"
+#include "vqgan.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MD_TOK_VERSION 1
+#define MD_TOK_PREFIX 4
+#define MD_TOK_CAPTION 24            /* caption tokens, <bos> and <eos> included */
+#define MD_TOK_MARKERS (4 + MD_WORLD_FRAMES - 1)
+/* longest sequence: prefix, caption, two frames with their markers */
+#define MD_TOK_TMAX (MD_TOK_PREFIX + MD_TOK_CAPTION + 2 * (MD_VQ_TOKENS + 2))
+
+typedef struct md_tokmodel {
+    int64_t text_vocab, vocab, d, layers, heads;
+    md_paramset *ps;
+    md_tensor *cond_w, *cond_b;      /* [P*d, MD_SPACE_DIM], [P*d] */
+    md_tensor *cond_all_w;           /* [d, MD_SPACE_DIM]: added at every position */
+    md_tensor *tok_emb;              /* [vocab, d] */
+    md_tensor *pos_emb;              /* [MD_TOK_TMAX, d] */
+    md_tensor *grid_emb;             /* [MD_VQ_TOKENS + 1, d]; the last row: not a code */
+    md_tblock *blocks;
+    md_tensor *lnf_w, *lnf_b, *head_w;
+} md_tokmodel;
+
+/* Token ids of the layout above. */
+static inline int32_t md_tok_code(const md_tokmodel *m, int c) { return (int32_t)m->text_vocab + c; }
+static inline int32_t md_tok_boi(const md_tokmodel *m) { return (int32_t)m->text_vocab + MD_VQ_CODES; }
+static inline int32_t md_tok_eoi(const md_tokmodel *m) { return md_tok_boi(m) + 1; }
+static inline int32_t md_tok_bov(const md_tokmodel *m) { return md_tok_boi(m) + 2; }
+static inline int32_t md_tok_eof(const md_tokmodel *m) { return md_tok_boi(m) + 3; }
+static inline int32_t md_tok_frame(const md_tokmodel *m, int t) { return md_tok_boi(m) + 3 + t; } /* t 1..15 */
+
+/* text_vocab must be the space's BPE vocabulary size. */
+md_status md_tok_init(md_tokmodel *m, int64_t text_vocab, int64_t d, int64_t layers, int64_t heads,
+                      uint64_t seed);
+void md_tok_free(md_tokmodel *m);
+md_status md_tok_save(const md_tokmodel *m, const char *path, const char *recipe_json, const char *data_hash);
+/* Refuses another kind of model file or version, naming the file. */
+md_status md_tok_load(md_tokmodel *m, const char *path);
+
+/* Training graph: cond [B, MD_SPACE_DIM], ids and grid slots [B, T] (I32)
+ * -> logits [B*(P+T), vocab]; row P-1+i predicts ids[i]. */
+md_tensor *md_tok_forward(md_graph *g, const md_tokmodel *m, md_tensor *cond, md_tensor *ids, md_tensor *slots);
+/* Incremental decoding (grad off): cond [B, D] at every call (it reaches
+ * every position); at pos0 == 0 its prefix opens the sequence (ids may then
+ * be NULL); ids/slots [B, Tn] follow. caches[layers]
+ * (md_kv_cache_init(c, B, MD_TOK_TMAX, d)). Returns the logits of the last
+ * position only, [B, vocab]; NULL when the context is full. */
+md_tensor *md_tok_forward_cached(md_graph *g, const md_tokmodel *m, md_tensor *cond, md_tensor *ids,
+                                 md_tensor *slots, md_kv_cache *caches, int64_t pos0);
+
+/* ---- sampling ---- */
+typedef struct md_tok_sample_opts {
+    float temperature;               /* > 0 */
+    int top_k;                       /* 0: off */
+    float top_p;                     /* (0, 1]; 1: off */
+    float guidance;                  /* classifier-free scale; 1: conditional only (no second pass) */
+} md_tok_sample_opts;
+
+/* Progress inside a generation: tokens done of total; cancel is polled at
+ * every token. */
+typedef void (*md_tok_progress_fn)(int64_t done, int64_t total, const int32_t *codes, int64_t ncodes, void *user);
+
+/* A session holds the caches and graph for one batch shape (reused across
+ * calls: memory is planned once). */
+typedef struct md_tok_session md_tok_session;
+md_tok_session *md_tok_session_new(const md_tokmodel *m);
+void md_tok_session_free(md_tok_session *s);
+
+/* 256 codes of one image for cond (MD_SPACE_DIM); codes out [256] in
+ * 0..1023. MD_ABORTED when cancelled. */
+md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
+                              md_tok_progress_fn progress, void *user, const volatile int *cancel,
+                              int32_t *codes);
+/* 16 frames of codes [16, 256]. */
+md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
+                              md_tok_progress_fn progress, void *user, const volatile int *cancel,
+                              int32_t *codes);
+/* A caption as BPE ids (<bos>, <eos> excluded) into ids[cap]; *n gets the
+ * count. */
+md_status md_tok_sample_caption(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
+                                const volatile int *cancel, int32_t *ids, int cap, int *n);
+
+/* ---- training ---- */
+typedef struct md_tok_train_opts {
+    int64_t steps;                   /* 1500 */
+    int batch_images, batch_videos;  /* 16, 4 sequences per step */
+    int64_t corpus_images, corpus_videos;   /* 16000, 4000 train samples tokenised once */
+    float lr;                        /* 6e-4 peak, warmup 3%, cosine to 1/10 */
+    float drop_cond;                 /* share of sequences trained without condition: 0.1 */
+    float caption_weight;            /* caption tokens count this many times in the loss: 3 */
+    int64_t d, layers, heads;        /* 256, 6, 8 */
+    uint64_t seed;
+    void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
+    void *user;
+    const volatile int *cancel;
+} md_tok_train_opts;
+
+void md_tok_train_default_opts(md_tok_train_opts *o);
+/* Trains a fresh model (m zeroed on entry) on the world's train split with
+ * the given space (conditions, caption tokens) and image tokenizer (codes). */
+md_status md_tok_train(md_tokmodel *m, const md_space *sp, const md_vqgan *vq, const md_world *w,
+                       const md_tok_train_opts *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,192 @@
+/* tokens_gen.c — see tokens_gen.h. */
+#include "tokens_gen.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_COUNT };
+
+static const md_gen_param_spec params[P_COUNT] = {
+    {"temperature", "softmax temperature of each token", MD_GEN_FLOAT, 1.0, 0.05, 5.0},
+    {"top_k", "sample among the k likeliest tokens (0: all)", MD_GEN_INT, 0, 0, 2048},
+    {"top_p", "sample within the smallest set holding this much probability", MD_GEN_FLOAT, 1.0, 0.05, 1.0},
+    {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
+};
+
+#define PREVIEW_EVERY 64
+
+typedef struct tok_gen {
+    md_modality out;
+    const md_tokmodel *tm;
+    const md_vqgan *vq;
+    const md_space *sp;
+    md_tok_session *session;
+    md_graph *g;                     /* detokenising */
+    char model_id[256];
+    /* during a run */
+    md_gen_progress_fn progress;
+    void *user;
+    int32_t *partial;                /* codes of the preview */
+    float *pix;
+    md_image preview;
+    md_status preview_st;
+} tok_gen;
+
+static void codes_to_image(const float *x, md_image *im)
+{
+    const int hw = MD_WORLD_SIZE * MD_WORLD_SIZE;
+    for (int i = 0; i < hw; i++)
+        for (int c = 0; c < 3; c++) {
+            float v = (x[c * hw + i] + 1.f) * 0.5f;
+            im->pixels[i * 3 + c] = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
+        }
+}
+
+/* Progress of the sampler; a preview of frame 0 every PREVIEW_EVERY codes
+ * (codes not yet drawn repeat the last drawn one). */
+static void on_tokens(int64_t done, int64_t total, const int32_t *codes, int64_t ncodes, void *user)
+{
+    tok_gen *t = user;
+    if (!t->progress)
+        return;
+    const md_image *pv = NULL;
+    if (done <= MD_VQ_TOKENS && ncodes % PREVIEW_EVERY == 0 && t->preview_st == MD_OK) {
+        for (int64_t i = 0; i < MD_VQ_TOKENS; i++)
+            t->partial[i] = codes[i < ncodes ? i : ncodes - 1];
+        if (md_vqgan_detokenize(t->vq, t->g, t->partial, 1, t->pix) == MD_OK) {
+            codes_to_image(t->pix, &t->preview);
+            pv = &t->preview;
+        }
+    }
+    t->progress(t->out == MD_MOD_VIDEO ? (done <= MD_VQ_TOKENS ? "first frame" : "frames 1-15") : "image tokens",
+                done, total, 0.95 * (double)done / (double)total, pv, t->user);
+}
+
+static md_status run(void *self, const md_gen_condition *c, const double *p, uint64_t seed,
+                     md_gen_progress_fn progress, void *user, const volatile int *cancel, md_gen_output *out)
+{
+    tok_gen *t = self;
+    memset(out, 0, sizeof *out);
+    out->modality = t->out;
+    md_tok_sample_opts o = {(float)p[P_TEMPERATURE], (int)p[P_TOP_K], (float)p[P_TOP_P], (float)p[P_GUIDANCE]};
+    t->progress = progress;
+    t->user = user;
+    md_status st = MD_OK;
+    if (t->out == MD_MOD_TEXT) {
+        int32_t ids[MD_TOK_CAPTION];
+        int n = 0;
+        st = md_tok_sample_caption(t->session, c->vec, &o, seed, cancel, ids, MD_TOK_CAPTION, &n);
+        if (st == MD_OK) {
+            char buf[MD_TOK_CAPTION * MD_BPE_MAX_CHUNK + 1];
+            size_t len = 0;
+            st = md_bpe_decode(t->sp->bpe, ids, (size_t)n, buf, sizeof buf, &len);
+            if (st == MD_OK) {
+                out->text = malloc(len + 1);
+                if (!out->text)
+                    st = MD_ERR_ALLOC;
+                else {
+                    memcpy(out->text, buf, len);
+                    out->text[len] = '\0';
+                }
+            }
+        }
+        if (st == MD_OK && progress)
+            progress("caption", 1, 1, 1.0, NULL, user);
+        return st;
+    }
+    const int frames = t->out == MD_MOD_VIDEO ? MD_WORLD_FRAMES : 1;
+    const int64_t isz = (int64_t)3 * MD_WORLD_SIZE * MD_WORLD_SIZE;
+    int32_t *codes = malloc(sizeof(int32_t) * (size_t)frames * MD_VQ_TOKENS);
+    float *x = malloc(sizeof(float) * (size_t)(isz * frames));
+    if (!codes || !x) {
+        free(codes);
+        free(x);
+        return MD_ERR_ALLOC;
+    }
+    if (t->out == MD_MOD_IMAGE)
+        st = md_tok_sample_image(t->session, c->vec, &o, seed, on_tokens, t, cancel, codes);
+    else
+        st = md_tok_sample_video(t->session, c->vec, &o, seed, on_tokens, t, cancel, codes);
+    if (st == MD_OK && cancel && *cancel)
+        st = MD_ABORTED;
+    if (st == MD_OK)
+        st = md_vqgan_detokenize(t->vq, t->g, codes, frames, x);
+    if (st == MD_OK && t->out == MD_MOD_IMAGE) {
+        st = md_image_alloc(&out->image, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
+        if (st == MD_OK)
+            codes_to_image(x, &out->image);
+    } else if (st == MD_OK) {
+        st = md_video_alloc(&out->video, MD_WORLD_SIZE, MD_WORLD_SIZE, 3, frames, MD_WORLD_FPS);
+        for (int f = 0; st == MD_OK && f < frames; f++) {
+            md_image im = {MD_WORLD_SIZE, MD_WORLD_SIZE, 3,
+                           out->video.pixels + (size_t)f * MD_WORLD_SIZE * MD_WORLD_SIZE * 3};
+            codes_to_image(x + isz * f, &im);
+        }
+    }
+    if (st == MD_OK && progress)
+        progress("decoding", 1, 1, 1.0, NULL, user);
+    if (st != MD_OK)
+        md_gen_output_free(out);
+    free(codes);
+    free(x);
+    return st;
+}
+
+static void gen_free(void *self)
+{
+    tok_gen *t = self;
+    if (!t)
+        return;
+    md_tok_session_free(t->session);
+    md_graph_free(t->g);
+    free(t->partial);
+    free(t->pix);
+    md_image_free(&t->preview);
+    free(t);
+}
+
+md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md_vqgan *vq, const md_space *sp,
+                                const char *model_id)
+{
+    if (out != MD_MOD_IMAGE && out != MD_MOD_VIDEO && out != MD_MOD_TEXT) {
+        md_log(MD_LOG_ERROR, "the token generators write image, video or text, not %s",
+               out == MD_MOD_AUDIO ? "audio" : "this modality");
+        return NULL;
+    }
+    if (tm->text_vocab != md_bpe_vocab_size(sp->bpe)) {
+        md_log(MD_LOG_ERROR, "the token transformer was trained with a text vocabulary of %lld, the space has %d: "
+                             "retrain it with 'medley train tokens'",
+               (long long)tm->text_vocab, md_bpe_vocab_size(sp->bpe));
+        return NULL;
+    }
+    md_generator *g = calloc(1, sizeof *g);
+    tok_gen *t = calloc(1, sizeof *t);
+    if (t) {
+        t->out = out;
+        t->tm = tm;
+        t->vq = vq;
+        t->sp = sp;
+        snprintf(t->model_id, sizeof t->model_id, "%s", model_id ? model_id : "tokens");
+        t->session = md_tok_session_new(tm);
+        t->g = md_graph_new((size_t)1 << 26);
+        t->partial = malloc(sizeof(int32_t) * MD_VQ_TOKENS);
+        t->pix = malloc(sizeof(float) * 3 * MD_WORLD_SIZE * MD_WORLD_SIZE);
+        t->preview_st = md_image_alloc(&t->preview, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
+    }
+    if (!g || !t || !t->session || !t->g || !t->partial || !t->pix || t->preview_st != MD_OK) {
+        md_log(MD_LOG_ERROR, "token generator: out of memory");
+        gen_free(t);
+        free(g);
+        return NULL;
+    }
+    g->name = out == MD_MOD_IMAGE ? "tokens-image" : out == MD_MOD_VIDEO ? "tokens-video" : "tokens-caption";
+    g->model_id = t->model_id;
+    g->output = out;
+    g->params = params;
+    g->nparams = P_COUNT;
+    g->self = t;
+    g->run = run;
+    g->free = gen_free;
+    return g;
+}

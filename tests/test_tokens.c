@@ -1,0 +1,318 @@
+/* test_tokens.c — the token transformer and its sampler: incremental
+ * decoding agrees with the training graph; a seed gives the same tokens
+ * whatever the thread count, and other seeds other tokens; top_k 1 is
+ * greedy; bad sampling options are refused; cancel stops a run within
+ * 100 ms; save/load round trip and wrong files refused. With --tiny (needs
+ * MEDLEY_DATA_DIR and the bundled space and tokenizer) a tiny model trains
+ * and its captions name the conditioned digit well above chance. */
+#include "caption.h"
+#include "check.h"
+#include "rng.h"
+#include "tokens.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <string.h>
+
+static const char *tmpdir(void)
+{
+    const char *t = getenv("MEDLEY_TEST_TMP");
+    return t ? t : "/tmp";
+}
+
+#define TV 300
+
+static void random_cond(float *c, uint64_t seed)
+{
+    double n = 0;
+    for (int i = 0; i < MD_SPACE_DIM; i++) {
+        c[i] = md_rand_normal_at(seed, (uint64_t)i);
+        n += (double)c[i] * c[i];
+    }
+    for (int i = 0; i < MD_SPACE_DIM; i++)
+        c[i] /= (float)sqrt(n);
+}
+
+/* Logits of the full training graph at the last position vs incremental
+ * decoding of the same sequence. */
+static void test_cache_agrees(const md_tokmodel *m)
+{
+    enum { T = 40 };
+    int32_t ids[T], slots[T];
+    ids[0] = md_tok_boi(m);
+    slots[0] = MD_VQ_TOKENS;
+    for (int i = 1; i < T; i++) {
+        ids[i] = md_tok_code(m, (i * 37) % MD_VQ_CODES);
+        slots[i] = i - 1;
+    }
+    float cond[MD_SPACE_DIM];
+    random_cond(cond, 5);
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    md_graph_set_grad(g, false);
+    md_tensor *ct = md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){1, MD_SPACE_DIM});
+    md_tensor *it = md_tensor_wrap(g, MD_I32, ids, 2, (int64_t[]){1, T});
+    md_tensor *st = md_tensor_wrap(g, MD_I32, slots, 2, (int64_t[]){1, T});
+    md_tensor *full = md_tok_forward(g, m, ct, it, st);
+    float *ref = malloc(sizeof(float) * (size_t)m->vocab);
+    memcpy(ref, full->data + (size_t)(MD_TOK_PREFIX + T - 1) * (size_t)m->vocab, sizeof(float) * (size_t)m->vocab);
+    md_kv_cache *c = calloc((size_t)m->layers, sizeof *c);
+    for (int64_t l = 0; l < m->layers; l++)
+        md_kv_cache_init(&c[l], 1, MD_TOK_TMAX, m->d);
+    md_graph_reset(g);
+    /* prefix + first 10 ids in one call, then one id at a time */
+    ct = md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){1, MD_SPACE_DIM});
+    it = md_tensor_wrap(g, MD_I32, ids, 2, (int64_t[]){1, 10});
+    st = md_tensor_wrap(g, MD_I32, slots, 2, (int64_t[]){1, 10});
+    md_tensor *lg = md_tok_forward_cached(g, m, ct, it, st, c, 0);
+    for (int i = 10; i < T && lg; i++) {
+        md_graph_reset(g);
+        it = md_tensor_wrap(g, MD_I32, ids + i, 2, (int64_t[]){1, 1});
+        st = md_tensor_wrap(g, MD_I32, slots + i, 2, (int64_t[]){1, 1});
+        ct = md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){1, MD_SPACE_DIM});
+        lg = md_tok_forward_cached(g, m, ct, it, st, c, MD_TOK_PREFIX + i);
+    }
+    double maxd = 0;
+    for (int64_t v = 0; lg && v < m->vocab; v++)
+        maxd = fmax(maxd, fabs((double)lg->data[v] - ref[v]));
+    CHECK(lg && maxd < 1e-3, "incremental decoding gives the training graph's logits (max diff %.2e)", maxd);
+    for (int64_t l = 0; l < m->layers; l++)
+        md_kv_cache_free(&c[l]);
+    free(c);
+    free(ref);
+    md_graph_free(g);
+}
+
+typedef struct cancel_ctx {
+    volatile int flag;
+    int64_t at;
+    double t_set;
+} cancel_ctx;
+
+static void cancel_after(int64_t done, int64_t total, const int32_t *codes, int64_t ncodes, void *user)
+{
+    cancel_ctx *c = user;
+    if (done >= c->at && !c->flag) {
+        c->flag = 1;
+        c->t_set = md_time_now();
+    }
+}
+
+/* Another thread sets the flag 30 ms into a run, as a UI's Cancel does. */
+static void *cancel_later(void *arg)
+{
+    cancel_ctx *c = arg;
+    usleep(30000);
+    c->t_set = md_time_now();
+    c->flag = 1;
+    return NULL;
+}
+
+static void test_sampling(const md_tokmodel *m)
+{
+    md_tok_session *s = md_tok_session_new(m);
+    CHECK(s != NULL, "a sampling session opens");
+    float cond[MD_SPACE_DIM];
+    random_cond(cond, 9);
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f};
+    int32_t a[MD_VQ_TOKENS], b[MD_VQ_TOKENS], c1[MD_VQ_TOKENS];
+    md_threads_set(1);
+    md_status st1 = md_tok_sample_image(s, cond, &o, 42, NULL, NULL, NULL, a);
+    md_threads_set(2);
+    md_status st2 = md_tok_sample_image(s, cond, &o, 42, NULL, NULL, NULL, b);
+    bool range = true;
+    for (int i = 0; i < MD_VQ_TOKENS; i++)
+        range &= a[i] >= 0 && a[i] < MD_VQ_CODES;
+    CHECK(st1 == MD_OK && st2 == MD_OK && range, "an image samples 256 codes in range");
+    CHECK(memcmp(a, b, sizeof a) == 0, "seed 42 gives the same codes on 1 and on 2 threads");
+    md_tok_sample_image(s, cond, &o, 43, NULL, NULL, NULL, c1);
+    CHECK(memcmp(a, c1, sizeof a) != 0, "seed 43 gives other codes");
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f};
+    md_tok_sample_image(s, cond, &greedy, 1, NULL, NULL, NULL, a);
+    md_tok_sample_image(s, cond, &greedy, 2, NULL, NULL, NULL, b);
+    CHECK(memcmp(a, b, sizeof a) == 0, "top_k 1 is greedy: the seed does not matter");
+    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f};
+    CHECK(md_tok_sample_image(s, cond, &nucleus, 3, NULL, NULL, NULL, a) == MD_OK,
+          "top-k with top-p, unguided, samples");
+
+    int32_t *vid = malloc(sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS);
+    int32_t *vid2 = malloc(sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS);
+    double t0 = md_time_now();
+    md_status vs = md_tok_sample_video(s, cond, &o, 5, NULL, NULL, NULL, vid);
+    double tv = md_time_now() - t0;
+    md_tok_sample_video(s, cond, &o, 5, NULL, NULL, NULL, vid2);
+    range = true;
+    for (int i = 0; i < MD_WORLD_FRAMES * MD_VQ_TOKENS; i++)
+        range &= vid[i] >= 0 && vid[i] < MD_VQ_CODES;
+    CHECK(vs == MD_OK && range, "a video samples 16 x 256 codes in range (%.2f s)", tv);
+    CHECK(memcmp(vid, vid2, sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS) == 0, "the video is the same for a seed");
+    free(vid2);
+
+    int32_t ids[MD_TOK_CAPTION];
+    int n = -1;
+    CHECK(md_tok_sample_caption(s, cond, &o, 1, NULL, ids, MD_TOK_CAPTION, &n) == MD_OK && n >= 0 &&
+              n <= MD_TOK_CAPTION - 2,
+          "a caption samples (%d tokens)", n);
+    bool text = true;
+    for (int i = 0; i < n; i++)
+        text &= ids[i] >= 0 && ids[i] < TV && ids[i] != MD_BPE_PAD && ids[i] != MD_BPE_BOS && ids[i] != MD_BPE_EOS;
+    CHECK(text, "captions hold text tokens only");
+
+    md_log_set_callback(check_quiet_log, NULL);
+    md_tok_sample_opts bad[] = {{0.f, 0, 1.f, 1.f}, {1.f, -1, 1.f, 1.f}, {1.f, 0, 0.f, 1.f}, {1.f, 0, 1.5f, 1.f},
+                                {1.f, 0, 1.f, -1.f}, {NAN, 0, 1.f, 1.f}, {1.f, 0, 1.f, INFINITY}};
+    int refused = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        refused += md_tok_sample_image(s, cond, &bad[i], 1, NULL, NULL, NULL, a) == MD_ERR_INVALID;
+    md_log_set_callback(NULL, NULL);
+    CHECK(refused == (int)(sizeof bad / sizeof bad[0]), "bad options refused (%d of %zu): temperature 0, top_k -1, "
+          "top_p 0 and 1.5, guidance -1, NaN, infinity", refused, sizeof bad / sizeof bad[0]);
+
+    cancel_ctx cc = {0, 40, 0};
+    md_status cs = md_tok_sample_video(s, cond, &o, 8, cancel_after, &cc, &cc.flag, vid);
+    double lag = md_time_now() - cc.t_set;
+    CHECK(cs == MD_ABORTED && lag < 0.1, "cancel during frame 0 returns MD_ABORTED after %.1f ms", lag * 1000);
+    cc = (cancel_ctx){0, MD_VQ_TOKENS + 100, 0};
+    cs = md_tok_sample_video(s, cond, &o, 8, cancel_after, &cc, &cc.flag, vid);
+    lag = md_time_now() - cc.t_set;
+    CHECK(cs == MD_ABORTED && lag < 0.1, "cancel during frames 1-15 returns MD_ABORTED after %.1f ms", lag * 1000);
+    cc = (cancel_ctx){0, 0, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, cancel_later, &cc);
+    cs = md_tok_sample_video(s, cond, &o, 9, NULL, NULL, &cc.flag, vid);
+    lag = md_time_now() - cc.t_set;
+    pthread_join(th, NULL);
+    CHECK(cs == MD_ABORTED && lag < 0.1, "cancel from another thread lands after %.1f ms", lag * 1000);
+    free(vid);
+    md_tok_session_free(s);
+}
+
+static void test_files(const md_tokmodel *m)
+{
+    char path[512], bad[512];
+    snprintf(path, sizeof path, "%s/medley-test-tokens.safetensors", tmpdir());
+    CHECK(md_tok_save(m, path, "{}", "x") == MD_OK, "saves");
+    md_tokmodel b;
+    CHECK(md_tok_load(&b, path) == MD_OK && b.d == m->d && b.layers == m->layers && b.text_vocab == TV,
+          "loads back with its shape");
+    /* f16 on disk: weights within f16 rounding */
+    double maxd = 0;
+    for (int64_t i = 0; i < md_numel(m->head_w); i++)
+        maxd = fmax(maxd, fabs((double)m->head_w->data[i] - b.head_w->data[i]));
+    CHECK(maxd < 1e-3, "weights round trip within f16 rounding (%.1e)", maxd);
+    md_tok_free(&b);
+    md_vqgan v;
+    md_vqgan_init(&v, 1);
+    snprintf(bad, sizeof bad, "%s/medley-test-tokens-vq.safetensors", tmpdir());
+    md_vqgan_save(&v, bad, "{}", "x");
+    md_vqgan_free(&v);
+    md_log_set_callback(check_quiet_log, NULL);
+    md_status st = md_tok_load(&b, bad);
+    const char *msg = md_last_error();
+    md_log_set_callback(NULL, NULL);
+    CHECK(st != MD_OK && strstr(msg, bad), "an image tokenizer file is refused, naming it (%s)", msg);
+    md_log_set_callback(check_quiet_log, NULL);
+    st = md_tok_load(&b, "/nonexistent/tokens.safetensors");
+    md_log_set_callback(NULL, NULL);
+    CHECK(st != MD_OK, "a missing file is an error");
+    remove(path);
+    remove(bad);
+}
+
+/* ---- tiny training ---- */
+
+static int test_tiny(void)
+{
+    char sp_path[512], vq_path[512];
+    check_model_path(sp_path, sizeof sp_path, "space.safetensors");
+    check_model_path(vq_path, sizeof vq_path, "vqgan.safetensors");
+    md_world w;
+    md_space sp;
+    md_vqgan vq;
+    if (md_world_open(NULL, &w) != MD_OK || md_space_load(&sp, sp_path) != MD_OK || md_vqgan_load(&vq, vq_path) != MD_OK) {
+        CHECK(false, "needs MEDLEY_DATA_DIR and the bundled space and tokenizer: %s", md_last_error());
+        return 1;
+    }
+    md_tok_train_opts o;
+    md_tok_train_default_opts(&o);
+    o.d = 64;
+    o.layers = 2;
+    o.heads = 2;
+    o.steps = 800;
+    o.batch_images = 12;
+    o.batch_videos = 0;
+    o.corpus_images = 600;
+    o.corpus_videos = 1;
+    o.lr = 2e-3f;
+    o.caption_weight = 4.f;
+    md_tokmodel m;
+    double t0 = md_time_now();
+    md_status st = md_tok_train(&m, &sp, &vq, &w, &o);
+    CHECK(st == MD_OK, "a tiny model trains (%d steps, %.0f s)", (int)o.steps, md_time_now() - t0);
+    if (st != MD_OK)
+        return check_done();
+    /* captions for digit conditions of held-out images: the digit named */
+    md_tok_session *s = md_tok_session_new(&m);
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    float *x = malloc(sizeof(float) * (size_t)md_space_input_size(MD_MOD_IMAGE));
+    int right = 0, n = 60;
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f};
+    for (int i = 0; i < n; i++) {
+        md_world_sample ws;
+        md_world_draw(&w, 31, MD_SPLIT_VAL, MD_WORLD_IMAGE, i, &ws);
+        char cap[MD_CAPTION_MAX];
+        md_caption_make(&ws, i, cap, sizeof cap, NULL);
+        const char *t = cap;
+        float cond[MD_SPACE_DIM];
+        md_space_embed(&sp, g, MD_MOD_TEXT, &t, 1, cond);
+        int32_t ids[MD_TOK_CAPTION];
+        int nn = 0;
+        char text[512];
+        size_t len = 0;
+        if (md_tok_sample_caption(s, cond, &so, (uint64_t)i, NULL, ids, MD_TOK_CAPTION, &nn) != MD_OK ||
+            md_bpe_decode(sp.bpe, ids, (size_t)nn, text, sizeof text - 1, &len) != MD_OK)
+            continue;
+        text[len] = '\0';
+        int got[MD_ATTR_COUNT];
+        md_caption_parse(text, got);
+        right += got[MD_ATTR_DIGIT] == ws.attr[MD_ATTR_DIGIT];
+        if (i < 3)
+            printf("     \"%s\" -> \"%s\"\n", cap, text);
+    }
+    /* 15 of 60 lies 4 standard deviations above chance (binomial, p 0.1) */
+    CHECK(right * 4 >= n, "captions name the conditioned digit in %d of %d (chance 10%%; must be >= 25%%)", right,
+          n);
+    free(x);
+    md_graph_free(g);
+    md_tok_session_free(s);
+    md_tok_free(&m);
+    md_vqgan_free(&vq);
+    md_space_free(&sp);
+    md_world_close(&w);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    md_threads_init();
+    if (argc > 1 && strcmp(argv[1], "--tiny") == 0) {
+        test_tiny();
+        return check_done();
+    }
+    md_tokmodel m;
+    CHECK(md_tok_init(&m, TV, 64, 2, 4, 3) == MD_OK, "a model initialises (vocabulary %lld, %lld parameters)",
+          (long long)m.vocab, (long long)md_paramset_numel(m.ps));
+    CHECK(m.vocab == TV + MD_VQ_CODES + 4 + MD_WORLD_FRAMES - 1 && md_tok_frame(&m, 15) == m.vocab - 1 &&
+              md_tok_code(&m, 0) == TV && md_tok_boi(&m) == TV + MD_VQ_CODES,
+          "the vocabulary is text, codes, then markers");
+    md_log_set_callback(check_quiet_log, NULL);
+    md_tokmodel bad;
+    CHECK(md_tok_init(&bad, TV, 65, 2, 4, 1) == MD_ERR_INVALID, "d not a multiple of heads is refused");
+    md_log_set_callback(NULL, NULL);
+    test_cache_agrees(&m);
+    test_sampling(&m);
+    test_files(&m);
+    md_tok_free(&m);
+    return check_done();
+}
