@@ -342,28 +342,31 @@ static void out_path(const char *dir, uint64_t seed, const char *kind, const cha
 
 /* ---- restoring a job from an output ---- */
 
+/* The job an output carries: a TXT's marked line, else a PNG's or MP4's
+ * metadata. NULL when none. */
 static char *read_job_from(const char *path)
 {
-    md_meta meta = {0};
     char *job = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        char line[65536];
+        while (!job && fgets(line, sizeof line, f))
+            if (strncmp(line, TXT_MARK, strlen(TXT_MARK)) == 0) {
+                line[strcspn(line, "\n")] = '\0';
+                job = strdup(line + strlen(TXT_MARK));
+            }
+        fclose(f);
+    }
+    if (job)
+        return job;
+    md_meta meta = {0};
     md_image im = {0};
     md_video v = {0};
     md_media_limits lim = md_media_limits_default();
-    md_log_set_callback(medley_quiet_log, NULL);   /* a text file is no image: not an error here */
+    md_log_set_callback(medley_quiet_log, NULL);   /* not an image: try video, quietly */
     if (md_image_load(path, &lim, &im, &meta) == MD_OK || md_video_load(path, &lim, NULL, &v, &meta) == MD_OK) {
         const char *j = md_meta_get(&meta, JOB_KEY);
         job = j ? strdup(j) : NULL;
-    } else {
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            char line[65536];
-            while (!job && fgets(line, sizeof line, f))
-                if (strncmp(line, TXT_MARK, strlen(TXT_MARK)) == 0) {
-                    line[strcspn(line, "\n")] = '\0';
-                    job = strdup(line + strlen(TXT_MARK));
-                }
-            fclose(f);
-        }
     }
     md_log_set_callback(NULL, NULL);
     md_image_free(&im);

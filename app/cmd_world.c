@@ -364,6 +364,7 @@ typedef struct eval_opts {
     const char *data, *models, *json;
     bool judges, space, baseline, vqgan;
     long quick;    /* 0 = whole test split */
+    long outputs;  /* per generator cell; 0 = the defaults */
 } eval_opts;
 
 int medley_load_judges(const char *models, md_judge j[3])
@@ -471,7 +472,9 @@ int medley_cmd_eval(int argc, char **argv)
             eo.models = val;
         else if (strcmp(a, "--json") == 0)
             eo.json = val;
-        else if (strcmp(a, "--quick") == 0) {
+        else if (strcmp(a, "--outputs") == 0) {
+            if (medley_parse_int(a, val, 2, 100000L, &eo.outputs)) return 2;
+        } else if (strcmp(a, "--quick") == 0) {
             if (medley_parse_int(a, val, 1, 100000000L, &eo.quick)) return 2;
         } else {
             fprintf(stderr, "medley eval: unknown option \"%s\"\n", a);
@@ -502,7 +505,7 @@ int medley_cmd_eval(int argc, char **argv)
             md_judge_free(&j[k]);
         return 1;
     }
-    int rc = eo.judges ? eval_judges(&eo, &w, j) : medley_eval_matrix(&w, j, eo.json, eo.quick, eo.models);
+    int rc = eo.judges ? eval_judges(&eo, &w, j) : medley_eval_matrix(&w, j, eo.json, eo.quick, eo.models, eo.outputs);
     md_world_close(&w);
     for (int k = 0; k < 3; k++)
         md_judge_free(&j[k]);

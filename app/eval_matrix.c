@@ -71,15 +71,16 @@ static md_status real_reference(const md_world *w, const md_judge *j, int64_t n,
     return st;
 }
 
-int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models)
+int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,
+                       long outputs)
 {
     md_eval_matrix m;
     memset(&m, 0, sizeof m);
     /* the token generators' cells, when their models are present */
     medley_bundle bundle;
     if (medley_bundle_load(&bundle, models, true) == 0) {
-        int64_t nq = quick ? quick : 100;
-        medley_tok_eval_opts eo = {nq, quick ? quick : 40, nq, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_TEST, true};
+        int64_t nq = outputs ? outputs : 100;
+        medley_tok_eval_opts eo = {nq, outputs ? outputs : 40, nq, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_TEST, true};
         printf("token generators (%s), held-out test inputs:\n", bundle.model_id);
         fflush(stdout);
         int e = medley_eval_tokens(w, j, &bundle, &eo, &m);

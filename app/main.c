@@ -39,8 +39,9 @@ static void usage(FILE *f)
             "usage: medley [COMMAND] [OPTIONS]\n"
             "\n"
             "commands:\n"
+            "  (none)    one generation from the bundled models into ./medley-out\n"
+            "            ($MEDLEY_OUT); the engine demo when they are missing\n"
             "  demo      train a small transformer from scratch on this machine and test it\n"
-            "            (the default when no command is given)\n"
             "            --steps N (300)  --seed S (1)  --batch B (64)  --length L (8)\n"
             "  corpus build  write the demo-world corpus (train/val/test/compo shards)\n"
             "            --data DIR  --out DIR (corpus)  --seed S (1)  --scale F (1)\n"
@@ -67,7 +68,8 @@ static void usage(FILE *f)
             "            --space: retrieval and zero-shot figures of the aligned space\n"
             "            (--baseline: beside the same encoders trained on the labels);\n"
             "            --vqgan: the image tokenizer's PSNR and code use\n"
-            "            --data DIR  --models DIR  --json FILE  --quick N\n"
+            "            --data DIR  --models DIR  --json FILE  --quick N (reference samples)\n"
+            "            --outputs N (per generator cell; default 100, videos 40)\n"
             "  info [FILE...]  with files: what each holds (modality, size, duration,\n"
             "            codec, metadata) or why it cannot be read; without: version,\n"
             "            threads and compute devices\n"
@@ -313,11 +315,36 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
+/* A bare `medley`: the studio's job where no studio exists yet — one real
+ * generation from the bundled models (text in; image, video and caption
+ * out, into ./medley-out or $MEDLEY_OUT); the engine demo when the
+ * generators' models are missing. */
+static int cmd_default(void)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokens.safetensors", medley_models_dir(NULL));
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("(no token transformer at %s: running the engine demo instead)\n", path);
+        return cmd_demo(0, NULL);
+    }
+    fclose(f);
+    const char *out = getenv("MEDLEY_OUT");
+    char *args[] = {"--in", "text:a red seven moving left on black", "--out", "image,video,text", "--seed", "7",
+                    "-o", (char *)(out && *out ? out : "medley-out")};
+    printf("Medley: no studio in this build yet, so one generation from the command line:\n"
+           "  medley generate --in text:\"%s\" --out %s --seed 7 -o %s\n",
+           args[1] + 5, args[3], args[7]);
+    fflush(stdout);
+    signal(SIGINT, on_sigint);
+    return medley_cmd_generate(8, args);
+}
+
 int main(int argc, char **argv)
 {
     md_threads_init();
     if (argc < 2)
-        return cmd_demo(0, NULL);
+        return cmd_default();
     const char *cmd = argv[1];
     if (strcmp(cmd, "demo") == 0)
         return cmd_demo(argc - 2, argv + 2);

@@ -216,7 +216,7 @@ md_tok_session *md_tok_session_new(const md_tokmodel *m)
     if (!s)
         return NULL;
     s->m = m;
-    s->g = md_graph_new((size_t)1 << 25);
+    s->g = md_graph_new((size_t)1 << 22);   /* grows to the largest step once */
     s->small = calloc((size_t)m->layers, sizeof *s->small);
     s->probs = malloc(sizeof(float) * (size_t)m->vocab);
     s->order = malloc(sizeof(int32_t) * (size_t)m->vocab);

@@ -40,7 +40,7 @@ printf 'x' >"$tmp/afile"
 check "train into a path under a file" 1 "$exe" train vqgan --steps 1 -o "$tmp/afile/models"
 case "$LAST" in *"afile is not a folder"*) echo "ok   says why, before training";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "unknown thing to train" 2 "$exe" train unicorns
-case "$LAST" in *"judges, space or vqgan"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
+case "$LAST" in *"judges, space, vqgan or tokens"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "bad --digit-weight refused" 2 "$exe" train space --digit-weight lots
 # The demo world commands (need the data folder; skipped without it).
 if [ -n "${MEDLEY_DATA_DIR:-}" ]; then
@@ -62,7 +62,7 @@ if [ -n "${MEDLEY_DATA_DIR:-}" ]; then
     if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/judge-image.safetensors" ]; then
         check "eval --judges --quick" 0 "$exe" eval --judges --quick 200 --json "$tmp/judges.json"
         case "$LAST" in *"image judge on test"*"audio judge on test"*"video judge on test"*"text  judge"*) echo "ok   every judge reported";; *) echo "FAIL: $LAST"; fail=1;; esac
-        check "eval matrix" 0 "$exe" eval --quick 60 --json "$tmp/matrix.json"
+        check "eval matrix" 0 "$exe" eval --quick 60 --outputs 3 --json "$tmp/matrix.json"
         grep -q '"matrix"' "$tmp/matrix.json" && echo "ok   matrix JSON written" || { echo "FAIL matrix json"; fail=1; }
     fi
 else
@@ -90,5 +90,57 @@ if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/space.safetensors
     check "search a missing folder" 1 "$exe" search --query seven "$tmp/nowhere"
 else
     echo "skip space commands: no shipped space.safetensors"
+fi
+# Generation (needs the shipped space, tokenizer and token transformer).
+if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/tokens.safetensors" ]; then
+    g1="$tmp/gen1"; g2="$tmp/gen2"; g3="$tmp/gen3"
+    rm -rf "$g1" "$g2" "$g3"
+    check "generate image and caption from text" 0 "$exe" generate --in text:"a red seven on black" \
+        --out image,text --seed 7 -o "$g1" --quiet
+    [ -s "$g1/medley-7-image.png" ] && [ -s "$g1/medley-7-text.txt" ] && echo "ok   PNG and TXT written" \
+        || { echo "FAIL outputs missing: $(ls "$g1")"; fail=1; }
+    check "info shows the job" 0 "$exe" info "$g1/medley-7-image.png"
+    case "$LAST" in *medley.job*'"seed":7'*) echo "ok   the PNG carries its job";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "the same request again" 0 "$exe" generate --in text:"a red seven on black" --out image,text --seed 7 -o "$g2" --quiet
+    cmp -s "$g1/medley-7-image.png" "$g2/medley-7-image.png" && echo "ok   same seed, same image bytes" \
+        || { echo "FAIL images differ"; fail=1; }
+    check "restore the job from the PNG" 0 "$exe" generate --from "$g1/medley-7-image.png" -o "$g3" --quiet
+    cmp -s "$g1/medley-7-image.png" "$g3/medley-7-image.png" && cmp -s "$g1/medley-7-text.txt" "$g3/medley-7-text.txt" \
+        && echo "ok   the restored job makes the same outputs" || { echo "FAIL restored outputs differ"; fail=1; }
+    check "restore from the TXT" 0 "$exe" generate --from "$g1/medley-7-text.txt" -o "$g3" --quiet
+    [ -s "$g3/medley-7-image-2.png" ] && echo "ok   a second run does not overwrite" || { echo "FAIL: $(ls "$g3")"; fail=1; }
+    check "generate from an image and text with weights" 0 "$exe" generate --in "image:$g1/medley-7-image.png@0.5" \
+        --in text:seven --out text --seed 1 -o "$g2" --quiet
+    check "unknown input modality" 2 "$exe" generate --in smell:roses --out image
+    case "$LAST" in *'unknown modality "smell"'*) echo "ok   names it";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "missing input file" 1 "$exe" generate --in "image:$tmp/none.png" --out image -o "$g2"
+    case "$LAST" in *"none.png"*) echo "ok   names the file";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "unreadable input file" 1 "$exe" generate --in "image:$tmp/junk.png" --out image -o "$g2"
+    case "$LAST" in *"junk.png"*) echo "ok   names the file";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "input of another modality than declared" 1 "$exe" generate --in "audio:$g1/medley-7-image.png" --out text -o "$g2"
+    case "$LAST" in *"given as audio, but it holds image"*) echo "ok   says so";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "weights adding to zero" 1 "$exe" generate --in text:seven@1 --in text:four@-1 --out image -o "$g2"
+    case "$LAST" in *"zero"*) echo "ok   says why";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "an output no generator makes" 2 "$exe" generate --in text:seven --out audio
+    check "an unknown output" 2 "$exe" generate --in text:seven --out smell
+    check "no input" 2 "$exe" generate --out image
+    check "temperature 0" 1 "$exe" generate --in text:seven --out image --temperature 0 -o "$g2"
+    case "$LAST" in *temperature*) echo "ok   names the parameter";; *) echo "FAIL: $LAST"; fail=1;; esac
+    check "top-p 2" 1 "$exe" generate --in text:seven --out image --top-p 2 -o "$g2"
+    check "negative guidance" 1 "$exe" generate --in text:seven --out image --guidance -1 -o "$g2"
+    check "a non-number seed" 2 "$exe" generate --in text:seven --out image --seed many
+    check "--from a file without a job" 1 "$exe" generate --from "$tmp/prompt.txt"
+    # Ctrl-C: a clean stop, exit 130, nothing written
+    g4="$tmp/gen4"; rm -rf "$g4"; mkdir -p "$g4"
+    "$exe" generate --in text:"a blue two moving up" --out video -o "$g4" --quiet >/dev/null 2>&1 &
+    pid=$!
+    sleep 1
+    kill -INT $pid
+    wait $pid; got=$?
+    left=$(ls -A "$g4")
+    [ "$got" = 130 ] && [ -z "$left" ] && echo "ok   Ctrl-C cancels (exit 130), no file left" \
+        || { echo "FAIL Ctrl-C: exit $got, left: $left"; fail=1; }
+else
+    echo "skip generate commands: no shipped tokens.safetensors"
 fi
 exit $fail

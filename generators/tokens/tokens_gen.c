@@ -15,6 +15,7 @@ static const md_gen_param_spec params[P_COUNT] = {
 };
 
 #define PREVIEW_EVERY 64
+#define DECODE_FRAMES 4
 
 typedef struct tok_gen {
     md_modality out;
@@ -63,6 +64,38 @@ static void on_tokens(int64_t done, int64_t total, const int32_t *codes, int64_t
                 done, total, 0.95 * (double)done / (double)total, pv, t->user);
 }
 
+/* Keeps whole, valid UTF-8 sequences of s[0..n) (a byte-level tokenizer can
+ * sample half a character); returns the new length. */
+static size_t keep_utf8(char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 && c >= 0xc2 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                     : (c & 0xf8) == 0xf0 && c <= 0xf4 ? 4 : 0;
+        bool ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++)
+            ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+        if (ok && len == 3) {   /* no overlongs, no surrogates */
+            unsigned char d = (unsigned char)s[i + 1];
+            ok = !(c == 0xe0 && d < 0xa0) && !(c == 0xed && d >= 0xa0);
+        } else if (ok && len == 4) {
+            unsigned char d = (unsigned char)s[i + 1];
+            ok = !(c == 0xf0 && d < 0x90) && !(c == 0xf4 && d >= 0x90);
+        }
+        if (!ok) {
+            i++;
+            continue;
+        }
+        if (c >= 0x20 || c == '\t' || len > 1) {   /* no control bytes in a caption */
+            memmove(s + o, s + i, len);
+            o += len;
+        }
+        i += len;
+    }
+    return o;
+}
+
 static md_status run(void *self, const md_gen_condition *c, const double *p, uint64_t seed,
                      md_gen_progress_fn progress, void *user, const volatile int *cancel, md_gen_output *out)
 {
@@ -82,6 +115,7 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
             size_t len = 0;
             st = md_bpe_decode(t->sp->bpe, ids, (size_t)n, buf, sizeof buf, &len);
             if (st == MD_OK) {
+                len = keep_utf8(buf, len);
                 out->text = malloc(len + 1);
                 if (!out->text)
                     st = MD_ERR_ALLOC;
@@ -110,8 +144,9 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
         st = md_tok_sample_video(t->session, c->vec, &o, seed, on_tokens, t, cancel, codes);
     if (st == MD_OK && cancel && *cancel)
         st = MD_ABORTED;
-    if (st == MD_OK)
-        st = md_vqgan_detokenize(t->vq, t->g, codes, frames, x);
+    for (int f = 0; st == MD_OK && f < frames; f += DECODE_FRAMES)   /* a few at a time: less memory */
+        st = md_vqgan_detokenize(t->vq, t->g, codes + (size_t)f * MD_VQ_TOKENS,
+                                 frames - f < DECODE_FRAMES ? frames - f : DECODE_FRAMES, x + isz * f);
     if (st == MD_OK && t->out == MD_MOD_IMAGE) {
         st = md_image_alloc(&out->image, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
         if (st == MD_OK)
@@ -169,7 +204,7 @@ md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md
         t->sp = sp;
         snprintf(t->model_id, sizeof t->model_id, "%s", model_id ? model_id : "tokens");
         t->session = md_tok_session_new(tm);
-        t->g = md_graph_new((size_t)1 << 26);
+        t->g = md_graph_new((size_t)1 << 22);   /* grows to a decode of DECODE_FRAMES once */
         t->partial = malloc(sizeof(int32_t) * MD_VQ_TOKENS);
         t->pix = malloc(sizeof(float) * 3 * MD_WORLD_SIZE * MD_WORLD_SIZE);
         t->preview_st = md_image_alloc(&t->preview, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
