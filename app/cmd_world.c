@@ -365,6 +365,7 @@ typedef struct eval_opts {
     bool judges, space, baseline, vqgan;
     long quick;    /* 0 = whole test split */
     long outputs;  /* per generator cell; 0 = the defaults */
+    medley_gen_eval gen;
 } eval_opts;
 
 int medley_load_judges(const char *models, md_judge j[3])
@@ -462,6 +463,10 @@ int medley_cmd_eval(int argc, char **argv)
             eo.vqgan = true;
             continue;
         }
+        if (strcmp(a, "--val") == 0) {
+            eo.gen.val = true;
+            continue;
+        }
         if (!val) {
             fprintf(stderr, "medley eval: %s needs a value\n", a);
             return 2;
@@ -472,7 +477,14 @@ int medley_cmd_eval(int argc, char **argv)
             eo.models = val;
         else if (strcmp(a, "--json") == 0)
             eo.json = val;
-        else if (strcmp(a, "--outputs") == 0) {
+        else if (strcmp(a, "--guidance") == 0 || strcmp(a, "--temperature") == 0 || strcmp(a, "--top-p") == 0) {
+            double f;
+            if (medley_parse_double(a, val, 0.01, a[2] == 'g' ? 20.0 : a[3] == 'o' ? 1.0 : 5.0, &f))
+                return 2;
+            *(a[2] == 'g' ? &eo.gen.guidance : a[2] == 't' && a[3] == 'e' ? &eo.gen.temperature : &eo.gen.top_p) = f;
+        } else if (strcmp(a, "--top-k") == 0) {
+            if (medley_parse_int(a, val, 0, 2048, &eo.gen.top_k)) return 2;
+        } else if (strcmp(a, "--outputs") == 0) {
             if (medley_parse_int(a, val, 2, 100000L, &eo.outputs)) return 2;
         } else if (strcmp(a, "--quick") == 0) {
             if (medley_parse_int(a, val, 1, 100000000L, &eo.quick)) return 2;
@@ -505,7 +517,7 @@ int medley_cmd_eval(int argc, char **argv)
             md_judge_free(&j[k]);
         return 1;
     }
-    int rc = eo.judges ? eval_judges(&eo, &w, j) : medley_eval_matrix(&w, j, eo.json, eo.quick, eo.models, eo.outputs);
+    int rc = eo.judges ? eval_judges(&eo, &w, j) : medley_eval_matrix(&w, j, eo.json, eo.quick, eo.models, eo.outputs, &eo.gen);
     md_world_close(&w);
     for (int k = 0; k < 3; k++)
         md_judge_free(&j[k]);

@@ -40,8 +40,15 @@ int medley_eval_vqgan(const md_world *w, const char *models, long quick);
 /* `medley eval --space` on the test split (cmd_space.c). */
 int medley_eval_space(const md_world *w, const char *models, long quick, bool baseline);
 /* The any-to-any matrix (eval_matrix.c); json may be NULL. */
+/* Sampling settings of the generator cells (0: the generators' defaults)
+ * and whether they read validation inputs instead of test ones (tuning). */
+typedef struct medley_gen_eval {
+    double guidance, temperature, top_p;
+    long top_k;
+    bool val;
+} medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,
-                       long outputs);
+                       long outputs, const medley_gen_eval *ge);
 
 #endif

@@ -70,6 +70,7 @@ static void usage(FILE *f)
             "            --vqgan: the image tokenizer's PSNR and code use\n"
             "            --data DIR  --models DIR  --json FILE  --quick N (reference samples)\n"
             "            --outputs N (per generator cell; default 100, videos 40)\n"
+            "            --guidance F  --temperature F  --top-k N  --top-p F  --val (tuning inputs)\n"
             "  info [FILE...]  with files: what each holds (modality, size, duration,\n"
             "            codec, metadata) or why it cannot be read; without: version,\n"
             "            threads and compute devices\n"

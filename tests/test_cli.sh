@@ -104,6 +104,11 @@ if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/tokens.safetensor
     check "the same request again" 0 "$exe" generate --in text:"a red seven on black" --out image,text --seed 7 -o "$g2" --quiet
     cmp -s "$g1/medley-7-image.png" "$g2/medley-7-image.png" && echo "ok   same seed, same image bytes" \
         || { echo "FAIL images differ"; fail=1; }
+    rm -rf "$g2"
+    check "the same request on one thread" 0 env MEDLEY_THREADS=1 "$exe" generate --in text:"a red seven on black" \
+        --out image,text --seed 7 -o "$g2" --quiet
+    cmp -s "$g1/medley-7-image.png" "$g2/medley-7-image.png" && cmp -s "$g1/medley-7-text.txt" "$g2/medley-7-text.txt" \
+        && echo "ok   one thread or two, the same bytes" || { echo "FAIL thread count changed the outputs"; fail=1; }
     check "restore the job from the PNG" 0 "$exe" generate --from "$g1/medley-7-image.png" -o "$g3" --quiet
     cmp -s "$g1/medley-7-image.png" "$g3/medley-7-image.png" && cmp -s "$g1/medley-7-text.txt" "$g3/medley-7-text.txt" \
         && echo "ok   the restored job makes the same outputs" || { echo "FAIL restored outputs differ"; fail=1; }
