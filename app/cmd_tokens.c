@@ -37,7 +37,7 @@ static void tok_progress(const char *stage, int64_t step, int64_t steps, float l
 
 int medley_cmd_train_tokens(int argc, char **argv)
 {
-    const char *data = NULL, *out = NULL, *models = NULL;
+    const char *data = NULL, *out = NULL, *models = NULL, *init_path = NULL;
     md_tok_train_opts o;
     md_tok_train_default_opts(&o);
     long quick = 0;
@@ -79,6 +79,8 @@ int medley_cmd_train_tokens(int argc, char **argv)
             double f;
             if (medley_parse_double(a, val, 1e-6, 1.0, &f)) return 2;
             o.lr = (float)f;
+        } else if (strcmp(a, "--init") == 0) {
+            init_path = val;
         } else if (strcmp(a, "--eval") == 0) {
             if (medley_parse_int(a, val, 0, 100000, &quick)) return 2;
         } else {
@@ -111,9 +113,24 @@ int medley_cmd_train_tokens(int argc, char **argv)
         return 1;
     }
     b.have_vq = true;
+    md_tokmodel init;
+    if (init_path) {
+        if (md_tok_load(&init, init_path) != MD_OK) {
+            fprintf(stderr, "medley train tokens: --init: %s\n", md_last_error());
+            medley_bundle_free(&b);
+            return 1;
+        }
+        o.init = &init;
+        o.d = init.d;
+        o.layers = init.layers;
+        o.heads = init.heads;
+        printf("going on from %s\n", init_path);
+    }
     md_world w;
     if (md_world_open(data, &w) != MD_OK) {
         fprintf(stderr, "medley: %s\n", md_last_error());
+        if (o.init)
+            md_tok_free(&init);
         medley_bundle_free(&b);
         return 1;
     }
@@ -127,6 +144,8 @@ int medley_cmd_train_tokens(int argc, char **argv)
     o.user = &c;
     o.cancel = &medley_cancel;
     md_status st = md_tok_train(&b.tm, &b.sp, &b.vq, &w, &o);
+    if (o.init)
+        md_tok_free(&init);
     double secs = md_time_now() - t0;
     if (st == MD_OK) {
         b.have_tm = true;
@@ -134,10 +153,10 @@ int medley_cmd_train_tokens(int argc, char **argv)
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train tokens\",\"steps\":%lld,\"batch_images\":%d,\"batch_videos\":%d,"
                  "\"images\":%lld,\"videos\":%lld,\"d\":%lld,\"layers\":%lld,\"heads\":%lld,\"lr\":%g,"
-                 "\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
+                 "\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d,\"init\":\"%s\"}",
                  (long long)o.steps, o.batch_images, o.batch_videos, (long long)o.corpus_images,
                  (long long)o.corpus_videos, (long long)o.d, (long long)o.layers, (long long)o.heads, (double)o.lr,
-                 (unsigned long long)o.seed, secs, md_threads_get());
+                 (unsigned long long)o.seed, secs, md_threads_get(), init_path ? "a trained model" : "");
         snprintf(path, sizeof path, "%s/tokens.safetensors", out);
         st = md_tok_save(&b.tm, path, recipe, w.data_hash);
         if (st == MD_OK)

@@ -791,6 +791,18 @@ md_status md_tok_train(md_tokmodel *m, const md_space *sp, const md_vqgan *vq, c
     md_status st = md_tok_init(m, md_bpe_vocab_size(sp->bpe), o->d, o->layers, o->heads, o->seed);
     if (st != MD_OK)
         return st;
+    if (o->init) {   /* go on from a trained model of the same shape */
+        if (o->init->text_vocab != m->text_vocab || o->init->d != m->d || o->init->layers != m->layers ||
+            o->init->heads != m->heads) {
+            md_log(MD_LOG_ERROR, "token transformer training: the model to go on from has another shape "
+                                 "(d %lld, %lld layers, %lld heads)",
+                   (long long)o->init->d, (long long)o->init->layers, (long long)o->init->heads);
+            md_tok_free(m);
+            return MD_ERR_INVALID;
+        }
+        memcpy(md_paramset_values(m->ps), md_paramset_values(o->init->ps),
+               sizeof(float) * (size_t)md_paramset_numel(m->ps));
+    }
     tok_corpus c;
     if ((st = corpus_build(&c, sp, vq, w, o)) != MD_OK) {
         md_tok_free(m);
@@ -948,3 +960,4 @@ md_status md_tok_train(md_tokmodel *m, const md_space *sp, const md_vqgan *vq, c
         md_tok_free(m);
     return st;
 }
+

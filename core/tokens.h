@@ -124,6 +124,7 @@ typedef struct md_tok_train_opts {
     float caption_weight;            /* caption tokens count this many times in the loss: 3 */
     int64_t d, layers, heads;        /* 256, 6, 8 */
     uint64_t seed;
+    const md_tokmodel *init;         /* NULL: fresh weights; else go on from this model (same shape) */
     void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;
     const volatile int *cancel;

@@ -145,7 +145,7 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     if (st == MD_OK && cancel && *cancel)
         st = MD_ABORTED;
     for (int f = 0; st == MD_OK && f < frames; f += DECODE_FRAMES)   /* a few at a time: less memory */
-        st = md_vqgan_detokenize(t->vq, t->g, codes + (size_t)f * MD_VQ_TOKENS,
+        st = cancel && *cancel ? MD_ABORTED : md_vqgan_detokenize(t->vq, t->g, codes + (size_t)f * MD_VQ_TOKENS,
                                  frames - f < DECODE_FRAMES ? frames - f : DECODE_FRAMES, x + isz * f);
     if (st == MD_OK && t->out == MD_MOD_IMAGE) {
         st = md_image_alloc(&out->image, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
