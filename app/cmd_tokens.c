@@ -167,7 +167,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
         if (medley_load_judges(models, j) == 0) {
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
-            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true};
+            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)
@@ -275,8 +275,10 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     /* real test features (the Fréchet reference) of the image and video judges */
     for (int k = 0; k < 2 && st == MD_OK; k++)
         st = real_features(w, &j[k == 0 ? MD_WORLD_IMAGE : MD_WORLD_VIDEO], MD_SPLIT_TEST, nref, ref[k]);
-    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance};
+    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption};
     for (int oi = 0; oi < 3 && st == MD_OK; oi++) {
+        if (eo->only >= 0 && (int)outs[oi] != eo->only)
+            continue;
         md_generator *gen_o = md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp, b->model_id);
         if (!gen_o) {
             st = MD_ERR;
@@ -288,6 +290,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
         p[1] = so.top_k;
         p[2] = so.top_p;
         p[3] = so.guidance;
+        p[4] = so.via_caption;
         const md_world_kind ok = outs[oi] == MD_MOD_IMAGE ? MD_WORLD_IMAGE
                                  : outs[oi] == MD_MOD_VIDEO ? MD_WORLD_VIDEO
                                                            : MD_WORLD_AUDIO;   /* text: judged by parsing */
@@ -341,10 +344,14 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                 if (st == MD_OK)
                     st = md_frechet_distance(val, n, ref[k], nref, MD_JUDGE_FEATURES, &cell->fd_floor);
             }
-            if (eo->verbose)
-                fprintf(stderr, "  %s -> %s: digit %.1f%%  attributes %.1f%%  (%lld, %.1f s)\n",
-                        md_modality_names[in], md_modality_names[outs[oi]], 100 * cell->digit_acc,
-                        100 * cell->attr_acc, (long long)n, md_time_now() - t0);
+            if (eo->verbose) {
+                fprintf(stderr, "  %s -> %s: digit %.1f%%  attributes %.1f%%", md_modality_names[in],
+                        md_modality_names[outs[oi]], 100 * cell->digit_acc, 100 * cell->attr_acc);
+                if (outs[oi] == MD_MOD_VIDEO)
+                    fprintf(stderr, "  motion %.1f%%", 100 * md_attr_score_acc(&sc, MD_ATTR_MOTION));
+                fprintf(stderr, "  FD %.1f (floor %.1f)  (%lld, %.1f s)\n", cell->fd, cell->fd_floor, (long long)n,
+                        md_time_now() - t0);
+            }
         }
         md_generator_free(gen_o);
     }

@@ -445,6 +445,8 @@ static int eval_judges(const eval_opts *eo, md_world *w, md_judge j[3])
 int medley_cmd_eval(int argc, char **argv)
 {
     eval_opts eo = {0};
+    eo.gen.only = -1;
+    eo.gen.via_caption = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--judges") == 0) {
@@ -482,6 +484,20 @@ int medley_cmd_eval(int argc, char **argv)
             if (medley_parse_double(a, val, 0.01, a[2] == 'g' ? 20.0 : a[3] == 'o' ? 1.0 : 5.0, &f))
                 return 2;
             *(a[2] == 'g' ? &eo.gen.guidance : a[2] == 't' && a[3] == 'e' ? &eo.gen.temperature : &eo.gen.top_p) = f;
+        } else if (strcmp(a, "--only") == 0) {
+            static const char *const mn[4] = {"text", "image", "audio", "video"};
+            eo.gen.only = -2;
+            for (int m = 0; m < 4; m++)
+                if (strcmp(val, mn[m]) == 0)
+                    eo.gen.only = m;
+            if (eo.gen.only < 0) {
+                fprintf(stderr, "medley eval: --only \"%s\": expected text, image or video\n", val);
+                return 2;
+            }
+        } else if (strcmp(a, "--via-caption") == 0) {
+            long v;
+            if (medley_parse_int(a, val, 0, 1, &v)) return 2;
+            eo.gen.via_caption = (int)v;
         } else if (strcmp(a, "--top-k") == 0) {
             if (medley_parse_int(a, val, 0, 2048, &eo.gen.top_k)) return 2;
         } else if (strcmp(a, "--outputs") == 0) {

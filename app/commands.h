@@ -46,6 +46,8 @@ typedef struct medley_gen_eval {
     double guidance, temperature, top_p;
     long top_k;
     bool val;
+    int only;          /* one output modality (MD_MOD_*), or -1 */
+    int via_caption;   /* -1: the generators' default */
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,

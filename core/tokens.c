@@ -205,6 +205,9 @@ struct md_tok_session {
     md_graph *g;
     md_kv_cache *small;              /* batch 2: one sequence and its unconditional twin */
     md_kv_cache *wide;               /* batch MAX_ROWS: frames 1..15, each with its twin */
+    md_kv_cache *twin;               /* batch 1: the unconditional twin when it runs apart */
+    md_graph *g2;                    /* the twin's steps */
+    float zeros[MD_SPACE_DIM];
     float conds[MAX_ROWS * MD_SPACE_DIM];   /* each row's condition (zeros: the unconditional twin) */
     float *probs;                    /* [vocab] */
     int32_t *order;                  /* [vocab] */
@@ -218,11 +221,14 @@ md_tok_session *md_tok_session_new(const md_tokmodel *m)
     s->m = m;
     s->g = md_graph_new((size_t)1 << 22);   /* grows to the largest step once */
     s->small = calloc((size_t)m->layers, sizeof *s->small);
+    s->twin = calloc((size_t)m->layers, sizeof *s->twin);
+    s->g2 = md_graph_new((size_t)1 << 22);
     s->probs = malloc(sizeof(float) * (size_t)m->vocab);
     s->order = malloc(sizeof(int32_t) * (size_t)m->vocab);
-    bool ok = s->g && s->small && s->probs && s->order;
+    bool ok = s->g && s->g2 && s->small && s->twin && s->probs && s->order;
     for (int64_t l = 0; ok && l < m->layers; l++)
-        ok = md_kv_cache_init(&s->small[l], 2, MD_TOK_TMAX, m->d) == MD_OK;
+        ok = md_kv_cache_init(&s->small[l], 2, MD_TOK_TMAX, m->d) == MD_OK &&
+             md_kv_cache_init(&s->twin[l], 1, MD_TOK_TMAX, m->d) == MD_OK;
     if (!ok) {
         md_tok_session_free(s);
         return NULL;
@@ -245,7 +251,9 @@ void md_tok_session_free(md_tok_session *s)
         return;
     free_caches(s->small, s->m->layers);
     free_caches(s->wide, s->m->layers);
+    free_caches(s->twin, s->m->layers);
     md_graph_free(s->g);
+    md_graph_free(s->g2);
     free(s->probs);
     free(s->order);
     free(s);
@@ -437,6 +445,73 @@ static void set_batch(md_kv_cache *c, int64_t n, int64_t batch)
         c[l].batch = batch;
 }
 
+/* Feeds ids [rows, tn] at pos0 through graph g with conditions conds. */
+static md_tensor *feed(md_tok_session *s, md_graph *g, float *conds, md_kv_cache *caches, int rows,
+                       const int32_t *ids, const int32_t *slots, int tn, int64_t pos0)
+{
+    md_graph_reset(g);
+    md_tensor *ct = md_tensor_wrap(g, MD_F32, conds, 2, (int64_t[]){rows, MD_SPACE_DIM});
+    md_tensor *it = md_tensor_wrap(g, MD_I32, (void *)ids, 2, (int64_t[]){rows, tn});
+    md_tensor *st = md_tensor_wrap(g, MD_I32, (void *)slots, 2, (int64_t[]){rows, tn});
+    return md_tok_forward_cached(g, s->m, ct, it, st, caches, pos0);
+}
+
+/* Caption first, as LWM writes pictures: a caption is sampled from the
+ * condition, then the picture follows it in context (P <bos> caption <eos>
+ * marker codes) in the first row of the small cache. The unconditional
+ * twin (P0 marker codes) runs in its own cache and graph. On return the
+ * small cache holds the conditional sequence through the last code, and
+ * *pos its length. */
+static md_status sample_after_caption(md_tok_session *s, const float *cond, const md_tok_sample_opts *o,
+                                      uint64_t seed, int32_t marker, md_tok_progress_fn progress, void *user,
+                                      int64_t total, const volatile int *cancel, int32_t *codes, int64_t *pos)
+{
+    const md_tokmodel *m = s->m;
+    const bool guided = o->guidance != 1.f;
+    int32_t seq[MD_TOK_CAPTION + 1], slots[MD_TOK_CAPTION + 1];
+    int n = 0;
+    md_status st = md_tok_sample_caption(s, cond, o, seed, cancel, seq + 1, MD_TOK_CAPTION - 2, &n);
+    if (st != MD_OK)
+        return st;
+    seq[0] = MD_BPE_BOS;
+    seq[n + 1] = MD_BPE_EOS;
+    seq[n + 2] = marker;
+    for (int i = 0; i < n + 3; i++)
+        slots[i] = NOSLOT;
+    clear(s->small, m->layers);
+    clear(s->twin, m->layers);
+    set_batch(s->small, m->layers, 1);
+    memcpy(s->conds, cond, sizeof(float) * MD_SPACE_DIM);
+    md_tensor *lc = feed(s, s->g, s->conds, s->small, 1, seq, slots, n + 3, 0);
+    md_tensor *lu = guided ? feed(s, s->g2, s->zeros, s->twin, 1, seq + n + 2, slots, 1, 0) : NULL;
+    int64_t pc = P + n + 3, pu = P + 1;
+    const uint64_t key = md_hash64(seed * 2 + 1);
+    st = MD_OK;
+    for (int i = 0; i < MD_VQ_TOKENS; i++) {
+        if (cancel && *cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        if (!lc || (guided && !lu)) {
+            st = MD_ERR;
+            break;
+        }
+        int32_t id = draw(s, lc->data, lu ? lu->data : NULL, o, md_tok_code(m, 0), md_tok_code(m, MD_VQ_CODES), -1,
+                          NULL, 0, md_rand_uniform_at(key, (uint64_t)i));
+        codes[i] = id - md_tok_code(m, 0);
+        if (progress)
+            progress(i + 1, total, codes, i + 1, user);
+        int32_t sl = i;
+        lc = feed(s, s->g, s->conds, s->small, 1, &id, &sl, 1, pc++);
+        if (guided && i + 1 < MD_VQ_TOKENS)
+            lu = feed(s, s->g2, s->zeros, s->twin, 1, &id, &sl, 1, pu++);
+    }
+    set_batch(s->small, m->layers, 2);
+    *pos = pc;
+    return st;
+}
+
+
 md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
                               md_tok_progress_fn progress, void *user, const volatile int *cancel,
                               int32_t *codes)
@@ -444,6 +519,14 @@ md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok
     md_status st = check_opts(o);
     if (st != MD_OK)
         return st;
+    if (o->via_caption) {
+        int64_t pos;
+        st = sample_after_caption(s, cond, o, seed, md_tok_boi(s->m), progress, user, MD_VQ_TOKENS, cancel, codes,
+                                  &pos);
+        md_graph_reset(s->g);
+        md_graph_reset(s->g2);
+        return st;
+    }
     const bool guided = o->guidance != 1.f;
     clear(s->small, s->m->layers);
     set_batch(s->small, s->m->layers, guided ? 2 : 1);
@@ -463,8 +546,9 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
     if (st != MD_OK)
         return st;
     const md_tokmodel *m = s->m;
-    const bool guided = o->guidance != 1.f;
-    const int stride = guided ? 2 : 1, F = MD_WORLD_FRAMES - 1, rows = F * stride;
+    bool guided = o->guidance != 1.f;
+    const int F = MD_WORLD_FRAMES - 1;
+    int stride = guided ? 2 : 1, rows = F * stride;
     const int64_t total = (int64_t)MD_WORLD_FRAMES * MD_VQ_TOKENS;
     if (!s->wide) {
         s->wide = calloc((size_t)m->layers, sizeof *s->wide);
@@ -477,18 +561,35 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
             return MD_ERR_ALLOC;
         }
     }
-    clear(s->small, m->layers);
-    set_batch(s->small, m->layers, stride);
-    md_tensor *logits = open_sequence(s, cond, guided, md_tok_bov(m));
-    st = sample_codes(s, s->small, 1, guided, logits, P + 1, o, md_hash64(seed * 2 + 1), 0, total, progress, user,
-                      cancel, codes);
-    int64_t pos = P + 1 + MD_VQ_TOKENS;
-    if (st == MD_OK) {   /* <eof> closes frame 0 */
-        int32_t ids[2] = {md_tok_eof(m), md_tok_eof(m)}, slots[2] = {NOSLOT, NOSLOT};
-        st = step_ids(s, s->small, stride, ids, slots, 1, pos) ? MD_OK : MD_ERR;
-        pos++;
+    md_tensor *logits;
+    int64_t pos;
+    if (o->via_caption) {   /* frame 0 after a caption; frames 1..15 read it in context, unguided */
+        st = sample_after_caption(s, cond, o, seed, md_tok_bov(m), progress, user, total, cancel, codes, &pos);
+        if (st == MD_OK) {
+            int32_t id = md_tok_eof(m), sl = NOSLOT;
+            set_batch(s->small, m->layers, 1);
+            st = feed(s, s->g, s->conds, s->small, 1, &id, &sl, 1, pos) ? MD_OK : MD_ERR;
+            set_batch(s->small, m->layers, 2);
+            pos++;
+        }
+        md_graph_reset(s->g2);
+        guided = false;
+        stride = 1;
+        rows = F;
+    } else {
+        clear(s->small, m->layers);
+        set_batch(s->small, m->layers, stride);
+        logits = open_sequence(s, cond, guided, md_tok_bov(m));
+        st = sample_codes(s, s->small, 1, guided, logits, P + 1, o, md_hash64(seed * 2 + 1), 0, total, progress,
+                          user, cancel, codes);
+        pos = P + 1 + MD_VQ_TOKENS;
+        if (st == MD_OK) {   /* <eof> closes frame 0 */
+            int32_t ids[2] = {md_tok_eof(m), md_tok_eof(m)}, slots[2] = {NOSLOT, NOSLOT};
+            st = step_ids(s, s->small, stride, ids, slots, 1, pos) ? MD_OK : MD_ERR;
+            pos++;
+        }
+        set_batch(s->small, m->layers, 2);
     }
-    set_batch(s->small, m->layers, 2);
     if (st != MD_OK) {
         md_graph_reset(s->g);
         return st;

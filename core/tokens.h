@@ -88,6 +88,9 @@ typedef struct md_tok_sample_opts {
     int top_k;                       /* 0: off */
     float top_p;                     /* (0, 1]; 1: off */
     float guidance;                  /* classifier-free scale; 1: conditional only (no second pass) */
+    int via_caption;                 /* pictures: first a caption from the condition, then the picture
+                                      * after it in context (caption -> image order); video frames
+                                      * 1..15 then run unguided */
 } md_tok_sample_opts;
 
 /* Progress inside a generation: tokens done of total; cancel is polled at

@@ -119,7 +119,7 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(s != NULL, "a sampling session opens");
     float cond[MD_SPACE_DIM];
     random_cond(cond, 9);
-    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f};
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0};
     int32_t a[MD_VQ_TOKENS], b[MD_VQ_TOKENS], c1[MD_VQ_TOKENS];
     md_threads_set(1);
     md_status st1 = md_tok_sample_image(s, cond, &o, 42, NULL, NULL, NULL, a);
@@ -132,11 +132,11 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(memcmp(a, b, sizeof a) == 0, "seed 42 gives the same codes on 1 and on 2 threads");
     md_tok_sample_image(s, cond, &o, 43, NULL, NULL, NULL, c1);
     CHECK(memcmp(a, c1, sizeof a) != 0, "seed 43 gives other codes");
-    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f};
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0};
     md_tok_sample_image(s, cond, &greedy, 1, NULL, NULL, NULL, a);
     md_tok_sample_image(s, cond, &greedy, 2, NULL, NULL, NULL, b);
     CHECK(memcmp(a, b, sizeof a) == 0, "top_k 1 is greedy: the seed does not matter");
-    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f};
+    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f, 0};
     CHECK(md_tok_sample_image(s, cond, &nucleus, 3, NULL, NULL, NULL, a) == MD_OK,
           "top-k with top-p, unguided, samples");
 
@@ -164,8 +164,9 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(text, "captions hold text tokens only");
 
     md_log_set_callback(check_quiet_log, NULL);
-    md_tok_sample_opts bad[] = {{0.f, 0, 1.f, 1.f}, {1.f, -1, 1.f, 1.f}, {1.f, 0, 0.f, 1.f}, {1.f, 0, 1.5f, 1.f},
-                                {1.f, 0, 1.f, -1.f}, {NAN, 0, 1.f, 1.f}, {1.f, 0, 1.f, INFINITY}};
+    md_tok_sample_opts bad[] = {{0.f, 0, 1.f, 1.f, 0},  {1.f, -1, 1.f, 1.f, 0}, {1.f, 0, 0.f, 1.f, 0},
+                                {1.f, 0, 1.5f, 1.f, 0}, {1.f, 0, 1.f, -1.f, 0}, {NAN, 0, 1.f, 1.f, 0},
+                                {1.f, 0, 1.f, INFINITY, 0}};
     int refused = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         refused += md_tok_sample_image(s, cond, &bad[i], 1, NULL, NULL, NULL, a) == MD_ERR_INVALID;
@@ -261,7 +262,7 @@ static int test_tiny(void)
     md_graph *g = md_graph_new((size_t)1 << 24);
     float *x = malloc(sizeof(float) * (size_t)md_space_input_size(MD_MOD_IMAGE));
     int right = 0, n = 60;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f};
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0};
     for (int i = 0; i < n; i++) {
         md_world_sample ws;
         md_world_draw(&w, 31, MD_SPLIT_VAL, MD_WORLD_IMAGE, i, &ws);
@@ -332,7 +333,7 @@ static int test_shipped(void)
     md_graph *g = md_graph_new((size_t)1 << 24);
     const int n = 40;
     int img_right = 0, cap_right = 0;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f};
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0};
     float x[3 * 64 * 64], jx[4 * 64 * 64];
     uint8_t rgb[64 * 64 * 3];
     double t0 = md_time_now();

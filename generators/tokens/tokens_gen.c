@@ -5,13 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_COUNT };
+enum { P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_VIA_CAPTION, P_COUNT };
 
 static const md_gen_param_spec params[P_COUNT] = {
     {"temperature", "softmax temperature of each token", MD_GEN_FLOAT, 1.0, 0.05, 5.0},
     {"top_k", "sample among the k likeliest tokens (0: all)", MD_GEN_INT, 0, 0, 2048},
     {"top_p", "sample within the smallest set holding this much probability", MD_GEN_FLOAT, 1.0, 0.05, 1.0},
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
+    {"via_caption", "pictures: write a caption first, then the picture after it (1), or from the condition "
+                    "alone (0)", MD_GEN_INT, 0, 0, 1},
 };
 
 #define PREVIEW_EVERY 64
@@ -102,7 +104,8 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     tok_gen *t = self;
     memset(out, 0, sizeof *out);
     out->modality = t->out;
-    md_tok_sample_opts o = {(float)p[P_TEMPERATURE], (int)p[P_TOP_K], (float)p[P_TOP_P], (float)p[P_GUIDANCE]};
+    md_tok_sample_opts o = {(float)p[P_TEMPERATURE], (int)p[P_TOP_K], (float)p[P_TOP_P], (float)p[P_GUIDANCE],
+                          (int)p[P_VIA_CAPTION]};
     t->progress = progress;
     t->user = user;
     md_status st = MD_OK;
