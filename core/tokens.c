@@ -2,6 +2,7 @@
 #include "tokens.h"
 
 #include "caption.h"
+#include "json.h"
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -91,16 +92,14 @@ md_status md_tok_save(const md_tokmodel *m, const char *path, const char *recipe
     return md_st_save_paramset(path, m->ps, MD_F16, 6, keys, vals);
 }
 
-static bool cfg_int(const char *cfg, const char *key, long long *out)
+/* An integer field of the model's JSON configuration. */
+static bool cfg_int(const md_json *cfg, const char *key, long long *out)
 {
-    char pat[48];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = cfg ? strstr(cfg, pat) : NULL;
-    if (!p)
+    int64_t v;
+    if (!md_json_int(md_json_get(cfg, key), &v))
         return false;
-    char *end;
-    *out = strtoll(p + strlen(pat), &end, 10);
-    return end != p + strlen(pat);
+    *out = (long long)v;
+    return true;
 }
 
 md_status md_tok_load(md_tokmodel *m, const char *path)
@@ -113,7 +112,11 @@ md_status md_tok_load(md_tokmodel *m, const char *path)
     st = md_st_check_model(f, path, "tokens", "token transformer", MD_TOK_VERSION, "medley train tokens");
     long long tv = 0, d = 0, layers = 0, heads = 0, codes = 0;
     if (st == MD_OK) {
-        const char *cfg = md_st_meta(f, "tokens.config");
+        const char *text = md_st_meta(f, "tokens.config");
+        md_json_doc *doc = NULL;
+        if (!text || md_json_parse(text, strlen(text), path, &doc) != MD_OK)
+            doc = NULL;
+        const md_json *cfg = doc ? md_json_root(doc) : NULL;
         if (!cfg_int(cfg, "text_vocab", &tv) || !cfg_int(cfg, "d", &d) || !cfg_int(cfg, "layers", &layers) ||
             !cfg_int(cfg, "heads", &heads) || !cfg_int(cfg, "codes", &codes) || d < 8 || d > 4096 || layers < 1 ||
             layers > 64 || heads < 1 || tv < 260 || tv > (1 << 20)) {
@@ -123,6 +126,7 @@ md_status md_tok_load(md_tokmodel *m, const char *path)
             md_log(MD_LOG_ERROR, "%s: made for %lld image codes, this build has %d", path, codes, MD_VQ_CODES);
             st = MD_ERR_FORMAT;
         }
+        md_json_free(doc);
     }
     md_st_close(f);
     if (st != MD_OK)
@@ -380,14 +384,22 @@ static void clear(md_kv_cache *c, int64_t n)
         md_kv_cache_clear(&c[l]);
 }
 
+
+/* Feeds ids [rows, tn] at pos0 through graph g with conditions conds. */
+static md_tensor *feed(md_tok_session *s, md_graph *g, float *conds, md_kv_cache *caches, int rows,
+                       const int32_t *ids, const int32_t *slots, int tn, int64_t pos0)
+{
+    md_graph_reset(g);
+    md_tensor *ct = md_tensor_wrap(g, MD_F32, conds, 2, (int64_t[]){rows, MD_SPACE_DIM});
+    md_tensor *it = md_tensor_wrap(g, MD_I32, (void *)ids, 2, (int64_t[]){rows, tn});
+    md_tensor *st = md_tensor_wrap(g, MD_I32, (void *)slots, 2, (int64_t[]){rows, tn});
+    return md_tok_forward_cached(g, s->m, ct, it, st, caches, pos0);
+}
+
 static md_tensor *step_ids(md_tok_session *s, md_kv_cache *caches, int rows, const int32_t *ids,
                            const int32_t *slots, int tn, int64_t pos0)
 {
-    md_graph_reset(s->g);
-    md_tensor *ct = md_tensor_wrap(s->g, MD_F32, s->conds, 2, (int64_t[]){rows, MD_SPACE_DIM});
-    md_tensor *it = md_tensor_wrap(s->g, MD_I32, (void *)ids, 2, (int64_t[]){rows, tn});
-    md_tensor *st = md_tensor_wrap(s->g, MD_I32, (void *)slots, 2, (int64_t[]){rows, tn});
-    return md_tok_forward_cached(s->g, s->m, ct, it, st, caches, pos0);
+    return feed(s, s->g, s->conds, caches, rows, ids, slots, tn, pos0);
 }
 
 /* Samples 256 codes for `pairs` sequences whose caches already hold their
@@ -443,17 +455,6 @@ static void set_batch(md_kv_cache *c, int64_t n, int64_t batch)
 {
     for (int64_t l = 0; l < n; l++)
         c[l].batch = batch;
-}
-
-/* Feeds ids [rows, tn] at pos0 through graph g with conditions conds. */
-static md_tensor *feed(md_tok_session *s, md_graph *g, float *conds, md_kv_cache *caches, int rows,
-                       const int32_t *ids, const int32_t *slots, int tn, int64_t pos0)
-{
-    md_graph_reset(g);
-    md_tensor *ct = md_tensor_wrap(g, MD_F32, conds, 2, (int64_t[]){rows, MD_SPACE_DIM});
-    md_tensor *it = md_tensor_wrap(g, MD_I32, (void *)ids, 2, (int64_t[]){rows, tn});
-    md_tensor *st = md_tensor_wrap(g, MD_I32, (void *)slots, 2, (int64_t[]){rows, tn});
-    return md_tok_forward_cached(g, s->m, ct, it, st, caches, pos0);
 }
 
 /* Caption first, as LWM writes pictures: a caption is sampled from the
