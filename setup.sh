@@ -22,7 +22,9 @@ PACKAGES="gcc libc6-dev zlib1g-dev meson ninja-build pkg-config libdnnl-dev libo
 python3 python3-numpy python3-torch libopenblas0-openmp clang libclang-rt-14-dev libjemalloc2
 libfftw3-dev libpng-dev libjpeg-dev libsndfile1-dev libsamplerate0-dev
 libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg
-sox libsox-fmt-all imagemagick espeak-ng"
+sox libsox-fmt-all imagemagick espeak-ng libsqlite3-dev
+libgtk-4-dev libadwaita-1-dev portaudio19-dev libsdl2-dev libglib2.0-dev-bin xvfb xauth
+desktop-file-utils shared-mime-info"
 
 install_missing() {
     missing=""
