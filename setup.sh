@@ -88,13 +88,13 @@ test)
     export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
     status=0
     meson test -C "$BUILD_DIR" --no-rebuild --print-errorlogs \
-        --suite core --suite parity --suite media --suite world --suite gpu || status=1
+        --suite core --suite parity --suite media --suite world --suite gpu --suite ui || status=1
     set -- $(count_results "$BUILD_DIR/meson-logs/testlog.json")
     passed=$1 failed=$2 skipped=$3
 
     echo "setup: ASan/UBSan build of the core, parity, media and world suites"
     configure "$ASAN_DIR" -Dwerror=true -Db_sanitize=address,undefined -Dbuildtype=debugoptimized \
-        -Dc_args=-fno-sanitize-recover=all
+        -Dc_args=-fno-sanitize-recover=all -Dstudio=disabled
     ninja -C "$ASAN_DIR"
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \

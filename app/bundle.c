@@ -6,6 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef MEDLEY_ASSETS_DIR
+#define MEDLEY_ASSETS_DIR "assets/models"
+#endif
+
+const char *medley_models_dir(const char *opt)
+{
+    if (opt && *opt)
+        return opt;
+    const char *e = getenv("MEDLEY_MODELS_DIR");
+    if (e && *e)
+        return e;
+    return MEDLEY_ASSETS_DIR;
+}
+
 int medley_file_hash(const char *path, char out[17])
 {
     FILE *f = fopen(path, "rb");

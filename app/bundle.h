@@ -38,6 +38,7 @@ typedef struct medley_tok_eval_opts {
     bool verbose;                        /* a line per cell on stderr */
     int only;                            /* one output modality, or -1: all */
     int via_caption;                     /* pictures after a sampled caption (1) or from the condition (0) */
+    int candidates;                      /* pictures drawn per output (0: the generator's default) */
 } medley_tok_eval_opts;
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m);

@@ -167,7 +167,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
         if (medley_load_judges(models, j) == 0) {
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
-            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1};
+            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)
@@ -275,7 +275,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     /* real test features (the Fréchet reference) of the image and video judges */
     for (int k = 0; k < 2 && st == MD_OK; k++)
         st = real_features(w, &j[k == 0 ? MD_WORLD_IMAGE : MD_WORLD_VIDEO], MD_SPLIT_TEST, nref, ref[k]);
-    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption};
+    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL};
     for (int oi = 0; oi < 3 && st == MD_OK; oi++) {
         if (eo->only >= 0 && (int)outs[oi] != eo->only)
             continue;
@@ -291,6 +291,9 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
         p[2] = so.top_p;
         p[3] = so.guidance;
         p[4] = so.via_caption;
+        int ci = md_gen_param_index(gen_o, "candidates");
+        if (eo->candidates > 0 && ci >= 0)
+            p[ci] = eo->candidates;
         const md_world_kind ok = outs[oi] == MD_MOD_IMAGE ? MD_WORLD_IMAGE
                                  : outs[oi] == MD_MOD_VIDEO ? MD_WORLD_VIDEO
                                                            : MD_WORLD_AUDIO;   /* text: judged by parsing */

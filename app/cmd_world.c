@@ -11,6 +11,7 @@
 #include "judge.h"
 #include "metrics.h"
 #include "world.h"
+#include "tokens.h"
 #include "json.h"
 
 #include <errno.h>
@@ -19,20 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#ifndef MEDLEY_ASSETS_DIR
-#define MEDLEY_ASSETS_DIR "assets/models"
-#endif
-
-const char *medley_models_dir(const char *opt)
-{
-    if (opt && *opt)
-        return opt;
-    const char *e = getenv("MEDLEY_MODELS_DIR");
-    if (e && *e)
-        return e;
-    return MEDLEY_ASSETS_DIR;
-}
 
 const char *medley_output_dir(const char *opt, const char *cmd)
 {
@@ -500,6 +487,8 @@ int medley_cmd_eval(int argc, char **argv)
             eo.gen.via_caption = (int)v;
         } else if (strcmp(a, "--top-k") == 0) {
             if (medley_parse_int(a, val, 0, 2048, &eo.gen.top_k)) return 2;
+        } else if (strcmp(a, "--candidates") == 0) {
+            if (medley_parse_int(a, val, 1, MD_TOK_MAX_CANDIDATES, &eo.gen.candidates)) return 2;
         } else if (strcmp(a, "--outputs") == 0) {
             if (medley_parse_int(a, val, 2, 100000L, &eo.outputs)) return 2;
         } else if (strcmp(a, "--quick") == 0) {

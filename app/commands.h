@@ -27,6 +27,7 @@ int medley_load_judges(const char *models, md_judge j[3]);
 void medley_quiet_log(md_log_level level, const char *msg, void *user);
 
 int medley_cmd_corpus(int argc, char **argv);
+int medley_cmd_play(int argc, char **argv);
 int medley_cmd_train_judges(int argc, char **argv);
 int medley_cmd_eval(int argc, char **argv);
 int medley_cmd_train_space(int argc, char **argv);
@@ -48,6 +49,7 @@ typedef struct medley_gen_eval {
     bool val;
     int only;          /* one output modality (MD_MOD_*), or -1 */
     int via_caption;   /* -1: the generators' default */
+    long candidates;   /* pictures drawn per output, the space keeping one (0: the generators' default) */
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,

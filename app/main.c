@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef MEDLEY_VERSION
 #define MEDLEY_VERSION "0.0.0"
@@ -39,8 +40,9 @@ static void usage(FILE *f)
             "usage: medley [COMMAND] [OPTIONS]\n"
             "\n"
             "commands:\n"
-            "  (none)    one generation from the bundled models into ./medley-out\n"
-            "            ($MEDLEY_OUT); the engine demo when they are missing\n"
+            "  (none)    the studio where a display exists; else one generation from the\n"
+            "            bundled models into ./medley-out ($MEDLEY_OUT), or the engine demo\n"
+            "            when they are missing\n"
             "  demo      train a small transformer from scratch on this machine and test it\n"
             "            --steps N (300)  --seed S (1)  --batch B (64)  --length L (8)\n"
             "  corpus build  write the demo-world corpus (train/val/test/compo shards)\n"
@@ -71,7 +73,10 @@ static void usage(FILE *f)
             "            --data DIR  --models DIR  --json FILE  --quick N (reference samples)\n"
             "            --outputs N (per generator cell; default 100, videos 40)\n"
             "            --guidance F  --temperature F  --top-k N  --top-p F  --via-caption 0|1\n"
-            "            --only text|image|video  --val (tuning inputs)\n"
+            "            --candidates N  --only text|image|video  --val (tuning inputs)\n"
+            "  play FILE [--loop] [--quit-after S]  a player window: video with its sound in\n"
+            "            sync, audio, or an image (Space pauses, Home restarts, Esc closes)\n"
+            "  FILE.medley  the project in the studio\n"
             "  info [FILE...]  with files: what each holds (modality, size, duration,\n"
             "            codec, metadata) or why it cannot be read; without: version,\n"
             "            threads and compute devices\n"
@@ -80,7 +85,8 @@ static void usage(FILE *f)
             "  MEDLEY_THREADS   threads for compute (default: all cores)\n"
             "  MEDLEY_DEVICE    cpu | cuda[:N] (default cpu)\n"
             "  MEDLEY_DATA_DIR  the data folder (mnist/, fsdd/, sign-digits/) when --data is absent\n"
-            "  MEDLEY_MODELS_DIR  bundled models (default: the source tree's assets/models)\n");
+            "  MEDLEY_MODELS_DIR  bundled models (default: the source tree's assets/models)\n"
+            "  MEDLEY_STUDIO    the studio program (default: medley-studio beside medley)\n");
 }
 
 /* Parses a positive integer option value; prints the reason on failure. */
@@ -317,12 +323,59 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
-/* A bare `medley`: the studio's job where no studio exists yet — one real
+/* The studio program: $MEDLEY_STUDIO, else medley-studio beside this
+ * program (installed), else in the build tree's ui folder. NULL: none. */
+static char *studio_path(void)
+{
+    const char *e = getenv("MEDLEY_STUDIO");
+    if (e && *e)
+        return access(e, X_OK) == 0 ? strdup(e) : NULL;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return NULL;
+    *slash = '\0';
+    static const char *const where[] = {"%s/medley-studio", "%s/../ui/medley-studio"};
+    for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, where[i], self);
+        if (access(path, X_OK) == 0)
+            return strdup(path);
+    }
+    return NULL;
+}
+
+static bool have_display(void)
+{
+    const char *x = getenv("DISPLAY"), *wl = getenv("WAYLAND_DISPLAY");
+    return (x && *x) || (wl && *wl);
+}
+
+/* Replaces this process with the studio (opening file when given);
+ * returns only when it cannot start. */
+static void exec_studio(const char *studio, const char *file)
+{
+    char *args[] = {(char *)studio, (char *)file, NULL};
+    fflush(stdout);
+    execv(studio, args);
+    fprintf(stderr, "medley: cannot start the studio %s: %s\n", studio, strerror(errno));
+}
+
+/* A bare `medley`: the studio where a display exists; else one real
  * generation from the bundled models (text in; image, video and caption
  * out, into ./medley-out or $MEDLEY_OUT); the engine demo when the
  * generators' models are missing. */
 static int cmd_default(void)
 {
+    char *studio = have_display() ? studio_path() : NULL;
+    if (studio) {
+        exec_studio(studio, NULL);
+        free(studio);
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/tokens.safetensors", medley_models_dir(NULL));
     FILE *f = fopen(path, "rb");
@@ -334,12 +387,35 @@ static int cmd_default(void)
     const char *out = getenv("MEDLEY_OUT");
     char *args[] = {"--in", "text:a red seven moving left on black", "--out", "image,video,text", "--seed", "7",
                     "-o", (char *)(out && *out ? out : "medley-out")};
-    printf("Medley: no studio in this build yet, so one generation from the command line:\n"
+    printf("Medley: no display here (or no studio in this build), so one generation from the command line:\n"
            "  medley generate --in text:\"%s\" --out %s --seed 7 -o %s\n",
            args[1] + 5, args[3], args[7]);
     fflush(stdout);
     signal(SIGINT, on_sigint);
     return medley_cmd_generate(8, args);
+}
+
+/* `medley FILE.medley`: the project in the studio. */
+static int cmd_open_project(const char *file)
+{
+    if (access(file, R_OK) != 0) {
+        fprintf(stderr, "medley: %s: cannot open: %s\n", file, strerror(errno));
+        return 1;
+    }
+    char *studio = studio_path();
+    if (!studio) {
+        fprintf(stderr, "medley: %s: projects open in the studio, which this build lacks (it needs GTK4 and "
+                        "libadwaita)\n", file);
+        return 1;
+    }
+    if (!have_display()) {
+        fprintf(stderr, "medley: %s: the studio needs a display (DISPLAY or WAYLAND_DISPLAY)\n", file);
+        free(studio);
+        return 1;
+    }
+    exec_studio(studio, file);
+    free(studio);
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -348,6 +424,11 @@ int main(int argc, char **argv)
     if (argc < 2)
         return cmd_default();
     const char *cmd = argv[1];
+    size_t cl = strlen(cmd);
+    if (cl > 7 && strcmp(cmd + cl - 7, ".medley") == 0)
+        return cmd_open_project(cmd);
+    if (strcmp(cmd, "play") == 0)
+        return medley_cmd_play(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0)
         return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "info") == 0)

@@ -113,6 +113,45 @@ static md_status alloc_x(md_space_input *in, md_modality m)
     return MD_OK;
 }
 
+/* What a file's first bytes say it is, for the space's encoders. */
+static md_modality kind_of(const unsigned char *head, size_t n, const char **fmt_out)
+{
+    const char *fmt = md_media_format_name(head, n);
+    *fmt_out = fmt;
+    if (fmt && (!strcmp(fmt, "PNG") || !strcmp(fmt, "JPEG") || !strcmp(fmt, "GIF") || !strcmp(fmt, "WebP") ||
+                !strcmp(fmt, "BMP") || !strcmp(fmt, "TIFF")))
+        return MD_MOD_IMAGE;
+    if (fmt && (!strcmp(fmt, "WAV") || !strcmp(fmt, "FLAC") || !strcmp(fmt, "Ogg") || !strcmp(fmt, "MP3")))
+        return MD_MOD_AUDIO;
+    if (fmt && (!strcmp(fmt, "MP4/MOV") || !strcmp(fmt, "Matroska/WebM") || !strcmp(fmt, "AVI")))
+        return MD_MOD_VIDEO;
+    return MD_MOD_TEXT;
+}
+
+static md_video_load_opts video_opts(void)
+{
+    md_video_load_opts o = md_video_load_opts_default();
+    o.fps = MD_WORLD_FPS;
+    o.duration = (double)MD_WORLD_FRAMES / MD_WORLD_FPS;
+    o.height = MD_WORLD_SIZE * 2;
+    o.no_audio = true;
+    return o;
+}
+
+/* Decoded media -> the encoder's input. */
+static md_status prep_decoded(md_space_input *in, md_modality m, const md_image *im, const md_audio *a,
+                              const md_video *v)
+{
+    md_status st = alloc_x(in, m);
+    if (st == MD_OK)
+        st = m == MD_MOD_IMAGE ? md_space_prep_image(im, in->x)
+             : m == MD_MOD_AUDIO ? md_space_prep_audio(a, in->x)
+                                 : md_space_prep_video(v, in->x);
+    if (st != MD_OK)
+        md_space_input_free(in);
+    return st;
+}
+
 md_status md_space_input_from_file(const char *path, md_space_input *in)
 {
     memset(in, 0, sizeof *in);
@@ -126,39 +165,20 @@ md_status md_space_input_from_file(const char *path, md_space_input *in)
     }
     nhead = fread(head, 1, sizeof head, f);
     fclose(f);
-    const char *fmt = md_media_format_name(head, nhead);
+    const char *fmt;
+    md_modality m = kind_of(head, nhead, &fmt);
+    md_image im = {0};
+    md_audio a = {0};
+    md_video v = {0};
     md_status st;
-    if (fmt && (!strcmp(fmt, "PNG") || !strcmp(fmt, "JPEG") || !strcmp(fmt, "GIF") || !strcmp(fmt, "WebP") ||
-                !strcmp(fmt, "BMP") || !strcmp(fmt, "TIFF"))) {
-        md_image im = {0};
+    if (m == MD_MOD_IMAGE) {
         lim.min_side = MD_WORLD_SIZE * 2;
-        if ((st = md_image_load(path, &lim, &im, NULL)) != MD_OK)
-            return st;
-        st = alloc_x(in, MD_MOD_IMAGE);
-        if (st == MD_OK)
-            st = md_space_prep_image(&im, in->x);
-        md_image_free(&im);
-    } else if (fmt && (!strcmp(fmt, "WAV") || !strcmp(fmt, "FLAC") || !strcmp(fmt, "Ogg") || !strcmp(fmt, "MP3"))) {
-        md_audio a = {0};
-        if ((st = md_audio_load(path, &lim, &a, NULL)) != MD_OK)
-            return st;
-        st = alloc_x(in, MD_MOD_AUDIO);
-        if (st == MD_OK)
-            st = md_space_prep_audio(&a, in->x);
-        md_audio_free(&a);
-    } else if (fmt && (!strcmp(fmt, "MP4/MOV") || !strcmp(fmt, "Matroska/WebM") || !strcmp(fmt, "AVI"))) {
-        md_video v = {0};
-        md_video_load_opts o = md_video_load_opts_default();
-        o.fps = MD_WORLD_FPS;
-        o.duration = (double)MD_WORLD_FRAMES / MD_WORLD_FPS;
-        o.height = MD_WORLD_SIZE * 2;
-        o.no_audio = true;
-        if ((st = md_video_load(path, &lim, &o, &v, NULL)) != MD_OK)
-            return st;
-        st = alloc_x(in, MD_MOD_VIDEO);
-        if (st == MD_OK)
-            st = md_space_prep_video(&v, in->x);
-        md_video_free(&v);
+        st = md_image_load(path, &lim, &im, NULL);
+    } else if (m == MD_MOD_AUDIO) {
+        st = md_audio_load(path, &lim, &a, NULL);
+    } else if (m == MD_MOD_VIDEO) {
+        md_video_load_opts o = video_opts();
+        st = md_video_load(path, &lim, &o, &v, NULL);
     } else {
         md_text t = {0};
         if ((st = md_text_load(path, &lim, &t)) != MD_OK) {
@@ -170,8 +190,50 @@ md_status md_space_input_from_file(const char *path, md_space_input *in)
         in->text = t.utf8;
         return MD_OK;
     }
-    if (st != MD_OK)
-        md_space_input_free(in);
+    if (st == MD_OK)
+        st = prep_decoded(in, m, &im, &a, &v);
+    md_image_free(&im);
+    md_audio_free(&a);
+    md_video_free(&v);
+    return st;
+}
+
+md_status md_space_input_from_memory(const void *buf, size_t len, const char *label, md_space_input *in)
+{
+    memset(in, 0, sizeof *in);
+    if (!label)
+        label = "(memory)";
+    md_media_limits lim = md_media_limits_default();
+    const char *fmt;
+    md_modality m = kind_of(buf, len < 16 ? len : 16, &fmt);
+    md_image im = {0};
+    md_audio a = {0};
+    md_video v = {0};
+    md_status st;
+    if (m == MD_MOD_IMAGE) {
+        lim.min_side = MD_WORLD_SIZE * 2;
+        st = md_image_load_memory(buf, len, label, &lim, &im, NULL);
+    } else if (m == MD_MOD_AUDIO) {
+        st = md_audio_load_memory(buf, len, label, &lim, &a, NULL);
+    } else if (m == MD_MOD_VIDEO) {
+        md_video_load_opts o = video_opts();
+        st = md_video_load_memory(buf, len, label, &lim, &o, &v, NULL);
+    } else {
+        md_text t = {0};
+        if ((st = md_text_set(&t, buf, (int64_t)len, label)) != MD_OK) {
+            md_log(MD_LOG_ERROR, "%s: neither a media file Medley reads (%s) nor UTF-8 text", label,
+                   fmt ? fmt : "unknown format");
+            return MD_ERR_FORMAT;
+        }
+        in->modality = MD_MOD_TEXT;
+        in->text = t.utf8;
+        return MD_OK;
+    }
+    if (st == MD_OK)
+        st = prep_decoded(in, m, &im, &a, &v);
+    md_image_free(&im);
+    md_audio_free(&a);
+    md_video_free(&v);
     return st;
 }
 

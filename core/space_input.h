@@ -31,6 +31,9 @@ typedef struct md_space_input {
 
 md_status md_space_input_from_file(const char *path, md_space_input *in);
 md_status md_space_input_from_text(const char *text, md_space_input *in);
+/* The same as from_file for a file's bytes in memory; label names them in
+ * messages (NULL: "(memory)"). */
+md_status md_space_input_from_memory(const void *buf, size_t len, const char *label, md_space_input *in);
 void md_space_input_free(md_space_input *in);
 
 /* In-memory media to prepared inputs (x sized by md_space_input_size). */

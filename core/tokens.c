@@ -1,5 +1,6 @@
 /* tokens.c — see tokens.h. */
 #include "tokens.h"
+#include "space_input.h"
 
 #include "caption.h"
 #include "json.h"
@@ -265,6 +266,11 @@ void md_tok_session_free(md_tok_session *s)
 
 static md_status check_opts(const md_tok_sample_opts *o)
 {
+    if (o->candidates < 0 || o->candidates > MD_TOK_MAX_CANDIDATES || (o->candidates > 1 && o->via_caption)) {
+        md_log(MD_LOG_ERROR, "token sampling: candidates in [1, %d], and only without via_caption (got %d)",
+               MD_TOK_MAX_CANDIDATES, o->candidates);
+        return MD_ERR_INVALID;
+    }
     if (!(o->temperature > 0.f) || !(o->temperature <= 100.f) || o->top_k < 0 || !(o->top_p > 0.f) ||
         !(o->top_p <= 1.f) || !(o->guidance >= 0.f) || !(o->guidance <= 100.f)) {
         md_log(MD_LOG_ERROR, "token sampling: temperature in (0, 100], top_k >= 0, top_p in (0, 1], "
@@ -512,6 +518,108 @@ static md_status sample_after_caption(md_tok_session *s, const float *cond, cons
     return st;
 }
 
+/* The wide cache, long enough for tmax positions: made once at the length
+ * the session needs (a picture's candidates need only their own length,
+ * a video two frames), remade longer only if a longer use comes. */
+static md_status ensure_wide(md_tok_session *s, int64_t tmax)
+{
+    if (s->wide && s->wide[0].tmax >= tmax)
+        return MD_OK;
+    const md_tokmodel *m = s->m;
+    free_caches(s->wide, m->layers);
+    s->wide = calloc((size_t)m->layers, sizeof *s->wide);
+    bool ok = s->wide != NULL;
+    for (int64_t l = 0; ok && l < m->layers; l++)
+        ok = md_kv_cache_init(&s->wide[l], MAX_ROWS, tmax, m->d) == MD_OK;
+    if (!ok) {
+        free_caches(s->wide, m->layers);
+        s->wide = NULL;
+        return MD_ERR_ALLOC;
+    }
+    return MD_OK;
+}
+
+/* n pictures side by side in the wide cache (P marker codes each, the last
+ * code in the cache), then o->pick chooses one: *chosen. cand [n, 256].
+ * The wide cache keeps batch n * stride (the caller restores it). */
+static md_status sample_candidates(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
+                                   int32_t marker, int n, md_tok_progress_fn progress, void *user, int64_t total,
+                                   const volatile int *cancel, int32_t *cand, int *chosen)
+{
+    const md_tokmodel *m = s->m;
+    const bool guided = o->guidance != 1.f;
+    const int stride = guided ? 2 : 1, rows = n * stride;
+    md_status st = ensure_wide(s, marker == md_tok_bov(m) ? MD_TOK_TMAX : P + 2 + MD_VQ_TOKENS);
+    if (st != MD_OK)
+        return st;
+    clear(s->wide, m->layers);
+    set_batch(s->wide, m->layers, rows);
+    md_graph_reset(s->g);
+    wrap_cond(s->g, cond, n, guided, s->conds);
+    int32_t ids[MAX_ROWS], slots[MAX_ROWS];
+    for (int r = 0; r < rows; r++) {
+        ids[r] = marker;
+        slots[r] = NOSLOT;
+    }
+    md_tensor *logits = step_ids(s, s->wide, rows, ids, slots, 1, 0);
+    st = sample_codes(s, s->wide, n, guided, logits, P + 1, o, md_hash64(seed * 2 + 1), 0, total, progress, user,
+                      cancel, cand);
+    *chosen = 0;
+    if (st == MD_OK && o->pick) {
+        int k = o->pick(cand, n, o->pick_user);
+        if (k < 0 || k >= n) {
+            md_log(MD_LOG_ERROR, "token sampling: the candidate chooser returned %d of %d", k, n);
+            st = MD_ERR;
+        }
+        *chosen = k;
+    }
+    return st;
+}
+
+int md_tok_pick_closest(const int32_t *codes, int n, void *user)
+{
+    md_tok_picker *pk = user;
+    enum { CHUNK = 4 };
+    const int64_t hw = (int64_t)MD_WORLD_SIZE * MD_WORLD_SIZE, in = md_space_input_size(MD_MOD_IMAGE);
+    float *x = malloc(sizeof(float) * CHUNK * 3 * (size_t)hw);
+    float *prep = malloc(sizeof(float) * (size_t)n * (size_t)in);
+    float *v = malloc(sizeof(float) * (size_t)n * MD_SPACE_DIM);
+    md_image im = {0};
+    md_status st = x && prep && v ? md_image_alloc(&im, MD_WORLD_SIZE, MD_WORLD_SIZE, 3) : MD_ERR_ALLOC;
+    for (int f = 0; st == MD_OK && f < n; f += CHUNK) {
+        int k = n - f < CHUNK ? n - f : CHUNK;
+        st = md_vqgan_detokenize(pk->vq, pk->g, codes + (size_t)f * MD_VQ_TOKENS, k, x);
+        for (int i = 0; st == MD_OK && i < k; i++) {
+            const float *xi = x + (size_t)i * 3 * (size_t)hw;   /* [3, 64, 64] in [-1, 1] */
+            for (int64_t q = 0; q < hw; q++)
+                for (int c = 0; c < 3; c++) {
+                    float u = (xi[c * hw + q] + 1.f) * 0.5f;
+                    im.pixels[q * 3 + c] = u < 0.f ? 0.f : u > 1.f ? 1.f : u;
+                }
+            st = md_space_prep_image(&im, prep + in * (f + i));
+        }
+    }
+    if (st == MD_OK)
+        st = md_space_embed(pk->sp, pk->g, MD_MOD_IMAGE, prep, n, v);
+    int best = 0;
+    float best_s = -2.f;
+    for (int i = 0; st == MD_OK && i < n; i++) {
+        float sc = 0.f;
+        for (int d = 0; d < MD_SPACE_DIM; d++)
+            sc += v[i * MD_SPACE_DIM + d] * pk->cond[d];
+        if (sc > best_s) {
+            best_s = sc;
+            best = i;
+        }
+    }
+    pk->st = st;
+    pk->score = best_s;
+    md_image_free(&im);
+    free(x);
+    free(prep);
+    free(v);
+    return best;
+}
 
 md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
                               md_tok_progress_fn progress, void *user, const volatile int *cancel,
@@ -529,6 +637,21 @@ md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok
         return st;
     }
     const bool guided = o->guidance != 1.f;
+    if (o->candidates > 1) {
+        const int n = o->candidates;
+        int32_t *cand = malloc(sizeof(int32_t) * (size_t)n * MD_VQ_TOKENS);
+        int k = 0;
+        st = cand ? sample_candidates(s, cond, o, seed, md_tok_boi(s->m), n, progress, user,
+                                      (int64_t)n * MD_VQ_TOKENS, cancel, cand, &k)
+                  : MD_ERR_ALLOC;
+        if (st == MD_OK)
+            memcpy(codes, cand + (size_t)k * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
+        free(cand);
+        if (s->wide)
+            set_batch(s->wide, s->m->layers, MAX_ROWS);
+        md_graph_reset(s->g);
+        return st;
+    }
     clear(s->small, s->m->layers);
     set_batch(s->small, s->m->layers, guided ? 2 : 1);
     md_tensor *logits = open_sequence(s, cond, guided, md_tok_boi(s->m));
@@ -550,18 +673,11 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
     bool guided = o->guidance != 1.f;
     const int F = MD_WORLD_FRAMES - 1;
     int stride = guided ? 2 : 1, rows = F * stride;
-    const int64_t total = (int64_t)MD_WORLD_FRAMES * MD_VQ_TOKENS;
-    if (!s->wide) {
-        s->wide = calloc((size_t)m->layers, sizeof *s->wide);
-        bool ok = s->wide != NULL;
-        for (int64_t l = 0; ok && l < m->layers; l++)
-            ok = md_kv_cache_init(&s->wide[l], MAX_ROWS, MD_TOK_TMAX, m->d) == MD_OK;
-        if (!ok) {
-            free_caches(s->wide, m->layers);
-            s->wide = NULL;
-            return MD_ERR_ALLOC;
-        }
-    }
+    const int ncand = o->candidates > 1 ? o->candidates : 1;
+    const int64_t first = (int64_t)ncand * MD_VQ_TOKENS, total = first + (int64_t)F * MD_VQ_TOKENS;
+    st = ensure_wide(s, MD_TOK_TMAX);
+    if (st != MD_OK)
+        return st;
     md_tensor *logits;
     int64_t pos;
     if (o->via_caption) {   /* frame 0 after a caption; frames 1..15 read it in context, unguided */
@@ -577,6 +693,36 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         guided = false;
         stride = 1;
         rows = F;
+    } else if (o->candidates > 1) {
+        /* first frames side by side; the chosen one's rows become the small cache */
+        const int n = o->candidates;
+        int32_t *cand = malloc(sizeof(int32_t) * (size_t)n * MD_VQ_TOKENS);
+        int k = 0;
+        st = cand ? sample_candidates(s, cond, o, seed, md_tok_bov(m), n, progress, user, total, cancel, cand, &k)
+                  : MD_ERR_ALLOC;
+        pos = P + 1 + MD_VQ_TOKENS;
+        if (st == MD_OK) {
+            memcpy(codes, cand + (size_t)k * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
+            for (int64_t l = 0; l < m->layers; l++) {
+                md_kv_cache *a = &s->wide[l], *b = &s->small[l];
+                for (int r = 0; r < stride; r++) {
+                    size_t src = (size_t)(k * stride + r) * (size_t)(a->tmax * a->width);
+                    size_t dst = (size_t)r * (size_t)(b->tmax * b->width);
+                    memcpy(b->k + dst, a->k + src, sizeof(float) * (size_t)(pos * a->width));
+                    memcpy(b->v + dst, a->v + src, sizeof(float) * (size_t)(pos * a->width));
+                }
+                b->len = pos;
+            }
+        }
+        free(cand);
+        set_batch(s->small, m->layers, stride);
+        if (st == MD_OK) {   /* <eof> closes frame 0 (conds rows 0..stride-1 are the pair's) */
+            int32_t ids[2] = {md_tok_eof(m), md_tok_eof(m)}, slots[2] = {NOSLOT, NOSLOT};
+            md_graph_reset(s->g);
+            st = step_ids(s, s->small, stride, ids, slots, 1, pos) ? MD_OK : MD_ERR;
+            pos++;
+        }
+        set_batch(s->small, m->layers, 2);
     } else {
         clear(s->small, m->layers);
         set_batch(s->small, m->layers, stride);
@@ -615,7 +761,7 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         slots[r] = NOSLOT;
     }
     logits = step_ids(s, s->wide, rows, ids, slots, 1, pos);
-    st = sample_codes(s, s->wide, F, guided, logits, pos + 1, o, md_hash64(seed * 2 + 2), MD_VQ_TOKENS, total,
+    st = sample_codes(s, s->wide, F, guided, logits, pos + 1, o, md_hash64(seed * 2 + 2), first, total,
                       progress, user, cancel, codes + MD_VQ_TOKENS);
     for (int64_t l = 0; l < m->layers; l++)
         s->wide[l].batch = MAX_ROWS;

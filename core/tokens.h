@@ -91,7 +91,26 @@ typedef struct md_tok_sample_opts {
     int via_caption;                 /* pictures: first a caption from the condition, then the picture
                                       * after it in context (caption -> image order); video frames
                                       * 1..15 then run unguided */
+    int candidates;                  /* pictures (via_caption 0): draw this many side by side (a video:
+                                      * first frames) and keep the one pick() chooses; 0 or 1: one */
+    int (*pick)(const int32_t *codes, int n, void *user);   /* codes [n, 256] -> index; NULL: the first */
+    void *pick_user;
 } md_tok_sample_opts;
+
+#define MD_TOK_MAX_CANDIDATES 15
+
+/* A chooser for candidates (pick_user points at one): the picture whose
+ * decoding (vq) the aligned space (sp, as an image) places closest to
+ * cond; the first on a tie. g is scratch (reset inside). */
+typedef struct md_tok_picker {
+    const md_vqgan *vq;
+    const md_space *sp;
+    md_graph *g;
+    const float *cond;               /* MD_SPACE_DIM */
+    md_status st;                    /* of the last call (the sampler then keeps candidate 0) */
+    float score;                     /* the chosen candidate's cosine */
+} md_tok_picker;
+int md_tok_pick_closest(const int32_t *codes, int n, void *picker);
 
 /* Progress inside a generation: tokens done of total; cancel is polled at
  * every token. */

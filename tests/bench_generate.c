@@ -153,6 +153,33 @@ int main(int argc, char **argv)
         printf("  %-18s %7.3f s  (goal <= %.1f s: %s; first run %.3f s; peak memory so far %.0f MB)\n", names[k],
                med[k], goal[k], med[k] <= goal[k] ? "met" : "NOT met", first, peak_mb());
     }
+    /* candidates: n pictures side by side, the space keeping one */
+    static const int cands[] = {4, 8, 15};
+    for (int k = 0; k < 3; k += 2) {
+        int ci = md_gen_param_index(gen[k], "candidates");
+        for (size_t q = 0; ci >= 0 && q < sizeof cands / sizeof cands[0]; q++) {
+            double p[MD_GEN_MAX_PARAMS], t[100];
+            md_gen_params_default(gen[k], p);
+            p[ci] = cands[q];
+            int n = runs < 3 ? runs : 3;
+            for (int r = 0; r <= n; r++) {
+                md_gen_output o;
+                double t0 = md_time_now();
+                md_status st = gen[k]->run(gen[k]->self, &c, p, (uint64_t)(r + 1), NULL, NULL, NULL, &o);
+                double dt = md_time_now() - t0;
+                if (st != MD_OK) {
+                    fprintf(stderr, "bench_generate: %s\n", md_last_error());
+                    return 1;
+                }
+                md_gen_output_free(&o);
+                if (r > 0)
+                    t[r - 1] = dt;
+            }
+            double m = median(t, n);
+            printf("  %-18s %7.3f s  with %2d candidates (%.2fx the time of one; peak memory so far %.0f MB)\n",
+                   names[k], m, cands[q], m / med[k], peak_mb());
+        }
+    }
     double peak = peak_mb();
     printf("  peak memory        %7.0f MB  (goal <= 500 MB: %s; %.0f MB with the models loaded)\n", peak,
            peak <= 500 ? "met" : "NOT met", peak_models);
@@ -160,7 +187,7 @@ int main(int argc, char **argv)
     int32_t naive[MD_VQ_TOKENS], cached[MD_VQ_TOKENS];
     double tn = naive_image(&tm, c.vec, naive, 3.0f);
     md_tok_session *s = md_tok_session_new(&tm);
-    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0};
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL};
     double t0 = md_time_now();
     md_tok_sample_image(s, c.vec, &greedy, 1, NULL, NULL, NULL, cached);
     double tc = md_time_now() - t0;

@@ -145,7 +145,28 @@ if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/tokens.safetensor
     left=$(ls -A "$g4")
     [ "$got" = 130 ] && [ -z "$left" ] && echo "ok   Ctrl-C cancels (exit 130), no file left" \
         || { echo "FAIL Ctrl-C: exit $got, left: $left"; fail=1; }
+    # candidates: a parameter like the others, range-checked
+    check "candidates 4" 0 "$exe" generate --in text:"a green two" --out image --candidates 4 --seed 3 -o "$g2" --quiet
+    check "candidates 16 refused" 1 "$exe" generate --in text:seven --out image --candidates 16 -o "$g2"
+    case "$LAST" in *candidates*) echo "ok   names the parameter";; *) echo "FAIL: $LAST"; fail=1;; esac
 else
     echo "skip generate commands: no shipped tokens.safetensors"
 fi
+# The player window, with SDL's dummy drivers: a video with its sound plays
+# through to the end; an image shows; bad files refused.
+if command -v ffmpeg >/dev/null 2>&1; then
+    ffmpeg -loglevel error -y -f lavfi -i testsrc=size=64x64:rate=16:duration=1 -f lavfi -i sine=frequency=440:duration=1 \
+        -c:v libx264 -pix_fmt yuv420p -c:a aac -shortest "$tmp/av.mp4"
+    check "play a video with sound" 0 env SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy "$exe" play "$tmp/av.mp4"
+    case "$LAST" in *"played 16 frames of 16"*"with sound"*) echo "ok   every frame shown, by the sound's clock";;
+        *) echo "FAIL play: $LAST"; fail=1;; esac
+fi
+check "play a missing file" 1 "$exe" play "$tmp/none.mp4"
+check "play junk" 1 env SDL_VIDEODRIVER=dummy "$exe" play "$tmp/junk.png"
+check "play without a file" 2 "$exe" play
+# A project opens in the studio; without a display, a clear refusal.
+printf 'x' >"$tmp/p.medley"
+check "a project without a display" 1 env -u DISPLAY -u WAYLAND_DISPLAY "$exe" "$tmp/p.medley"
+case "$LAST" in *"p.medley"*) echo "ok   names the project";; *) echo "FAIL: $LAST"; fail=1;; esac
+check "a missing project" 1 "$exe" "$tmp/none.medley"
 exit $fail

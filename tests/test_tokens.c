@@ -24,10 +24,11 @@ static const char *tmpdir(void)
 }
 
 #define TV 300
-/* the shipped model measured 10 and 39 of 40 (chance: 4); the bounds sit a
- * little below (see README) */
+/* the shipped model measured 10 and 39 of 40 (chance: 4), and 20 of 40 with
+ * 8 candidates; the bounds sit a little below (see README) */
 #define SHIPPED_IMAGE_DIGITS 8
 #define SHIPPED_CAPTION_DIGITS 37
+#define SHIPPED_CANDIDATE_DIGITS 14
 
 static void random_cond(float *c, uint64_t seed)
 {
@@ -114,13 +115,27 @@ static void *cancel_later(void *arg)
     return NULL;
 }
 
+typedef struct pick_log {
+    int calls, n;
+    int32_t codes[3][MD_VQ_TOKENS];
+} pick_log;
+
+static int pick_last(const int32_t *codes, int n, void *user)
+{
+    pick_log *l = user;
+    l->calls++;
+    l->n = n;
+    memcpy(l->codes, codes, sizeof(int32_t) * MD_VQ_TOKENS * (size_t)(n < 3 ? n : 3));
+    return n - 1;
+}
+
 static void test_sampling(const md_tokmodel *m)
 {
     md_tok_session *s = md_tok_session_new(m);
     CHECK(s != NULL, "a sampling session opens");
     float cond[MD_SPACE_DIM];
     random_cond(cond, 9);
-    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0};
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL};
     int32_t a[MD_VQ_TOKENS], b[MD_VQ_TOKENS], c1[MD_VQ_TOKENS];
     md_threads_set(1);
     md_status st1 = md_tok_sample_image(s, cond, &o, 42, NULL, NULL, NULL, a);
@@ -133,11 +148,11 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(memcmp(a, b, sizeof a) == 0, "seed 42 gives the same codes on 1 and on 2 threads");
     md_tok_sample_image(s, cond, &o, 43, NULL, NULL, NULL, c1);
     CHECK(memcmp(a, c1, sizeof a) != 0, "seed 43 gives other codes");
-    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0};
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL};
     md_tok_sample_image(s, cond, &greedy, 1, NULL, NULL, NULL, a);
     md_tok_sample_image(s, cond, &greedy, 2, NULL, NULL, NULL, b);
     CHECK(memcmp(a, b, sizeof a) == 0, "top_k 1 is greedy: the seed does not matter");
-    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f, 0};
+    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f, 0, 0, NULL, NULL};
     CHECK(md_tok_sample_image(s, cond, &nucleus, 3, NULL, NULL, NULL, a) == MD_OK,
           "top-k with top-p, unguided, samples");
 
@@ -152,6 +167,27 @@ static void test_sampling(const md_tokmodel *m)
         range &= vid[i] >= 0 && vid[i] < MD_VQ_CODES;
     CHECK(vs == MD_OK && range, "a video samples 16 x 256 codes in range (%.2f s)", tv);
     CHECK(memcmp(vid, vid2, sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS) == 0, "the video is the same for a seed");
+
+    /* candidates: n pictures side by side, the chooser keeps one */
+    pick_log pl = {0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl};
+    md_status cs1 = md_tok_sample_image(s, cond, &co, 11, NULL, NULL, NULL, a);
+    CHECK(cs1 == MD_OK && pl.calls == 1 && pl.n == 3 && memcmp(a, pl.codes[2], sizeof a) == 0,
+          "3 candidates: the chooser sees 3 and the image is the one it chose");
+    CHECK(memcmp(pl.codes[0], pl.codes[1], sizeof a) != 0 && memcmp(pl.codes[1], pl.codes[2], sizeof a) != 0,
+          "the candidates differ");
+    md_tok_sample_image(s, cond, &co, 11, NULL, NULL, NULL, b);
+    CHECK(memcmp(a, b, sizeof a) == 0, "and the same seed draws the same candidates");
+    pl.calls = 0;
+    vs = md_tok_sample_video(s, cond, &co, 12, NULL, NULL, NULL, vid2);
+    range = true;
+    for (int i = 0; i < MD_WORLD_FRAMES * MD_VQ_TOKENS; i++)
+        range &= vid2[i] >= 0 && vid2[i] < MD_VQ_CODES;
+    CHECK(vs == MD_OK && range && pl.calls == 1 && memcmp(vid2, pl.codes[2], sizeof a) == 0,
+          "a video from 3 first-frame candidates keeps the chosen first frame and goes on (16 frames in range)");
+    md_status vs2 = md_tok_sample_video(s, cond, &o, 5, NULL, NULL, NULL, vid2);
+    CHECK(vs2 == MD_OK && memcmp(vid, vid2, sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS) == 0,
+          "after it, a one-candidate video is as before");
     free(vid2);
 
     int32_t ids[MD_TOK_CAPTION];
@@ -165,15 +201,19 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(text, "captions hold text tokens only");
 
     md_log_set_callback(check_quiet_log, NULL);
-    md_tok_sample_opts bad[] = {{0.f, 0, 1.f, 1.f, 0},  {1.f, -1, 1.f, 1.f, 0}, {1.f, 0, 0.f, 1.f, 0},
-                                {1.f, 0, 1.5f, 1.f, 0}, {1.f, 0, 1.f, -1.f, 0}, {NAN, 0, 1.f, 1.f, 0},
-                                {1.f, 0, 1.f, INFINITY, 0}};
+    md_tok_sample_opts bad[] = {
+        {0.f, 0, 1.f, 1.f, 0, 0, NULL, NULL},  {1.f, -1, 1.f, 1.f, 0, 0, NULL, NULL},
+        {1.f, 0, 0.f, 1.f, 0, 0, NULL, NULL},  {1.f, 0, 1.5f, 1.f, 0, 0, NULL, NULL},
+        {1.f, 0, 1.f, -1.f, 0, 0, NULL, NULL}, {NAN, 0, 1.f, 1.f, 0, 0, NULL, NULL},
+        {1.f, 0, 1.f, INFINITY, 0, 0, NULL, NULL},
+        {1.f, 0, 1.f, 1.f, 0, MD_TOK_MAX_CANDIDATES + 1, NULL, NULL},   /* too many candidates */
+        {1.f, 0, 1.f, 1.f, 1, 2, NULL, NULL}};                          /* candidates with via_caption */
     int refused = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         refused += md_tok_sample_image(s, cond, &bad[i], 1, NULL, NULL, NULL, a) == MD_ERR_INVALID;
     md_log_set_callback(NULL, NULL);
     CHECK(refused == (int)(sizeof bad / sizeof bad[0]), "bad options refused (%d of %zu): temperature 0, top_k -1, "
-          "top_p 0 and 1.5, guidance -1, NaN, infinity", refused, sizeof bad / sizeof bad[0]);
+          "top_p 0 and 1.5, guidance -1, NaN, infinity, 16 candidates, candidates with via_caption", refused, sizeof bad / sizeof bad[0]);
 
     cancel_ctx cc = {0, 40, 0};
     md_status cs = md_tok_sample_video(s, cond, &o, 8, cancel_after, &cc, &cc.flag, vid);
@@ -263,7 +303,7 @@ static int test_tiny(void)
     md_graph *g = md_graph_new((size_t)1 << 24);
     float *x = malloc(sizeof(float) * (size_t)md_space_input_size(MD_MOD_IMAGE));
     int right = 0, n = 60;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0};
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL};
     for (int i = 0; i < n; i++) {
         md_world_sample ws;
         md_world_draw(&w, 31, MD_SPLIT_VAL, MD_WORLD_IMAGE, i, &ws);
@@ -333,8 +373,10 @@ static int test_shipped(void)
     md_tok_session *s = md_tok_session_new(&tm);
     md_graph *g = md_graph_new((size_t)1 << 24);
     const int n = 40;
-    int img_right = 0, cap_right = 0;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0};
+    int img_right = 0, cap_right = 0, cand_right = 0;
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL};
+    md_tok_picker pk = {&vq, &sp, md_graph_new((size_t)1 << 22), NULL, MD_OK, 0.f};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk};
     float x[3 * 64 * 64], jx[4 * 64 * 64];
     uint8_t rgb[64 * 64 * 3];
     double t0 = md_time_now();
@@ -348,19 +390,22 @@ static int test_shipped(void)
         md_space_embed(&sp, g, MD_MOD_TEXT, &t, 1, cond);
         int32_t codes[MD_VQ_TOKENS];
         int attrs[1][MD_ATTR_COUNT];
-        if (md_tok_sample_image(s, cond, &so, (uint64_t)(1000 + i), NULL, NULL, NULL, codes) == MD_OK &&
-            md_vqgan_detokenize(&vq, g, codes, 1, x) == MD_OK) {
-            for (int c = 0; c < 3; c++)
-                for (int q = 0; q < 64 * 64; q++)
-                    x[c * 64 * 64 + q] = (x[c * 64 * 64 + q] + 1.f) * 0.5f;
-            float hwc[64 * 64 * 3];
-            for (int q = 0; q < 64 * 64; q++)
+        pk.cond = cond;
+        for (int pass = 0; pass < 2; pass++) {
+            if (md_tok_sample_image(s, cond, pass ? &co : &so, (uint64_t)(1000 + i), NULL, NULL, NULL, codes) == MD_OK &&
+                pk.st == MD_OK && md_vqgan_detokenize(&vq, g, codes, 1, x) == MD_OK) {
                 for (int c = 0; c < 3; c++)
-                    hwc[q * 3 + c] = x[c * 64 * 64 + q];
-            to_u8(hwc, 64 * 64 * 3, rgb);
-            md_judge_prep_rgb(rgb, jx);
-            if (md_judge_read(&j, g, jx, 1, attrs, NULL) == MD_OK)
-                img_right += attrs[0][MD_ATTR_DIGIT] == ws.attr[MD_ATTR_DIGIT];
+                    for (int q = 0; q < 64 * 64; q++)
+                        x[c * 64 * 64 + q] = (x[c * 64 * 64 + q] + 1.f) * 0.5f;
+                float hwc[64 * 64 * 3];
+                for (int q = 0; q < 64 * 64; q++)
+                    for (int c = 0; c < 3; c++)
+                        hwc[q * 3 + c] = x[c * 64 * 64 + q];
+                to_u8(hwc, 64 * 64 * 3, rgb);
+                md_judge_prep_rgb(rgb, jx);
+                if (md_judge_read(&j, g, jx, 1, attrs, NULL) == MD_OK)
+                    *(pass ? &cand_right : &img_right) += attrs[0][MD_ATTR_DIGIT] == ws.attr[MD_ATTR_DIGIT];
+            }
         }
         int32_t ids[MD_TOK_CAPTION];
         int nn = 0;
@@ -377,6 +422,9 @@ static int test_shipped(void)
     printf("     %d images and captions in %.1f s\n", n, md_time_now() - t0);
     CHECK(img_right >= SHIPPED_IMAGE_DIGITS, "the judge reads the asked digit on %d of %d images (bound %d)", img_right,
           n, SHIPPED_IMAGE_DIGITS);
+    CHECK(cand_right >= SHIPPED_CANDIDATE_DIGITS, "with 8 candidates and the space choosing: %d of %d (bound %d)",
+          cand_right, n, SHIPPED_CANDIDATE_DIGITS);
+    md_graph_free(pk.g);
     CHECK(cap_right >= SHIPPED_CAPTION_DIGITS, "captions name the asked digit in %d of %d (bound %d)", cap_right, n,
           SHIPPED_CAPTION_DIGITS);
     md_graph_free(g);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_VIA_CAPTION, P_COUNT };
+enum { P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_VIA_CAPTION, P_CANDIDATES, P_COUNT };
 
 static const md_gen_param_spec params[P_COUNT] = {
     {"temperature", "softmax temperature of each token", MD_GEN_FLOAT, 1.0, 0.05, 5.0},
@@ -14,6 +14,8 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"via_caption", "pictures: write a caption first, then the picture after it (1), or from the condition "
                     "alone (0)", MD_GEN_INT, 0, 0, 1},
+    {"candidates", "pictures: draw this many side by side (a video: first frames) and keep the one the aligned "
+                   "space finds closest to the condition", MD_GEN_INT, 8, 1, MD_TOK_MAX_CANDIDATES},
 };
 
 #define PREVIEW_EVERY 64
@@ -34,6 +36,8 @@ typedef struct tok_gen {
     float *pix;
     md_image preview;
     md_status preview_st;
+    int64_t first;                   /* tokens of the first picture's phase (all its candidates) */
+    md_tok_picker picker;            /* choosing among candidates */
 } tok_gen;
 
 static void codes_to_image(const float *x, md_image *im)
@@ -54,7 +58,7 @@ static void on_tokens(int64_t done, int64_t total, const int32_t *codes, int64_t
     if (!t->progress)
         return;
     const md_image *pv = NULL;
-    if (done <= MD_VQ_TOKENS && ncodes % PREVIEW_EVERY == 0 && t->preview_st == MD_OK) {
+    if (done <= t->first && ncodes % PREVIEW_EVERY == 0 && t->preview_st == MD_OK) {
         for (int64_t i = 0; i < MD_VQ_TOKENS; i++)
             t->partial[i] = codes[i < ncodes ? i : ncodes - 1];
         if (md_vqgan_detokenize(t->vq, t->g, t->partial, 1, t->pix) == MD_OK) {
@@ -62,7 +66,7 @@ static void on_tokens(int64_t done, int64_t total, const int32_t *codes, int64_t
             pv = &t->preview;
         }
     }
-    t->progress(t->out == MD_MOD_VIDEO ? (done <= MD_VQ_TOKENS ? "first frame" : "frames 1-15") : "image tokens",
+    t->progress(t->out == MD_MOD_VIDEO ? (done <= t->first ? "first frame" : "frames 1-15") : "image tokens",
                 done, total, 0.95 * (double)done / (double)total, pv, t->user);
 }
 
@@ -105,7 +109,14 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     memset(out, 0, sizeof *out);
     out->modality = t->out;
     md_tok_sample_opts o = {(float)p[P_TEMPERATURE], (int)p[P_TOP_K], (float)p[P_TOP_P], (float)p[P_GUIDANCE],
-                          (int)p[P_VIA_CAPTION]};
+                          (int)p[P_VIA_CAPTION], (int)p[P_CANDIDATES], md_tok_pick_closest, &t->picker};
+    if (o.candidates > 1 && o.via_caption) {
+        md_log(MD_LOG_ERROR, "%s: candidates > 1 needs via_caption 0 (the caption route draws one picture)",
+               t->out == MD_MOD_VIDEO ? "tokens-video" : "tokens-image");
+        return MD_ERR_INVALID;
+    }
+    t->first = (int64_t)(o.candidates > 1 ? o.candidates : 1) * MD_VQ_TOKENS;
+    t->picker = (md_tok_picker){t->vq, t->sp, t->g, c->vec, MD_OK, 0.f};
     t->progress = progress;
     t->user = user;
     md_status st = MD_OK;
@@ -145,6 +156,8 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
         st = md_tok_sample_image(t->session, c->vec, &o, seed, on_tokens, t, cancel, codes);
     else
         st = md_tok_sample_video(t->session, c->vec, &o, seed, on_tokens, t, cancel, codes);
+    if (st == MD_OK && t->picker.st != MD_OK)
+        st = t->picker.st;
     if (st == MD_OK && cancel && *cancel)
         st = MD_ABORTED;
     for (int f = 0; st == MD_OK && f < frames; f += DECODE_FRAMES)   /* a few at a time: less memory */
