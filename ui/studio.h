@@ -62,6 +62,16 @@ struct _MedleyWindow {
     GtkBox *result_box;
     GtkLabel *result_info;
     GtkButton *generate_button;
+    GtkToggleButton *rec_button;
+    GtkWidget *rec_box;
+    GtkLabel *rec_label;
+    GtkLevelBar *rec_level;
+
+    /* sound (studio_audio.h) */
+    struct studio_rec *rec;
+    struct studio_player *player;
+    GtkWidget *player_wave;          /* the waveform showing the playhead */
+    guint audio_timer;
 
     /* the project */
     md_project project;
@@ -92,6 +102,7 @@ struct _MedleyWindow {
     /* measurement (the self-test reads it) */
     gint64 last_tick_us;
     gint64 max_stall_us;             /* the longest gap between main-loop ticks while a job ran */
+    int64_t ticks, stalls_over_16ms; /* ticks while a job ran, and gaps over 16 ms among them */
     guint tick_id;
 };
 
@@ -116,6 +127,10 @@ int studio_board_add_files(MedleyWindow *w, GSList *files);
 gboolean studio_board_on_drop(GtkDropTarget *t, const GValue *value, double x, double y, gpointer user);
 void studio_board_add_text(MedleyWindow *w, const char *text);
 void studio_board_paste(MedleyWindow *w);
+/* Adds a file's bytes under name (its modality from the bytes); FALSE when
+ * refused (a message says why). */
+gboolean studio_board_add_bytes(MedleyWindow *w, const char *name, const char *bytes, size_t size);
+void studio_board_shutdown(MedleyWindow *w);
 
 /* studio_runs.c */
 void studio_runs_init(MedleyWindow *w);
@@ -139,6 +154,8 @@ GdkTexture *studio_texture_from_bytes(md_modality m, const void *bytes, size_t s
 GPtrArray *studio_video_frames(const void *bytes, size_t size);
 /* A waveform widget for audio bytes. */
 GtkWidget *studio_waveform_new(const void *bytes, size_t size);
+/* Where the playhead of a waveform is drawn (< 0: none). */
+void studio_waveform_set_playhead(GtkWidget *wave, double fraction);
 /* What a file's bytes hold: image, audio, video or text (by their first
  * bytes); -1: none Medley reads. */
 int studio_modality_of_bytes(const void *bytes, size_t size);

@@ -2,7 +2,9 @@
  * typed text; each input with its preview, weight, mute, order and remove.
  * Files are read asynchronously (the main loop never waits on a disk). */
 #include "studio.h"
+#include "studio_audio.h"
 
+#include <math.h>
 #include <string.h>
 
 static const char *const mod_icons[4] = {"text-x-generic-symbolic", "image-x-generic-symbolic",
@@ -88,6 +90,72 @@ static void on_remove(GtkButton *b, gpointer user)
     studio_board_refresh(c->w);
 }
 
+/* ---- sound ---- */
+
+static void stop_sound(MedleyWindow *w)
+{
+    if (w->audio_timer && !w->rec) {
+        g_source_remove(w->audio_timer);
+        w->audio_timer = 0;
+    }
+    studio_play_stop(w->player);
+    w->player = NULL;
+    if (w->player_wave) {
+        studio_waveform_set_playhead(w->player_wave, -1);
+        g_object_remove_weak_pointer(G_OBJECT(w->player_wave), (gpointer *)&w->player_wave);
+        w->player_wave = NULL;
+    }
+}
+
+static void stop_recording(MedleyWindow *w);
+
+static gboolean on_audio_timer(gpointer user)
+{
+    MedleyWindow *w = user;
+    if (w->player) {
+        if (w->player_wave)
+            studio_waveform_set_playhead(w->player_wave, studio_play_fraction(w->player));
+        if (studio_play_done(w->player)) {
+            w->audio_timer = 0;
+            stop_sound(w);
+            return G_SOURCE_REMOVE;
+        }
+    }
+    if (w->rec) {
+        char t[64];
+        snprintf(t, sizeof t, "Recording %.1f s", studio_rec_seconds(w->rec));
+        gtk_label_set_text(w->rec_label, t);
+        gtk_level_bar_set_value(w->rec_level, fmin(1.0, 4.0 * studio_rec_level(w->rec)));
+        if (studio_rec_full(w->rec))
+            gtk_toggle_button_set_active(w->rec_button, FALSE);   /* stops it */
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static void on_play(GtkButton *b, gpointer user)
+{
+    (void)b;
+    row_ctx *c = user;
+    MedleyWindow *w = c->w;
+    int i = index_of(w, c->id);
+    GtkWidget *wave = g_object_get_data(G_OBJECT(b), "wave");
+    bool was_this = w->player && w->player_wave == wave;
+    stop_sound(w);
+    if (i < 0 || was_this)
+        return;
+    const md_blob *m = w->project.board.in[i].media;
+    char why[256];
+    w->player = studio_play(m->data, m->size, why, sizeof why);
+    if (!w->player) {
+        medley_window_toast(w, "Cannot play it: %s", why);
+        return;
+    }
+    w->player_wave = wave;
+    g_object_add_weak_pointer(G_OBJECT(wave), (gpointer *)&w->player_wave);
+    if (!w->audio_timer)
+        w->audio_timer = g_timeout_add(30, on_audio_timer, w);
+}
+
 static GtkWidget *icon_button(const char *icon, const char *tip, GCallback cb, row_ctx *c)
 {
     GtkWidget *b = gtk_button_new_from_icon_name(icon);
@@ -110,6 +178,7 @@ static GtkWidget *preview_of(const md_proj_input *in)
         }
     } else if (in->modality == MD_MOD_AUDIO) {
         p = studio_waveform_new(in->media->data, in->media->size);
+        gtk_widget_set_name(p, "waveform");
     }
     if (!p) {
         p = gtk_image_new_from_icon_name(mod_icons[in->modality]);
@@ -130,7 +199,8 @@ static GtkWidget *row_for(MedleyWindow *w, const md_proj_input *in)
     g_object_set_data_full(G_OBJECT(box), "ctx", c, g_free);
     if (in->muted)
         gtk_widget_add_css_class(box, "muted-input");
-    gtk_box_append(GTK_BOX(box), preview_of(in));
+    GtkWidget *pv = preview_of(in);
+    gtk_box_append(GTK_BOX(box), pv);
 
     GtkWidget *mid = gtk_box_new(GTK_ORIENTATION_VERTICAL, 2);
     gtk_widget_set_hexpand(mid, TRUE);
@@ -160,6 +230,11 @@ static GtkWidget *row_for(MedleyWindow *w, const md_proj_input *in)
     gtk_widget_add_css_class(mute, "flat");
     gtk_widget_set_valign(mute, GTK_ALIGN_CENTER);
     g_signal_connect(mute, "toggled", G_CALLBACK(on_mute), c);
+    if (in->modality == MD_MOD_AUDIO) {
+        GtkWidget *play = icon_button("media-playback-start-symbolic", "Play / stop", G_CALLBACK(on_play), c);
+        g_object_set_data(G_OBJECT(play), "wave", pv);
+        gtk_box_insert_child_after(GTK_BOX(box), play, mid);
+    }
     gtk_box_append(GTK_BOX(box), mute);
     gtk_box_append(GTK_BOX(box), icon_button("go-up-symbolic", "Move up", G_CALLBACK(on_up), c));
     gtk_box_append(GTK_BOX(box), icon_button("go-down-symbolic", "Move down", G_CALLBACK(on_down), c));
@@ -169,6 +244,7 @@ static GtkWidget *row_for(MedleyWindow *w, const md_proj_input *in)
 
 void studio_board_refresh(MedleyWindow *w)
 {
+    stop_sound(w);
     refreshing = TRUE;
     GtkWidget *child;
     while ((child = gtk_widget_get_first_child(GTK_WIDGET(w->board_list))))
@@ -206,8 +282,7 @@ static char *text_of(const char *bytes, size_t size)
     return g_strndup(bytes, n);
 }
 
-/* Adds one file's bytes; returns whether it was added. */
-static gboolean add_bytes(MedleyWindow *w, const char *name, const char *bytes, size_t size)
+gboolean studio_board_add_bytes(MedleyWindow *w, const char *name, const char *bytes, size_t size)
 {
     int m = studio_modality_of_bytes(bytes, size);
     if (m < 0) {
@@ -255,7 +330,7 @@ static void on_loaded(GObject *src, GAsyncResult *res, gpointer user)
     if (!g_file_load_contents_finish(G_FILE(src), res, &bytes, &size, NULL, &err)) {
         medley_window_toast(c->w, "%s: cannot read it: %s", c->name, err->message);
         g_error_free(err);
-    } else if (add_bytes(c->w, c->name, bytes, size)) {
+    } else if (studio_board_add_bytes(c->w, c->name, bytes, size)) {
         medley_window_changed(c->w);
         studio_board_refresh(c->w);
     }
@@ -326,7 +401,7 @@ static void on_paste_texture(GObject *src, GAsyncResult *res, gpointer user)
         GBytes *png = gdk_texture_save_to_png_bytes(t);
         gsize n;
         const char *d = g_bytes_get_data(png, &n);
-        if (add_bytes(w, "pasted image.png", d, n)) {
+        if (studio_board_add_bytes(w, "pasted image.png", d, n)) {
             medley_window_changed(w);
             studio_board_refresh(w);
         }
@@ -359,8 +434,79 @@ void studio_board_paste(MedleyWindow *w)
         gdk_clipboard_read_text_async(cb, NULL, on_paste_text, g_object_ref(w));
 }
 
+/* ---- recording ---- */
+
+static void stop_recording(MedleyWindow *w)
+{
+    if (!w->rec)
+        return;
+    char why[256];
+    GBytes *wav = studio_rec_stop(w->rec, w->out_dir, why, sizeof why);
+    w->rec = NULL;
+    gtk_widget_set_visible(w->rec_box, FALSE);
+    if (w->audio_timer && !w->player) {
+        g_source_remove(w->audio_timer);
+        w->audio_timer = 0;
+    }
+    if (!wav) {
+        medley_window_toast(w, "Nothing recorded: %s", why);
+        return;
+    }
+    GDateTime *now = g_date_time_new_now_local();
+    char *name = g_date_time_format(now, "recording %H-%M-%S.wav");
+    g_date_time_unref(now);
+    gsize n;
+    const char *d = g_bytes_get_data(wav, &n);
+    if (studio_board_add_bytes(w, name, d, n)) {
+        medley_window_changed(w);
+        studio_board_refresh(w);
+    }
+    g_free(name);
+    g_bytes_unref(wav);
+}
+
+static void on_rec_toggled(GtkToggleButton *b, gpointer user)
+{
+    MedleyWindow *w = user;
+    if (!gtk_toggle_button_get_active(b)) {
+        stop_recording(w);
+        return;
+    }
+    if (w->rec)
+        return;
+    stop_sound(w);
+    char why[256];
+    w->rec = studio_rec_start(why, sizeof why);
+    if (!w->rec) {
+        medley_window_toast(w, "Cannot record: %s", why);
+        g_object_set_data_full(G_OBJECT(w), "last-record-error", g_strdup(why), g_free);
+        gtk_toggle_button_set_active(b, FALSE);
+        return;
+    }
+    gtk_widget_set_visible(w->rec_box, TRUE);
+    if (!w->audio_timer)
+        w->audio_timer = g_timeout_add(30, on_audio_timer, w);
+}
+
+void studio_board_shutdown(MedleyWindow *w)
+{
+    if (w->rec) {
+        char why[256];
+        GBytes *b = studio_rec_stop(w->rec, w->out_dir ? w->out_dir : g_get_tmp_dir(), why, sizeof why);
+        if (b)
+            g_bytes_unref(b);
+        w->rec = NULL;
+    }
+    studio_play_stop(w->player);
+    w->player = NULL;
+    if (w->audio_timer)
+        g_source_remove(w->audio_timer);
+    w->audio_timer = 0;
+}
+
 void studio_board_init(MedleyWindow *w)
 {
+    g_signal_connect(w->rec_button, "toggled", G_CALLBACK(on_rec_toggled), w);
     GtkDropTarget *t = gtk_drop_target_new(G_TYPE_INVALID, GDK_ACTION_COPY);
     GType types[] = {GDK_TYPE_FILE_LIST, G_TYPE_FILE, G_TYPE_STRING};
     gtk_drop_target_set_gtypes(t, types, G_N_ELEMENTS(types));

@@ -2,6 +2,7 @@
  * shortcuts, the About window, and `--self-test DIR` (what CI runs under
  * Xvfb: the real window driven through its own handlers). */
 #include "studio.h"
+#include "studio_audio.h"
 
 #include <string.h>
 
@@ -152,6 +153,7 @@ int main(int argc, char **argv)
     g_signal_connect(app, "open", G_CALLBACK(on_open), NULL);
     int rc = g_application_run(G_APPLICATION(app), argc, argv);
     g_object_unref(app);
+    studio_audio_shutdown();
     g_free(cli_path);
     return self_test_dir ? self_test_status : rc;
 }

@@ -95,6 +95,7 @@ GPtrArray *studio_video_frames(const void *bytes, size_t size)
 typedef struct wave {
     float *peak;                     /* max |x| per bucket */
     int n;
+    double playhead;                 /* 0..1, or < 0: none */
 } wave;
 
 static void wave_free(gpointer p)
@@ -122,11 +123,26 @@ static void draw_wave(GtkDrawingArea *area, cairo_t *cr, int width, int height, 
         cairo_rectangle(cr, x, height / 2.0 - a, 1, 2 * a + 1);
     }
     cairo_fill(cr);
+    if (w->playhead >= 0) {
+        cairo_set_source_rgba(cr, 0.21, 0.52, 0.89, 1.0);
+        cairo_rectangle(cr, w->playhead * width - 1, 0, 2, height);
+        cairo_fill(cr);
+    }
+}
+
+void studio_waveform_set_playhead(GtkWidget *area, double fraction)
+{
+    wave *w = g_object_get_data(G_OBJECT(area), "wave");
+    if (!w)
+        return;
+    w->playhead = fraction;
+    gtk_widget_queue_draw(area);
 }
 
 GtkWidget *studio_waveform_new(const void *bytes, size_t size)
 {
     wave *w = g_new0(wave, 1);
+    w->playhead = -1;
     md_media_limits lim = md_media_limits_default();
     md_audio a = {0};
     if (md_audio_load_memory(bytes, size, "audio", &lim, &a, NULL) == MD_OK && a.frames > 0) {
@@ -144,5 +160,6 @@ GtkWidget *studio_waveform_new(const void *bytes, size_t size)
     gtk_drawing_area_set_content_width(GTK_DRAWING_AREA(area), 96);
     gtk_drawing_area_set_content_height(GTK_DRAWING_AREA(area), 48);
     gtk_drawing_area_set_draw_func(GTK_DRAWING_AREA(area), draw_wave, w, wave_free);
+    g_object_set_data(G_OBJECT(area), "wave", w);
     return area;
 }

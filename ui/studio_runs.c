@@ -195,6 +195,17 @@ static gboolean on_report_main(gpointer data)
 static void on_report(const md_job_report *r, void *user)
 {
     MedleyWindow *w = user;
+    /* progress comes at every token: pass on at most ~15 a second (a
+     * preview, a new stage or a final state always), so the window redraws
+     * for news, not for every step */
+    static __thread gint64 last_us;
+    static __thread char last_stage[64];
+    gint64 now = g_get_monotonic_time();
+    bool news = r->state != MD_JOB_RUNNING || r->preview || !r->stage || strcmp(r->stage, last_stage) != 0;
+    if (!news && now - last_us < 66000)
+        return;
+    last_us = now;
+    g_strlcpy(last_stage, r->stage ? r->stage : "", sizeof last_stage);
     report_msg *m = g_new0(report_msg, 1);
     m->w = g_object_ref(w);
     m->id = r->id;
@@ -773,6 +784,8 @@ static gboolean on_tick(gpointer user)
         gint64 gap = now - w->last_tick_us;
         if (gap > w->max_stall_us)
             w->max_stall_us = gap;
+        w->ticks++;
+        w->stalls_over_16ms += gap > 16000 + 5000;   /* the tick itself is every 5 ms */
     }
     w->last_tick_us = now;
     return G_SOURCE_CONTINUE;

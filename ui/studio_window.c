@@ -426,6 +426,7 @@ static void medley_window_dispose(GObject *o)
     w->autosave_id = 0;
     if (w->queue)
         studio_runs_shutdown(w);
+    studio_board_shutdown(w);
     G_OBJECT_CLASS(medley_window_parent_class)->dispose(o);
 }
 
@@ -485,6 +486,10 @@ static void medley_window_class_init(MedleyWindowClass *k)
     BIND("result_box", result_box);
     BIND("result_info", result_info);
     BIND("generate_button", generate_button);
+    BIND("rec_button", rec_button);
+    BIND("rec_box", rec_box);
+    BIND("rec_label", rec_label);
+    BIND("rec_level", rec_level);
 #undef BIND
     gtk_widget_class_install_action(wc, "win.open", NULL, act_open);
     gtk_widget_class_install_action(wc, "win.save", NULL, act_save);
