@@ -66,6 +66,7 @@ struct _MedleyWindow {
     GtkWidget *rec_box;
     GtkLabel *rec_label;
     GtkLevelBar *rec_level;
+    GMenu *recent_menu;
 
     /* sound (studio_audio.h) */
     struct studio_rec *rec;
@@ -150,8 +151,9 @@ GdkTexture *studio_texture_from_image(const md_image *im);
 /* A thumbnail of media bytes of modality m (image; video: first frame);
  * NULL when it cannot be decoded (reason in md_last_error). */
 GdkTexture *studio_texture_from_bytes(md_modality m, const void *bytes, size_t size);
-/* Every frame of a video's bytes as textures. */
-GPtrArray *studio_video_frames(const void *bytes, size_t size);
+/* The frames of a video's bytes (its first 30 s) as textures; height 0:
+ * as stored, else scaled to that height. */
+GPtrArray *studio_video_frames(const void *bytes, size_t size, int height);
 /* A waveform widget for audio bytes. */
 GtkWidget *studio_waveform_new(const void *bytes, size_t size);
 /* Where the playhead of a waveform is drawn (< 0: none). */

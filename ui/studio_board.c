@@ -156,6 +156,26 @@ static void on_play(GtkButton *b, gpointer user)
         w->audio_timer = g_timeout_add(30, on_audio_timer, w);
 }
 
+/* Scrubbing a video input: its frames are decoded (small) on first use. */
+static void on_scrub(GtkRange *r, gpointer user)
+{
+    row_ctx *c = user;
+    GtkWidget *pic = g_object_get_data(G_OBJECT(r), "picture");
+    GPtrArray *frames = g_object_get_data(G_OBJECT(r), "frames");
+    if (!frames) {
+        int i = index_of(c->w, c->id);
+        if (i < 0)
+            return;
+        const md_blob *m = c->w->project.board.in[i].media;
+        frames = studio_video_frames(m->data, m->size, 128);
+        g_object_set_data_full(G_OBJECT(r), "frames", frames, (GDestroyNotify)g_ptr_array_unref);
+    }
+    if (frames->len == 0)
+        return;
+    guint k = (guint)(gtk_range_get_value(r) * (frames->len - 1) + 0.5);
+    gtk_picture_set_paintable(GTK_PICTURE(pic), g_ptr_array_index(frames, k < frames->len ? k : frames->len - 1));
+}
+
 static GtkWidget *icon_button(const char *icon, const char *tip, GCallback cb, row_ctx *c)
 {
     GtkWidget *b = gtk_button_new_from_icon_name(icon);
@@ -230,6 +250,14 @@ static GtkWidget *row_for(MedleyWindow *w, const md_proj_input *in)
     gtk_widget_add_css_class(mute, "flat");
     gtk_widget_set_valign(mute, GTK_ALIGN_CENTER);
     g_signal_connect(mute, "toggled", G_CALLBACK(on_mute), c);
+    if (in->modality == MD_MOD_VIDEO && GTK_IS_PICTURE(pv)) {
+        GtkWidget *scrub = gtk_scale_new_with_range(GTK_ORIENTATION_HORIZONTAL, 0.0, 1.0, 0.01);
+        gtk_scale_set_draw_value(GTK_SCALE(scrub), FALSE);
+        gtk_widget_set_tooltip_text(scrub, "Scrub through the video");
+        g_object_set_data(G_OBJECT(scrub), "picture", pv);
+        g_signal_connect(scrub, "value-changed", G_CALLBACK(on_scrub), c);
+        gtk_box_append(GTK_BOX(mid), scrub);
+    }
     if (in->modality == MD_MOD_AUDIO) {
         GtkWidget *play = icon_button("media-playback-start-symbolic", "Play / stop", G_CALLBACK(on_play), c);
         g_object_set_data(G_OBJECT(play), "wave", pv);

@@ -41,7 +41,7 @@ int studio_modality_of_bytes(const void *bytes, size_t size)
     return -1;
 }
 
-static md_status load_video(const void *bytes, size_t size, int max_frames, md_video *v)
+static md_status load_video(const void *bytes, size_t size, int max_frames, int height, md_video *v)
 {
     md_media_limits lim = md_media_limits_default();
     md_video_load_opts o = md_video_load_opts_default();
@@ -49,8 +49,9 @@ static md_status load_video(const void *bytes, size_t size, int max_frames, md_v
     if (max_frames > 0) {   /* a thumbnail: the first frame, small */
         o.height = 128;
         o.duration = 0.25;
-    } else {                /* playback of outputs (short); longer inputs are cut */
+    } else {                /* playback and scrubbing; longer videos are cut */
         o.duration = 30.0;
+        o.height = height;
     }
     return md_video_load_memory(bytes, size, "video", &lim, &o, v, NULL);
 }
@@ -67,7 +68,7 @@ GdkTexture *studio_texture_from_bytes(md_modality m, const void *bytes, size_t s
         md_image_free(&im);
     } else if (m == MD_MOD_VIDEO) {
         md_video v = {0};
-        if (load_video(bytes, size, 1, &v) == MD_OK && v.frames > 0) {
+        if (load_video(bytes, size, 1, 0, &v) == MD_OK && v.frames > 0) {
             md_image f0 = {v.width, v.height, v.channels, v.pixels};
             t = studio_texture_from_image(&f0);
         }
@@ -76,11 +77,11 @@ GdkTexture *studio_texture_from_bytes(md_modality m, const void *bytes, size_t s
     return t;
 }
 
-GPtrArray *studio_video_frames(const void *bytes, size_t size)
+GPtrArray *studio_video_frames(const void *bytes, size_t size, int height)
 {
     md_video v = {0};
     GPtrArray *a = g_ptr_array_new_with_free_func(g_object_unref);
-    if (load_video(bytes, size, 0, &v) == MD_OK)
+    if (load_video(bytes, size, 0, height, &v) == MD_OK)
         for (int64_t f = 0; f < v.frames; f++) {
             md_image im = {v.width, v.height, v.channels,
                            v.pixels + (size_t)f * (size_t)v.width * (size_t)v.height * (size_t)v.channels};

@@ -599,7 +599,7 @@ static GtkWidget *card_for(MedleyWindow *w, md_proj_output *o)
             }
         } else {
             stop_playback(w);
-            w->play_frames = studio_video_frames(o->media->data, o->media->size);
+            w->play_frames = studio_video_frames(o->media->data, o->media->size, 0);
             w->play_picture = GTK_PICTURE(pic);
             w->play_index = 0;
             if (w->play_frames->len)

@@ -15,6 +15,7 @@
 
 #include "audio_io.h"
 #include "image_io.h"
+#include "video_io.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -320,6 +321,46 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
                         gtk_check_button_get_active(w->want[MD_MOD_TEXT]);
     CHECK(restored, "Restore Job puts its inputs (%d: the muted tone left out) and settings back (seed %g)",
           w->project.board.n, gtk_spin_button_get_value(w->seed));
+
+    /* a video input: its first frame shows, and its slider scrubs */
+    char mp4[1100];
+    snprintf(mp4, sizeof mp4, "%s/square.mp4", dir);
+    md_video mv;
+    md_video_alloc(&mv, 64, 64, 3, 16, 16.0);
+    for (int f = 0; f < 16; f++)
+        for (int y = 0; y < 64; y++)
+            for (int x = 0; x < 64; x++)
+                for (int c = 0; c < 3; c++)
+                    mv.pixels[(((size_t)f * 64 + (size_t)y) * 64 + (size_t)x) * 3 + (size_t)c] =
+                        (x >= 4 * f && x < 4 * f + 12 && y >= 26 && y < 38) ? 1.f : 0.f;
+    md_video_save(mp4, &mv, "mp4", NULL);
+    md_video_free(&mv);
+    before = w->project.board.n;
+    one = g_slist_append(NULL, g_file_new_for_path(mp4));
+    studio_board_add_files(w, one);
+    g_slist_free_full(one, g_object_unref);
+    want_inputs = before + 1;
+    wait_for(w, board_has, 10);
+    GtkWidget *vrow = GTK_WIDGET(gtk_list_box_get_row_at_index(w->board_list, w->project.board.n - 1));
+    GtkWidget *vpic = vrow ? find_widget(vrow, GTK_TYPE_PICTURE) : NULL;
+    GtkWidget *scrub = NULL;
+    /* the row: preview, then a box with the name, the weight slider and the scrubber */
+    if (vrow) {
+        GtkWidget *mid = gtk_widget_get_next_sibling(gtk_widget_get_first_child(gtk_widget_get_first_child(vrow)));
+        for (GtkWidget *c = mid ? gtk_widget_get_first_child(mid) : NULL; c; c = gtk_widget_get_next_sibling(c))
+            if (GTK_IS_SCALE(c) && g_object_get_data(G_OBJECT(c), "picture"))
+                scrub = c;
+    }
+    GdkPaintable *first = vpic ? gtk_picture_get_paintable(GTK_PICTURE(vpic)) : NULL;
+    if (first)
+        g_object_ref(first);
+    if (scrub)
+        gtk_range_set_value(GTK_RANGE(scrub), 1.0);
+    GdkPaintable *last = vpic ? gtk_picture_get_paintable(GTK_PICTURE(vpic)) : NULL;
+    CHECK(w->project.board.n == before + 1 && first && scrub && last && last != first,
+          "a dropped video shows its first frame, and its slider scrubs to another");
+    if (first)
+        g_object_unref(first);
 
     printf("%d checks, %d failed\n", checks, failures);
     fflush(stdout);

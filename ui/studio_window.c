@@ -95,6 +95,8 @@ static void swap_board(MedleyWindow *w, GPtrArray *from, GPtrArray *to)
     studio_board_refresh(w);
 }
 
+static void fill_recent(MedleyWindow *w);
+
 /* ---- project files ---- */
 
 static void reset_project(MedleyWindow *w)
@@ -132,6 +134,7 @@ gboolean medley_window_open(MedleyWindow *w, const char *path)
     if (uri)
         gtk_recent_manager_add_item(gtk_recent_manager_get_default(), uri);
     g_free(uri);
+    fill_recent(w);
     return TRUE;
 }
 
@@ -220,6 +223,39 @@ static void act_open(GtkWidget *wd, const char *name, GVariant *p)
     (void)name;
     (void)p;
     choose(MEDLEY_WINDOW(wd), "Open a Project", FALSE, open_path);
+}
+
+static void act_open_recent(GtkWidget *wd, const char *name, GVariant *p)
+{
+    (void)name;
+    medley_window_open(MEDLEY_WINDOW(wd), g_variant_get_string(p, NULL));
+}
+
+/* The recent-projects submenu: the latest Medley projects GTK's recent
+ * files list knows, that still exist. */
+static void fill_recent(MedleyWindow *w)
+{
+    GMenu *live = w->recent_menu;
+    if (!live)
+        return;
+    g_menu_remove_all(live);
+    GList *items = gtk_recent_manager_get_items(gtk_recent_manager_get_default());
+    int n = 0;
+    for (GList *l = items; l && n < 8; l = l->next) {
+        const char *uri = gtk_recent_info_get_uri(l->data);
+        char *path = g_filename_from_uri(uri, NULL, NULL);
+        if (path && g_str_has_suffix(path, ".medley") && g_file_test(path, G_FILE_TEST_EXISTS)) {
+            char *base = g_path_get_basename(path);
+            GMenuItem *it = g_menu_item_new(base, NULL);
+            g_menu_item_set_action_and_target_value(it, "win.open-recent", g_variant_new_string(path));
+            g_menu_append_item(live, it);
+            g_object_unref(it);
+            g_free(base);
+            n++;
+        }
+        g_free(path);
+    }
+    g_list_free_full(items, (GDestroyNotify)gtk_recent_info_unref);
 }
 
 static void act_save(GtkWidget *wd, const char *name, GVariant *p)
@@ -455,6 +491,7 @@ static void medley_window_init(MedleyWindow *w)
     g_signal_connect(w->text_entry, "activate", G_CALLBACK(on_entry_activate), w);
     g_signal_connect(w, "close-request", G_CALLBACK(on_close_request), NULL);
     w->autosave_id = g_timeout_add_seconds(AUTOSAVE_SECONDS, on_autosave, w);
+    fill_recent(w);
     medley_window_update_title(w);
 }
 
@@ -490,9 +527,11 @@ static void medley_window_class_init(MedleyWindowClass *k)
     BIND("rec_box", rec_box);
     BIND("rec_label", rec_label);
     BIND("rec_level", rec_level);
+    BIND("recent_menu", recent_menu);
 #undef BIND
     gtk_widget_class_install_action(wc, "win.open", NULL, act_open);
     gtk_widget_class_install_action(wc, "win.save", NULL, act_save);
+    gtk_widget_class_install_action(wc, "win.open-recent", "s", act_open_recent);
     gtk_widget_class_install_action(wc, "win.save-as", NULL, act_save_as);
     gtk_widget_class_install_action(wc, "win.undo", NULL, act_undo);
     gtk_widget_class_install_action(wc, "win.redo", NULL, act_redo);
