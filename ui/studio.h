@@ -104,6 +104,8 @@ struct _MedleyWindow {
     gint64 last_tick_us;
     gint64 max_stall_us;             /* the longest gap between main-loop ticks while a job ran */
     int64_t ticks, stalls_over_16ms; /* ticks while a job ran, and gaps over 16 ms among them */
+    gint64 frame_start_us, max_frame_us;     /* the frame clock: before-paint .. after-paint */
+    int64_t frames, frames_over_16ms;        /* frames drawn while a job ran */
     guint tick_id;
 };
 

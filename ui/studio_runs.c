@@ -146,6 +146,8 @@ static studio_job *find_job(MedleyWindow *w, int64_t id)
 
 static void finish_job(MedleyWindow *w, studio_job *sj, md_job_state state, const char *error)
 {
+    if (g_getenv("MEDLEY_STUDIO_DEBUG"))
+        fprintf(stderr, "finish at frame %lld\n", (long long)w->frames);
     if (state == MD_JOB_DONE) {
         int r = md_project_add_run(&w->project, sj->job_json, MD_RUN_DONE, NULL, sj->out, sj->nout);
         if (r >= 0) {
@@ -791,8 +793,40 @@ static gboolean on_tick(gpointer user)
     return G_SOURCE_CONTINUE;
 }
 
+static void on_before_paint(GdkFrameClock *c, gpointer user)
+{
+    (void)c;
+    MedleyWindow *w = user;
+    w->frame_start_us = g_get_monotonic_time();
+}
+
+static void on_after_paint(GdkFrameClock *c, gpointer user)
+{
+    (void)c;
+    MedleyWindow *w = user;
+    if (!w->jobs || w->jobs->len == 0 || !w->frame_start_us)
+        return;
+    gint64 d = g_get_monotonic_time() - w->frame_start_us;
+    w->frames++;
+    w->frames_over_16ms += d > 16000;
+    if (d > 16000 && g_getenv("MEDLEY_STUDIO_DEBUG"))
+        fprintf(stderr, "slow frame %.1f ms (frame %lld)\n", (double)d / 1000.0, (long long)w->frames);
+    if (d > w->max_frame_us)
+        w->max_frame_us = d;
+}
+
+static void on_realize(GtkWidget *wd, gpointer user)
+{
+    GdkFrameClock *c = gtk_widget_get_frame_clock(wd);
+    if (c) {
+        g_signal_connect(c, "before-paint", G_CALLBACK(on_before_paint), user);
+        g_signal_connect(c, "after-paint", G_CALLBACK(on_after_paint), user);
+    }
+}
+
 void studio_runs_init(MedleyWindow *w)
 {
+    g_signal_connect(w, "realize", G_CALLBACK(on_realize), w);
     w->jobs = g_ptr_array_new();
     g_mutex_init(&w->models_lock);
     w->out_dir = g_build_filename(g_get_user_cache_dir(), "medley", "outputs", NULL);

@@ -213,6 +213,7 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
     gtk_toggle_button_set_active(w->seed_lock, TRUE);
     w->max_stall_us = 0;
     w->ticks = w->stalls_over_16ms = 0;
+    w->frames = w->frames_over_16ms = w->max_frame_us = 0;
     gint64 t0 = g_get_monotonic_time();
     gtk_widget_activate_action(GTK_WIDGET(w), "win.generate", NULL);
     CHECK(w->jobs->len == 1, "Generate queues a job");
@@ -237,6 +238,8 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
     printf("     main loop while the run went (a tick every 5 ms): %lld ticks, %lld gaps over 16 ms, the longest "
            "%.1f ms (goal: none over 16 ms)\n",
            (long long)w->ticks, (long long)w->stalls_over_16ms, (double)w->max_stall_us / 1000.0);
+    printf("     frames drawn while the run went: %lld, %lld over 16 ms, the longest %.1f ms\n", (long long)w->frames,
+           (long long)w->frames_over_16ms, (double)w->max_frame_us / 1000.0);
     CHECK(gtk_widget_get_first_child(GTK_WIDGET(w->result_box)) != NULL, "the run's outputs are shown");
 
     /* a video run, cancelled once it runs */
