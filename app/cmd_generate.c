@@ -189,6 +189,19 @@ int medley_cmd_generate(int argc, char **argv)
             models = val;
         } else if (strcmp(a, "--from") == 0) {
             from = val;
+        } else if (strcmp(a, "--set") == 0) {
+            const char *eq = strchr(val, '=');
+            char name[96];
+            if (!eq || eq == val || (size_t)(eq - val) >= sizeof name) {
+                fprintf(stderr, "medley generate: --set %s: expected NAME=VALUE (NAME may be scoped to an output: "
+                                "image.guidance=5)\n", val);
+                goto out;
+            }
+            snprintf(name, sizeof name, "%.*s", (int)(eq - val), val);
+            if (medley_job_set_param(&j, name, eq + 1) != MD_OK) {
+                fprintf(stderr, "medley generate: %s\n", md_last_error());
+                goto out;
+            }
         } else if (strcmp(a, "--temperature") == 0 || strcmp(a, "--top-k") == 0 || strcmp(a, "--top-p") == 0 ||
                    strcmp(a, "--guidance") == 0 || strcmp(a, "--candidates") == 0 ||
                    strcmp(a, "--via-caption") == 0) {

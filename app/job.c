@@ -284,17 +284,15 @@ md_status medley_job_from_json(medley_job *j, const char *json, const char *labe
             break;
         }
         j->want[m] = true;
+        /* every parameter as that output had it */
         for (size_t k = 0; st == MD_OK && md_json_type_of(ps) == MD_JSON_OBJECT && k < md_json_len(ps); k++) {
             double v;
             if (!md_json_num(md_json_at(ps, k), &v))
                 continue;
-            char num[64];
+            char num[64], name[96];
             snprintf(num, sizeof num, "%.17g", v);
-            bool seen = false;
-            for (int q = 0; q < j->nparams; q++)
-                seen |= strcmp(j->params[q][0], md_json_key_at(ps, k)) == 0;
-            if (!seen)
-                st = medley_job_set_param(j, md_json_key_at(ps, k), num);
+            snprintf(name, sizeof name, "%s.%s", medley_modality_names[m], md_json_key_at(ps, k));
+            st = medley_job_set_param(j, name, num);
         }
     }
     md_json_free(doc);
@@ -380,22 +378,37 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         md_log(MD_LOG_ERROR, "no output chosen");
         return MD_ERR_INVALID;
     }
-    /* a parameter applies to every chosen generator that has it; one none
-     * of them has is an error */
-    for (int k = 0; k < j->nparams; k++) {
-        bool used = false;
-        for (int m = 0; m < 4; m++) {
-            if (!g->active[m] || md_gen_param_index(g->gen[m], j->params[k][0]) < 0)
-                continue;
-            used = true;
-            if (md_gen_param_set(g->gen[m], g->pv[m], j->params[k][0], j->params[k][1]) != MD_OK)
+    /* a parameter applies to every chosen generator that has it, one scoped
+     * to an output ("image.guidance") to that one only, after the others;
+     * one that reaches no chosen generator is an error */
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < j->nparams; k++) {
+            const char *name = j->params[k][0], *dot = strchr(name, '.');
+            int only = dot ? medley_modality_of(name, (size_t)(dot - name)) : -1;
+            if (dot && only < 0) {
+                md_log(MD_LOG_ERROR, "parameter \"%s\": expected text., image., video. or audio. before the dot",
+                       name);
                 return MD_ERR_INVALID;
+            }
+            if ((pass == 0) != (only < 0))
+                continue;
+            const char *bare = dot ? dot + 1 : name;
+            bool used = false;
+            for (int m = 0; m < 4; m++) {
+                if (!g->active[m] || (only >= 0 && m != only) || md_gen_param_index(g->gen[m], bare) < 0)
+                    continue;
+                used = true;
+                if (md_gen_param_set(g->gen[m], g->pv[m], bare, j->params[k][1]) != MD_OK)
+                    return MD_ERR_INVALID;
+            }
+            if (!used) {
+                md_log(MD_LOG_ERROR, only >= 0 ? "parameter \"%s\": that output is not chosen, or has no such "
+                                                 "parameter"
+                                               : "no chosen output has a parameter \"%s\"",
+                       name);
+                return MD_ERR_INVALID;
+            }
         }
-        if (!used) {
-            md_log(MD_LOG_ERROR, "no chosen output has a parameter \"%s\"", j->params[k][0]);
-            return MD_ERR_INVALID;
-        }
-    }
     return MD_OK;
 }
 

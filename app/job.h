@@ -24,7 +24,7 @@
 #include "generator.h"
 
 #define MEDLEY_JOB_MAX_INPUTS 16
-#define MEDLEY_JOB_MAX_PARAMS 16
+#define MEDLEY_JOB_MAX_PARAMS 32
 #define MEDLEY_JOB_KEY "medley.job"
 #define MEDLEY_JOB_TXT_MARK "medley.job: "
 
@@ -45,7 +45,10 @@ typedef struct medley_job {
     int nin;
     bool want[4];                    /* outputs by modality */
     uint64_t seed;
-    char *params[MEDLEY_JOB_MAX_PARAMS][2];   /* name, value as typed (owned); the last set wins */
+    char *params[MEDLEY_JOB_MAX_PARAMS][2];   /* name, value as typed (owned); the last set wins. A
+                                               * name applies to every chosen output whose generator
+                                               * has it; "image.guidance" (text., image., video.,
+                                               * audio.) to that output only, over the unscoped one */
     int nparams;
 } medley_job;
 

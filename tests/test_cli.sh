@@ -149,6 +149,15 @@ if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/tokens.safetensor
     check "candidates 4" 0 "$exe" generate --in text:"a green two" --out image --candidates 4 --seed 3 -o "$g2" --quiet
     check "candidates 16 refused" 1 "$exe" generate --in text:seven --out image --candidates 16 -o "$g2"
     case "$LAST" in *candidates*) echo "ok   names the parameter";; *) echo "FAIL: $LAST"; fail=1;; esac
+    # one output's own parameter; an output that is not chosen; a bad scope
+    check "--set image.guidance" 0 "$exe" generate --in text:"a green two" --out image,text --set image.guidance=5 \
+        --candidates 1 --seed 4 -o "$g2" --quiet
+    case "$(cat "$g2/medley-4-text.txt")" in *'"modality":"image"'*'"guidance":5'*'"modality":"text"'*'"guidance":3'*|\
+        *'"modality":"text"'*'"guidance":3'*'"modality":"image"'*'"guidance":5'*)
+        echo "ok   the image ran with guidance 5, the caption with 3";; *) echo "FAIL: $(cat "$g2/medley-4-text.txt")"; fail=1;; esac
+    check "--set for an output not chosen" 1 "$exe" generate --in text:seven --out image --set video.guidance=5 -o "$g2"
+    check "--set with a bad scope" 1 "$exe" generate --in text:seven --out image --set smell.guidance=5 -o "$g2"
+    check "--set without =" 2 "$exe" generate --in text:seven --out image --set guidance -o "$g2"
 else
     echo "skip generate commands: no shipped tokens.safetensors"
 fi

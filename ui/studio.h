@@ -55,7 +55,8 @@ struct _MedleyWindow {
     GtkStack *board_stack;
     GtkEntry *text_entry;
     GtkCheckButton *want[4];
-    GtkSpinButton *seed, *guidance, *temperature, *candidates;
+    GtkSpinButton *seed;
+    GtkSpinButton *guidance[4], *temperature[4], *candidates[4];   /* per output (NULL: none) */
     GtkToggleButton *seed_lock;
     GtkListBox *queue_list;
     GtkListBox *history_list;

@@ -234,6 +234,22 @@ static void on_report(const md_job_report *r, void *user)
 
 /* ---- settings ---- */
 
+/* The per-output parameter widgets by name. */
+static GtkSpinButton *param_spin(MedleyWindow *w, int m, const char *name)
+{
+    if (m < 0 || m > 3)
+        return NULL;
+    if (strcmp(name, "guidance") == 0)
+        return w->guidance[m];
+    if (strcmp(name, "temperature") == 0)
+        return w->temperature[m];
+    if (strcmp(name, "candidates") == 0)
+        return w->candidates[m];
+    return NULL;
+}
+
+static const char *const param_names[3] = {"guidance", "temperature", "candidates"};
+
 char *studio_settings_json(MedleyWindow *w)
 {
     md_json_buf b;
@@ -249,12 +265,23 @@ char *studio_settings_json(MedleyWindow *w)
     md_json_buf_int(&b, (int64_t)gtk_spin_button_get_value(w->seed));
     md_json_buf_key(&b, "seed_locked");
     md_json_buf_int(&b, gtk_toggle_button_get_active(w->seed_lock));
-    md_json_buf_key(&b, "guidance");
-    md_json_buf_num(&b, gtk_spin_button_get_value(w->guidance));
-    md_json_buf_key(&b, "temperature");
-    md_json_buf_num(&b, gtk_spin_button_get_value(w->temperature));
-    md_json_buf_key(&b, "candidates");
-    md_json_buf_int(&b, (int64_t)gtk_spin_button_get_value(w->candidates));
+    md_json_buf_key(&b, "params");
+    md_json_buf_begin_object(&b);
+    for (int m = 0; m < 4; m++) {
+        if (!w->guidance[m])
+            continue;
+        md_json_buf_key(&b, mod_names[m]);
+        md_json_buf_begin_object(&b);
+        for (int k = 0; k < 3; k++) {
+            GtkSpinButton *sb = param_spin(w, m, param_names[k]);
+            if (sb) {
+                md_json_buf_key(&b, param_names[k]);
+                md_json_buf_num(&b, gtk_spin_button_get_value(sb));
+            }
+        }
+        md_json_buf_end_object(&b);
+    }
+    md_json_buf_end_object(&b);
     md_json_buf_end_object(&b);
     char *s = md_json_buf_finish(&b, NULL);
     char *g = g_strdup(s);
@@ -267,7 +294,7 @@ void studio_settings_apply(MedleyWindow *w, const char *json)
     md_json_doc *doc;
     if (!json || md_json_parse(json, strlen(json), "settings", &doc) != MD_OK)
         return;
-    const md_json *r = md_json_root(doc), *outs = md_json_get(r, "outputs");
+    const md_json *r = md_json_root(doc), *outs = md_json_get(r, "outputs"), *ps = md_json_get(r, "params");
     if (md_json_type_of(outs) == MD_JSON_ARRAY) {
         for (int m = 0; m < 4; m++)
             if (m != MD_MOD_AUDIO)
@@ -285,12 +312,16 @@ void studio_settings_apply(MedleyWindow *w, const char *json)
         gtk_spin_button_set_value(w->seed, (double)k);
     if (md_json_int(md_json_get(r, "seed_locked"), &k))
         gtk_toggle_button_set_active(w->seed_lock, k != 0);
-    if (md_json_num(md_json_get(r, "guidance"), &v))
-        gtk_spin_button_set_value(w->guidance, v);
-    if (md_json_num(md_json_get(r, "temperature"), &v))
-        gtk_spin_button_set_value(w->temperature, v);
-    if (md_json_int(md_json_get(r, "candidates"), &k))
-        gtk_spin_button_set_value(w->candidates, (double)k);
+    for (size_t i = 0; md_json_type_of(ps) == MD_JSON_OBJECT && i < md_json_len(ps); i++) {
+        const char *mod = md_json_key_at(ps, i);
+        int m = medley_modality_of(mod, strlen(mod));
+        const md_json *o = md_json_at(ps, i);
+        for (size_t q = 0; md_json_type_of(o) == MD_JSON_OBJECT && q < md_json_len(o); q++) {
+            GtkSpinButton *sb = param_spin(w, m, md_json_key_at(o, q));
+            if (sb && md_json_num(md_json_at(o, q), &v))
+                gtk_spin_button_set_value(sb, v);
+        }
+    }
     md_json_free(doc);
 }
 
@@ -342,13 +373,17 @@ int64_t studio_runs_generate(MedleyWindow *w)
     if (!gtk_toggle_button_get_active(w->seed_lock))
         gtk_spin_button_set_value(w->seed, (double)g_random_int_range(0, G_MAXINT));
     sj->job.seed = (uint64_t)gtk_spin_button_get_value(w->seed);
-    char num[64];
-    g_ascii_dtostr(num, sizeof num, gtk_spin_button_get_value(w->guidance));
-    medley_job_set_param(&sj->job, "guidance", num);
-    g_ascii_dtostr(num, sizeof num, gtk_spin_button_get_value(w->temperature));
-    medley_job_set_param(&sj->job, "temperature", num);
-    snprintf(num, sizeof num, "%d", (int)gtk_spin_button_get_value(w->candidates));
-    medley_job_set_param(&sj->job, "candidates", num);
+    /* each chosen output's own parameters */
+    for (int m = 0; m < 4; m++)
+        for (int q = 0; sj->job.want[m] && q < 3; q++) {
+            GtkSpinButton *sb = param_spin(w, m, param_names[q]);
+            if (!sb)
+                continue;
+            char name[64], num[64];
+            snprintf(name, sizeof name, "%s.%s", mod_names[m], param_names[q]);
+            g_ascii_dtostr(num, sizeof num, gtk_spin_button_get_value(sb));
+            medley_job_set_param(&sj->job, name, num);
+        }
 
     /* the queue row */
     GtkWidget *row = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 8);
@@ -757,14 +792,15 @@ gboolean studio_runs_restore(MedleyWindow *w, const char *job_json, const char *
                 gtk_check_button_set_active(w->want[m], j.want[m]);
         gtk_spin_button_set_value(w->seed, (double)j.seed);
         gtk_toggle_button_set_active(w->seed_lock, TRUE);
-        for (int k = 0; k < j.nparams; k++) {
+        for (int k = 0; k < j.nparams; k++) {   /* "image.guidance", or a bare name for every output */
             double v = g_ascii_strtod(j.params[k][1], NULL);
-            if (strcmp(j.params[k][0], "guidance") == 0)
-                gtk_spin_button_set_value(w->guidance, v);
-            else if (strcmp(j.params[k][0], "temperature") == 0)
-                gtk_spin_button_set_value(w->temperature, v);
-            else if (strcmp(j.params[k][0], "candidates") == 0)
-                gtk_spin_button_set_value(w->candidates, v);
+            const char *name = j.params[k][0], *dot = strchr(name, '.');
+            int only = dot ? medley_modality_of(name, (size_t)(dot - name)) : -1;
+            for (int m = 0; m < 4; m++) {
+                GtkSpinButton *sb = (!dot || m == only) ? param_spin(w, m, dot ? dot + 1 : name) : NULL;
+                if (sb)
+                    gtk_spin_button_set_value(sb, v);
+            }
         }
         medley_window_changed(w);
         studio_board_refresh(w);

@@ -16,6 +16,7 @@
 #include "audio_io.h"
 #include "image_io.h"
 #include "video_io.h"
+#include "json.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -211,6 +212,8 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
     gtk_check_button_set_active(w->want[MD_MOD_VIDEO], FALSE);
     gtk_spin_button_set_value(w->seed, 7);
     gtk_toggle_button_set_active(w->seed_lock, TRUE);
+    gtk_spin_button_set_value(w->guidance[MD_MOD_IMAGE], 4.5);   /* per-output parameters */
+    gtk_spin_button_set_value(w->temperature[MD_MOD_TEXT], 0.8);
     w->max_stall_us = 0;
     w->ticks = w->stalls_over_16ms = 0;
     w->frames = w->frames_over_16ms = w->max_frame_us = 0;
@@ -235,6 +238,22 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
         }
     }
     CHECK(image_ok && text_ok, "its outputs are a 64x64 PNG and a caption");
+    /* the job carries each output's own parameters */
+    double ig = 0, it = 0, tg = 0, tt = 0;
+    md_json_doc *doc;
+    if (r && md_json_parse(r->job, strlen(r->job), "job", &doc) == MD_OK) {
+        const md_json *outs = md_json_get(md_json_root(doc), "outputs");
+        for (size_t i = 0; i < md_json_len(outs); i++) {
+            const md_json *o = md_json_at(outs, i), *ps = md_json_get(o, "params");
+            const char *mod = md_json_str(md_json_get(o, "modality"));
+            bool img = mod && strcmp(mod, "image") == 0;
+            md_json_num(md_json_get(ps, "guidance"), img ? &ig : &tg);
+            md_json_num(md_json_get(ps, "temperature"), img ? &it : &tt);
+        }
+        md_json_free(doc);
+    }
+    CHECK(ig == 4.5 && it == 1.0 && tg == 3.0 && tt == 0.8, "each output ran with its own parameters (image "
+          "guidance %g temperature %g, text guidance %g temperature %g)", ig, it, tg, tt);
     printf("     main loop while the run went (a tick every 5 ms): %lld ticks, %lld gaps over 16 ms, the longest "
            "%.1f ms (goal: none over 16 ms)\n",
            (long long)w->ticks, (long long)w->stalls_over_16ms, (double)w->max_stall_us / 1000.0);
@@ -318,8 +337,10 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
     const char *job = g_object_get_data(G_OBJECT(w), "dropped-job");
     CHECK(outpng[0] && job && strstr(job, "\"seed\""), "a dropped output offers the job it carries");
     gtk_spin_button_set_value(w->seed, 99);
+    gtk_spin_button_set_value(w->guidance[MD_MOD_IMAGE], 3.0);
     gtk_widget_activate_action(GTK_WIDGET(w), "win.restore-dropped", NULL);
     gboolean restored = gtk_spin_button_get_value(w->seed) == 7 && w->project.board.n == 3 &&
+                        gtk_spin_button_get_value(w->guidance[MD_MOD_IMAGE]) == 4.5 &&
                         gtk_check_button_get_active(w->want[MD_MOD_IMAGE]) &&
                         gtk_check_button_get_active(w->want[MD_MOD_TEXT]);
     CHECK(restored, "Restore Job puts its inputs (%d: the muted tone left out) and settings back (seed %g)",

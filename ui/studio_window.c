@@ -515,9 +515,14 @@ static void medley_window_class_init(MedleyWindowClass *k)
     BIND("want_video", want[3]);
     BIND("seed", seed);
     BIND("seed_lock", seed_lock);
-    BIND("guidance", guidance);
-    BIND("temperature", temperature);
-    BIND("candidates", candidates);
+    BIND("guidance_text", guidance[0]);
+    BIND("guidance_image", guidance[1]);
+    BIND("guidance_video", guidance[3]);
+    BIND("temperature_text", temperature[0]);
+    BIND("temperature_image", temperature[1]);
+    BIND("temperature_video", temperature[3]);
+    BIND("candidates_image", candidates[1]);
+    BIND("candidates_video", candidates[3]);
     BIND("queue_list", queue_list);
     BIND("history_list", history_list);
     BIND("result_box", result_box);
