@@ -190,30 +190,19 @@ char *medley_job_read_from_bytes(const void *bytes, size_t size, const char *lab
 
 char *medley_job_read_from(const char *path)
 {
+    /* outputs of Medley are small; a file too large to be one has no job */
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    char line[65536];
     char *job = NULL;
-    while (!job && fgets(line, sizeof line, f))
-        job = job_from_text(line, strlen(line));
-    fclose(f);
-    if (job)
-        return job;
-    md_meta meta = {0};
-    md_image im = {0};
-    md_video v = {0};
-    md_media_limits lim = md_media_limits_default();
-    md_log_set_callback(quiet_log, NULL);
-    if (md_image_load(path, &lim, &im, &meta) == MD_OK || md_video_load(path, &lim, NULL, &v, &meta) == MD_OK) {
-        const char *jv = md_meta_get(&meta, MEDLEY_JOB_KEY);
-        job = jv ? strdup(jv) : NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n > 0 && n <= (256L << 20) && fseek(f, 0, SEEK_SET) == 0) {
+        char *buf = malloc((size_t)n);
+        if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n)
+            job = medley_job_read_from_bytes(buf, (size_t)n, path);
+        free(buf);
     }
-    md_log_set_callback(NULL, NULL);
-    md_clear_error();
-    md_image_free(&im);
-    md_video_free(&v);
-    md_meta_free(&meta);
+    fclose(f);
     return job;
 }
 

@@ -210,15 +210,19 @@ static void col2im_tile(float *xg, const float *col, const conv_geom *q, int64_t
  * AVX-512), with reorders from and to Medley's NCHW around them. Those
  * kernels cut work by output element (tile) and keep each output's
  * reduction whole on one thread, so results do not depend on the thread
- * count (tests/test_conv_det.c checks 1, 2 and 3 threads; Winograd was also
- * checked on seven shapes from 16x16 to 64x64 images). Winograd's transforms
+ * count (tests/test_conv_det.c checks 1, 2 and 3 threads). Winograd is
+ * used only with gradients on (training): on some shapes oneDNN blocks its
+ * sums by the thread count (seen: 128 -> 64 channels, 32x32, batch 4), so
+ * forward passes without gradients (generation, which promises the same
+ * bits on any thread count) take the direct kernels. Winograd's transforms
  * round differently from a direct sum: ~1e-7 relative RMS here, within the
  * parity tolerances. A primitive whose implementation is gemm-based or a
  * reference one (either may split a reduction), or one with groups > 1, is
  * not used: the im2col kernels above run instead. They stay the reference:
  * MEDLEY_CONV_REF=1 forces them everywhere.
  *
- * Primitives are created once per (geometry, bias, thread count) into a
+ * Primitives are created once per (geometry, bias, thread count, Winograd
+ * allowed) into a
  * small cache (DNN_SLOTS entries, the oldest replaced when full), with
  * their memory objects, which each call points at its buffers. Blocked
  * copies come from the graph's arena; the scratchpad (user mode) is one
@@ -229,7 +233,7 @@ static void col2im_tile(float *xg, const float *col, const conv_geom *q, int64_t
 /* Winograd when the images hold at least this many output positions in all
  * (fewer: oneDNN's direct kernels were faster, measured on Zen 5). */
 #define WINO_MIN_POSITIONS 1024
-#define DNN_KEY 14
+#define DNN_KEY 15
 
 /* plain <-> blocked copy; prim NULL when the layouts agree. */
 typedef struct dnn_reorder {
@@ -374,7 +378,7 @@ static bool dnn_sp_reserve(size_t bytes)
 }
 
 /* Creates both primitives of e (key already set); false if any step fails. */
-static bool dnn_conv_init(dnn_conv *e, const conv_geom *q, bool bias)
+static bool dnn_conv_init(dnn_conv *e, const conv_geom *q, bool bias, bool wino_ok)
 {
     if (q->groups != 1)
         return false;
@@ -394,7 +398,7 @@ static bool dnn_conv_init(dnn_conv *e, const conv_geom *q, bool bias)
     if (dnnl_primitive_attr_create(&attr) != dnnl_success)
         return false;
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
-    bool wino = q->n * q->ohw >= WINO_MIN_POSITIONS;
+    bool wino = wino_ok && q->n * q->ohw >= WINO_MIN_POSITIONS;
     bool ok = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
               ((wino && dnn_conv_pds(&fpd, &bpd, dnnl_convolution_winograd, &xa, &wa, bias ? &bp : NULL, &ya, st,
                                      pl, pr, attr)) ||
@@ -439,7 +443,7 @@ static bool dnn_conv_init(dnn_conv *e, const conv_geom *q, bool bias)
 /* The cache entry for q (created on first use), with dnn_lock held; NULL
  * (lock released) when the im2col kernels must run. Release with
  * dnn_release(). */
-static dnn_conv *dnn_acquire(const conv_geom *q, bool bias)
+static dnn_conv *dnn_acquire(const conv_geom *q, bool bias, bool wino_ok)
 {
     pthread_mutex_lock(&dnn_lock);
     if (dnn_state == 0) {
@@ -455,7 +459,7 @@ static dnn_conv *dnn_acquire(const conv_geom *q, bool bias)
         return NULL;
     }
     int64_t key[DNN_KEY] = {q->n, q->c, q->h, q->w, q->o, q->kh, q->kw, q->sh, q->sw, q->ph, q->pw,
-                            q->groups, bias, max_threads()};
+                            q->groups, bias, max_threads(), wino_ok};
     dnn_conv *e = NULL;
     for (int i = 0; i < DNN_SLOTS && !e; i++)
         if (dnn_cache[i].used && memcmp(dnn_cache[i].key, key, sizeof key) == 0)
@@ -471,7 +475,7 @@ static dnn_conv *dnn_acquire(const conv_geom *q, bool bias)
         }
         memcpy(e->key, key, sizeof key);
         e->used = true;
-        e->ok = dnn_conv_init(e, q, bias);
+        e->ok = dnn_conv_init(e, q, bias, wino_ok);
         if (!e->ok) {
             /* keep the key (so the next call does not retry), drop the rest */
             dnn_conv_free(e);
@@ -513,7 +517,11 @@ static void add_into(float *y, const float *t, int64_t n)
 static bool dnn_fwd(md_graph *g, const conv_geom *q, const float *x, const float *w, const float *bias,
                     float *y, float beta)
 {
-    dnn_conv *e = dnn_acquire(q, bias != NULL);
+    /* no Winograd without gradients: generation promises the same bits on
+     * any thread count, and oneDNN's Winograd blocks its sums by the
+     * thread count on some shapes (the image decoder's 128 -> 64 channels
+     * at 32x32 differed between 1 and 2 threads) */
+    dnn_conv *e = dnn_acquire(q, bias != NULL, md_graph_grad_enabled(g));
     if (!e)
         return false;
     int64_t ny = q->n * q->o * q->ohw;
@@ -543,7 +551,7 @@ static bool dnn_fwd(md_graph *g, const conv_geom *q, const float *x, const float
 static bool dnn_bwd_data(md_graph *g, const conv_geom *q, const float *dy, const float *w, float *dx,
                          float beta)
 {
-    dnn_conv *e = dnn_acquire(q, false);
+    dnn_conv *e = dnn_acquire(q, false, true);
     if (!e)
         return false;
     int64_t nx = q->n * q->c * q->hw;

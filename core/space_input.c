@@ -152,37 +152,45 @@ static md_status prep_decoded(md_space_input *in, md_modality m, const md_image 
     return st;
 }
 
-md_status md_space_input_from_file(const char *path, md_space_input *in)
+/* A file (path) or bytes in memory (buf, len, label): one reader. */
+static md_status input_from(const char *path, const void *buf, size_t len, const char *label, md_space_input *in)
 {
     memset(in, 0, sizeof *in);
     md_media_limits lim = md_media_limits_default();
     unsigned char head[16];
-    size_t nhead = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        md_log(MD_LOG_ERROR, "%s: cannot open: %s", path, strerror(errno));
-        return MD_ERR_IO;
+    size_t nhead = len < sizeof head ? len : sizeof head;
+    if (path) {
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            md_log(MD_LOG_ERROR, "%s: cannot open: %s", path, strerror(errno));
+            return MD_ERR_IO;
+        }
+        nhead = fread(head, 1, sizeof head, f);
+        fclose(f);
+        label = path;
+    } else {
+        memcpy(head, buf, nhead);
     }
-    nhead = fread(head, 1, sizeof head, f);
-    fclose(f);
     const char *fmt;
     md_modality m = kind_of(head, nhead, &fmt);
     md_image im = {0};
     md_audio a = {0};
     md_video v = {0};
+    md_video_load_opts o = video_opts();
     md_status st;
     if (m == MD_MOD_IMAGE) {
         lim.min_side = MD_WORLD_SIZE * 2;
-        st = md_image_load(path, &lim, &im, NULL);
+        st = path ? md_image_load(path, &lim, &im, NULL) : md_image_load_memory(buf, len, label, &lim, &im, NULL);
     } else if (m == MD_MOD_AUDIO) {
-        st = md_audio_load(path, &lim, &a, NULL);
+        st = path ? md_audio_load(path, &lim, &a, NULL) : md_audio_load_memory(buf, len, label, &lim, &a, NULL);
     } else if (m == MD_MOD_VIDEO) {
-        md_video_load_opts o = video_opts();
-        st = md_video_load(path, &lim, &o, &v, NULL);
+        st = path ? md_video_load(path, &lim, &o, &v, NULL)
+                  : md_video_load_memory(buf, len, label, &lim, &o, &v, NULL);
     } else {
         md_text t = {0};
-        if ((st = md_text_load(path, &lim, &t)) != MD_OK) {
-            md_log(MD_LOG_ERROR, "%s: neither a media file Medley reads (%s) nor UTF-8 text", path,
+        st = path ? md_text_load(path, &lim, &t) : md_text_set(&t, buf, (int64_t)len, label);
+        if (st != MD_OK) {
+            md_log(MD_LOG_ERROR, "%s: neither a media file Medley reads (%s) nor UTF-8 text", label,
                    fmt ? fmt : "unknown format");
             return MD_ERR_FORMAT;
         }
@@ -198,43 +206,14 @@ md_status md_space_input_from_file(const char *path, md_space_input *in)
     return st;
 }
 
+md_status md_space_input_from_file(const char *path, md_space_input *in)
+{
+    return input_from(path, NULL, 0, NULL, in);
+}
+
 md_status md_space_input_from_memory(const void *buf, size_t len, const char *label, md_space_input *in)
 {
-    memset(in, 0, sizeof *in);
-    if (!label)
-        label = "(memory)";
-    md_media_limits lim = md_media_limits_default();
-    const char *fmt;
-    md_modality m = kind_of(buf, len < 16 ? len : 16, &fmt);
-    md_image im = {0};
-    md_audio a = {0};
-    md_video v = {0};
-    md_status st;
-    if (m == MD_MOD_IMAGE) {
-        lim.min_side = MD_WORLD_SIZE * 2;
-        st = md_image_load_memory(buf, len, label, &lim, &im, NULL);
-    } else if (m == MD_MOD_AUDIO) {
-        st = md_audio_load_memory(buf, len, label, &lim, &a, NULL);
-    } else if (m == MD_MOD_VIDEO) {
-        md_video_load_opts o = video_opts();
-        st = md_video_load_memory(buf, len, label, &lim, &o, &v, NULL);
-    } else {
-        md_text t = {0};
-        if ((st = md_text_set(&t, buf, (int64_t)len, label)) != MD_OK) {
-            md_log(MD_LOG_ERROR, "%s: neither a media file Medley reads (%s) nor UTF-8 text", label,
-                   fmt ? fmt : "unknown format");
-            return MD_ERR_FORMAT;
-        }
-        in->modality = MD_MOD_TEXT;
-        in->text = t.utf8;
-        return MD_OK;
-    }
-    if (st == MD_OK)
-        st = prep_decoded(in, m, &im, &a, &v);
-    md_image_free(&im);
-    md_audio_free(&a);
-    md_video_free(&v);
-    return st;
+    return input_from(NULL, buf, len, label ? label : "(memory)", in);
 }
 
 md_status md_space_embed_input(const md_space *sp, md_graph *g, const md_space_input *in, float *out)

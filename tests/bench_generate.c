@@ -24,6 +24,32 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static double median(double *v, int n);
+
+/* A first run, then the median of `runs` more: *med, *first in seconds. */
+static int time_runs(md_generator *gen, const md_gen_condition *c, const double *p, int runs, double *med,
+                     double *first)
+{
+    double t[100];
+    for (int r = 0; r <= runs && r <= 100; r++) {
+        md_gen_output o;
+        double t0 = md_time_now();
+        md_status st = gen->run(gen->self, c, p, (uint64_t)(r + 1), NULL, NULL, NULL, &o);
+        double dt = md_time_now() - t0;
+        if (st != MD_OK) {
+            fprintf(stderr, "bench_generate: %s\n", md_last_error());
+            return 1;
+        }
+        md_gen_output_free(&o);
+        if (r == 0)
+            *first = dt;
+        else
+            t[r - 1] = dt;
+    }
+    *med = median(t, runs);
+    return 0;
+}
+
 static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_d);
@@ -132,24 +158,10 @@ int main(int argc, char **argv)
     static const double goal[3] = {0.5, 0.2, 3.0};
     double med[3];
     for (int k = 0; k < 3; k++) {
-        double p[MD_GEN_MAX_PARAMS], t[100], first = 0;
+        double p[MD_GEN_MAX_PARAMS], first = 0;
         md_gen_params_default(gen[k], p);
-        for (int r = 0; r <= runs; r++) {
-            md_gen_output o;
-            double t0 = md_time_now();
-            md_status st = gen[k]->run(gen[k]->self, &c, p, (uint64_t)(r + 1), NULL, NULL, NULL, &o);
-            double dt = md_time_now() - t0;
-            if (st != MD_OK) {
-                fprintf(stderr, "bench_generate: %s\n", md_last_error());
-                return 1;
-            }
-            md_gen_output_free(&o);
-            if (r == 0)
-                first = dt;
-            else
-                t[r - 1] = dt;
-        }
-        med[k] = median(t, runs);
+        if (time_runs(gen[k], &c, p, runs, &med[k], &first) != 0)
+            return 1;
         printf("  %-18s %7.3f s  (goal <= %.1f s: %s; first run %.3f s; peak memory so far %.0f MB)\n", names[k],
                med[k], goal[k], med[k] <= goal[k] ? "met" : "NOT met", first, peak_mb());
     }
@@ -160,24 +172,11 @@ int main(int argc, char **argv)
         int ci = md_gen_param_index(gen[k], "candidates");
         double one = 0;
         for (size_t q = 0; ci >= 0 && q < sizeof cands / sizeof cands[0]; q++) {
-            double p[MD_GEN_MAX_PARAMS], t[100];
+            double p[MD_GEN_MAX_PARAMS], m, first;
             md_gen_params_default(gen[k], p);
             p[ci] = cands[q];
-            int n = runs < 3 ? runs : 3;
-            for (int r = 0; r <= n; r++) {
-                md_gen_output o;
-                double t0 = md_time_now();
-                md_status st = gen[k]->run(gen[k]->self, &c, p, (uint64_t)(r + 1), NULL, NULL, NULL, &o);
-                double dt = md_time_now() - t0;
-                if (st != MD_OK) {
-                    fprintf(stderr, "bench_generate: %s\n", md_last_error());
-                    return 1;
-                }
-                md_gen_output_free(&o);
-                if (r > 0)
-                    t[r - 1] = dt;
-            }
-            double m = median(t, n);
+            if (time_runs(gen[k], &c, p, runs < 3 ? runs : 3, &m, &first) != 0)
+                return 1;
             if (cands[q] == 1)
                 one = m;
             printf("  %-18s %7.3f s  with %2d candidate%s (%.2fx the time of one; peak memory so far %.0f MB)\n",

@@ -176,8 +176,12 @@ static void test_sampling(const md_tokmodel *m)
           "3 candidates: the chooser sees 3 and the image is the one it chose");
     CHECK(memcmp(pl.codes[0], pl.codes[1], sizeof a) != 0 && memcmp(pl.codes[1], pl.codes[2], sizeof a) != 0,
           "the candidates differ");
+    pick_log pl1 = pl;
+    md_threads_set(1);
     md_tok_sample_image(s, cond, &co, 11, NULL, NULL, NULL, b);
-    CHECK(memcmp(a, b, sizeof a) == 0, "and the same seed draws the same candidates");
+    md_threads_set(2);
+    CHECK(memcmp(a, b, sizeof a) == 0 && memcmp(pl1.codes, pl.codes, sizeof pl.codes) == 0,
+          "and the same seed draws the same candidates, on 1 thread as on 2");
     pl.calls = 0;
     vs = md_tok_sample_video(s, cond, &co, 12, NULL, NULL, NULL, vid2);
     range = true;

@@ -53,6 +53,26 @@ static void test_shapes(void)
     CHECK(md_vqgan_detokenize(&v, g, tok, N, y) == MD_ERR_INVALID && strstr(md_last_error(), "token 17"),
           "a token outside the codebook is refused: %s", md_last_error());
     tok[17] = 0;
+    {
+        /* a batch of 4 decodes to the same bits on 1, 2 and 3 threads
+         * (generation's promise; the 32x32 layers once differed) */
+        int32_t t4[4 * MD_VQ_TOKENS];
+        for (int i = 0; i < 4 * MD_VQ_TOKENS; i++)
+            t4[i] = (i * 37 + 11) % MD_VQ_CODES;
+        float *y4[3];
+        bool same = true;
+        int threads = md_threads_get();
+        for (int th = 1; th <= 3; th++) {
+            y4[th - 1] = malloc(sizeof(float) * 3 * 64 * 64 * 4);
+            md_threads_set(th);
+            md_vqgan_detokenize(&v, g, t4, 4, y4[th - 1]);
+            same &= th == 1 || memcmp(y4[0], y4[th - 1], sizeof(float) * 3 * 64 * 64 * 4) == 0;
+        }
+        md_threads_set(threads);
+        CHECK(same, "4 images decode to the same bits on 1, 2 and 3 threads");
+        for (int k = 0; k < 3; k++)
+            free(y4[k]);
+    }
 
     /* save, load: the same tokens (f16 weights) for most positions */
     char p[1024];
