@@ -25,12 +25,11 @@ int medley_file_hash(const char *path, char out[17])
     FILE *f = fopen(path, "rb");
     if (!f)
         return -1;
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = MD_FNV1A_INIT;
     unsigned char buf[1 << 16];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        for (size_t i = 0; i < n; i++)
-            h = (h ^ buf[i]) * 0x100000001b3ull;
+        h = md_fnv1a(h, buf, n);
     int bad = ferror(f);
     fclose(f);
     if (bad)

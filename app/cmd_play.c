@@ -14,6 +14,7 @@
 #include "audio_io.h"
 #include "image_io.h"
 #include "media.h"
+#include "space_input.h"
 #include "video_io.h"
 
 #include <SDL.h>
@@ -126,14 +127,14 @@ int medley_cmd_play(int argc, char **argv)
         fprintf(stderr, "medley play: %s: cannot open it\n", path);
         return 1;
     }
-    const char *fmt = md_media_format_name(head, nh);
+    md_modality kind = md_space_input_kind(head, nh, NULL);
     md_media_limits lim = md_media_limits_default();
     md_video v = {0};
     md_image im = {0};
     md_audio a = {0};
     player p = {0};
     md_status st;
-    if (fmt && (!strcmp(fmt, "MP4/MOV") || !strcmp(fmt, "Matroska/WebM") || !strcmp(fmt, "AVI"))) {
+    if (kind == MD_MOD_VIDEO) {
         md_video_load_opts o = md_video_load_opts_default();
         o.audio_rate = 48000;
         st = md_video_load(path, &lim, &o, &v, NULL);
@@ -144,13 +145,13 @@ int medley_cmd_play(int argc, char **argv)
         p.duration = (double)v.frames / v.fps;
         if (st == MD_OK && v.audio.samples && v.audio.frames > 0)
             p.audio = &v.audio;
-    } else if (fmt && (!strcmp(fmt, "WAV") || !strcmp(fmt, "FLAC") || !strcmp(fmt, "Ogg") || !strcmp(fmt, "MP3"))) {
+    } else if (kind == MD_MOD_AUDIO) {
         st = md_audio_load(path, &lim, &a, NULL);
         p.audio = &a;
         p.w = 640;
         p.h = 160;
         p.duration = st == MD_OK ? (double)a.frames / a.rate : 0;
-    } else if (fmt) {
+    } else if (kind == MD_MOD_IMAGE) {
         st = md_image_load(path, &lim, &im, NULL);
         p.image = &im;
         p.w = im.width;

@@ -135,11 +135,7 @@ md_status medley_job_set_param(medley_job *j, const char *name, const char *valu
 
 void medley_bytes_hash(const void *bytes, size_t size, char out[17])
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    const unsigned char *p = bytes;
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    snprintf(out, 17, "%016llx", (unsigned long long)md_fnv1a(MD_FNV1A_INIT, bytes, size));
 }
 
 /* ---- the job an output carries ---- */

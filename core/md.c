@@ -164,6 +164,14 @@ void md_threads_set(int n)
     apply_threads();
 }
 
+uint64_t md_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 double md_time_now(void)
 {
     struct timespec ts;

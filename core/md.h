@@ -82,6 +82,11 @@ void md_threads_set(int n);
 md_status md_write_file_atomic(const char *path, const void *data, size_t len);
 double md_time_now(void);
 
+/* 64-bit FNV-1a of n bytes, continuing from h (start with MD_FNV1A_INIT),
+ * so a stream hashes in pieces: the identities of files, data and media. */
+#define MD_FNV1A_INIT 0xcbf29ce484222325ull
+uint64_t md_fnv1a(uint64_t h, const void *p, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

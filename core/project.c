@@ -14,16 +14,6 @@
 
 /* ---- blobs ---- */
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 md_blob *md_blob_new(const void *data, size_t size)
 {
     md_blob *b = calloc(1, sizeof *b);
@@ -37,7 +27,7 @@ md_blob *md_blob_new(const void *data, size_t size)
     if (size)
         memcpy(b->data, data, size);
     b->size = size;
-    b->hash = fnv1a(b->data, size);
+    b->hash = md_fnv1a(MD_FNV1A_INIT, b->data, size);
     b->refs = 1;
     return b;
 }

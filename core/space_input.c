@@ -113,11 +113,11 @@ static md_status alloc_x(md_space_input *in, md_modality m)
     return MD_OK;
 }
 
-/* What a file's first bytes say it is, for the space's encoders. */
-static md_modality kind_of(const unsigned char *head, size_t n, const char **fmt_out)
+md_modality md_space_input_kind(const void *head, size_t n, const char **fmt_out)
 {
     const char *fmt = md_media_format_name(head, n);
-    *fmt_out = fmt;
+    if (fmt_out)
+        *fmt_out = fmt;
     if (fmt && (!strcmp(fmt, "PNG") || !strcmp(fmt, "JPEG") || !strcmp(fmt, "GIF") || !strcmp(fmt, "WebP") ||
                 !strcmp(fmt, "BMP") || !strcmp(fmt, "TIFF")))
         return MD_MOD_IMAGE;
@@ -172,7 +172,7 @@ static md_status input_from(const char *path, const void *buf, size_t len, const
         memcpy(head, buf, nhead);
     }
     const char *fmt;
-    md_modality m = kind_of(head, nhead, &fmt);
+    md_modality m = md_space_input_kind(head, nhead, &fmt);
     md_image im = {0};
     md_audio a = {0};
     md_video v = {0};

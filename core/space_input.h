@@ -29,6 +29,10 @@ typedef struct md_space_input {
     char *text;        /* NUL-terminated UTF-8 for text; NULL otherwise */
 } md_space_input;
 
+/* What a file's first bytes (n of them, up to 16) say it is: image, audio
+ * or video by its format (*fmt: its name, NULL when none is known), else
+ * text (to be checked as UTF-8). fmt may be NULL. */
+md_modality md_space_input_kind(const void *head, size_t n, const char **fmt);
 md_status md_space_input_from_file(const char *path, md_space_input *in);
 md_status md_space_input_from_text(const char *text, md_space_input *in);
 /* The same as from_file for a file's bytes in memory; label names them in

@@ -77,14 +77,6 @@ bool md_world_is_heldout(const int attr[MD_ATTR_COUNT])
 
 /* ---- loading ---- */
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static md_status join(char *buf, size_t cap, const char *a, const char *b)
 {
     int k = snprintf(buf, cap, "%s/%s", a, b);
@@ -185,15 +177,15 @@ md_status md_world_open(const char *data_dir, md_world *w)
         goto fail;
     if ((st = build_splits(w)))
         goto fail;
-    uint64_t h = 0xcbf29ce484222325ull;
-    h = fnv1a(h, w->mnist_train.images, (size_t)w->mnist_train.n * 784);
-    h = fnv1a(h, w->mnist_train.labels, (size_t)w->mnist_train.n);
-    h = fnv1a(h, w->mnist_test.images, (size_t)w->mnist_test.n * 784);
-    h = fnv1a(h, w->mnist_test.labels, (size_t)w->mnist_test.n);
+    uint64_t h = MD_FNV1A_INIT;
+    h = md_fnv1a(h, w->mnist_train.images, (size_t)w->mnist_train.n * 784);
+    h = md_fnv1a(h, w->mnist_train.labels, (size_t)w->mnist_train.n);
+    h = md_fnv1a(h, w->mnist_test.images, (size_t)w->mnist_test.n * 784);
+    h = md_fnv1a(h, w->mnist_test.labels, (size_t)w->mnist_test.n);
     for (int i = 0; i < w->fsdd.n; i++)
-        h = fnv1a(h, w->fsdd.clips[i].samples, sizeof(float) * (size_t)w->fsdd.clips[i].n);
-    h = fnv1a(h, w->sign.images, (size_t)w->sign.n * MD_WORLD_SIZE * MD_WORLD_SIZE * 3);
-    h = fnv1a(h, w->sign.labels, (size_t)w->sign.n);
+        h = md_fnv1a(h, w->fsdd.clips[i].samples, sizeof(float) * (size_t)w->fsdd.clips[i].n);
+    h = md_fnv1a(h, w->sign.images, (size_t)w->sign.n * MD_WORLD_SIZE * MD_WORLD_SIZE * 3);
+    h = md_fnv1a(h, w->sign.labels, (size_t)w->sign.n);
     snprintf(w->data_hash, sizeof w->data_hash, "%016llx", (unsigned long long)h);
     return MD_OK;
 fail:

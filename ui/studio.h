@@ -151,6 +151,8 @@ void studio_settings_apply(MedleyWindow *w, const char *json);
 
 /* studio_media.c */
 GdkTexture *studio_texture_from_image(const md_image *im);
+/* Its pixels as RGB bytes, 3 per pixel (any thread). */
+GBytes *studio_rgb8_of(const md_image *im);
 /* A thumbnail of media bytes of modality m (image; video: first frame);
  * NULL when it cannot be decoded (reason in md_last_error). */
 GdkTexture *studio_texture_from_bytes(md_modality m, const void *bytes, size_t size);

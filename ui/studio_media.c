@@ -5,12 +5,13 @@
 
 #include "audio_io.h"
 #include "image_io.h"
+#include "space_input.h"
 #include "video_io.h"
 
 #include <math.h>
 #include <string.h>
 
-GdkTexture *studio_texture_from_image(const md_image *im)
+GBytes *studio_rgb8_of(const md_image *im)
 {
     const int w = im->width, h = im->height, c = im->channels;
     guchar *px = g_malloc((size_t)w * (size_t)h * 3);
@@ -20,25 +21,24 @@ GdkTexture *studio_texture_from_image(const md_image *im)
             v = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
             px[i * 3 + k] = (guchar)(v * 255.f + 0.5f);
         }
-    GBytes *b = g_bytes_new_take(px, (size_t)w * (size_t)h * 3);
-    GdkTexture *t = gdk_memory_texture_new(w, h, GDK_MEMORY_R8G8B8, b, (gsize)w * 3);
+    return g_bytes_new_take(px, (size_t)w * (size_t)h * 3);
+}
+
+GdkTexture *studio_texture_from_image(const md_image *im)
+{
+    GBytes *b = studio_rgb8_of(im);
+    GdkTexture *t = gdk_memory_texture_new(im->width, im->height, GDK_MEMORY_R8G8B8, b, (gsize)im->width * 3);
     g_bytes_unref(b);
     return t;
 }
 
 int studio_modality_of_bytes(const void *bytes, size_t size)
 {
-    const char *fmt = md_media_format_name(bytes, size < 16 ? size : 16);
-    if (!fmt)
-        return g_utf8_validate(bytes, (gssize)size, NULL) ? MD_MOD_TEXT : -1;
-    if (!strcmp(fmt, "PNG") || !strcmp(fmt, "JPEG") || !strcmp(fmt, "GIF") || !strcmp(fmt, "WebP") ||
-        !strcmp(fmt, "BMP") || !strcmp(fmt, "TIFF"))
-        return MD_MOD_IMAGE;
-    if (!strcmp(fmt, "WAV") || !strcmp(fmt, "FLAC") || !strcmp(fmt, "Ogg") || !strcmp(fmt, "MP3"))
-        return MD_MOD_AUDIO;
-    if (!strcmp(fmt, "MP4/MOV") || !strcmp(fmt, "Matroska/WebM") || !strcmp(fmt, "AVI"))
-        return MD_MOD_VIDEO;
-    return -1;
+    const char *fmt;
+    md_modality m = md_space_input_kind(bytes, size < 16 ? size : 16, &fmt);
+    if (m != MD_MOD_TEXT)
+        return m;
+    return !fmt && g_utf8_validate(bytes, (gssize)size, NULL) ? MD_MOD_TEXT : -1;
 }
 
 static md_status load_video(const void *bytes, size_t size, int max_frames, int height, md_video *v)

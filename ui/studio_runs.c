@@ -219,13 +219,7 @@ static void on_report(const md_job_report *r, void *user)
         g_strlcpy(m->error, r->error, sizeof m->error);
     if (r->preview && r->preview_kind == 1) {
         const md_image *im = r->preview;
-        guchar *px = g_malloc((size_t)im->width * (size_t)im->height * 3);
-        for (int i = 0; i < im->width * im->height; i++)
-            for (int k = 0; k < 3; k++) {
-                float v = im->pixels[(size_t)i * (size_t)im->channels + (size_t)k];
-                px[i * 3 + k] = (guchar)((v < 0.f ? 0.f : v > 1.f ? 1.f : v) * 255.f + 0.5f);
-            }
-        m->preview = g_bytes_new_take(px, (size_t)im->width * (size_t)im->height * 3);
+        m->preview = studio_rgb8_of(im);
         m->pw = im->width;
         m->ph = im->height;
     }
@@ -711,25 +705,24 @@ void studio_runs_show(MedleyWindow *w, int run)
 
 /* ---- restore ---- */
 
-/* Media in the project (inputs or outputs) whose bytes hash to h. */
-static md_blob *find_media(MedleyWindow *w, const char *h)
+/* Media in the project (inputs or outputs) whose bytes hash to h (as a
+ * job records it: the blob's own FNV-1a, in hex). */
+static bool blob_is(const md_blob *b, const char *h)
 {
     char x[17];
-    for (int i = 0; i < w->project.board.n; i++) {
-        md_blob *b = w->project.board.in[i].media;
-        if (b) {
-            medley_bytes_hash(b->data, b->size, x);
-            if (strcmp(x, h) == 0)
-                return b;
-        }
-    }
+    snprintf(x, sizeof x, "%016llx", (unsigned long long)b->hash);
+    return strcmp(x, h) == 0;
+}
+
+static md_blob *find_media(MedleyWindow *w, const char *h)
+{
+    for (int i = 0; i < w->project.board.n; i++)
+        if (w->project.board.in[i].media && blob_is(w->project.board.in[i].media, h))
+            return w->project.board.in[i].media;
     for (int i = 0; i < w->project.nruns; i++)
-        for (int k = 0; k < w->project.runs[i].nout; k++) {
-            md_blob *b = w->project.runs[i].out[k].media;
-            medley_bytes_hash(b->data, b->size, x);
-            if (strcmp(x, h) == 0)
-                return b;
-        }
+        for (int k = 0; k < w->project.runs[i].nout; k++)
+            if (blob_is(w->project.runs[i].out[k].media, h))
+                return w->project.runs[i].out[k].media;
     return NULL;
 }
 
