@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef MEDLEY_ASSETS_DIR
 #define MEDLEY_ASSETS_DIR "assets/models"
@@ -58,6 +59,10 @@ static int load_one(const char *dir, const char *file, const char *what, const c
 static md_status ld_space(void *m, const char *p) { return md_space_load(m, p); }
 static md_status ld_vqgan(void *m, const char *p) { return md_vqgan_load(m, p); }
 static md_status ld_tokens(void *m, const char *p) { return md_tok_load(m, p); }
+static md_status ld_audio(void *m, const char *p)
+{
+    return md_unet_load(m, p, MD_AUDIOGEN_MODEL, "audio decoder", "medley train audio");
+}
 
 int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
 {
@@ -81,11 +86,23 @@ int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
         return 1;
     }
     b->have_tm = true;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/audiogen.safetensors", dir);
+    if (access(path, F_OK) == 0) {   /* optional: only audio outputs need it */
+        if (load_one(dir, "audiogen.safetensors", "audio decoder", "medley train audio", b->model_id,
+                     sizeof b->model_id, ld_audio, &b->ag)) {
+            medley_bundle_free(b);
+            return 1;
+        }
+        b->have_ag = true;
+    }
     return 0;
 }
 
 void medley_bundle_free(medley_bundle *b)
 {
+    if (b->have_ag)
+        md_unet_free(&b->ag);
     if (b->have_tm)
         md_tok_free(&b->tm);
     if (b->have_vq)

@@ -7,26 +7,31 @@
 
 #include "commands.h"
 #include "metrics.h"
+#include "audiogen.h"
 #include "tokens.h"
 
 typedef struct medley_bundle {
     md_space sp;
     md_vqgan vq;
     md_tokmodel tm;
-    bool have_sp, have_vq, have_tm;
+    md_unet ag;                      /* the audio decoder, when its file is there */
+    bool have_sp, have_vq, have_tm, have_ag;
     char model_id[160];
 } medley_bundle;
 
-/* Loads the space, and with tokens the image tokenizer and the token
- * transformer. Prints what is missing and how to make it; returns 1 then. */
+/* Loads the space, and with tokens the image tokenizer, the token
+ * transformer and (when audiogen.safetensors exists; have_ag says) the
+ * audio decoder. Prints what is missing or damaged and how to make it;
+ * returns 1 then. */
 int medley_bundle_load(medley_bundle *b, const char *models, bool tokens);
 void medley_bundle_free(medley_bundle *b);
 
 /* 16 hex digits of the FNV-1a hash of a file's bytes; -1 if unreadable. */
 int medley_file_hash(const char *path, char out[17]);
 
-/* The token generators' cells of the any-to-any matrix (cmd_tokens.c):
- * every input modality -> image, video and caption, on held-out samples of
+/* The generators' cells of the any-to-any matrix (cmd_tokens.c): every
+ * input modality -> image, video, caption and (with the audio decoder)
+ * audio, on held-out samples of
  * split; Fréchet distances against 1000 real test samples' judge features,
  * beside the floor of as many real validation samples. */
 typedef struct medley_tok_eval_opts {
@@ -38,7 +43,9 @@ typedef struct medley_tok_eval_opts {
     bool verbose;                        /* a line per cell on stderr */
     int only;                            /* one output modality, or -1: all */
     int via_caption;                     /* pictures after a sampled caption (1) or from the condition (0) */
-    int candidates;                      /* pictures drawn per output (0: the generator's default) */
+    int candidates;                      /* pictures (clips) drawn per output (0: the generator's default) */
+    int64_t n_audio;                     /* audio outputs per cell (when the audio decoder is there) */
+    float audio_guidance;                /* 0: the audio generator's default */
 } medley_tok_eval_opts;
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m);

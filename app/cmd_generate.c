@@ -248,11 +248,7 @@ int medley_cmd_generate(int argc, char **argv)
         goto out;
     }
     if (!j.want[0] && !j.want[1] && !j.want[2] && !j.want[3]) {
-        fprintf(stderr, "medley generate: no output: give --out image,video,text\n");
-        goto out;
-    }
-    if (j.want[MD_MOD_AUDIO]) {
-        fprintf(stderr, "medley generate: no generator makes audio in this build yet (image, video and text do)\n");
+        fprintf(stderr, "medley generate: no output: give --out image,video,text,audio (video+audio: a video with its sound)\n");
         goto out;
     }
     rc = 1;

@@ -4,6 +4,7 @@
 #include "bundle.h"
 #include "caption.h"
 #include "metrics.h"
+#include "audio_gen.h"
 #include "tokens_gen.h"
 
 #include <math.h>
@@ -167,7 +168,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
         if (medley_load_judges(models, j) == 0) {
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
-            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0};
+            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0, 0, 0};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)
@@ -193,12 +194,15 @@ static void to_u8(const float *x, int64_t n, uint8_t *u)
 
 /* The condition for input modality `in` from test sample i, and what the
  * output should show (want: -1 = not asked). out_kind: the world kind the
- * output is judged as (image, video; audio stands for text output). */
+ * output is judged as; judged false: a caption (the digit is parsed, and
+ * out_kind only picks the kind of text input). */
 static md_status make_condition(const md_world *w, const md_space *sp, md_graph *g, md_modality in,
-                                md_world_kind out_kind, md_world_split split, int64_t i, float *cond,
+                                md_world_kind out_kind, bool judged, md_world_split split, int64_t i, float *cond,
                                 int want[MD_ATTR_COUNT])
 {
-    md_world_kind kind = in == MD_MOD_TEXT ? (out_kind == MD_WORLD_VIDEO ? MD_WORLD_VIDEO : MD_WORLD_IMAGE)
+    md_world_kind kind = in == MD_MOD_TEXT ? (out_kind == MD_WORLD_VIDEO   ? MD_WORLD_VIDEO
+                                              : out_kind == MD_WORLD_AUDIO && judged ? MD_WORLD_AUDIO
+                                                                                    : MD_WORLD_IMAGE)
                          : in == MD_MOD_IMAGE ? MD_WORLD_IMAGE
                          : in == MD_MOD_AUDIO ? MD_WORLD_AUDIO
                                               : MD_WORLD_VIDEO;
@@ -217,7 +221,7 @@ static md_status make_condition(const md_world *w, const md_space *sp, md_graph 
         if ((st = md_space_embed(sp, g, MD_MOD_TEXT, &t, 1, cond)) != MD_OK)
             return st;
         for (int a = 0; a < MD_ATTR_COUNT; a++)   /* what the caption states and the output's judge reads */
-            if (stated[a] >= 0 && (a == MD_ATTR_DIGIT || (out_kind != MD_WORLD_AUDIO && md_judge_reads(out_kind, a))))
+            if (stated[a] >= 0 && (a == MD_ATTR_DIGIT || (judged && md_judge_reads(out_kind, a))))
                 want[a] = stated[a];
         return MD_OK;
     }
@@ -261,43 +265,57 @@ static md_status real_features(const md_world *w, const md_judge *j, md_world_sp
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m)
 {
-    static const md_modality outs[3] = {MD_MOD_IMAGE, MD_MOD_VIDEO, MD_MOD_TEXT};
+    static const md_modality outs[4] = {MD_MOD_IMAGE, MD_MOD_VIDEO, MD_MOD_TEXT, MD_MOD_AUDIO};
     const int64_t nref = 1000;
     md_graph *g = md_graph_new((size_t)1 << 24);
-    float *ref[2] = {malloc(sizeof(float) * MD_JUDGE_FEATURES * (size_t)nref),
+    float *ref[3] = {malloc(sizeof(float) * MD_JUDGE_FEATURES * (size_t)nref),
+                     malloc(sizeof(float) * MD_JUDGE_FEATURES * (size_t)nref),
                      malloc(sizeof(float) * MD_JUDGE_FEATURES * (size_t)nref)};
     int64_t nmax = eo->n_image > eo->n_video ? eo->n_image : eo->n_video;
+    nmax = eo->n_audio > nmax ? eo->n_audio : nmax;
     float *gen = malloc(sizeof(float) * MD_JUDGE_FEATURES * (size_t)(nmax + 2));
     float *val = malloc(sizeof(float) * MD_JUDGE_FEATURES * (size_t)(nmax + 2));
     float *jx = malloc(sizeof(float) * (size_t)md_judge_input_size(MD_WORLD_VIDEO));
     uint8_t *u8 = malloc((size_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3);
-    md_status st = g && ref[0] && ref[1] && gen && val && jx && u8 ? MD_OK : MD_ERR_ALLOC;
-    /* real test features (the Fréchet reference) of the image and video judges */
-    for (int k = 0; k < 2 && st == MD_OK; k++)
-        st = real_features(w, &j[k == 0 ? MD_WORLD_IMAGE : MD_WORLD_VIDEO], MD_SPLIT_TEST, nref, ref[k]);
+    md_status st = g && ref[0] && ref[1] && ref[2] && gen && val && jx && u8 ? MD_OK : MD_ERR_ALLOC;
+    /* real test features (the Fréchet reference) of the image, video and audio judges */
+    static const md_world_kind ref_kind[3] = {MD_WORLD_IMAGE, MD_WORLD_VIDEO, MD_WORLD_AUDIO};
+    for (int k = 0; k < 3 && st == MD_OK; k++)
+        st = real_features(w, &j[ref_kind[k]], MD_SPLIT_TEST, nref, ref[k]);
     md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL};
-    for (int oi = 0; oi < 3 && st == MD_OK; oi++) {
+    for (int oi = 0; oi < 4 && st == MD_OK; oi++) {
         if (eo->only >= 0 && (int)outs[oi] != eo->only)
             continue;
-        md_generator *gen_o = md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp, b->model_id);
+        const bool audio = outs[oi] == MD_MOD_AUDIO;
+        if (audio && (!b->have_ag || eo->n_audio < 1))
+            continue;
+        md_generator *gen_o = audio ? md_gen_audio_new(&b->ag, &b->sp, b->model_id)
+                                    : md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp, b->model_id);
         if (!gen_o) {
             st = MD_ERR;
             break;
         }
         double p[MD_GEN_MAX_PARAMS];
         md_gen_params_default(gen_o, p);
-        p[0] = so.temperature;
-        p[1] = so.top_k;
-        p[2] = so.top_p;
-        p[3] = so.guidance;
-        p[4] = so.via_caption;
+        if (!audio) {
+            p[0] = so.temperature;
+            p[1] = so.top_k;
+            p[2] = so.top_p;
+            p[3] = so.guidance;
+            p[4] = so.via_caption;
+        } else if (eo->audio_guidance > 0) {
+            p[md_gen_param_index(gen_o, "guidance")] = eo->audio_guidance;
+        }
         int ci = md_gen_param_index(gen_o, "candidates");
         if (eo->candidates > 0 && ci >= 0)
-            p[ci] = eo->candidates;
+            p[ci] = eo->candidates > gen_o->params[ci].hi ? gen_o->params[ci].hi : eo->candidates;
         const md_world_kind ok = outs[oi] == MD_MOD_IMAGE ? MD_WORLD_IMAGE
                                  : outs[oi] == MD_MOD_VIDEO ? MD_WORLD_VIDEO
                                                            : MD_WORLD_AUDIO;   /* text: judged by parsing */
-        const int64_t n = outs[oi] == MD_MOD_IMAGE ? eo->n_image : outs[oi] == MD_MOD_VIDEO ? eo->n_video : eo->n_text;
+        const int64_t n = outs[oi] == MD_MOD_IMAGE   ? eo->n_image
+                          : outs[oi] == MD_MOD_VIDEO ? eo->n_video
+                          : audio                    ? eo->n_audio
+                                                     : eo->n_text;
         for (int in = 0; in < 4 && st == MD_OK; in++) {
             md_eval_cell *cell = &m->cell[in][outs[oi]];
             md_attr_score sc;
@@ -306,7 +324,8 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             for (int64_t i = 0; i < n && st == MD_OK; i++) {
                 md_gen_condition c = {{0}, NULL};
                 int want[MD_ATTR_COUNT], got[MD_ATTR_COUNT];
-                st = make_condition(w, &b->sp, g, (md_modality)in, ok, eo->split, i, c.vec, want);
+                st = make_condition(w, &b->sp, g, (md_modality)in, ok, outs[oi] != MD_MOD_TEXT, eo->split, i, c.vec,
+                                    want);
                 md_gen_output o;
                 if (st == MD_OK)
                     st = gen_o->run(gen_o->self, &c, p, (uint64_t)(1000 + i), NULL, NULL, NULL, &o);
@@ -319,12 +338,15 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                     if (outs[oi] == MD_MOD_IMAGE) {
                         to_u8(o.image.pixels, (int64_t)MD_WORLD_SIZE * MD_WORLD_SIZE * 3, u8);
                         md_judge_prep_rgb(u8, jx);
+                    } else if (audio) {
+                        st = md_judge_prep_audio(o.audio.samples, jx);
                     } else {
                         to_u8(o.video.pixels, (int64_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3, u8);
                         md_judge_prep_frames(u8, jx);
                     }
                     int(*gr)[MD_ATTR_COUNT] = (int(*)[MD_ATTR_COUNT])got;
-                    st = md_judge_read(jj, g, jx, 1, gr, gen + (size_t)i * MD_JUDGE_FEATURES);
+                    if (st == MD_OK)
+                        st = md_judge_read(jj, g, jx, 1, gr, gen + (size_t)i * MD_JUDGE_FEATURES);
                 }
                 md_gen_output_free(&o);
                 if (st == MD_OK)
@@ -340,7 +362,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             cell->fd = cell->fd_floor = NAN;
             snprintf(cell->generator, sizeof cell->generator, "%s", gen_o->name);
             if (outs[oi] != MD_MOD_TEXT && n >= 2) {
-                const int k = outs[oi] == MD_MOD_IMAGE ? 0 : 1;
+                const int k = outs[oi] == MD_MOD_IMAGE ? 0 : outs[oi] == MD_MOD_VIDEO ? 1 : 2;
                 st = md_frechet_distance(gen, n, ref[k], nref, MD_JUDGE_FEATURES, &cell->fd);
                 if (st == MD_OK)
                     st = real_features(w, &j[ok], MD_SPLIT_VAL, n, val);
@@ -363,6 +385,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     md_graph_free(g);
     free(ref[0]);
     free(ref[1]);
+    free(ref[2]);
     free(gen);
     free(val);
     free(jx);

@@ -478,7 +478,7 @@ int medley_cmd_eval(int argc, char **argv)
                 if (strcmp(val, mn[m]) == 0)
                     eo.gen.only = m;
             if (eo.gen.only < 0) {
-                fprintf(stderr, "medley eval: --only \"%s\": expected text, image or video\n", val);
+                fprintf(stderr, "medley eval: --only \"%s\": expected text, image, audio or video\n", val);
                 return 2;
             }
         } else if (strcmp(a, "--via-caption") == 0) {
@@ -489,6 +489,8 @@ int medley_cmd_eval(int argc, char **argv)
             if (medley_parse_int(a, val, 0, 2048, &eo.gen.top_k)) return 2;
         } else if (strcmp(a, "--candidates") == 0) {
             if (medley_parse_int(a, val, 1, MD_TOK_MAX_CANDIDATES, &eo.gen.candidates)) return 2;
+        } else if (strcmp(a, "--audio-guidance") == 0) {
+            if (medley_parse_double(a, val, 0.01, 20.0, &eo.gen.audio_guidance)) return 2;
         } else if (strcmp(a, "--outputs") == 0) {
             if (medley_parse_int(a, val, 2, 100000L, &eo.outputs)) return 2;
         } else if (strcmp(a, "--quick") == 0) {

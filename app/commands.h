@@ -35,6 +35,7 @@ int medley_cmd_embed(int argc, char **argv);
 int medley_cmd_search(int argc, char **argv);
 int medley_cmd_train_vqgan(int argc, char **argv);
 int medley_cmd_train_tokens(int argc, char **argv);
+int medley_cmd_train_audio(int argc, char **argv);
 int medley_cmd_generate(int argc, char **argv);
 /* `medley eval --vqgan` on the test split (cmd_vqgan.c). */
 int medley_eval_vqgan(const md_world *w, const char *models, long quick);
@@ -50,6 +51,7 @@ typedef struct medley_gen_eval {
     int only;          /* one output modality (MD_MOD_*), or -1 */
     int via_caption;   /* -1: the generators' default */
     long candidates;   /* pictures drawn per output, the space keeping one (0: the generators' default) */
+    double audio_guidance;   /* the audio generator's guidance (0: its default) */
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,

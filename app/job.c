@@ -4,6 +4,8 @@
 #include "image_io.h"
 #include "json.h"
 #include "space_input.h"
+#include "audio_gen.h"
+#include "audio_io.h"
 #include "tokens_gen.h"
 #include "video_io.h"
 
@@ -169,15 +171,20 @@ char *medley_job_read_from_bytes(const void *bytes, size_t size, const char *lab
     md_meta meta = {0};
     md_image im = {0};
     md_video v = {0};
+    md_audio a = {0};
     md_media_limits lim = md_media_limits_default();
-    md_log_set_callback(quiet_log, NULL);   /* not an image: try video, quietly */
+    md_log_set_callback(quiet_log, NULL);   /* not an image: try video, then audio, quietly */
     if (md_image_load_memory(bytes, size, label, &lim, &im, &meta) == MD_OK ||
         md_video_load_memory(bytes, size, label, &lim, NULL, &v, &meta) == MD_OK) {
         const char *jv = md_meta_get(&meta, MEDLEY_JOB_KEY);
         job = jv ? strdup(jv) : NULL;
+    } else if (md_audio_load_memory(bytes, size, label, &lim, &a, &meta) == MD_OK) {
+        const char *jv = md_meta_get(&meta, "comment");   /* a WAV of Medley's: the job as its comment */
+        job = jv && jv[0] == '{' && strstr(jv, "\"outputs\"") ? strdup(jv) : NULL;
     }
     md_log_set_callback(NULL, NULL);
     md_clear_error();
+    md_audio_free(&a);
     md_image_free(&im);
     md_video_free(&v);
     md_meta_free(&meta);
@@ -346,14 +353,17 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
 {
     memset(g->active, 0, sizeof g->active);
     g->count = 0;
-    if (j->want[MD_MOD_AUDIO]) {
-        md_log(MD_LOG_ERROR, "no generator makes audio in this build yet (image, video and text do)");
+    if (j->want[MD_MOD_AUDIO] && !b->have_ag) {
+        md_log(MD_LOG_ERROR, "audio output needs the audio decoder (audiogen.safetensors in the models folder; "
+                             "train it with 'medley train audio')");
         return MD_ERR_INVALID;
     }
     for (int m = 0; m < 4; m++) {
         if (!j->want[m])
             continue;
-        if (!g->gen[m] && !(g->gen[m] = md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->model_id)))
+        if (!g->gen[m] && !(g->gen[m] = m == MD_MOD_AUDIO
+                                            ? md_gen_audio_new(&b->ag, &b->sp, b->model_id)
+                                            : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->model_id)))
             return MD_ERR;
         md_gen_params_default(g->gen[m], g->pv[m]);
         g->active[m] = true;
@@ -488,6 +498,15 @@ md_status medley_gens_run(medley_gens *g, const medley_job *j, const md_gen_cond
     }
     if (st == MD_OK && cancel && *cancel)
         st = MD_ABORTED;
+    /* video and audio from one condition: the video carries the clip */
+    if (st == MD_OK && g->active[MD_MOD_VIDEO] && g->active[MD_MOD_AUDIO]) {
+        const md_audio *a = &outs[MD_MOD_AUDIO].audio;
+        md_audio *t = &outs[MD_MOD_VIDEO].video.audio;
+        md_audio_free(t);
+        st = md_audio_alloc(t, a->rate, a->channels, a->frames);
+        if (st == MD_OK)
+            memcpy(t->samples, a->samples, sizeof(float) * (size_t)(a->frames * a->channels));
+    }
     if (st != MD_OK)
         for (int m = 0; m < 4; m++)
             md_gen_output_free(&outs[m]);
@@ -502,6 +521,15 @@ md_status medley_output_write(const char *job_json, md_modality m, const md_gen_
         st = md_image_save_png(path, &o->image, &meta, 8);
     else if (st == MD_OK && m == MD_MOD_VIDEO)
         st = md_video_save(path, &o->video, "mp4", &meta);
+    else if (st == MD_OK && m == MD_MOD_AUDIO) {
+        md_meta wm = {0};   /* WAV INFO holds the job as its comment */
+        st = md_meta_set(&wm, "comment", job_json);
+        if (st == MD_OK)
+            st = md_meta_set(&wm, "software", "Medley");
+        if (st == MD_OK)
+            st = md_audio_save(path, &o->audio, "wav", &wm);
+        md_meta_free(&wm);
+    }
     else if (st == MD_OK && m == MD_MOD_TEXT) {
         size_t n = strlen(o->text) + strlen(job_json) + sizeof MEDLEY_JOB_TXT_MARK + 4;
         char *buf = malloc(n);

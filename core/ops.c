@@ -241,7 +241,7 @@ md_tensor *md_linear(md_graph *g, md_tensor *x, md_tensor *w, md_tensor *bias)
  *   SAME   - identical shapes;
  *   SUFFIX - b's shape is a's trailing dims (a bias [D] on [.., D]);
  *   GENERAL - anything else, via a stride map. */
-enum { BC_SAME, BC_SUFFIX, BC_GENERAL };
+enum { BC_SAME, BC_SUFFIX, BC_ROWS, BC_GENERAL };
 enum { BIN_ADD, BIN_SUB, BIN_MUL };
 
 static int bcast_kind(const md_tensor *a, const md_tensor *b, int64_t bstride[MD_MAX_DIMS])
@@ -266,7 +266,21 @@ static int bcast_kind(const md_tensor *a, const md_tensor *b, int64_t bstride[MD
     }
     if (same)
         return BC_SAME;
-    return suffix ? BC_SUFFIX : BC_GENERAL;
+    if (suffix)
+        return BC_SUFFIX;
+    /* ROWS: b is a's leading dims then ones (a per-channel value [N, C, 1, 1]
+     * on [N, C, H, W]): one b value per contiguous run of a */
+    if (off == 0) {
+        int p = a->ndim;
+        while (p > 0 && b->shape[p - 1] == 1)
+            p--;
+        bool rows = true;
+        for (int i = 0; i < p; i++)
+            rows = rows && b->shape[i] == a->shape[i];
+        if (rows)
+            return BC_ROWS;
+    }
+    return BC_GENERAL;
 }
 
 /* Index into b for flat index i of a. */
@@ -295,7 +309,8 @@ static void binary_backward(md_graph *g, md_node *n)
             bcast_kind(a, b, bstride);
             #pragma omp parallel for schedule(static) if (N > 32768)
             for (int64_t i = 0; i < N; i++) {
-                float bv = kind == BC_SAME ? b->data[i] : kind == BC_SUFFIX ? b->data[i % nb] : b->data[bc_index(a, bstride, i)];
+                float bv = kind == BC_SAME ? b->data[i] : kind == BC_SUFFIX ? b->data[i % nb]
+                           : kind == BC_ROWS ? b->data[i / (N / nb)] : b->data[bc_index(a, bstride, i)];
                 da[i] = (beta == 0.f ? 0.f : da[i]) + dy[i] * bv;
             }
         } else {
@@ -316,6 +331,24 @@ static void binary_backward(md_graph *g, md_node *n)
             float *tmp = md_graph_scratch(g, sizeof(float) * (size_t)nb);
             col_sums(tmp, dy, N / nb, nb, 0.f);
             md_axpby(b->grad, tmp, nb, sign, md_grad_beta(b));
+        } else if (kind == BC_ROWS) {
+            /* each b value sums its own run, in order: any thread count
+             * gives the same sums */
+            float *acc = md_graph_scratch(g, sizeof(float) * (size_t)nb);
+            const int64_t inner = N / nb;
+            #pragma omp parallel for schedule(static) if (N > 32768)
+            for (int64_t r = 0; r < nb; r++) {
+                const float *d = dy + r * inner, *x = a->data + r * inner;
+                float s0 = 0.f;
+                if (op == BIN_MUL)
+                    for (int64_t i = 0; i < inner; i++)
+                        s0 += d[i] * x[i];
+                else
+                    for (int64_t i = 0; i < inner; i++)
+                        s0 += d[i];
+                acc[r] = sign * s0;
+            }
+            md_axpby(b->grad, acc, nb, 1.f, md_grad_beta(b));
         } else {
             /* General: serial accumulation in a fixed order. */
             int64_t bstride[MD_MAX_DIMS];
@@ -354,6 +387,17 @@ static md_tensor *binary(md_graph *g, md_tensor *a, md_tensor *b, int op)
             #pragma omp simd
             for (int64_t i = 0; i < nb; i++)
                 yr[i] = op == BIN_ADD ? ar[i] + bv[i] : op == BIN_SUB ? ar[i] - bv[i] : ar[i] * bv[i];
+        }
+    } else if (kind == BC_ROWS) {
+        int64_t inner = N / nb;
+        #pragma omp parallel for schedule(static) if (N > 32768)
+        for (int64_t r = 0; r < nb; r++) {
+            const float *ar = av + r * inner;
+            float *yr = yv + r * inner;
+            const float b_ = bv[r];
+            #pragma omp simd
+            for (int64_t i = 0; i < inner; i++)
+                yr[i] = op == BIN_ADD ? ar[i] + b_ : op == BIN_SUB ? ar[i] - b_ : ar[i] * b_;
         }
     } else {
         #pragma omp parallel for schedule(static) if (N > 32768)
@@ -934,6 +978,7 @@ static void concat_backward(md_graph *g, md_node *n)
             const float *src = y->grad + off * y->stride[dim];
             int64_t N = md_numel(x), inner = x->shape[x->ndim - 1];
             int64_t rows = inner ? N / inner : 0;
+            #pragma omp parallel for schedule(static) if (N > 65536)
             for (int64_t r = 0; r < rows; r++) {
                 int64_t rem = r, o = 0;
                 for (int d = x->ndim - 2; d >= 0; d--) {
@@ -973,6 +1018,7 @@ md_tensor *md_concat(md_graph *g, md_tensor **xs, int cnt, int dim)
         int64_t N = md_numel(x), inner = x->shape[x->ndim - 1];
         int64_t rows = inner ? N / inner : 0;
         float *dst = y->data + off * y->stride[dim];
+        #pragma omp parallel for schedule(static) if (N > 65536)
         for (int64_t r = 0; r < rows; r++) {
             int64_t rem = r, o = 0;
             for (int d = x->ndim - 2; d >= 0; d--) {

@@ -56,7 +56,7 @@ struct _MedleyWindow {
     GtkEntry *text_entry;
     GtkCheckButton *want[4];
     GtkSpinButton *seed;
-    GtkSpinButton *guidance[4], *temperature[4], *candidates[4];   /* per output (NULL: none) */
+    GtkSpinButton *guidance[4], *temperature[4], *candidates[4], *steps[4];   /* per output (NULL: none) */
     GtkToggleButton *seed_lock;
     GtkListBox *queue_list;
     GtkListBox *history_list;
@@ -135,6 +135,9 @@ void studio_board_paste(MedleyWindow *w);
  * refused (a message says why). */
 gboolean studio_board_add_bytes(MedleyWindow *w, const char *name, const char *bytes, size_t size);
 void studio_board_shutdown(MedleyWindow *w);
+/* Plays audio bytes (WAV, ...) with wave's playhead following; the same
+ * wave again (or another sound) stops what plays. TRUE: it plays now. */
+gboolean studio_sound_toggle(MedleyWindow *w, GtkWidget *wave, const void *bytes, size_t size);
 
 /* studio_runs.c */
 void studio_runs_init(MedleyWindow *w);

@@ -132,28 +132,37 @@ static gboolean on_audio_timer(gpointer user)
     return G_SOURCE_CONTINUE;
 }
 
-static void on_play(GtkButton *b, gpointer user)
+gboolean studio_sound_toggle(MedleyWindow *w, GtkWidget *wave, const void *bytes, size_t size)
 {
-    (void)b;
-    row_ctx *c = user;
-    MedleyWindow *w = c->w;
-    int i = index_of(w, c->id);
-    GtkWidget *wave = g_object_get_data(G_OBJECT(b), "wave");
     bool was_this = w->player && w->player_wave == wave;
     stop_sound(w);
-    if (i < 0 || was_this)
-        return;
-    const md_blob *m = w->project.board.in[i].media;
+    if (was_this)
+        return FALSE;
     char why[256];
-    w->player = studio_play(m->data, m->size, why, sizeof why);
+    w->player = studio_play(bytes, size, why, sizeof why);
     if (!w->player) {
         medley_window_toast(w, "Cannot play it: %s", why);
-        return;
+        return FALSE;
     }
     w->player_wave = wave;
     g_object_add_weak_pointer(G_OBJECT(wave), (gpointer *)&w->player_wave);
     if (!w->audio_timer)
         w->audio_timer = g_timeout_add(30, on_audio_timer, w);
+    return TRUE;
+}
+
+static void on_play(GtkButton *b, gpointer user)
+{
+    row_ctx *c = user;
+    MedleyWindow *w = c->w;
+    int i = index_of(w, c->id);
+    GtkWidget *wave = g_object_get_data(G_OBJECT(b), "wave");
+    if (i < 0) {
+        stop_sound(w);
+        return;
+    }
+    const md_blob *m = w->project.board.in[i].media;
+    studio_sound_toggle(w, wave, m->data, m->size);
 }
 
 /* Scrubbing a video input: its frames are decoded (small) on first use. */

@@ -239,10 +239,13 @@ static GtkSpinButton *param_spin(MedleyWindow *w, int m, const char *name)
         return w->temperature[m];
     if (strcmp(name, "candidates") == 0)
         return w->candidates[m];
+    if (strcmp(name, "steps") == 0)
+        return w->steps[m];
     return NULL;
 }
 
-static const char *const param_names[3] = {"guidance", "temperature", "candidates"};
+#define NPARAM_NAMES 4
+static const char *const param_names[NPARAM_NAMES] = {"guidance", "temperature", "candidates", "steps"};
 
 char *studio_settings_json(MedleyWindow *w)
 {
@@ -266,7 +269,7 @@ char *studio_settings_json(MedleyWindow *w)
             continue;
         md_json_buf_key(&b, mod_names[m]);
         md_json_buf_begin_object(&b);
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < NPARAM_NAMES; k++) {
             GtkSpinButton *sb = param_spin(w, m, param_names[k]);
             if (sb) {
                 md_json_buf_key(&b, param_names[k]);
@@ -291,12 +294,11 @@ void studio_settings_apply(MedleyWindow *w, const char *json)
     const md_json *r = md_json_root(doc), *outs = md_json_get(r, "outputs"), *ps = md_json_get(r, "params");
     if (md_json_type_of(outs) == MD_JSON_ARRAY) {
         for (int m = 0; m < 4; m++)
-            if (m != MD_MOD_AUDIO)
-                gtk_check_button_set_active(w->want[m], FALSE);
+            gtk_check_button_set_active(w->want[m], FALSE);
         for (size_t i = 0; i < md_json_len(outs); i++) {
             const char *s = md_json_str(md_json_at(outs, i));
             int m = s ? medley_modality_of(s, strlen(s)) : -1;
-            if (m >= 0 && m != MD_MOD_AUDIO)
+            if (m >= 0)
                 gtk_check_button_set_active(w->want[m], TRUE);
         }
     }
@@ -369,7 +371,7 @@ int64_t studio_runs_generate(MedleyWindow *w)
     sj->job.seed = (uint64_t)gtk_spin_button_get_value(w->seed);
     /* each chosen output's own parameters */
     for (int m = 0; m < 4; m++)
-        for (int q = 0; sj->job.want[m] && q < 3; q++) {
+        for (int q = 0; sj->job.want[m] && q < NPARAM_NAMES; q++) {
             GtkSpinButton *sb = param_spin(w, m, param_names[q]);
             if (!sb)
                 continue;
@@ -604,6 +606,14 @@ static void on_pop_out(GtkButton *b, gpointer user)
     g_object_unref(f);
 }
 
+static void on_play_audio(GtkButton *b, gpointer user)
+{
+    GtkWidget *card = user;
+    MedleyWindow *w = g_object_get_data(G_OBJECT(card), "win");
+    const md_proj_output *o = g_object_get_data(G_OBJECT(card), "output");
+    studio_sound_toggle(w, g_object_get_data(G_OBJECT(b), "wave"), o->media->data, o->media->size);
+}
+
 static GtkWidget *card_for(MedleyWindow *w, md_proj_output *o)
 {
     GtkWidget *card = gtk_box_new(GTK_ORIENTATION_VERTICAL, 6);
@@ -653,6 +663,16 @@ static GtkWidget *card_for(MedleyWindow *w, md_proj_output *o)
         gtk_widget_set_tooltip_text(zoom, "Zoom");
         g_signal_connect(zoom, "value-changed", G_CALLBACK(on_zoom), pic);
         gtk_box_append(GTK_BOX(tools), zoom);
+    } else if (o->modality == MD_MOD_AUDIO) {
+        GtkWidget *wave = studio_waveform_new(o->media->data, o->media->size);
+        gtk_widget_set_size_request(wave, 256, 64);
+        gtk_widget_set_name(wave, "result-waveform");
+        gtk_box_append(GTK_BOX(card), wave);
+        GtkWidget *play = gtk_button_new_from_icon_name("media-playback-start-symbolic");
+        gtk_widget_set_tooltip_text(play, "Play / stop");
+        g_object_set_data(G_OBJECT(play), "wave", wave);
+        g_signal_connect(play, "clicked", G_CALLBACK(on_play_audio), card);
+        gtk_box_append(GTK_BOX(tools), play);
     } else if (o->modality == MD_MOD_TEXT) {
         char *text = g_strndup((const char *)o->media->data, o->media->size);
         char *mark = strstr(text, "\n" MEDLEY_JOB_TXT_MARK);
@@ -781,8 +801,7 @@ gboolean studio_runs_restore(MedleyWindow *w, const char *job_json, const char *
         w->project.board = nb;
         w->project.next_id = tmp.next_id;
         for (int m = 0; m < 4; m++)
-            if (m != MD_MOD_AUDIO)
-                gtk_check_button_set_active(w->want[m], j.want[m]);
+            gtk_check_button_set_active(w->want[m], j.want[m]);
         gtk_spin_button_set_value(w->seed, (double)j.seed);
         gtk_toggle_button_set_active(w->seed_lock, TRUE);
         for (int k = 0; k < j.nparams; k++) {   /* "image.guidance", or a bare name for every output */

@@ -523,6 +523,9 @@ static void medley_window_class_init(MedleyWindowClass *k)
     BIND("temperature_video", temperature[3]);
     BIND("candidates_image", candidates[1]);
     BIND("candidates_video", candidates[3]);
+    BIND("guidance_audio", guidance[2]);
+    BIND("steps_audio", steps[2]);
+    BIND("candidates_audio", candidates[2]);
     BIND("queue_list", queue_list);
     BIND("history_list", history_list);
     BIND("result_box", result_box);
