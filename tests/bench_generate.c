@@ -1,6 +1,7 @@
-/* bench_generate.c — how fast the bundled token generators make an image, a
- * caption and a 16-frame video on this machine, and the peak memory of the
- * process that does it (models, caches and all).
+/* bench_generate.c — how fast the bundled generators make an image, a
+ * caption, a 16-frame video and (when the audio decoder is bundled) 1 s of
+ * audio on this machine, and the peak memory of the process that does it
+ * (models, caches and all).
  *
  * The baseline in the same run: sampling an image without the KV cache
  * (every step re-reads the whole sequence through the training graph), the
@@ -10,6 +11,7 @@
  *   build/tests/bench_generate [--runs N] [--models DIR]
  */
 #include "rng.h"
+#include "audio_gen.h"
 #include "tokens_gen.h"
 
 #include <math.h>
@@ -183,6 +185,47 @@ int main(int argc, char **argv)
                    names[k], m, cands[q], cands[q] == 1 ? " " : "s", m / one, peak_mb());
         }
     }
+    /* the audio decoder: default, then steps and candidates against the
+     * default's time in the same run */
+    char p4[4096];
+    snprintf(p4, sizeof p4, "%s/audiogen.safetensors", models);
+    md_unet ag;
+    bool have_ag = md_unet_load(&ag, p4, MD_AUDIOGEN_MODEL, "audio decoder", "medley train audio") == MD_OK;
+    md_generator *agen = have_ag ? md_gen_audio_new(&ag, &sp, "bench") : NULL;
+    if (agen) {
+        const char *say = "a voice saying seven";
+        md_gen_condition ca = {{0}, NULL};
+        md_space_embed(&sp, g, MD_MOD_TEXT, &say, 1, ca.vec);
+        double p[MD_GEN_MAX_PARAMS], base, first;
+        md_gen_params_default(agen, p);
+        if (time_runs(agen, &ca, p, runs, &base, &first) != 0)
+            return 1;
+        printf("  %-18s %7.3f s  (goal <= 1.0 s: %s; %d steps, %d candidate(s); first run %.3f s; peak memory so far "
+               "%.0f MB)\n", "audio (1 s)", base, base <= 1.0 ? "met" : "NOT met",
+               (int)p[md_gen_param_index(agen, "steps")], (int)p[md_gen_param_index(agen, "candidates")], first,
+               peak_mb());
+        static const int steps[] = {10, 50};
+        for (size_t q = 0; q < 2; q++) {
+            double pq[MD_GEN_MAX_PARAMS], m;
+            md_gen_params_default(agen, pq);
+            pq[md_gen_param_index(agen, "steps")] = steps[q];
+            if (time_runs(agen, &ca, pq, runs < 3 ? runs : 3, &m, &first) != 0)
+                return 1;
+            printf("  %-18s %7.3f s  with %d steps (%.2fx the default's time)\n", "audio (1 s)", m, steps[q], m / base);
+        }
+        static const int ac[] = {2, 4, 8};
+        for (size_t q = 0; q < 3; q++) {
+            double pq[MD_GEN_MAX_PARAMS], m;
+            md_gen_params_default(agen, pq);
+            pq[md_gen_param_index(agen, "candidates")] = ac[q];
+            if (time_runs(agen, &ca, pq, runs < 3 ? runs : 3, &m, &first) != 0)
+                return 1;
+            printf("  %-18s %7.3f s  with %d candidates (%.2fx the default's time; peak memory so far %.0f MB)\n",
+                   "audio (1 s)", m, ac[q], m / base, peak_mb());
+        }
+    } else {
+        printf("  audio: no audio decoder in %s (%s)\n", models, have_ag ? md_last_error() : "not loaded");
+    }
     double peak = peak_mb();
     printf("  peak memory        %7.0f MB  (goal <= 500 MB: %s; %.0f MB with the models loaded)\n", peak,
            peak <= 500 ? "met" : "NOT met", peak_models);
@@ -200,6 +243,10 @@ int main(int argc, char **argv)
     printf("  image codes, greedy: KV cache %.3f s vs full recompute %.3f s: %.1fx faster; %d of 256 codes agree\n",
            tc, tn, tn / tc, same);
     md_tok_session_free(s);
+    if (agen)
+        md_generator_free(agen);
+    if (have_ag)
+        md_unet_free(&ag);
     md_graph_free(g);
     for (int k = 0; k < 3; k++)
         md_generator_free(gen[k]);

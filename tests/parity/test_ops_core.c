@@ -125,7 +125,7 @@ int main(int argc, char **argv)
         pc_run(&c, "linear", "{}", 2, in2, run_op, &a);
     }
 
-    /* broadcasting binaries: same, suffix, general ([C,1,1] on NCHW) */
+    /* broadcasting binaries: same, suffix, general ([C,1,1] on NCHW), rows ([N,C,1,1]) */
     const char *bn[3] = {"add", "sub", "mul"};
     for (int k = 0; k < 3; k++) {
         memset(&a, 0, sizeof a);
@@ -136,6 +136,8 @@ int main(int argc, char **argv)
         pc_run(&c, bn[k], "{}", 2, s2, run_op, &a);
         pc_input s3[2] = {T(4, 2, 3, 4, 5), T(3, 3, 1, 1, 0)};
         pc_run(&c, bn[k], "{}", 2, s3, run_op, &a);
+        pc_input s4[2] = {T(4, 2, 3, 4, 5), T(4, 2, 3, 1, 1)};   /* rows: a value per [n, c] */
+        pc_run(&c, bn[k], "{}", 2, s4, run_op, &a);
     }
     memset(&a, 0, sizeof a);
     a.which = SCALE; a.f = -1.75f;
