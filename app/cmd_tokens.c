@@ -277,7 +277,10 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     float *val = malloc(sizeof(float) * MD_JUDGE_FEATURES * (size_t)(nmax + 2));
     float *jx = malloc(sizeof(float) * (size_t)md_judge_input_size(MD_WORLD_VIDEO));
     uint8_t *u8 = malloc((size_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3);
-    md_status st = g && ref[0] && ref[1] && ref[2] && gen && val && jx && u8 ? MD_OK : MD_ERR_ALLOC;
+    int *vid_digit = malloc(sizeof(int) * 4 * (size_t)(eo->n_video + 1));   /* [in][i]: the digit each video shows */
+    for (int in = 0; in < 4; in++)
+        m->av_agree[in] = NAN;
+    md_status st = g && ref[0] && ref[1] && ref[2] && gen && val && jx && u8 && vid_digit ? MD_OK : MD_ERR_ALLOC;
     /* real test features (the Fréchet reference) of the image, video and audio judges */
     static const md_world_kind ref_kind[3] = {MD_WORLD_IMAGE, MD_WORLD_VIDEO, MD_WORLD_AUDIO};
     for (int k = 0; k < 3 && st == MD_OK; k++)
@@ -351,9 +354,37 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                 md_gen_output_free(&o);
                 if (st == MD_OK)
                     md_attr_score_add(&sc, want, got);
+                if (st == MD_OK && outs[oi] == MD_MOD_VIDEO && vid_digit)
+                    vid_digit[(size_t)in * (size_t)n + (size_t)i] = got[MD_ATTR_DIGIT];
             }
             if (st != MD_OK)
                 break;
+            /* video and audio together: the clip made from each video
+             * input's condition (the same seed) must say the digit the
+             * video shows */
+            double agree = NAN;
+            if (audio && vid_digit && m->cell[in][MD_MOD_VIDEO].present) {
+                int64_t same = 0;
+                for (int64_t i = 0; i < eo->n_video && st == MD_OK; i++) {
+                    md_gen_condition c = {{0}, NULL};
+                    int want[MD_ATTR_COUNT], got[MD_ATTR_COUNT];
+                    md_gen_output o;
+                    st = make_condition(w, &b->sp, g, (md_modality)in, MD_WORLD_VIDEO, true, eo->split, i, c.vec, want);
+                    if (st == MD_OK)
+                        st = gen_o->run(gen_o->self, &c, p, (uint64_t)(1000 + i), NULL, NULL, NULL, &o);
+                    if (st != MD_OK)
+                        break;
+                    st = md_judge_prep_audio(o.audio.samples, jx);
+                    md_gen_output_free(&o);
+                    if (st == MD_OK)
+                        st = md_judge_read(&j[MD_WORLD_AUDIO], g, jx, 1, (int(*)[MD_ATTR_COUNT])got, NULL);
+                    same += st == MD_OK && got[MD_ATTR_DIGIT] == vid_digit[(size_t)in * (size_t)eo->n_video + (size_t)i];
+                }
+                if (st != MD_OK)
+                    break;
+                agree = eo->n_video > 0 ? (double)same / (double)eo->n_video : NAN;
+                m->av_agree[in] = agree;
+            }
             cell->present = true;
             cell->n = n;
             cell->digit_acc = md_attr_score_acc(&sc, MD_ATTR_DIGIT);
@@ -374,8 +405,10 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                         md_modality_names[outs[oi]], 100 * cell->digit_acc, 100 * cell->attr_acc);
                 if (outs[oi] == MD_MOD_VIDEO)
                     fprintf(stderr, "  motion %.1f%%", 100 * md_attr_score_acc(&sc, MD_ATTR_MOTION));
-                fprintf(stderr, "  FD %.1f (floor %.1f)  (%lld, %.1f s)\n", cell->fd, cell->fd_floor, (long long)n,
-                        md_time_now() - t0);
+                fprintf(stderr, "  FD %.1f (floor %.1f)", cell->fd, cell->fd_floor);
+                if (!isnan(agree))
+                    fprintf(stderr, "  video+audio agreement %.1f%% (of %lld)", 100 * agree, (long long)eo->n_video);
+                fprintf(stderr, "  (%lld, %.1f s)\n", (long long)n, md_time_now() - t0);
             }
         }
         md_generator_free(gen_o);
@@ -386,6 +419,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     free(ref[0]);
     free(ref[1]);
     free(ref[2]);
+    free(vid_digit);
     free(gen);
     free(val);
     free(jx);

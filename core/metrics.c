@@ -697,6 +697,10 @@ void md_eval_matrix_print(FILE *f, const md_eval_matrix *m)
                     fmt_val(b5, sizeof b5, c->fd_floor, "%.4g", false), glen ? glen : (int)strlen("—"),
                     glen ? c->generator : "—");
         }
+    for (int i = 0; i < MD_MODALITIES; i++)
+        if (m->cell[i][2].present && m->cell[i][3].present && !isnan(m->av_agree[i]))
+            fprintf(f, "%s → video+audio: the clip says the digit the video shows in %.1f%%\n", md_modality_names[i],
+                    100 * m->av_agree[i]);
 }
 
 /* Writes len bytes to path atomically: path.tmp, fsync, rename, then a
@@ -736,6 +740,13 @@ void md_eval_matrix_json(md_json_buf *b, const md_eval_matrix *m)
             md_json_buf_end_object(b);
         }
         md_json_buf_end_array(b);
+    }
+    md_json_buf_end_array(b);
+    md_json_buf_key(b, "video_audio_agreement");   /* per input row; null where not measured */
+    md_json_buf_begin_array(b);
+    for (int i = 0; i < MD_MODALITIES; i++) {
+        bool have = m->cell[i][2].present && m->cell[i][3].present;
+        md_json_buf_num(b, have ? m->av_agree[i] : NAN);
     }
     md_json_buf_end_array(b);
     md_json_buf_end_object(b);

@@ -75,6 +75,10 @@ typedef struct md_eval_cell {
 
 typedef struct md_eval_matrix {
     md_eval_cell cell[MD_MODALITIES][MD_MODALITIES];   /* [input][output] */
+    /* per input: the share of videos whose clip (made from the same
+     * condition) says the digit the video shows; shown where both the
+     * video and the audio cell of that input are present */
+    double av_agree[MD_MODALITIES];
 } md_eval_matrix;
 
 /* Prints the digit-accuracy matrix and one line per present cell with the
