@@ -63,6 +63,10 @@ static md_status ld_audio(void *m, const char *p)
 {
     return md_unet_load(m, p, MD_AUDIOGEN_MODEL, "audio decoder", "medley train audio");
 }
+static md_status ld_imagegen(void *m, const char *p)
+{
+    return md_unet_load(m, p, MD_IMAGEGEN_MODEL, "latent diffusion decoder", "medley train diffusion");
+}
 
 int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
 {
@@ -96,6 +100,15 @@ int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
         }
         b->have_ag = true;
     }
+    snprintf(path, sizeof path, "%s/imagegen.safetensors", dir);
+    if (access(path, F_OK) == 0) {
+        if (load_one(dir, "imagegen.safetensors", "latent diffusion decoder", "medley train diffusion", b->model_id,
+                     sizeof b->model_id, ld_imagegen, &b->ig)) {
+            medley_bundle_free(b);
+            return 1;
+        }
+        b->have_ig = true;
+    }
     return 0;
 }
 
@@ -103,6 +116,8 @@ void medley_bundle_free(medley_bundle *b)
 {
     if (b->have_ag)
         md_unet_free(&b->ag);
+    if (b->have_ig)
+        md_unet_free(&b->ig);
     if (b->have_tm)
         md_tok_free(&b->tm);
     if (b->have_vq)

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "metrics.h"
 #include "audiogen.h"
+#include "imagegen.h"
 #include "tokens.h"
 
 typedef struct medley_bundle {
@@ -15,13 +16,14 @@ typedef struct medley_bundle {
     md_vqgan vq;
     md_tokmodel tm;
     md_unet ag;                      /* the audio decoder, when its file is there */
-    bool have_sp, have_vq, have_tm, have_ag;
+    md_unet ig;                      /* the latent diffusion decoder, when its file is there */
+    bool have_sp, have_vq, have_tm, have_ag, have_ig;
     char model_id[160];
 } medley_bundle;
 
 /* Loads the space, and with tokens the image tokenizer, the token
- * transformer and (when audiogen.safetensors exists; have_ag says) the
- * audio decoder. Prints what is missing or damaged and how to make it;
+ * transformer and, when their files exist (have_ag, have_ig say), the
+ * audio decoder and the latent diffusion decoder. Prints what is missing or damaged and how to make it;
  * returns 1 then. */
 int medley_bundle_load(medley_bundle *b, const char *models, bool tokens);
 void medley_bundle_free(medley_bundle *b);
@@ -41,11 +43,12 @@ typedef struct medley_tok_eval_opts {
     float top_p, guidance;
     md_world_split split;
     bool verbose;                        /* a line per cell on stderr */
-    int only;                            /* one output modality, or -1: all */
+    int only;                            /* a mask of output modalities (1 << MD_MOD_*), or -1: all */
     int via_caption;                     /* pictures after a sampled caption (1) or from the condition (0) */
     int candidates;                      /* pictures (clips) drawn per output (0: the generator's default) */
     int64_t n_audio;                     /* audio outputs per cell (when the audio decoder is there) */
     float audio_guidance;                /* 0: the audio generator's default */
+    float diffusion_guidance;            /* 0: the image diffusion generator's default */
 } medley_tok_eval_opts;
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m);

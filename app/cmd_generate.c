@@ -168,11 +168,22 @@ int medley_cmd_generate(int argc, char **argv)
             const char *p = val;
             while (*p) {
                 size_t n = strcspn(p, ",+");
-                int m = medley_modality_of(p, n);
+                size_t mn = strcspn(p, ",+:");   /* image:diffusion picks the path */
+                int m = medley_modality_of(p, mn < n ? mn : n);
                 if (m < 0) {
                     fprintf(stderr, "medley generate: --out: unknown output \"%.*s\" (expected image, video, text "
-                                    "or audio, comma-separated)\n", (int)n, p);
+                                    "or audio, comma-separated; image:diffusion or image:tokens picks the path)\n",
+                            (int)n, p);
                     goto out;
+                }
+                if (mn < n) {
+                    int r = medley_route_of(p + mn + 1, n - mn - 1);
+                    if (r < 0) {
+                        fprintf(stderr, "medley generate: --out: unknown path \"%.*s\" for %s (expected tokens or "
+                                        "diffusion)\n", (int)(n - mn - 1), p + mn + 1, medley_modality_names[m]);
+                        goto out;
+                    }
+                    j.route[m] = r;
                 }
                 j.want[m] = true;
                 p += n;

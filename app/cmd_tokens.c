@@ -5,6 +5,7 @@
 #include "caption.h"
 #include "metrics.h"
 #include "audio_gen.h"
+#include "image_diffusion_gen.h"
 #include "tokens_gen.h"
 
 #include <math.h>
@@ -168,7 +169,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
         if (medley_load_judges(models, j) == 0) {
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
-            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0, 0, 0};
+            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0, 0, 0, 0};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)
@@ -265,7 +266,8 @@ static md_status real_features(const md_world *w, const md_judge *j, md_world_sp
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m)
 {
-    static const md_modality outs[4] = {MD_MOD_IMAGE, MD_MOD_VIDEO, MD_MOD_TEXT, MD_MOD_AUDIO};
+    /* the fifth column is pictures by the diffusion path, beside the tokens' */
+    static const md_modality outs[5] = {MD_MOD_IMAGE, MD_MOD_VIDEO, MD_MOD_TEXT, MD_MOD_AUDIO, MD_MOD_IMAGE};
     const int64_t nref = 1000;
     md_graph *g = md_graph_new((size_t)1 << 24);
     float *ref[3] = {malloc(sizeof(float) * MD_JUDGE_FEATURES * (size_t)nref),
@@ -286,21 +288,27 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     for (int k = 0; k < 3 && st == MD_OK; k++)
         st = real_features(w, &j[ref_kind[k]], MD_SPLIT_TEST, nref, ref[k]);
     md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL};
-    for (int oi = 0; oi < 4 && st == MD_OK; oi++) {
-        if (eo->only >= 0 && (int)outs[oi] != eo->only)
+    for (int oi = 0; oi < 5 && st == MD_OK; oi++) {
+        if (eo->only >= 0 && !(eo->only & (1 << outs[oi])))
             continue;
-        const bool audio = outs[oi] == MD_MOD_AUDIO;
+        const bool audio = outs[oi] == MD_MOD_AUDIO, diffusion = oi == 4;
         if (audio && (!b->have_ag || eo->n_audio < 1))
             continue;
-        md_generator *gen_o = audio ? md_gen_audio_new(&b->ag, &b->sp, b->model_id)
-                                    : md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp, b->model_id);
+        if (diffusion && !b->have_ig)
+            continue;
+        md_generator *gen_o = audio       ? md_gen_audio_new(&b->ag, &b->sp, b->model_id)
+                              : diffusion ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id)
+                                          : md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp, b->model_id);
         if (!gen_o) {
             st = MD_ERR;
             break;
         }
         double p[MD_GEN_MAX_PARAMS];
         md_gen_params_default(gen_o, p);
-        if (!audio) {
+        if (diffusion) {
+            if (eo->diffusion_guidance > 0)
+                p[md_gen_param_index(gen_o, "guidance")] = eo->diffusion_guidance;
+        } else if (!audio) {
             p[0] = so.temperature;
             p[1] = so.top_k;
             p[2] = so.top_p;
@@ -320,7 +328,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                           : audio                    ? eo->n_audio
                                                      : eo->n_text;
         for (int in = 0; in < 4 && st == MD_OK; in++) {
-            md_eval_cell *cell = &m->cell[in][outs[oi]];
+            md_eval_cell *cell = diffusion ? &m->alt_image[in] : &m->cell[in][outs[oi]];
             md_attr_score sc;
             memset(&sc, 0, sizeof sc);
             double t0 = md_time_now();
@@ -401,8 +409,9 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                     st = md_frechet_distance(val, n, ref[k], nref, MD_JUDGE_FEATURES, &cell->fd_floor);
             }
             if (eo->verbose) {
-                fprintf(stderr, "  %s -> %s: digit %.1f%%  attributes %.1f%%", md_modality_names[in],
-                        md_modality_names[outs[oi]], 100 * cell->digit_acc, 100 * cell->attr_acc);
+                fprintf(stderr, "  %s -> %s%s: digit %.1f%%  attributes %.1f%%", md_modality_names[in],
+                        md_modality_names[outs[oi]], diffusion ? " (diffusion)" : "", 100 * cell->digit_acc,
+                        100 * cell->attr_acc);
                 if (outs[oi] == MD_MOD_VIDEO)
                     fprintf(stderr, "  motion %.1f%%", 100 * md_attr_score_acc(&sc, MD_ATTR_MOTION));
                 fprintf(stderr, "  FD %.1f (floor %.1f)", cell->fd, cell->fd_floor);

@@ -471,14 +471,27 @@ int medley_cmd_eval(int argc, char **argv)
             if (medley_parse_double(a, val, 0.01, a[2] == 'g' ? 20.0 : a[3] == 'o' ? 1.0 : 5.0, &f))
                 return 2;
             *(a[2] == 'g' ? &eo.gen.guidance : a[2] == 't' && a[3] == 'e' ? &eo.gen.temperature : &eo.gen.top_p) = f;
-        } else if (strcmp(a, "--only") == 0) {
+        } else if (strcmp(a, "--only") == 0) {   /* a comma list: a mask of output modalities */
             static const char *const mn[4] = {"text", "image", "audio", "video"};
-            eo.gen.only = -2;
-            for (int m = 0; m < 4; m++)
-                if (strcmp(val, mn[m]) == 0)
-                    eo.gen.only = m;
-            if (eo.gen.only < 0) {
-                fprintf(stderr, "medley eval: --only \"%s\": expected text, image, audio or video\n", val);
+            eo.gen.only = 0;
+            for (const char *q = val; *q;) {
+                size_t n = strcspn(q, ",");
+                int hit = -1;
+                for (int m = 0; m < 4; m++)
+                    if (strlen(mn[m]) == n && strncmp(q, mn[m], n) == 0)
+                        hit = m;
+                if (hit < 0) {
+                    fprintf(stderr, "medley eval: --only \"%.*s\": expected text, image, audio or video "
+                                    "(comma-separated)\n", (int)n, q);
+                    return 2;
+                }
+                eo.gen.only |= 1 << hit;
+                q += n;
+                if (*q)
+                    q++;
+            }
+            if (!eo.gen.only) {
+                fprintf(stderr, "medley eval: --only needs at least one output\n");
                 return 2;
             }
         } else if (strcmp(a, "--via-caption") == 0) {
@@ -489,8 +502,9 @@ int medley_cmd_eval(int argc, char **argv)
             if (medley_parse_int(a, val, 0, 2048, &eo.gen.top_k)) return 2;
         } else if (strcmp(a, "--candidates") == 0) {
             if (medley_parse_int(a, val, 1, MD_TOK_MAX_CANDIDATES, &eo.gen.candidates)) return 2;
-        } else if (strcmp(a, "--audio-guidance") == 0) {
-            if (medley_parse_double(a, val, 0.01, 20.0, &eo.gen.audio_guidance)) return 2;
+        } else if (strcmp(a, "--audio-guidance") == 0 || strcmp(a, "--diffusion-guidance") == 0) {
+            if (medley_parse_double(a, val, 0.01, 20.0, a[2] == 'a' ? &eo.gen.audio_guidance
+                                                                    : &eo.gen.diffusion_guidance)) return 2;
         } else if (strcmp(a, "--outputs") == 0) {
             if (medley_parse_int(a, val, 2, 100000L, &eo.outputs)) return 2;
         } else if (strcmp(a, "--quick") == 0) {

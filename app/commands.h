@@ -36,6 +36,7 @@ int medley_cmd_search(int argc, char **argv);
 int medley_cmd_train_vqgan(int argc, char **argv);
 int medley_cmd_train_tokens(int argc, char **argv);
 int medley_cmd_train_audio(int argc, char **argv);
+int medley_cmd_train_diffusion(int argc, char **argv);
 int medley_cmd_generate(int argc, char **argv);
 /* `medley eval --vqgan` on the test split (cmd_vqgan.c). */
 int medley_eval_vqgan(const md_world *w, const char *models, long quick);
@@ -48,10 +49,11 @@ typedef struct medley_gen_eval {
     double guidance, temperature, top_p;
     long top_k;
     bool val;
-    int only;          /* one output modality (MD_MOD_*), or -1 */
+    int only;          /* a mask of output modalities (1 << MD_MOD_*), or -1: all */
     int via_caption;   /* -1: the generators' default */
     long candidates;   /* pictures drawn per output, the space keeping one (0: the generators' default) */
     double audio_guidance;   /* the audio generator's guidance (0: its default) */
+    double diffusion_guidance;   /* the image diffusion generator's guidance (0: its default) */
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,

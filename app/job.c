@@ -6,6 +6,7 @@
 #include "space_input.h"
 #include "audio_gen.h"
 #include "audio_io.h"
+#include "image_diffusion_gen.h"
 #include "tokens_gen.h"
 #include "video_io.h"
 
@@ -25,6 +26,22 @@ int medley_modality_of(const char *name, size_t n)
         if (strlen(medley_modality_names[m]) == n && strncasecmp(name, medley_modality_names[m], n) == 0)
             return m;
     return -1;
+}
+
+int medley_route_of(const char *name, size_t n)
+{
+    if (n == 6 && strncasecmp(name, "tokens", 6) == 0)
+        return MEDLEY_ROUTE_TOKENS;
+    if (n == 9 && strncasecmp(name, "diffusion", 9) == 0)
+        return MEDLEY_ROUTE_DIFFUSION;
+    return -1;
+}
+
+int medley_route_of_generator(const char *gen)
+{
+    return gen && strncmp(gen, "diffusion-", 10) == 0 ? MEDLEY_ROUTE_DIFFUSION
+           : gen && strncmp(gen, "tokens-", 7) == 0  ? MEDLEY_ROUTE_TOKENS
+                                                      : MEDLEY_ROUTE_DEFAULT;
 }
 
 void medley_job_init(medley_job *j) { memset(j, 0, sizeof *j); }
@@ -276,6 +293,7 @@ md_status medley_job_from_json(medley_job *j, const char *json, const char *labe
             break;
         }
         j->want[m] = true;
+        j->route[m] = medley_route_of_generator(md_json_str(md_json_get(e, "generator")));
         /* every parameter as that output had it */
         for (size_t k = 0; st == MD_OK && md_json_type_of(ps) == MD_JSON_OBJECT && k < md_json_len(ps); k++) {
             double v;
@@ -361,9 +379,30 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
     for (int m = 0; m < 4; m++) {
         if (!j->want[m])
             continue;
-        if (!g->gen[m] && !(g->gen[m] = m == MD_MOD_AUDIO
-                                            ? md_gen_audio_new(&b->ag, &b->sp, b->model_id)
-                                            : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->model_id)))
+        const int route = j->route[m];
+        if (route == MEDLEY_ROUTE_DIFFUSION && m != MD_MOD_IMAGE && m != MD_MOD_AUDIO) {
+            md_log(MD_LOG_ERROR, "%s output: no diffusion path (pictures and audio have one)", medley_modality_names[m]);
+            return MD_ERR_INVALID;
+        }
+        if (route == MEDLEY_ROUTE_TOKENS && m == MD_MOD_AUDIO) {
+            md_log(MD_LOG_ERROR, "audio output: no token path (audio is made by diffusion)");
+            return MD_ERR_INVALID;
+        }
+        const bool diff_image = m == MD_MOD_IMAGE && route == MEDLEY_ROUTE_DIFFUSION;
+        if (diff_image && !b->have_ig) {
+            md_log(MD_LOG_ERROR, "image:diffusion needs the latent diffusion decoder (imagegen.safetensors in the "
+                                 "models folder; train it with 'medley train diffusion')");
+            return MD_ERR_INVALID;
+        }
+        if (g->gen[m] && g->route[m] != route) {   /* another path than last time */
+            md_generator_free(g->gen[m]);
+            g->gen[m] = NULL;
+        }
+        g->route[m] = route;
+        if (!g->gen[m] &&
+            !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, &b->sp, b->model_id)
+                          : diff_image     ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id)
+                                           : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->model_id)))
             return MD_ERR;
         md_gen_params_default(g->gen[m], g->pv[m]);
         g->active[m] = true;

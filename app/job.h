@@ -44,6 +44,7 @@ typedef struct medley_job {
     medley_job_input in[MEDLEY_JOB_MAX_INPUTS];
     int nin;
     bool want[4];                    /* outputs by modality */
+    int route[4];                    /* the path of each output: MEDLEY_ROUTE_* */
     uint64_t seed;
     char *params[MEDLEY_JOB_MAX_PARAMS][2];   /* name, value as typed (owned); the last set wins. A
                                                * name applies to every chosen output whose generator
@@ -53,6 +54,14 @@ typedef struct medley_job {
 } medley_job;
 
 extern const char *const medley_modality_names[4];   /* "text", "image", "audio", "video" */
+
+/* Which generator makes an output where there are two: pictures by tokens
+ * (the token transformer) or by diffusion (the latent diffusion decoder). */
+enum { MEDLEY_ROUTE_DEFAULT = 0, MEDLEY_ROUTE_TOKENS = 1, MEDLEY_ROUTE_DIFFUSION = 2 };
+/* "tokens" | "diffusion" (n bytes) -> MEDLEY_ROUTE_*, -1: none. */
+int medley_route_of(const char *name, size_t n);
+/* The route a generator's name belongs to ("diffusion-image": diffusion). */
+int medley_route_of_generator(const char *gen);
 int medley_modality_of(const char *name, size_t n);  /* -1: none */
 
 void medley_job_init(medley_job *j);
@@ -84,7 +93,8 @@ void medley_bytes_hash(const void *bytes, size_t size, char out[17]);
  * that runs many jobs keeps one medley_gens and prepares it for each: the
  * generators (and the memory they planned) are made once and reused. */
 typedef struct medley_gens {
-    md_generator *gen[4];            /* made on first use */
+    md_generator *gen[4];            /* made on first use (again when the route changes) */
+    int route[4];                    /* the route gen[m] was made for */
     bool active[4];                  /* the outputs of the job prepared last */
     double pv[4][MD_GEN_MAX_PARAMS];
     int count;                       /* active outputs */

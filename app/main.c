@@ -59,6 +59,9 @@ static void usage(FILE *f)
             "            --videos N  --d N  --layers N  --heads N  --lr F  --seed S  --eval N  --out DIR\n"
             "  train audio   train the audio decoder (diffusion over log-mels; needs the space)\n"
             "            --data DIR  --steps N  --batch B  --corpus N  --ch N  --lr F  --seed S  --out DIR\n"
+            "  train diffusion  train the latent diffusion decoder for pictures (needs the space\n"
+            "            and the tokenizer)  --data DIR  --steps N  --batch B  --corpus N  --ch N  --lr F\n"
+            "            --seed S  --out DIR\n"
             "  generate --in MOD:VALUE[@WEIGHT] ... --out image,video,text [--seed S] [-o DIR]\n"
             "            compose the inputs (text:\"a red seven\", image:FILE, audio:FILE,\n"
             "            video:FILE) and write the outputs with their job in their metadata;\n"
@@ -77,7 +80,8 @@ static void usage(FILE *f)
             "            --data DIR  --models DIR  --json FILE  --quick N (reference samples)\n"
             "            --outputs N (per generator cell; default 100, videos 40)\n"
             "            --guidance F  --temperature F  --top-k N  --top-p F  --via-caption 0|1\n"
-            "            --candidates N  --audio-guidance F  --only text|image|audio|video\n"
+            "            --candidates N  --audio-guidance F  --diffusion-guidance F\n"
+            "            --only OUTPUTS (comma-separated: text,image,audio,video)\n"
             "            --val (tuning inputs)\n"
             "  play FILE [--loop] [--quit-after S]  a player window: video with its sound in\n"
             "            sync, audio, or an image (Space pauses, Home restarts, Esc closes)\n"
@@ -456,7 +460,9 @@ int main(int argc, char **argv)
             return medley_cmd_train_tokens(argc - 3, argv + 3);
         if (argc >= 3 && strcmp(argv[2], "audio") == 0)
             return medley_cmd_train_audio(argc - 3, argv + 3);
-        fprintf(stderr, "medley train: expected what to train: judges, space, vqgan, tokens or audio\n");
+        if (argc >= 3 && strcmp(argv[2], "diffusion") == 0)
+            return medley_cmd_train_diffusion(argc - 3, argv + 3);
+        fprintf(stderr, "medley train: expected what to train: judges, space, vqgan, tokens, audio or diffusion\n");
         return 2;
     }
     if (strcmp(cmd, "eval") == 0)

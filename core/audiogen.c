@@ -129,40 +129,24 @@ void md_audiogen_train_default_opts(md_audiogen_train_opts *o)
     o->seed = 1;
 }
 
-#define DIGIT_BANK 24   /* digit-only captions per digit, of every kind */
 #define CHUNK 64
 
-typedef struct ag_corpus {
-    int n;
-    float *x;            /* [n, SIZE] normalised mels */
-    float *aemb, *cemb;  /* [n, D]: own audio embedding, a caption's */
-    float *bank;         /* [10, DIGIT_BANK, D] */
-    int *digit;
-} ag_corpus;
-
-static void corpus_free(ag_corpus *c)
-{
-    free(c->x); free(c->aemb); free(c->cemb); free(c->bank); free(c->digit);
-    memset(c, 0, sizeof *c);
-}
-
-static md_status corpus_build(ag_corpus *c, md_unet_config *cfg, const md_space *sp, const md_world *w,
+static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_world *w,
                               const md_audiogen_train_opts *o)
 {
     memset(c, 0, sizeof *c);
     const int n = c->n = o->corpus;
     const int64_t D = MD_SPACE_DIM, asz = md_space_input_size(MD_MOD_AUDIO), T = md_threads_get();
     c->x = malloc(sizeof(float) * (size_t)n * MD_AUDIOGEN_SIZE);
-    c->aemb = malloc(sizeof(float) * (size_t)(n * D));
-    c->cemb = malloc(sizeof(float) * (size_t)(n * D));
-    c->bank = malloc(sizeof(float) * (size_t)(10 * DIGIT_BANK * D));
+    c->own = malloc(sizeof(float) * (size_t)(n * D));
+    c->caption = malloc(sizeof(float) * (size_t)(n * D));
     c->digit = malloc(sizeof(int) * (size_t)n);
     float *ax = malloc(sizeof(float) * (size_t)(asz * CHUNK));
     float *audio = malloc(sizeof(float) * N_SAMPLES * (size_t)T);
     char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * CHUNK);
     const char *cp[CHUNK];
     md_graph *g = md_graph_new((size_t)1 << 26);
-    md_status st = c->x && c->aemb && c->cemb && c->bank && c->digit && ax && audio && caps && g ? MD_OK
+    md_status st = c->x && c->own && c->caption && c->digit && ax && audio && caps && g ? MD_OK
                                                                                                    : MD_ERR_ALLOC;
     for (int i0 = 0; i0 < n && st == MD_OK; i0 += CHUNK) {
         if (o->cancel && *o->cancel) {
@@ -192,42 +176,19 @@ static md_status corpus_build(ag_corpus *c, md_unet_config *cfg, const md_space 
             st = MD_ERR;
             break;
         }
-        if ((st = md_space_embed(sp, g, MD_MOD_AUDIO, ax, nb, c->aemb + (size_t)i0 * D)) == MD_OK)
-            st = md_space_embed(sp, g, MD_MOD_TEXT, cp, nb, c->cemb + (size_t)i0 * D);
+        if ((st = md_space_embed(sp, g, MD_MOD_AUDIO, ax, nb, c->own + (size_t)i0 * D)) == MD_OK)
+            st = md_space_embed(sp, g, MD_MOD_TEXT, cp, nb, c->caption + (size_t)i0 * D);
         if (o->progress && st == MD_OK)
             o->progress("embedding clips", i0 + nb, n, 0.f, o->user);
     }
-    for (int d = 0; d < 10 && st == MD_OK; d++) {
-        for (int k = 0; k < DIGIT_BANK; k++) {
-            if (md_caption_digit((md_world_kind)(k % 3), d, md_hash64(o->seed * 977 + (uint64_t)(d * 100 + k)),
-                                 caps[k], MD_CAPTION_MAX) != MD_OK) {
-                st = MD_ERR;
-                break;
-            }
-            cp[k] = caps[k];
-        }
-        if (st == MD_OK)
-            st = md_space_embed(sp, g, MD_MOD_TEXT, cp, DIGIT_BANK, c->bank + (size_t)d * DIGIT_BANK * D);
-    }
-    if (st == MD_OK) {   /* normalisation measured on the corpus */
-        double s1 = 0, s2 = 0;
-        const int64_t tot = (int64_t)n * MD_AUDIOGEN_SIZE;
-        for (int64_t i = 0; i < tot; i++) {
-            s1 += c->x[i];
-            s2 += (double)c->x[i] * c->x[i];
-        }
-        double mean = s1 / (double)tot, var = s2 / (double)tot - mean * mean;
-        cfg->shift = (float)mean;
-        cfg->scale = (float)(1.0 / sqrt(var > 1e-8 ? var : 1e-8));
-        for (int64_t i = 0; i < tot; i++)
-            c->x[i] = (c->x[i] - cfg->shift) * cfg->scale;
-    }
+    if (st == MD_OK)
+        st = md_unet_corpus_bank(c, sp, g, o->seed);
     md_graph_free(g);
     free(caps);
     free(audio);
     free(ax);
     if (st != MD_OK)
-        corpus_free(c);
+        md_unet_corpus_free(c);
     return st;
 }
 
@@ -241,85 +202,17 @@ md_status md_audiogen_train(md_unet *u, const md_space *sp, const md_world *w, c
         return MD_ERR_INVALID;
     }
     md_unet_config cfg = md_audiogen_config(o->ch);
-    ag_corpus c;
-    md_status st = corpus_build(&c, &cfg, sp, w, o);
+    md_unet_corpus c;
+    md_status st = corpus_build(&c, sp, w, o);
     if (st != MD_OK)
         return st;
-    if ((st = md_unet_init(u, &cfg, o->seed)) != MD_OK) {
-        corpus_free(&c);
-        return st;
+    md_unet_corpus_normalise(&c, MD_AUDIOGEN_SIZE, &cfg);
+    if ((st = md_unet_init(u, &cfg, o->seed)) == MD_OK) {
+        md_unet_train_opts to = {o->steps, o->batch, o->lr, o->drop_cond, o->ema, o->seed,
+                                 o->progress, o->user, o->cancel};
+        if ((st = md_unet_train(u, &c, &to)) != MD_OK)
+            md_unet_free(u);
     }
-    const int B = o->batch;
-    const int64_t D = MD_SPACE_DIM, size = MD_AUDIOGEN_SIZE;
-    float *x0 = malloc(sizeof(float) * (size_t)(B * size));
-    float *xt = malloc(sizeof(float) * (size_t)(B * size));
-    float *v = malloc(sizeof(float) * (size_t)(B * size));
-    float *cond = malloc(sizeof(float) * (size_t)(B * D));
-    float *t = malloc(sizeof(float) * (size_t)B);
-    md_graph *g = md_graph_new((size_t)1 << 28);
-    md_adamw opt;
-    md_ema ema;
-    bool have_opt = false, have_ema = false;
-    if (!x0 || !xt || !v || !cond || !t || !g)
-        st = MD_ERR_ALLOC;
-    if (st == MD_OK && (st = md_adamw_init(&opt, u->ps, 0.9f, 0.99f, 1e-8f, 0.f)) == MD_OK)
-        have_opt = true;
-    if (st == MD_OK && (st = md_ema_init(&ema, u->ps, o->ema)) == MD_OK)
-        have_ema = true;
-    md_rng r;
-    md_rng_init(&r, o->seed * 13 + 5);
-    for (int64_t step = 0; step < o->steps && st == MD_OK; step++) {
-        if (o->cancel && *o->cancel) {
-            st = MD_ABORTED;
-            break;
-        }
-        for (int b = 0; b < B; b++) {
-            const int k = (int)md_rng_below(&r, (uint32_t)c.n);
-            memcpy(x0 + size * b, c.x + (size_t)k * size, sizeof(float) * (size_t)size);
-            /* stratified times: every batch spans the whole schedule */
-            t[b] = ((float)b + md_rng_uniform(&r)) / (float)B;
-            float uu = md_rng_uniform(&r);
-            const float *src;
-            if (uu < o->drop_cond)
-                src = NULL;
-            else if (uu < o->drop_cond + 0.3f)
-                src = c.cemb + D * k;
-            else if (uu < o->drop_cond + 0.6f)
-                src = c.bank + ((size_t)c.digit[k] * DIGIT_BANK + md_rng_below(&r, DIGIT_BANK)) * (size_t)D;
-            else
-                src = c.aemb + D * k;
-            if (src)
-                memcpy(cond + D * b, src, sizeof(float) * (size_t)D);
-            else
-                memset(cond + D * b, 0, sizeof(float) * (size_t)D);
-        }
-        md_unet_noise(x0, B, size, t, md_hash64(o->seed * 0x9e37u + (uint64_t)step), xt, v);
-        md_graph_reset(g);
-        md_paramset_zero_grad(u->ps);
-        md_tensor *xtt = md_tensor_wrap(g, MD_F32, xt, 4, (int64_t[]){B, 1, MELS, WIDTH});
-        md_tensor *ct = md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){B, D});
-        md_tensor *vt = md_tensor_wrap(g, MD_F32, v, 4, (int64_t[]){B, 1, MELS, WIDTH});
-        md_tensor *loss = md_mse(g, md_unet_forward(g, u, xtt, t, ct), vt);
-        md_graph_backward(g, loss);
-        md_paramset_finish_grads(u->ps);
-        md_clip_grad_norm(u->ps, 1.0f);
-        md_adamw_step(&opt, md_lr_warmup_cosine(step, o->steps / 50 + 1, o->steps, o->lr, o->lr * 0.05f));
-        md_ema_update(&ema);
-        if (o->progress)
-            o->progress("training", step, o->steps, loss->data[0], o->user);
-    }
-    if (st == MD_OK && have_ema)
-        md_ema_swap(&ema);   /* keep the averaged weights */
-    if (g && getenv("MEDLEY_PROFILE"))
-        md_graph_profile_print(g, stderr);
-    if (have_ema)
-        md_ema_free(&ema);
-    if (have_opt)
-        md_adamw_free(&opt);
-    md_graph_free(g);
-    free(t); free(cond); free(v); free(xt); free(x0);
-    corpus_free(&c);
-    if (st != MD_OK)
-        md_unet_free(u);
+    md_unet_corpus_free(&c);
     return st;
 }

@@ -697,6 +697,16 @@ void md_eval_matrix_print(FILE *f, const md_eval_matrix *m)
                     fmt_val(b5, sizeof b5, c->fd_floor, "%.4g", false), glen ? glen : (int)strlen("—"),
                     glen ? c->generator : "—");
         }
+    for (int i = 0; i < MD_MODALITIES; i++) {
+        const md_eval_cell *c = &m->alt_image[i];
+        if (!c->present)
+            continue;
+        const int glen = (int)strnlen(c->generator, sizeof c->generator);
+        fprintf(f, "%s → image (second path): n=%lld, digit %s, attributes %s, FD %s (floor %s), generator %.*s\n",
+                md_modality_names[i], (long long)c->n, fmt_val(b1, sizeof b1, c->digit_acc, "%.1f", true),
+                fmt_val(b2, sizeof b2, c->attr_acc, "%.1f", true), fmt_val(b4, sizeof b4, c->fd, "%.4g", false),
+                fmt_val(b5, sizeof b5, c->fd_floor, "%.4g", false), glen, c->generator);
+    }
     for (int i = 0; i < MD_MODALITIES; i++)
         if (m->cell[i][2].present && m->cell[i][3].present && !isnan(m->av_agree[i]))
             fprintf(f, "%s → video+audio: the clip says the digit the video shows in %.1f%%\n", md_modality_names[i],

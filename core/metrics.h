@@ -79,6 +79,9 @@ typedef struct md_eval_matrix {
      * condition) says the digit the video shows; shown where both the
      * video and the audio cell of that input are present */
     double av_agree[MD_MODALITIES];
+    /* pictures by the second path (diffusion), per input, beside the image
+     * column (the tokens' path) */
+    md_eval_cell alt_image[MD_MODALITIES];
 } md_eval_matrix;
 
 /* Prints the digit-accuracy matrix and one line per present cell with the

@@ -1,6 +1,9 @@
 /* unet.c — see unet.h. */
 #include "unet.h"
+#include "caption.h"
 #include "json.h"
+#include "ops.h"
+#include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
 #include <math.h>
@@ -454,5 +457,139 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
     md_graph_reset(g);
     md_graph_set_grad(g, grad);
     free(x); free(xin); free(conds); free(tt); free(x0);
+    return st;
+}
+
+/* ---- training ---- */
+
+void md_unet_corpus_free(md_unet_corpus *c)
+{
+    free(c->x);
+    free(c->own);
+    free(c->caption);
+    free(c->bank);
+    free(c->digit);
+    memset(c, 0, sizeof *c);
+}
+
+md_status md_unet_corpus_bank(md_unet_corpus *c, const md_space *sp, md_graph *g, uint64_t seed)
+{
+    const int64_t D = MD_SPACE_DIM;
+    c->bank_per_digit = MD_UNET_BANK;
+    c->bank = malloc(sizeof(float) * (size_t)(10 * MD_UNET_BANK * D));
+    if (!c->bank)
+        return MD_ERR_ALLOC;
+    char caps[MD_UNET_BANK][MD_CAPTION_MAX];
+    const char *cp[MD_UNET_BANK];
+    md_status st = MD_OK;
+    for (int d = 0; d < 10 && st == MD_OK; d++) {
+        for (int k = 0; k < MD_UNET_BANK && st == MD_OK; k++) {
+            st = md_caption_digit((md_world_kind)(k % 3), d, md_hash64(seed * 977 + (uint64_t)(d * 100 + k)), caps[k],
+                                  MD_CAPTION_MAX);
+            cp[k] = caps[k];
+        }
+        if (st == MD_OK)
+            st = md_space_embed(sp, g, MD_MOD_TEXT, cp, MD_UNET_BANK, c->bank + (size_t)d * MD_UNET_BANK * D);
+    }
+    return st;
+}
+
+void md_unet_corpus_normalise(md_unet_corpus *c, int64_t size, md_unet_config *cfg)
+{
+    double s1 = 0, s2 = 0;
+    const int64_t tot = (int64_t)c->n * size;
+    for (int64_t i = 0; i < tot; i++) {
+        s1 += c->x[i];
+        s2 += (double)c->x[i] * c->x[i];
+    }
+    double mean = tot ? s1 / (double)tot : 0.0, var = tot ? s2 / (double)tot - mean * mean : 1.0;
+    cfg->shift = (float)mean;
+    cfg->scale = (float)(1.0 / sqrt(var > 1e-8 ? var : 1e-8));
+    for (int64_t i = 0; i < tot; i++)
+        c->x[i] = (c->x[i] - cfg->shift) * cfg->scale;
+}
+
+md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train_opts *o)
+{
+    if (o->steps < 1 || o->batch < 2 || !(o->lr > 0.f) || !(o->drop_cond >= 0.f && o->drop_cond < 1.f) ||
+        !(o->ema >= 0.f && o->ema < 1.f) || c->n < 1) {
+        md_log(MD_LOG_ERROR, "diffusion training: steps >= 1, batch >= 2, lr > 0, drop_cond and ema in [0, 1), "
+                             "a corpus of at least one item");
+        return MD_ERR_INVALID;
+    }
+    const int B = o->batch;
+    const int64_t D = MD_SPACE_DIM, size = md_unet_size(u);
+    float *x0 = malloc(sizeof(float) * (size_t)(B * size));
+    float *xt = malloc(sizeof(float) * (size_t)(B * size));
+    float *v = malloc(sizeof(float) * (size_t)(B * size));
+    float *cond = malloc(sizeof(float) * (size_t)(B * D));
+    float *t = malloc(sizeof(float) * (size_t)B);
+    md_graph *g = md_graph_new((size_t)1 << 28);
+    md_adamw opt;
+    md_ema ema;
+    bool have_opt = false, have_ema = false;
+    md_status st = x0 && xt && v && cond && t && g ? MD_OK : MD_ERR_ALLOC;
+    if (st == MD_OK && (st = md_adamw_init(&opt, u->ps, 0.9f, 0.99f, 1e-8f, 0.f)) == MD_OK)
+        have_opt = true;
+    if (st == MD_OK && (st = md_ema_init(&ema, u->ps, o->ema)) == MD_OK)
+        have_ema = true;
+    md_rng r;
+    md_rng_init(&r, o->seed * 13 + 5);
+    for (int64_t step = 0; step < o->steps && st == MD_OK; step++) {
+        if (o->cancel && *o->cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        for (int b = 0; b < B; b++) {
+            const int k = (int)md_rng_below(&r, (uint32_t)c->n);
+            memcpy(x0 + size * b, c->x + (size_t)k * (size_t)size, sizeof(float) * (size_t)size);
+            /* stratified times: every batch spans the whole schedule */
+            t[b] = ((float)b + md_rng_uniform(&r)) / (float)B;
+            float uu = md_rng_uniform(&r);
+            const float *src;
+            if (uu < o->drop_cond)
+                src = NULL;
+            else if (uu < o->drop_cond + 0.3f)
+                src = c->caption + D * k;
+            else if (uu < o->drop_cond + 0.6f)
+                src = c->bank + ((size_t)c->digit[k] * (size_t)c->bank_per_digit +
+                                 md_rng_below(&r, (uint32_t)c->bank_per_digit)) * (size_t)D;
+            else
+                src = c->own + D * k;
+            if (src)
+                memcpy(cond + D * b, src, sizeof(float) * (size_t)D);
+            else
+                memset(cond + D * b, 0, sizeof(float) * (size_t)D);
+        }
+        md_unet_noise(x0, B, size, t, md_hash64(o->seed * 0x9e37u + (uint64_t)step), xt, v);
+        md_graph_reset(g);
+        md_paramset_zero_grad(u->ps);
+        const int64_t shp[4] = {B, u->cfg.cin, u->cfg.h, u->cfg.w};
+        md_tensor *xtt = md_tensor_wrap(g, MD_F32, xt, 4, shp);
+        md_tensor *ct = md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){B, D});
+        md_tensor *vt = md_tensor_wrap(g, MD_F32, v, 4, shp);
+        md_tensor *loss = md_mse(g, md_unet_forward(g, u, xtt, t, ct), vt);
+        md_graph_backward(g, loss);
+        md_paramset_finish_grads(u->ps);
+        md_clip_grad_norm(u->ps, 1.0f);
+        md_adamw_step(&opt, md_lr_warmup_cosine(step, o->steps / 50 + 1, o->steps, o->lr, o->lr * 0.05f));
+        md_ema_update(&ema);
+        if (o->progress)
+            o->progress("training", step, o->steps, loss->data[0], o->user);
+    }
+    if (st == MD_OK && have_ema)
+        md_ema_swap(&ema);   /* keep the averaged weights */
+    if (g && getenv("MEDLEY_PROFILE"))
+        md_graph_profile_print(g, stderr);
+    if (have_ema)
+        md_ema_free(&ema);
+    if (have_opt)
+        md_adamw_free(&opt);
+    md_graph_free(g);
+    free(t);
+    free(cond);
+    free(v);
+    free(xt);
+    free(x0);
     return st;
 }

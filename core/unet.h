@@ -35,6 +35,7 @@
 
 #include "nn.h"
 #include "space.h"
+#include "world.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,6 +90,49 @@ double md_unet_alpha_bar(double t);
  * noise from (seed, position): xt = √ᾱ x0 + √(1-ᾱ) ε and the target v. */
 void md_unet_noise(const float *x0, int64_t n, int64_t size, const float *t, uint64_t seed, float *xt,
                    float *v);
+
+/* ---- training ---- */
+
+/* What a diffusion model learns from: n items of data (normalised, [n,
+ * size]) with, for each, the conditions it may be trained under: its own
+ * embedding in the space, a caption's, and digit-only captions of its
+ * digit from a bank (bank_per_digit rows per digit, [10, bank_per_digit,
+ * MD_SPACE_DIM]). */
+typedef struct md_unet_corpus {
+    int n;
+    float *x;
+    float *own, *caption;            /* [n, MD_SPACE_DIM] */
+    float *bank;
+    int bank_per_digit;
+    int *digit;                      /* [n] */
+} md_unet_corpus;
+
+void md_unet_corpus_free(md_unet_corpus *c);
+/* Fills c->bank with MD_UNET_BANK digit-only captions per digit, worded
+ * for every kind (image, audio, video), embedded by sp. */
+#define MD_UNET_BANK 24
+md_status md_unet_corpus_bank(md_unet_corpus *c, const md_space *sp, md_graph *g, uint64_t seed);
+/* Measures shift and scale on c->x (mean and 1/std) into cfg and
+ * normalises c->x with them. */
+void md_unet_corpus_normalise(md_unet_corpus *c, int64_t size, md_unet_config *cfg);
+
+typedef struct md_unet_train_opts {
+    int64_t steps;
+    int batch;
+    float lr;                        /* peak; warmup steps/50, cosine to 1/20 */
+    float drop_cond;                 /* share trained with no condition (zeros) */
+    float ema;                       /* decay of the weight average kept at the end */
+    uint64_t seed;
+    void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
+    void *user;
+    const volatile int *cancel;
+} md_unet_train_opts;
+
+/* Trains u (initialised, of c's data shape) with v-prediction: each item
+ * drawn under no condition (drop_cond), its caption (30%), a digit caption
+ * of the bank (30%) or its own embedding (the rest); times stratified over
+ * the batch. On MD_OK u holds the EMA weights. */
+md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train_opts *o);
 
 /* ---- DDIM sampling ---- */
 typedef struct md_unet_sample_opts {

@@ -1,0 +1,347 @@
+/* cmd_diffusion.c — the diffusion models: `medley train audio` (the audio
+ * decoder, core/audiogen.h) and `medley train diffusion` (the latent
+ * diffusion decoder for pictures, core/imagegen.h), each with a quick check
+ * of what it makes from digit prompts. */
+#include "audiogen.h"
+#include "imagegen.h"
+#include "tokens.h"
+#include "caption.h"
+#include "commands.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ag_ctx {
+    double t0;
+    float ema;
+    int64_t every;
+} ag_ctx;
+
+static void ag_progress(const char *stage, int64_t step, int64_t steps, float loss, void *user)
+{
+    ag_ctx *c = user;
+    if (strcmp(stage, "training") != 0) {
+        if (step == steps)
+            printf("  %s %lld/%lld  %.0f s\n", stage, (long long)step, (long long)steps,
+                   md_time_now() - c->t0);
+        fflush(stdout);
+        return;
+    }
+    c->ema = step == 0 ? loss : 0.98f * c->ema + 0.02f * loss;
+    if ((step + 1) % c->every == 0 || step + 1 == steps) {
+        printf("  step %lld/%lld  loss %.4f  %.0f s\n", (long long)step + 1, (long long)steps, c->ema,
+               md_time_now() - c->t0);
+        fflush(stdout);
+    }
+}
+
+int medley_audio_check(const md_unet *u, const md_space *sp, const md_judge *judge, int per_digit, int steps,
+                       float guidance, double *acc);
+
+/* per_digit clips for each digit from validation-style digit prompts,
+ * vocoded and read by the audio judge: the share whose digit is heard. */
+int medley_audio_check(const md_unet *u, const md_space *sp, const md_judge *judge, int per_digit, int steps,
+                       float guidance, double *acc)
+{
+    const int n = 10 * per_digit;
+    const int64_t D = MD_SPACE_DIM, jsz = md_judge_input_size(MD_WORLD_AUDIO);
+    float *cond = malloc(sizeof(float) * (size_t)(n * D));
+    float *x = malloc(sizeof(float) * MD_AUDIOGEN_SIZE);
+    float *audio = malloc(sizeof(float) * MD_WORLD_AUDIO_SAMPLES);
+    float *jx = malloc(sizeof(float) * (size_t)(n * jsz));
+    int(*attrs)[MD_ATTR_COUNT] = malloc(sizeof(int[MD_ATTR_COUNT]) * (size_t)n);
+    char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * (size_t)n);
+    const char **cp = malloc(sizeof *cp * (size_t)n);
+    md_graph *g = md_graph_new((size_t)1 << 26);
+    md_status st = cond && x && audio && jx && attrs && caps && cp && g ? MD_OK : MD_ERR_ALLOC;
+    for (int i = 0; i < n && st == MD_OK; i++) {
+        st = md_caption_digit(MD_WORLD_AUDIO, i % 10, 0xa0d10u + (uint64_t)i, caps[i], MD_CAPTION_MAX);
+        cp[i] = caps[i];
+    }
+    if (st == MD_OK)
+        st = md_space_embed(sp, g, MD_MOD_TEXT, cp, n, cond);
+    md_unet_sample_opts so = {.steps = steps, .guidance = guidance, .eta = 0.f};
+    for (int i = 0; i < n && st == MD_OK; i++) {
+        st = md_unet_sample(u, g, cond + D * i, 1, &so, 1000 + (uint64_t)i, NULL, NULL, NULL, x);
+        if (st == MD_OK)
+            st = md_audiogen_vocode(x, 48, (uint64_t)i, NULL, audio);
+        if (st == MD_OK)
+            st = md_judge_prep_audio(audio, jx + jsz * i);
+    }
+    if (st == MD_OK)
+        st = md_judge_read(judge, g, jx, n, attrs, NULL);
+    int right = 0;
+    for (int i = 0; i < n && st == MD_OK; i++)
+        right += attrs[i][MD_ATTR_DIGIT] == i % 10;
+    *acc = st == MD_OK ? (double)right / n : NAN;
+    md_graph_free(g);
+    free(cp); free(caps); free(attrs); free(jx); free(audio); free(x); free(cond);
+    return st == MD_OK ? 0 : 1;
+}
+
+int medley_cmd_train_audio(int argc, char **argv)
+{
+    const char *data = NULL, *out = NULL, *models = NULL;
+    md_audiogen_train_opts o;
+    md_audiogen_train_default_opts(&o);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        long v;
+        double f;
+        if (!val) {
+            fprintf(stderr, "medley train audio: %s needs a value\n", a);
+            return 2;
+        }
+        if (strcmp(a, "--data") == 0)
+            data = val;
+        else if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0)
+            out = val;
+        else if (strcmp(a, "--models") == 0)
+            models = val;
+        else if (strcmp(a, "--seed") == 0) {
+            if (medley_parse_int(a, val, 0, 2147483647L, &v)) return 2;
+            o.seed = (uint64_t)v;
+        } else if (strcmp(a, "--steps") == 0) {
+            if (medley_parse_int(a, val, 1, 10000000L, &v)) return 2;
+            o.steps = v;
+        } else if (strcmp(a, "--batch") == 0) {
+            if (medley_parse_int(a, val, 2, 1024, &v)) return 2;
+            o.batch = (int)v;
+        } else if (strcmp(a, "--corpus") == 0) {
+            if (medley_parse_int(a, val, 2, 1000000L, &v)) return 2;
+            o.corpus = (int)v;
+        } else if (strcmp(a, "--ch") == 0) {
+            if (medley_parse_int(a, val, 8, 256, &v)) return 2;
+            if (v % 8) {
+                fprintf(stderr, "medley train audio: --ch %ld is not a multiple of 8\n", v);
+                return 2;
+            }
+            o.ch = (int)v;
+        } else if (strcmp(a, "--lr") == 0) {
+            if (medley_parse_double(a, val, 1e-6, 1.0, &f)) return 2;
+            o.lr = (float)f;
+        } else {
+            fprintf(stderr, "medley train audio: unknown option \"%s\"\n", a);
+            return 2;
+        }
+        i++;
+    }
+    if (!(out = medley_output_dir(out, "medley train audio")))
+        return 1;
+    const char *dir = medley_models_dir(models);
+    char path[4096];
+    md_space sp;
+    snprintf(path, sizeof path, "%s/space.safetensors", dir);
+    if (md_space_load(&sp, path) != MD_OK) {
+        fprintf(stderr, "medley train audio: %s (train it with 'medley train space')\n", md_last_error());
+        return 1;
+    }
+    md_judge judge;
+    snprintf(path, sizeof path, "%s/judge-audio.safetensors", dir);
+    bool have_judge = md_judge_load(&judge, path, MD_WORLD_AUDIO) == MD_OK;
+    md_world w;
+    if (md_world_open(data, &w) != MD_OK) {
+        fprintf(stderr, "medley: %s\n", md_last_error());
+        if (have_judge)
+            md_judge_free(&judge);
+        md_space_free(&sp);
+        return 1;
+    }
+    printf("training the audio decoder (diffusion over 40x104 log-mels, ch %d): %lld steps of %d from %d clips; "
+           "%d threads\n", o.ch, (long long)o.steps, o.batch, o.corpus, md_threads_get());
+    fflush(stdout);
+    ag_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
+    o.progress = ag_progress;
+    o.user = &c;
+    o.cancel = &medley_cancel;
+    md_unet u;
+    md_status st = md_audiogen_train(&u, &sp, &w, &o);
+    double secs = md_time_now() - c.t0;
+    if (st == MD_OK) {
+        printf("  audio decoder: %lld parameters\n", (long long)md_paramset_numel(u.ps));
+        char recipe[512];
+        snprintf(path, sizeof path, "%s/audiogen.safetensors", out);
+        snprintf(recipe, sizeof recipe,
+                 "{\"command\":\"medley train audio\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,\"ch\":%d,"
+                 "\"corpus\":%d,\"ema\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
+                 (long long)o.steps, o.batch, (double)o.lr, o.ch, o.corpus, (double)o.ema,
+                 (unsigned long long)o.seed, secs, md_threads_get());
+        st = md_unet_save(&u, path, MD_AUDIOGEN_MODEL, recipe, w.data_hash);
+        if (st == MD_OK)
+            printf("saved %s (%.0f s in all)\n", path, secs);
+        double acc;
+        if (st == MD_OK && have_judge && medley_audio_check(&u, &sp, &judge, 2, 25, 3.f, &acc) == 0)
+            printf("  audio judge hears the asked digit in %.0f%% of 20 clips from digit prompts\n", 100 * acc);
+        md_unet_free(&u);
+    }
+    if (st != MD_OK)
+        fprintf(stderr, "medley train audio: %s\n", st == MD_ABORTED ? "cancelled" : md_last_error());
+    if (have_judge)
+        md_judge_free(&judge);
+    md_world_close(&w);
+    md_space_free(&sp);
+    return st == MD_OK ? 0 : st == MD_ABORTED ? 130 : 1;
+}
+
+/* per_digit pictures for each digit from digit prompts, decoded and read
+ * by the image judge: the share showing the asked digit. */
+int medley_image_check(const md_unet *u, const md_space *sp, const md_vqgan *vq, const md_judge *judge,
+                       int per_digit, int steps, float guidance, double *acc);
+int medley_image_check(const md_unet *u, const md_space *sp, const md_vqgan *vq, const md_judge *judge,
+                       int per_digit, int steps, float guidance, double *acc)
+{
+    const int n = 10 * per_digit;
+    const int64_t D = MD_SPACE_DIM, jsz = md_judge_input_size(MD_WORLD_IMAGE), isz = 3 * 64 * 64;
+    float *cond = malloc(sizeof(float) * (size_t)(n * D));
+    float *z = malloc(sizeof(float) * MD_IMAGEGEN_SIZE);
+    int32_t codes[MD_VQ_TOKENS];
+    float *px = malloc(sizeof(float) * (size_t)isz);
+    uint8_t rgb[64 * 64 * 3];
+    float *jx = malloc(sizeof(float) * (size_t)(n * jsz));
+    int(*attrs)[MD_ATTR_COUNT] = malloc(sizeof(int[MD_ATTR_COUNT]) * (size_t)n);
+    char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * (size_t)n);
+    const char **cp = malloc(sizeof *cp * (size_t)n);
+    md_graph *g = md_graph_new((size_t)1 << 26);
+    md_status st = cond && z && px && jx && attrs && caps && cp && g ? MD_OK : MD_ERR_ALLOC;
+    for (int i = 0; i < n && st == MD_OK; i++) {
+        st = md_caption_digit(MD_WORLD_IMAGE, i % 10, 0xa0d10u + (uint64_t)i, caps[i], MD_CAPTION_MAX);
+        cp[i] = caps[i];
+    }
+    if (st == MD_OK)
+        st = md_space_embed(sp, g, MD_MOD_TEXT, cp, n, cond);
+    md_unet_sample_opts so = {.steps = steps, .guidance = guidance, .eta = 0.f};
+    for (int i = 0; i < n && st == MD_OK; i++) {
+        st = md_unet_sample(u, g, cond + D * i, 1, &so, 1000 + (uint64_t)i, NULL, NULL, NULL, z);
+        if (st == MD_OK)
+            st = md_imagegen_codes(vq, g, z, 1, codes);
+        if (st == MD_OK)
+            st = md_vqgan_detokenize(vq, g, codes, 1, px);
+        if (st == MD_OK) {
+            md_vqgan_to_rgb(px, rgb);
+            md_judge_prep_rgb(rgb, jx + jsz * i);
+        }
+    }
+    if (st == MD_OK)
+        st = md_judge_read(judge, g, jx, n, attrs, NULL);
+    int right = 0;
+    for (int i = 0; i < n && st == MD_OK; i++)
+        right += attrs[i][MD_ATTR_DIGIT] == i % 10;
+    *acc = st == MD_OK ? (double)right / n : NAN;
+    md_graph_free(g);
+    free(cp); free(caps); free(attrs); free(jx); free(px); free(z); free(cond);
+    return st == MD_OK ? 0 : 1;
+}
+
+int medley_cmd_train_diffusion(int argc, char **argv)
+{
+    const char *data = NULL, *out = NULL, *models = NULL;
+    md_imagegen_train_opts o;
+    md_imagegen_train_default_opts(&o);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        long v;
+        double f;
+        if (!val) {
+            fprintf(stderr, "medley train diffusion: %s needs a value\n", a);
+            return 2;
+        }
+        if (strcmp(a, "--data") == 0)
+            data = val;
+        else if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0)
+            out = val;
+        else if (strcmp(a, "--models") == 0)
+            models = val;
+        else if (strcmp(a, "--seed") == 0) {
+            if (medley_parse_int(a, val, 0, 2147483647L, &v)) return 2;
+            o.seed = (uint64_t)v;
+        } else if (strcmp(a, "--steps") == 0) {
+            if (medley_parse_int(a, val, 1, 10000000L, &v)) return 2;
+            o.steps = v;
+        } else if (strcmp(a, "--batch") == 0) {
+            if (medley_parse_int(a, val, 2, 1024, &v)) return 2;
+            o.batch = (int)v;
+        } else if (strcmp(a, "--corpus") == 0) {
+            if (medley_parse_int(a, val, 2, 1000000L, &v)) return 2;
+            o.corpus = (int)v;
+        } else if (strcmp(a, "--ch") == 0) {
+            if (medley_parse_int(a, val, 8, 256, &v)) return 2;
+            if (v % 8) {
+                fprintf(stderr, "medley train diffusion: --ch %ld is not a multiple of 8\n", v);
+                return 2;
+            }
+            o.ch = (int)v;
+        } else if (strcmp(a, "--lr") == 0) {
+            if (medley_parse_double(a, val, 1e-6, 1.0, &f)) return 2;
+            o.lr = (float)f;
+        } else {
+            fprintf(stderr, "medley train diffusion: unknown option \"%s\"\n", a);
+            return 2;
+        }
+        i++;
+    }
+    if (!(out = medley_output_dir(out, "medley train diffusion")))
+        return 1;
+    const char *dir = medley_models_dir(models);
+    char path[4096];
+    md_space sp;
+    md_vqgan vq;
+    snprintf(path, sizeof path, "%s/space.safetensors", dir);
+    if (md_space_load(&sp, path) != MD_OK) {
+        fprintf(stderr, "medley train diffusion: %s (train it with 'medley train space')\n", md_last_error());
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/vqgan.safetensors", dir);
+    if (md_vqgan_load(&vq, path) != MD_OK) {
+        fprintf(stderr, "medley train diffusion: %s (train it with 'medley train vqgan')\n", md_last_error());
+        md_space_free(&sp);
+        return 1;
+    }
+    md_judge judge;
+    snprintf(path, sizeof path, "%s/judge-image.safetensors", dir);
+    bool have_judge = md_judge_load(&judge, path, MD_WORLD_IMAGE) == MD_OK;
+    md_world w;
+    if (md_world_open(data, &w) != MD_OK) {
+        fprintf(stderr, "medley: %s\n", md_last_error());
+        if (have_judge)
+            md_judge_free(&judge);
+        md_vqgan_free(&vq);
+        md_space_free(&sp);
+        return 1;
+    }
+    printf("training the latent diffusion decoder (over the tokenizer's 32x16x16 latents, ch %d): %lld steps of %d "
+           "from %d images; %d threads\n", o.ch, (long long)o.steps, o.batch, o.corpus, md_threads_get());
+    fflush(stdout);
+    ag_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
+    o.progress = ag_progress;
+    o.user = &c;
+    o.cancel = &medley_cancel;
+    md_unet u;
+    md_status st = md_imagegen_train(&u, &sp, &vq, &w, &o);
+    double secs = md_time_now() - c.t0;
+    if (st == MD_OK) {
+        printf("  latent diffusion: %lld parameters\n", (long long)md_paramset_numel(u.ps));
+        char recipe[512];
+        snprintf(path, sizeof path, "%s/imagegen.safetensors", out);
+        snprintf(recipe, sizeof recipe,
+                 "{\"command\":\"medley train diffusion\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,\"ch\":%d,"
+                 "\"corpus\":%d,\"ema\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
+                 (long long)o.steps, o.batch, (double)o.lr, o.ch, o.corpus, (double)o.ema,
+                 (unsigned long long)o.seed, secs, md_threads_get());
+        st = md_unet_save(&u, path, MD_IMAGEGEN_MODEL, recipe, w.data_hash);
+        if (st == MD_OK)
+            printf("saved %s (%.0f s in all)\n", path, secs);
+        double acc;
+        if (st == MD_OK && have_judge && medley_image_check(&u, &sp, &vq, &judge, 2, 25, 3.f, &acc) == 0)
+            printf("  image judge sees the asked digit in %.0f%% of 20 pictures from digit prompts\n", 100 * acc);
+        md_unet_free(&u);
+    }
+    if (st != MD_OK)
+        fprintf(stderr, "medley train diffusion: %s\n", st == MD_ABORTED ? "cancelled" : md_last_error());
+    if (have_judge)
+        md_judge_free(&judge);
+    md_world_close(&w);
+    md_vqgan_free(&vq);
+    md_space_free(&sp);
+    return st == MD_OK ? 0 : st == MD_ABORTED ? 130 : 1;
+}

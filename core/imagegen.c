@@ -1,0 +1,165 @@
+/* imagegen.c — see imagegen.h. */
+#include "imagegen.h"
+#include "caption.h"
+#include "judge.h"
+#include "ops.h"
+#include "rng.h"
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S MD_WORLD_SIZE
+#define CHUNK 64
+
+md_unet_config md_imagegen_config(int ch)
+{
+    md_unet_config c = {.cin = MD_VQ_DIM, .h = MD_VQ_GRID, .w = MD_VQ_GRID, .ch = ch, .cond_tokens = 4,
+                        .shift = 0.f, .scale = 1.f};
+    return c;
+}
+
+md_status md_imagegen_latents(const md_vqgan *vq, md_graph *g, const float *x, int64_t n, float *z)
+{
+    bool grad = md_graph_grad_enabled(g);
+    md_graph_set_grad(g, false);
+    const int64_t isz = (int64_t)3 * S * S;
+    for (int64_t i0 = 0; i0 < n; i0 += 16) {
+        const int64_t nb = n - i0 < 16 ? n - i0 : 16;
+        md_graph_reset(g);
+        md_tensor *xt = md_tensor_wrap(g, MD_F32, (void *)(x + i0 * isz), 4, (int64_t[]){nb, 3, S, S});
+        const float *e = md_vqgan_encode(g, vq, xt)->data;   /* [nb*256, D], position-major */
+        for (int64_t b = 0; b < nb; b++)
+            for (int p = 0; p < MD_VQ_TOKENS; p++)
+                for (int d = 0; d < MD_VQ_DIM; d++)
+                    z[(i0 + b) * MD_IMAGEGEN_SIZE + (int64_t)d * MD_VQ_TOKENS + p] =
+                        e[(b * MD_VQ_TOKENS + p) * MD_VQ_DIM + d];
+    }
+    md_graph_reset(g);
+    md_graph_set_grad(g, grad);
+    return MD_OK;
+}
+
+md_status md_imagegen_codes(const md_vqgan *vq, md_graph *g, const float *z, int64_t n, int32_t *codes)
+{
+    bool grad = md_graph_grad_enabled(g);
+    md_graph_set_grad(g, false);
+    md_graph_reset(g);
+    md_tensor *rows = md_tensor_new(g, MD_F32, 2, (int64_t[]){n * MD_VQ_TOKENS, MD_VQ_DIM}, false);
+    if (!rows) {
+        md_graph_set_grad(g, grad);
+        return MD_ERR_ALLOC;
+    }
+    for (int64_t b = 0; b < n; b++)
+        for (int p = 0; p < MD_VQ_TOKENS; p++)
+            for (int d = 0; d < MD_VQ_DIM; d++)
+                rows->data[(b * MD_VQ_TOKENS + p) * MD_VQ_DIM + d] =
+                    z[b * MD_IMAGEGEN_SIZE + (int64_t)d * MD_VQ_TOKENS + p];
+    /* unit rows against unit codes: the nearest by L2 is the nearest by cosine */
+    md_vq_result q = md_vq(g, md_l2_normalize(g, rows, 1e-6f), md_vqgan_codes(g, vq));
+    memcpy(codes, md_i32(q.indices), sizeof(int32_t) * (size_t)(n * MD_VQ_TOKENS));
+    md_graph_reset(g);
+    md_graph_set_grad(g, grad);
+    return MD_OK;
+}
+
+void md_imagegen_train_default_opts(md_imagegen_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->steps = 3000;
+    o->batch = 48;
+    o->lr = 1.5e-3f;
+    o->drop_cond = 0.1f;
+    o->ema = 0.995f;
+    o->corpus = 6000;
+    o->ch = 64;
+    o->seed = 1;
+}
+
+static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vqgan *vq, const md_world *w,
+                              const md_imagegen_train_opts *o)
+{
+    memset(c, 0, sizeof *c);
+    const int n = c->n = o->corpus;
+    const int64_t D = MD_SPACE_DIM, isz = md_space_input_size(MD_MOD_IMAGE), qsz = (int64_t)3 * S * S,
+                  T = md_threads_get();
+    c->x = malloc(sizeof(float) * (size_t)n * MD_IMAGEGEN_SIZE);
+    c->own = malloc(sizeof(float) * (size_t)(n * D));
+    c->caption = malloc(sizeof(float) * (size_t)(n * D));
+    c->digit = malloc(sizeof(int) * (size_t)n);
+    float *qx = malloc(sizeof(float) * (size_t)(qsz * CHUNK));
+    float *sx = malloc(sizeof(float) * (size_t)(isz * CHUNK));
+    uint8_t *rgb = malloc((size_t)S * S * 3 * (size_t)T);
+    char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * CHUNK);
+    const char *cp[CHUNK];
+    md_graph *g = md_graph_new((size_t)1 << 26);
+    md_status st = c->x && c->own && c->caption && c->digit && qx && sx && rgb && caps && g ? MD_OK : MD_ERR_ALLOC;
+    for (int i0 = 0; i0 < n && st == MD_OK; i0 += CHUNK) {
+        if (o->cancel && *o->cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        const int nb = n - i0 < CHUNK ? n - i0 : CHUNK;
+        volatile int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads((int)T)
+        for (int b = 0; b < nb; b++) {
+            md_world_sample s;
+            uint8_t *px = rgb + (size_t)S * S * 3 * (size_t)omp_get_thread_num();
+            if (md_world_draw(w, o->seed, MD_SPLIT_TRAIN, MD_WORLD_IMAGE, i0 + b, &s) != MD_OK ||
+                md_caption_make(&s, (int)(md_hash64(o->seed * 31 + (uint64_t)(i0 + b)) % 1000), caps[b],
+                                MD_CAPTION_MAX, NULL) != MD_OK) {
+                bad = 1;
+                continue;
+            }
+            c->digit[i0 + b] = s.attr[MD_ATTR_DIGIT];
+            md_world_render_image(w, &s, px);
+            md_vqgan_prep_rgb(px, qx + qsz * b);
+            md_judge_prep_rgb(px, sx + isz * b);
+            cp[b] = caps[b];
+        }
+        if (bad) {
+            st = MD_ERR;
+            break;
+        }
+        st = md_imagegen_latents(vq, g, qx, nb, c->x + (size_t)i0 * MD_IMAGEGEN_SIZE);
+        if (st == MD_OK)
+            st = md_space_embed(sp, g, MD_MOD_IMAGE, sx, nb, c->own + (size_t)i0 * D);
+        if (st == MD_OK)
+            st = md_space_embed(sp, g, MD_MOD_TEXT, cp, nb, c->caption + (size_t)i0 * D);
+        if (o->progress && st == MD_OK)
+            o->progress("encoding images", i0 + nb, n, 0.f, o->user);
+    }
+    if (st == MD_OK)
+        st = md_unet_corpus_bank(c, sp, g, o->seed);
+    md_graph_free(g);
+    free(caps);
+    free(rgb);
+    free(sx);
+    free(qx);
+    if (st != MD_OK)
+        md_unet_corpus_free(c);
+    return st;
+}
+
+md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, const md_world *w,
+                            const md_imagegen_train_opts *o)
+{
+    memset(u, 0, sizeof *u);
+    if (o->corpus < 2 || o->batch < 2) {
+        md_log(MD_LOG_ERROR, "image diffusion training: corpus and batch >= 2");
+        return MD_ERR_INVALID;
+    }
+    md_unet_config cfg = md_imagegen_config(o->ch);
+    md_unet_corpus c;
+    md_status st = corpus_build(&c, sp, vq, w, o);
+    if (st != MD_OK)
+        return st;
+    md_unet_corpus_normalise(&c, MD_IMAGEGEN_SIZE, &cfg);
+    if ((st = md_unet_init(u, &cfg, o->seed)) == MD_OK) {
+        md_unet_train_opts to = {o->steps, o->batch, o->lr, o->drop_cond, o->ema, o->seed,
+                                 o->progress, o->user, o->cancel};
+        if ((st = md_unet_train(u, &c, &to)) != MD_OK)
+            md_unet_free(u);
+    }
+    md_unet_corpus_free(&c);
+    return st;
+}

@@ -1,0 +1,61 @@
+/* imagegen.h — Medley's latent diffusion decoder for pictures: the
+ * conditional U-Net (unet.h) over the image tokenizer's continuous latents
+ * (its encoder's unit vectors before quantisation, laid out
+ * [MD_VQ_DIM, 16, 16]); a sampled latent is snapped position by position to
+ * the nearest code and decoded by the tokenizer's decoder.
+ *
+ *   float z[MD_IMAGEGEN_SIZE * n];
+ *   md_unet_sample(&u, g, cond, n, &so, seed, ...);     // latents
+ *   md_imagegen_codes(&vq, g, z, n, codes);             // [n, 256] codes
+ *   md_vqgan_detokenize(&vq, g, codes, n, pixels);
+ *
+ * Training (md_imagegen_train) encodes a corpus of the demo world's train
+ * images once and conditions each as the audio decoder does: nothing, its
+ * caption, a digit-only caption of any kind, or its own image embedding.
+ */
+#ifndef MEDLEY_IMAGEGEN_H
+#define MEDLEY_IMAGEGEN_H
+
+#include "unet.h"
+#include "vqgan.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MD_IMAGEGEN_SIZE (MD_VQ_DIM * MD_VQ_TOKENS)
+#define MD_IMAGEGEN_MODEL "imagegen"
+
+/* The shipped model's shape: MD_VQ_DIM × 16 × 16, 4 condition tokens. */
+md_unet_config md_imagegen_config(int ch);
+
+/* n prepared images ([n, 3, 64, 64], md_vqgan_prep_rgb) -> latents [n,
+ * MD_IMAGEGEN_SIZE]. g is scratch. */
+md_status md_imagegen_latents(const md_vqgan *vq, md_graph *g, const float *x, int64_t n, float *z);
+/* latents [n, MD_IMAGEGEN_SIZE] -> the nearest code at every position
+ * (cosine), codes [n, 256]. */
+md_status md_imagegen_codes(const md_vqgan *vq, md_graph *g, const float *z, int64_t n, int32_t *codes);
+
+typedef struct md_imagegen_train_opts {
+    int64_t steps;                   /* 3000 */
+    int batch;                       /* 48 */
+    float lr;                        /* 1.5e-3 */
+    float drop_cond;                 /* 0.1 */
+    float ema;                       /* 0.995 */
+    int corpus;                      /* 6000 images */
+    int ch;                          /* 64 */
+    uint64_t seed;
+    void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
+    void *user;
+    const volatile int *cancel;
+} md_imagegen_train_opts;
+
+void md_imagegen_train_default_opts(md_imagegen_train_opts *o);
+/* u uninitialised on entry; on MD_OK it holds the trained (EMA) model. */
+md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, const md_world *w,
+                            const md_imagegen_train_opts *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,148 @@
+/* image_diffusion_gen.c — see image_diffusion_gen.h. */
+#include "image_diffusion_gen.h"
+#include "tokens.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_COUNT };
+
+#define MAX_CANDIDATES 8
+#define PREVIEW_EVERY 5
+
+static const md_gen_param_spec params[P_COUNT] = {
+    {"steps", "DDIM denoising steps", MD_GEN_INT, 25, 1, 200},
+    {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
+    {"eta", "DDIM noise: 0 deterministic, 1 as DDPM", MD_GEN_FLOAT, 0.0, 0.0, 1.0},
+    {"candidates", "draw this many pictures side by side and keep the one the aligned space finds closest to "
+                   "the condition", MD_GEN_INT, 4, 1, MAX_CANDIDATES},
+};
+
+typedef struct idiff_gen {
+    const md_unet *u;
+    const md_vqgan *vq;
+    const md_space *sp;
+    md_graph *g, *gd;                /* sampling; decoding and picking */
+    char model_id[256];
+    float *z, *pix;
+    int32_t *codes;
+    md_image preview;
+    md_gen_progress_fn progress;
+    void *user;
+} idiff_gen;
+
+static void to_image(const float *x, md_image *im)
+{
+    const int hw = MD_WORLD_SIZE * MD_WORLD_SIZE;
+    for (int i = 0; i < hw; i++)
+        for (int c = 0; c < 3; c++) {
+            float v = (x[c * hw + i] + 1.f) * 0.5f;
+            im->pixels[i * 3 + c] = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
+        }
+}
+
+static void on_step(int step, int steps, const float *x0, void *user)
+{
+    idiff_gen *a = user;
+    if (!a->progress)
+        return;
+    const md_image *pv = NULL;
+    if (x0 && md_imagegen_codes(a->vq, a->gd, x0, 1, a->codes) == MD_OK &&
+        md_vqgan_detokenize(a->vq, a->gd, a->codes, 1, a->pix) == MD_OK) {
+        to_image(a->pix, &a->preview);
+        pv = &a->preview;
+    }
+    a->progress("denoising", step + 1, steps, 0.95 * (double)(step + 1) / steps, pv, a->user);
+}
+
+static md_status run(void *self, const md_gen_condition *c, const double *p, uint64_t seed,
+                     md_gen_progress_fn progress, void *user, const volatile int *cancel, md_gen_output *out)
+{
+    idiff_gen *a = self;
+    memset(out, 0, sizeof *out);
+    out->modality = MD_MOD_IMAGE;
+    a->progress = progress;
+    a->user = user;
+    const int n = (int)p[P_CANDIDATES];
+    md_unet_sample_opts so = {(int)p[P_STEPS], (float)p[P_GUIDANCE], (float)p[P_ETA], PREVIEW_EVERY};
+    md_status st = md_unet_sample(a->u, a->g, c->vec, n, &so, seed, on_step, a, cancel, a->z);
+    if (st == MD_OK)
+        st = md_imagegen_codes(a->vq, a->gd, a->z, n, a->codes);
+    int best = 0;
+    if (st == MD_OK && n > 1) {
+        md_tok_picker pk = {a->vq, a->sp, a->gd, c->vec, MD_OK, 0.f};
+        best = md_tok_pick_closest(a->codes, n, &pk);
+        st = pk.st;
+    }
+    if (st == MD_OK && cancel && *cancel)
+        st = MD_ABORTED;
+    if (st == MD_OK)
+        st = md_vqgan_detokenize(a->vq, a->gd, a->codes + (size_t)best * MD_VQ_TOKENS, 1, a->pix);
+    if (st == MD_OK)
+        st = md_image_alloc(&out->image, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
+    if (st == MD_OK) {
+        to_image(a->pix, &out->image);
+        if (progress)
+            progress("decoding", 1, 1, 1.0, NULL, user);
+    }
+    if (st != MD_OK)
+        md_gen_output_free(out);
+    return st;
+}
+
+static void gen_free(void *self)
+{
+    idiff_gen *a = self;
+    if (!a)
+        return;
+    md_graph_free(a->g);
+    md_graph_free(a->gd);
+    free(a->z);
+    free(a->pix);
+    free(a->codes);
+    md_image_free(&a->preview);
+    free(a);
+}
+
+md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, const md_space *sp,
+                                         const char *model_id)
+{
+    const md_unet_config *c = &u->cfg;
+    if (c->cin != MD_VQ_DIM || c->h != MD_VQ_GRID || c->w != MD_VQ_GRID) {
+        md_log(MD_LOG_ERROR, "the image diffusion generator needs a model of %d x %d x %d latents, not %d x %d x %d: "
+                             "retrain it with 'medley train diffusion'",
+               MD_VQ_DIM, MD_VQ_GRID, MD_VQ_GRID, c->cin, c->h, c->w);
+        return NULL;
+    }
+    md_generator *g = calloc(1, sizeof *g);
+    idiff_gen *a = calloc(1, sizeof *a);
+    md_status pst = MD_ERR_ALLOC;
+    if (a) {
+        a->u = u;
+        a->vq = vq;
+        a->sp = sp;
+        snprintf(a->model_id, sizeof a->model_id, "%s", model_id ? model_id : "imagegen");
+        a->g = md_graph_new((size_t)1 << 22);
+        a->gd = md_graph_new((size_t)1 << 22);
+        a->z = malloc(sizeof(float) * MAX_CANDIDATES * MD_IMAGEGEN_SIZE);
+        a->pix = malloc(sizeof(float) * 3 * MD_WORLD_SIZE * MD_WORLD_SIZE);
+        a->codes = malloc(sizeof(int32_t) * MAX_CANDIDATES * MD_VQ_TOKENS);
+        pst = md_image_alloc(&a->preview, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
+    }
+    if (!g || !a || !a->g || !a->gd || !a->z || !a->pix || !a->codes || pst != MD_OK) {
+        md_log(MD_LOG_ERROR, "image diffusion generator: out of memory");
+        gen_free(a);
+        free(g);
+        return NULL;
+    }
+    g->name = "diffusion-image";
+    g->model_id = a->model_id;
+    g->output = MD_MOD_IMAGE;
+    g->params = params;
+    g->nparams = P_COUNT;
+    g->self = a;
+    g->run = run;
+    g->free = gen_free;
+    return g;
+}

@@ -1,0 +1,31 @@
+/* image_diffusion_gen.h — the diffusion path for pictures: DDIM over the
+ * image tokenizer's latents (core/imagegen.h) with classifier-free
+ * guidance, candidates drawn side by side of which the aligned space keeps
+ * the one closest to the condition, snapped to codes and decoded. The token
+ * path (tokens_gen.h) stays beside it; a job picks one per output.
+ *
+ * The caller loads the models (generators never open files) and keeps them
+ * alive while the generator lives.
+ *
+ * Parameters: steps, guidance, eta, candidates; the seed is the run's.
+ * Previews are the decoded estimate of the picture every few steps.
+ */
+#ifndef MEDLEY_IMAGE_DIFFUSION_GEN_H
+#define MEDLEY_IMAGE_DIFFUSION_GEN_H
+
+#include "generator.h"
+#include "imagegen.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* NULL with a message when the model is not of the tokenizer's latent
+ * shape or memory runs out. model_id is copied. */
+md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, const md_space *sp,
+                                         const char *model_id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
