@@ -57,6 +57,7 @@ struct _MedleyWindow {
     GtkCheckButton *want[4];
     GtkSpinButton *seed;
     GtkSpinButton *guidance[4], *temperature[4], *candidates[4], *steps[4];   /* per output (NULL: none) */
+    GtkCheckButton *diffusion_image;  /* pictures by the diffusion path */
     GtkToggleButton *seed_lock;
     GtkListBox *queue_list;
     GtkListBox *history_list;

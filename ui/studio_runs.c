@@ -260,6 +260,8 @@ char *studio_settings_json(MedleyWindow *w)
     md_json_buf_end_array(&b);
     md_json_buf_key(&b, "seed");
     md_json_buf_int(&b, (int64_t)gtk_spin_button_get_value(w->seed));
+    md_json_buf_key(&b, "image_diffusion");
+    md_json_buf_int(&b, gtk_check_button_get_active(w->diffusion_image));
     md_json_buf_key(&b, "seed_locked");
     md_json_buf_int(&b, gtk_toggle_button_get_active(w->seed_lock));
     md_json_buf_key(&b, "params");
@@ -306,6 +308,8 @@ void studio_settings_apply(MedleyWindow *w, const char *json)
     int64_t k;
     if (md_json_int(md_json_get(r, "seed"), &k))
         gtk_spin_button_set_value(w->seed, (double)k);
+    if (md_json_int(md_json_get(r, "image_diffusion"), &k))
+        gtk_check_button_set_active(w->diffusion_image, k != 0);
     if (md_json_int(md_json_get(r, "seed_locked"), &k))
         gtk_toggle_button_set_active(w->seed_lock, k != 0);
     for (size_t i = 0; md_json_type_of(ps) == MD_JSON_OBJECT && i < md_json_len(ps); i++) {
@@ -369,11 +373,14 @@ int64_t studio_runs_generate(MedleyWindow *w)
     if (!gtk_toggle_button_get_active(w->seed_lock))
         gtk_spin_button_set_value(w->seed, (double)g_random_int_range(0, G_MAXINT));
     sj->job.seed = (uint64_t)gtk_spin_button_get_value(w->seed);
+    if (gtk_check_button_get_active(w->diffusion_image))
+        sj->job.route[MD_MOD_IMAGE] = MEDLEY_ROUTE_DIFFUSION;
     /* each chosen output's own parameters */
     for (int m = 0; m < 4; m++)
         for (int q = 0; sj->job.want[m] && q < NPARAM_NAMES; q++) {
             GtkSpinButton *sb = param_spin(w, m, param_names[q]);
-            if (!sb)
+            if (!sb || (m == MD_MOD_IMAGE && sj->job.route[m] == MEDLEY_ROUTE_DIFFUSION &&
+                        strcmp(param_names[q], "temperature") == 0))   /* diffusion has no temperature */
                 continue;
             char name[64], num[64];
             snprintf(name, sizeof name, "%s.%s", mod_names[m], param_names[q]);
@@ -804,6 +811,7 @@ gboolean studio_runs_restore(MedleyWindow *w, const char *job_json, const char *
             gtk_check_button_set_active(w->want[m], j.want[m]);
         gtk_spin_button_set_value(w->seed, (double)j.seed);
         gtk_toggle_button_set_active(w->seed_lock, TRUE);
+        gtk_check_button_set_active(w->diffusion_image, j.route[MD_MOD_IMAGE] == MEDLEY_ROUTE_DIFFUSION);
         for (int k = 0; k < j.nparams; k++) {   /* "image.guidance", or a bare name for every output */
             double v = g_ascii_strtod(j.params[k][1], NULL);
             const char *name = j.params[k][0], *dot = strchr(name, '.');

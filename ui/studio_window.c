@@ -526,6 +526,7 @@ static void medley_window_class_init(MedleyWindowClass *k)
     BIND("guidance_audio", guidance[2]);
     BIND("steps_audio", steps[2]);
     BIND("candidates_audio", candidates[2]);
+    BIND("diffusion_image", diffusion_image);
     BIND("queue_list", queue_list);
     BIND("history_list", history_list);
     BIND("result_box", result_box);

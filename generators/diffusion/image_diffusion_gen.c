@@ -8,7 +8,7 @@
 
 enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_COUNT };
 
-#define MAX_CANDIDATES 8
+#define MAX_CANDIDATES 15   /* as the token path */
 #define PREVIEW_EVERY 5
 
 static const md_gen_param_spec params[P_COUNT] = {
