@@ -103,6 +103,18 @@ static GtkWidget *find_widget(GtkWidget *root, GType type)
     return NULL;
 }
 
+static GtkWidget *find_named(GtkWidget *root, const char *name)
+{
+    if (strcmp(gtk_widget_get_name(root), name) == 0)
+        return root;
+    for (GtkWidget *c = gtk_widget_get_first_child(root); c; c = gtk_widget_get_next_sibling(c)) {
+        GtkWidget *f = find_named(c, name);
+        if (f)
+            return f;
+    }
+    return NULL;
+}
+
 /* Renders the window into a texture, saves it, and returns the spread of
  * its pixel values (0: blank). */
 static double screenshot(MedleyWindow *w, const char *path)
@@ -260,6 +272,40 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
     printf("     frames drawn while the run went: %lld, %lld over 16 ms, the longest %.1f ms\n", (long long)w->frames,
            (long long)w->frames_over_16ms, (double)w->max_frame_us / 1000.0);
     CHECK(gtk_widget_get_first_child(GTK_WIDGET(w->result_box)) != NULL, "the run's outputs are shown");
+
+    /* audio, and the picture by diffusion, where those models are bundled */
+    if (w->bundle_loaded && w->bundle.have_ag) {
+        const bool has_ig = w->bundle.have_ig;
+        gtk_check_button_set_active(w->want[MD_MOD_TEXT], FALSE);
+        gtk_check_button_set_active(w->want[MD_MOD_IMAGE], has_ig);
+        gtk_check_button_set_active(w->want[MD_MOD_AUDIO], TRUE);
+        gtk_check_button_set_active(w->diffusion_image, has_ig);
+        gtk_spin_button_set_value(w->steps[MD_MOD_AUDIO], 10);
+        t0 = g_get_monotonic_time();
+        gtk_widget_activate_action(GTK_WIDGET(w), "win.generate", NULL);
+        done = wait_for(w, idle_queue, 600);
+        secs = (double)(g_get_monotonic_time() - t0) / 1e6;
+        r = w->project.nruns ? &w->project.runs[w->project.nruns - 1] : NULL;
+        gboolean wav_ok = FALSE, diff_ok = !has_ig;
+        for (int k = 0; done && r && k < r->nout; k++)
+            if (r->out[k].modality == MD_MOD_AUDIO) {
+                md_audio a = {0};
+                wav_ok = md_audio_load_memory(r->out[k].media->data, r->out[k].media->size, "out.wav", NULL, &a,
+                                              NULL) == MD_OK &&
+                         a.rate == 8000 && a.frames == 8000;
+                md_audio_free(&a);
+            }
+        if (has_ig && r && r->job)
+            diff_ok = strstr(r->job, "\"diffusion-image\"") != NULL;
+        CHECK(done && r && r->state == MD_RUN_DONE && wav_ok && diff_ok,
+              "a run with audio%s gives a 1 s WAV at 8 kHz%s (%.1f s)", has_ig ? " and a picture by diffusion" : "",
+              has_ig ? " and a picture the diffusion generator made" : "", secs);
+        CHECK(find_named(GTK_WIDGET(w->result_box), "result-waveform") != NULL, "the clip's card shows its waveform");
+        gtk_check_button_set_active(w->want[MD_MOD_AUDIO], FALSE);
+        gtk_check_button_set_active(w->diffusion_image, FALSE);
+    } else {
+        printf("     (no audio decoder bundled: the audio run is not checked)\n");
+    }
 
     /* a video run, cancelled once it runs */
     gtk_check_button_set_active(w->want[MD_MOD_TEXT], FALSE);
