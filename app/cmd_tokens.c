@@ -289,9 +289,9 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
         st = real_features(w, &j[ref_kind[k]], MD_SPLIT_TEST, nref, ref[k]);
     md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL};
     for (int oi = 0; oi < 5 && st == MD_OK; oi++) {
-        if (eo->only >= 0 && !(eo->only & (1 << outs[oi])))
-            continue;
         const bool audio = outs[oi] == MD_MOD_AUDIO, diffusion = oi == 4;
+        if (eo->only >= 0 && !(eo->only & (diffusion ? (1 << MD_MOD_IMAGE) | (1 << 4) : 1 << outs[oi])))
+            continue;
         if (audio && (!b->have_ag || eo->n_audio < 1))
             continue;
         if (diffusion && !b->have_ig)

@@ -476,13 +476,13 @@ int medley_cmd_eval(int argc, char **argv)
             eo.gen.only = 0;
             for (const char *q = val; *q;) {
                 size_t n = strcspn(q, ",");
-                int hit = -1;
+                int hit = n == 15 && strncmp(q, "image:diffusion", 15) == 0 ? 4 : -1;   /* the second path alone */
                 for (int m = 0; m < 4; m++)
                     if (strlen(mn[m]) == n && strncmp(q, mn[m], n) == 0)
                         hit = m;
                 if (hit < 0) {
-                    fprintf(stderr, "medley eval: --only \"%.*s\": expected text, image, audio or video "
-                                    "(comma-separated)\n", (int)n, q);
+                    fprintf(stderr, "medley eval: --only \"%.*s\": expected text, image, image:diffusion, audio or "
+                                    "video (comma-separated)\n", (int)n, q);
                     return 2;
                 }
                 eo.gen.only |= 1 << hit;
@@ -507,6 +507,8 @@ int medley_cmd_eval(int argc, char **argv)
                                                                     : &eo.gen.diffusion_guidance)) return 2;
         } else if (strcmp(a, "--outputs") == 0) {
             if (medley_parse_int(a, val, 2, 100000L, &eo.outputs)) return 2;
+        } else if (strcmp(a, "--video-outputs") == 0) {
+            if (medley_parse_int(a, val, 2, 100000L, &eo.gen.video_outputs)) return 2;
         } else if (strcmp(a, "--quick") == 0) {
             if (medley_parse_int(a, val, 1, 100000000L, &eo.quick)) return 2;
         } else {

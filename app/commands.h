@@ -49,11 +49,12 @@ typedef struct medley_gen_eval {
     double guidance, temperature, top_p;
     long top_k;
     bool val;
-    int only;          /* a mask of output modalities (1 << MD_MOD_*), or -1: all */
+    int only;          /* a mask of output modalities (1 << MD_MOD_*; 1 << 4: pictures by diffusion alone), or -1: all */
     int via_caption;   /* -1: the generators' default */
     long candidates;   /* pictures drawn per output, the space keeping one (0: the generators' default) */
     double audio_guidance;   /* the audio generator's guidance (0: its default) */
     double diffusion_guidance;   /* the image diffusion generator's guidance (0: its default) */
+    long video_outputs;          /* videos per cell (0: as --outputs, default 40) */
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,

@@ -91,6 +91,8 @@ int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json,
         eo.n_audio = nq;
         eo.audio_guidance = (float)ge->audio_guidance;
         eo.diffusion_guidance = (float)ge->diffusion_guidance;
+        if (ge->video_outputs > 0)
+            eo.n_video = ge->video_outputs;
         printf("token generators (%s), held-out %s inputs; temperature %g, top-k %d, top-p %g, guidance %g, candidates %d (0: default):\n",
                bundle.model_id, ge->val ? "validation" : "test", (double)eo.temperature, eo.top_k, (double)eo.top_p,
                (double)eo.guidance, eo.candidates);

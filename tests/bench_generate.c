@@ -12,6 +12,7 @@
  */
 #include "rng.h"
 #include "audio_gen.h"
+#include "image_diffusion_gen.h"
 #include "tokens_gen.h"
 
 #include <math.h>
@@ -226,6 +227,29 @@ int main(int argc, char **argv)
     } else {
         printf("  audio: no audio decoder in %s (%s)\n", models, have_ag ? md_last_error() : "not loaded");
     }
+    /* pictures by latent diffusion, against the token path's image time above */
+    char p5[4096];
+    snprintf(p5, sizeof p5, "%s/imagegen.safetensors", models);
+    md_unet ig;
+    bool have_ig = md_unet_load(&ig, p5, MD_IMAGEGEN_MODEL, "latent diffusion decoder", "medley train diffusion") == MD_OK;
+    md_generator *igen = have_ig ? md_gen_image_diffusion_new(&ig, &vq, &sp, "bench") : NULL;
+    if (igen) {
+        static const int ic[] = {0, 1, 8};   /* 0: the default */
+        for (size_t q = 0; q < 3; q++) {
+            double pq[MD_GEN_MAX_PARAMS], m, first;
+            md_gen_params_default(igen, pq);
+            int ci = md_gen_param_index(igen, "candidates");
+            if (ic[q])
+                pq[ci] = ic[q];
+            if (time_runs(igen, &c, pq, q == 0 ? runs : (runs < 3 ? runs : 3), &m, &first) != 0)
+                return 1;
+            printf("  %-18s %7.3f s  by diffusion, %d steps, %d candidate(s) (goal <= 1.0 s: %s; %.2fx the token "
+                   "path's default; peak memory so far %.0f MB)\n", "image", m, (int)pq[md_gen_param_index(igen, "steps")],
+                   (int)pq[ci], m <= 1.0 ? "met" : "NOT met", m / med[0], peak_mb());
+        }
+    } else {
+        printf("  image by diffusion: no latent diffusion decoder in %s\n", models);
+    }
     double peak = peak_mb();
     printf("  peak memory        %7.0f MB  (goal <= 500 MB: %s; %.0f MB with the models loaded)\n", peak,
            peak <= 500 ? "met" : "NOT met", peak_models);
@@ -245,6 +269,10 @@ int main(int argc, char **argv)
     md_tok_session_free(s);
     if (agen)
         md_generator_free(agen);
+    if (igen)
+        md_generator_free(igen);
+    if (have_ig)
+        md_unet_free(&ig);
     if (have_ag)
         md_unet_free(&ag);
     md_graph_free(g);
