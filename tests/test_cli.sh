@@ -40,7 +40,7 @@ printf 'x' >"$tmp/afile"
 check "train into a path under a file" 1 "$exe" train vqgan --steps 1 -o "$tmp/afile/models"
 case "$LAST" in *"afile is not a folder"*) echo "ok   says why, before training";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "unknown thing to train" 2 "$exe" train unicorns
-case "$LAST" in *"judges, space, vqgan or tokens"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
+case "$LAST" in *"judges, space, vqgan, tokens, audio or diffusion"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "bad --digit-weight refused" 2 "$exe" train space --digit-weight lots
 # The demo world commands (need the data folder; skipped without it).
 if [ -n "${MEDLEY_DATA_DIR:-}" ]; then
@@ -126,7 +126,37 @@ if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/tokens.safetensor
     case "$LAST" in *"given as audio, but it holds image"*) echo "ok   says so";; *) echo "FAIL: $LAST"; fail=1;; esac
     check "weights adding to zero" 1 "$exe" generate --in text:seven@1 --in text:four@-1 --out image -o "$g2"
     case "$LAST" in *"zero"*) echo "ok   says why";; *) echo "FAIL: $LAST"; fail=1;; esac
-    check "an output no generator makes" 2 "$exe" generate --in text:seven --out audio
+    if [ -s "$MEDLEY_MODELS_DIR/audiogen.safetensors" ]; then
+        g5="$tmp/gen5"; g6="$tmp/gen6"; rm -rf "$g5" "$g6"
+        check "video+audio from text" 0 "$exe" generate --in text:"a blue three" --out video+audio --seed 5 \
+            --set audio.steps=10 -o "$g5" --quiet
+        check "the MP4 carries the clip" 0 "$exe" info "$g5/medley-5-video.mp4"
+        case "$LAST" in *audio*8000*|*audio*aac*|*aac*) echo "ok   an audio track in the MP4";; *) echo "FAIL: $LAST"; fail=1;; esac
+        check "info shows the WAV's job" 0 "$exe" info "$g5/medley-5-audio.wav"
+        case "$LAST" in *'"generator":"diffusion-audio"'*'"steps":10'*) echo "ok   the WAV carries its job";;
+            *) echo "FAIL: $LAST"; fail=1;; esac
+        check "restore the job from the WAV" 0 "$exe" generate --from "$g5/medley-5-audio.wav" -o "$g6" --quiet
+        cmp -s "$g5/medley-5-audio.wav" "$g6/medley-5-audio.wav" && echo "ok   the restored job says the same bytes" \
+            || { echo "FAIL restored audio differs"; fail=1; }
+        check "audio with 0 steps" 1 "$exe" generate --in text:seven --out audio --set audio.steps=0 -o "$g2"
+        case "$LAST" in *steps*) echo "ok   names the parameter";; *) echo "FAIL: $LAST"; fail=1;; esac
+        check "audio with negative guidance" 1 "$exe" generate --in text:seven --out audio --set audio.guidance=-1 -o "$g2"
+        check "audio by tokens" 1 "$exe" generate --in text:seven --out audio:tokens -o "$g2"
+    else
+        check "audio without the audio decoder" 1 "$exe" generate --in text:seven --out audio -o "$g2"
+        case "$LAST" in *"medley train audio"*) echo "ok   says how to make it";; *) echo "FAIL: $LAST"; fail=1;; esac
+    fi
+    if [ -s "$MEDLEY_MODELS_DIR/imagegen.safetensors" ]; then
+        g7="$tmp/gen7"; g8="$tmp/gen8"; rm -rf "$g7" "$g8"
+        check "a picture by diffusion" 0 "$exe" generate --in text:"a red four" --out image:diffusion --seed 6 \
+            --set steps=10 -o "$g7" --quiet
+        check "restored by the same path" 0 "$exe" generate --from "$g7/medley-6-image.png" -o "$g8" --quiet
+        cmp -s "$g7/medley-6-image.png" "$g8/medley-6-image.png" && echo "ok   the same picture again" \
+            || { echo "FAIL restored picture differs"; fail=1; }
+    fi
+    check "an unknown path" 2 "$exe" generate --in text:seven --out image:magic
+    check "video by diffusion" 1 "$exe" generate --in text:seven --out video:diffusion -o "$g2"
+    case "$LAST" in *"no diffusion path"*) echo "ok   says so";; *) echo "FAIL: $LAST"; fail=1;; esac
     check "an unknown output" 2 "$exe" generate --in text:seven --out smell
     check "no input" 2 "$exe" generate --out image
     check "temperature 0" 1 "$exe" generate --in text:seven --out image --temperature 0 -o "$g2"
