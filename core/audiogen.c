@@ -159,7 +159,16 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_wo
         for (int b = 0; b < nb; b++) {
             md_world_sample s;
             float *au = audio + (size_t)N_SAMPLES * (size_t)omp_get_thread_num();
-            if (md_world_draw(w, o->seed, MD_SPLIT_TRAIN, MD_WORLD_AUDIO, i0 + b, &s) != MD_OK) {
+            /* with a digit limit, the first of 64 draws reserved for this
+             * item whose digit is inside it */
+            bool got = false;
+            for (int r = 0; r < (o->digits > 0 ? 64 : 1) && !got; r++) {
+                int64_t idx = o->digits > 0 ? (int64_t)(i0 + b) * 64 + r : i0 + b;
+                if (md_world_draw(w, o->seed, MD_SPLIT_TRAIN, MD_WORLD_AUDIO, idx, &s) != MD_OK)
+                    break;
+                got = o->digits <= 0 || s.attr[MD_ATTR_DIGIT] < o->digits;
+            }
+            if (!got) {
                 bad = 1;
                 continue;
             }

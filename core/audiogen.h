@@ -57,6 +57,7 @@ typedef struct md_audiogen_train_opts {
     float ema;                       /* 0.995; the saved weights are the EMA's */
     int corpus;                      /* 3000 drawn clips */
     int ch;                          /* 32 */
+    int digits;                      /* 0: every digit; k: only digits 0..k-1 (small tests) */
     uint64_t seed;
     void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;
