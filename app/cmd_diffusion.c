@@ -36,6 +36,53 @@ static void ag_progress(const char *stage, int64_t step, int64_t steps, float lo
     }
 }
 
+/* The options both trainers take. Fields keep the defaults given when
+ * their option is absent; returns 2 (after saying why) on a bad option. */
+typedef struct train_args {
+    const char *data, *out, *models;
+    long seed, steps, batch, corpus, ch;
+    double lr;
+} train_args;
+
+static int parse_train_args(const char *cmd, int argc, char **argv, train_args *t)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!val) {
+            fprintf(stderr, "%s: %s needs a value\n", cmd, a);
+            return 2;
+        }
+        if (strcmp(a, "--data") == 0)
+            t->data = val;
+        else if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0)
+            t->out = val;
+        else if (strcmp(a, "--models") == 0)
+            t->models = val;
+        else if (strcmp(a, "--seed") == 0) {
+            if (medley_parse_int(a, val, 0, 2147483647L, &t->seed)) return 2;
+        } else if (strcmp(a, "--steps") == 0) {
+            if (medley_parse_int(a, val, 1, 10000000L, &t->steps)) return 2;
+        } else if (strcmp(a, "--batch") == 0) {
+            if (medley_parse_int(a, val, 2, 1024, &t->batch)) return 2;
+        } else if (strcmp(a, "--corpus") == 0) {
+            if (medley_parse_int(a, val, 2, 1000000L, &t->corpus)) return 2;
+        } else if (strcmp(a, "--ch") == 0) {
+            if (medley_parse_int(a, val, 8, 256, &t->ch)) return 2;
+            if (t->ch % 8) {
+                fprintf(stderr, "%s: --ch %ld is not a multiple of 8\n", cmd, t->ch);
+                return 2;
+            }
+        } else if (strcmp(a, "--lr") == 0) {
+            if (medley_parse_double(a, val, 1e-6, 1.0, &t->lr)) return 2;
+        } else {
+            fprintf(stderr, "%s: unknown option \"%s\"\n", cmd, a);
+            return 2;
+        }
+        i++;
+    }
+    return 0;
+}
+
 int medley_audio_check(const md_unet *u, const md_space *sp, const md_judge *judge, int per_digit, int steps,
                        float guidance, double *acc);
 
@@ -82,51 +129,18 @@ int medley_audio_check(const md_unet *u, const md_space *sp, const md_judge *jud
 
 int medley_cmd_train_audio(int argc, char **argv)
 {
-    const char *data = NULL, *out = NULL, *models = NULL;
     md_audiogen_train_opts o;
     md_audiogen_train_default_opts(&o);
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        long v;
-        double f;
-        if (!val) {
-            fprintf(stderr, "medley train audio: %s needs a value\n", a);
-            return 2;
-        }
-        if (strcmp(a, "--data") == 0)
-            data = val;
-        else if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0)
-            out = val;
-        else if (strcmp(a, "--models") == 0)
-            models = val;
-        else if (strcmp(a, "--seed") == 0) {
-            if (medley_parse_int(a, val, 0, 2147483647L, &v)) return 2;
-            o.seed = (uint64_t)v;
-        } else if (strcmp(a, "--steps") == 0) {
-            if (medley_parse_int(a, val, 1, 10000000L, &v)) return 2;
-            o.steps = v;
-        } else if (strcmp(a, "--batch") == 0) {
-            if (medley_parse_int(a, val, 2, 1024, &v)) return 2;
-            o.batch = (int)v;
-        } else if (strcmp(a, "--corpus") == 0) {
-            if (medley_parse_int(a, val, 2, 1000000L, &v)) return 2;
-            o.corpus = (int)v;
-        } else if (strcmp(a, "--ch") == 0) {
-            if (medley_parse_int(a, val, 8, 256, &v)) return 2;
-            if (v % 8) {
-                fprintf(stderr, "medley train audio: --ch %ld is not a multiple of 8\n", v);
-                return 2;
-            }
-            o.ch = (int)v;
-        } else if (strcmp(a, "--lr") == 0) {
-            if (medley_parse_double(a, val, 1e-6, 1.0, &f)) return 2;
-            o.lr = (float)f;
-        } else {
-            fprintf(stderr, "medley train audio: unknown option \"%s\"\n", a);
-            return 2;
-        }
-        i++;
-    }
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr};
+    if (parse_train_args("medley train audio", argc, argv, &t))
+        return 2;
+    const char *data = t.data, *out = t.out, *models = t.models;
+    o.seed = (uint64_t)t.seed;
+    o.steps = t.steps;
+    o.batch = (int)t.batch;
+    o.corpus = (int)t.corpus;
+    o.ch = (int)t.ch;
+    o.lr = (float)t.lr;
     if (!(out = medley_output_dir(out, "medley train audio")))
         return 1;
     const char *dir = medley_models_dir(models);
@@ -235,51 +249,18 @@ int medley_image_check(const md_unet *u, const md_space *sp, const md_vqgan *vq,
 
 int medley_cmd_train_diffusion(int argc, char **argv)
 {
-    const char *data = NULL, *out = NULL, *models = NULL;
     md_imagegen_train_opts o;
     md_imagegen_train_default_opts(&o);
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        long v;
-        double f;
-        if (!val) {
-            fprintf(stderr, "medley train diffusion: %s needs a value\n", a);
-            return 2;
-        }
-        if (strcmp(a, "--data") == 0)
-            data = val;
-        else if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0)
-            out = val;
-        else if (strcmp(a, "--models") == 0)
-            models = val;
-        else if (strcmp(a, "--seed") == 0) {
-            if (medley_parse_int(a, val, 0, 2147483647L, &v)) return 2;
-            o.seed = (uint64_t)v;
-        } else if (strcmp(a, "--steps") == 0) {
-            if (medley_parse_int(a, val, 1, 10000000L, &v)) return 2;
-            o.steps = v;
-        } else if (strcmp(a, "--batch") == 0) {
-            if (medley_parse_int(a, val, 2, 1024, &v)) return 2;
-            o.batch = (int)v;
-        } else if (strcmp(a, "--corpus") == 0) {
-            if (medley_parse_int(a, val, 2, 1000000L, &v)) return 2;
-            o.corpus = (int)v;
-        } else if (strcmp(a, "--ch") == 0) {
-            if (medley_parse_int(a, val, 8, 256, &v)) return 2;
-            if (v % 8) {
-                fprintf(stderr, "medley train diffusion: --ch %ld is not a multiple of 8\n", v);
-                return 2;
-            }
-            o.ch = (int)v;
-        } else if (strcmp(a, "--lr") == 0) {
-            if (medley_parse_double(a, val, 1e-6, 1.0, &f)) return 2;
-            o.lr = (float)f;
-        } else {
-            fprintf(stderr, "medley train diffusion: unknown option \"%s\"\n", a);
-            return 2;
-        }
-        i++;
-    }
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr};
+    if (parse_train_args("medley train diffusion", argc, argv, &t))
+        return 2;
+    const char *data = t.data, *out = t.out, *models = t.models;
+    o.seed = (uint64_t)t.seed;
+    o.steps = t.steps;
+    o.batch = (int)t.batch;
+    o.corpus = (int)t.corpus;
+    o.ch = (int)t.ch;
+    o.lr = (float)t.lr;
     if (!(out = medley_output_dir(out, "medley train diffusion")))
         return 1;
     const char *dir = medley_models_dir(models);
