@@ -364,9 +364,10 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
 
     /* drop an output back: it carries its job */
     const md_proj_run *done_run = NULL;
-    for (int i = 0; i < w->project.nruns; i++)
-        if (w->project.runs[i].state == MD_RUN_DONE)
-            done_run = &w->project.runs[i];
+    for (int i = 0; i < w->project.nruns; i++)   /* the image-and-caption run */
+        for (int k = 0; w->project.runs[i].state == MD_RUN_DONE && k < w->project.runs[i].nout; k++)
+            if (w->project.runs[i].out[k].modality == MD_MOD_TEXT && !done_run)
+                done_run = &w->project.runs[i];
     char outpng[1100] = "";
     for (int k = 0; done_run && k < done_run->nout; k++)
         if (done_run->out[k].modality == MD_MOD_IMAGE) {
