@@ -83,6 +83,24 @@ static int parse_train_args(const char *cmd, int argc, char **argv, train_args *
     return 0;
 }
 
+/* n digit-only prompts (digits 0..9 in turn) worded for kind, embedded
+ * into cond [n, MD_SPACE_DIM]: what both quick checks ask for. */
+static md_status digit_prompts(const md_space *sp, md_graph *g, md_world_kind kind, int n, float *cond)
+{
+    char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * (size_t)n);
+    const char **cp = malloc(sizeof *cp * (size_t)n);
+    md_status st = caps && cp ? MD_OK : MD_ERR_ALLOC;
+    for (int i = 0; i < n && st == MD_OK; i++) {
+        st = md_caption_digit(kind, i % 10, 0xa0d10u + (uint64_t)i, caps[i], MD_CAPTION_MAX);
+        cp[i] = caps[i];
+    }
+    if (st == MD_OK)
+        st = md_space_embed(sp, g, MD_MOD_TEXT, cp, n, cond);
+    free(cp);
+    free(caps);
+    return st;
+}
+
 int medley_audio_check(const md_unet *u, const md_space *sp, const md_judge *judge, int per_digit, int steps,
                        float guidance, double *acc);
 
@@ -98,16 +116,10 @@ int medley_audio_check(const md_unet *u, const md_space *sp, const md_judge *jud
     float *audio = malloc(sizeof(float) * MD_WORLD_AUDIO_SAMPLES);
     float *jx = malloc(sizeof(float) * (size_t)(n * jsz));
     int(*attrs)[MD_ATTR_COUNT] = malloc(sizeof(int[MD_ATTR_COUNT]) * (size_t)n);
-    char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * (size_t)n);
-    const char **cp = malloc(sizeof *cp * (size_t)n);
     md_graph *g = md_graph_new((size_t)1 << 26);
-    md_status st = cond && x && audio && jx && attrs && caps && cp && g ? MD_OK : MD_ERR_ALLOC;
-    for (int i = 0; i < n && st == MD_OK; i++) {
-        st = md_caption_digit(MD_WORLD_AUDIO, i % 10, 0xa0d10u + (uint64_t)i, caps[i], MD_CAPTION_MAX);
-        cp[i] = caps[i];
-    }
+    md_status st = cond && x && audio && jx && attrs && g ? MD_OK : MD_ERR_ALLOC;
     if (st == MD_OK)
-        st = md_space_embed(sp, g, MD_MOD_TEXT, cp, n, cond);
+        st = digit_prompts(sp, g, MD_WORLD_AUDIO, n, cond);
     md_unet_sample_opts so = {.steps = steps, .guidance = guidance, .eta = 0.f};
     for (int i = 0; i < n && st == MD_OK; i++) {
         st = md_unet_sample(u, g, cond + D * i, 1, &so, 1000 + (uint64_t)i, NULL, NULL, NULL, x);
@@ -123,7 +135,7 @@ int medley_audio_check(const md_unet *u, const md_space *sp, const md_judge *jud
         right += attrs[i][MD_ATTR_DIGIT] == i % 10;
     *acc = st == MD_OK ? (double)right / n : NAN;
     md_graph_free(g);
-    free(cp); free(caps); free(attrs); free(jx); free(audio); free(x); free(cond);
+    free(attrs); free(jx); free(audio); free(x); free(cond);
     return st == MD_OK ? 0 : 1;
 }
 
@@ -214,16 +226,10 @@ int medley_image_check(const md_unet *u, const md_space *sp, const md_vqgan *vq,
     uint8_t rgb[64 * 64 * 3];
     float *jx = malloc(sizeof(float) * (size_t)(n * jsz));
     int(*attrs)[MD_ATTR_COUNT] = malloc(sizeof(int[MD_ATTR_COUNT]) * (size_t)n);
-    char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * (size_t)n);
-    const char **cp = malloc(sizeof *cp * (size_t)n);
     md_graph *g = md_graph_new((size_t)1 << 26);
-    md_status st = cond && z && px && jx && attrs && caps && cp && g ? MD_OK : MD_ERR_ALLOC;
-    for (int i = 0; i < n && st == MD_OK; i++) {
-        st = md_caption_digit(MD_WORLD_IMAGE, i % 10, 0xa0d10u + (uint64_t)i, caps[i], MD_CAPTION_MAX);
-        cp[i] = caps[i];
-    }
+    md_status st = cond && z && px && jx && attrs && g ? MD_OK : MD_ERR_ALLOC;
     if (st == MD_OK)
-        st = md_space_embed(sp, g, MD_MOD_TEXT, cp, n, cond);
+        st = digit_prompts(sp, g, MD_WORLD_IMAGE, n, cond);
     md_unet_sample_opts so = {.steps = steps, .guidance = guidance, .eta = 0.f};
     for (int i = 0; i < n && st == MD_OK; i++) {
         st = md_unet_sample(u, g, cond + D * i, 1, &so, 1000 + (uint64_t)i, NULL, NULL, NULL, z);
@@ -243,7 +249,7 @@ int medley_image_check(const md_unet *u, const md_space *sp, const md_vqgan *vq,
         right += attrs[i][MD_ATTR_DIGIT] == i % 10;
     *acc = st == MD_OK ? (double)right / n : NAN;
     md_graph_free(g);
-    free(cp); free(caps); free(attrs); free(jx); free(px); free(z); free(cond);
+    free(attrs); free(jx); free(px); free(z); free(cond);
     return st == MD_OK ? 0 : 1;
 }
 
