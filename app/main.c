@@ -326,9 +326,13 @@ static int cmd_info(int argc, char **argv)
         printf("  cuda   none: %s\n", why);
     for (int i = 0; i < n; i++) {
         md_cuda_device d;
+        char name[16];
+        snprintf(name, sizeof name, "cuda:%d", i);
         if (md_cuda_device_info(i, &d) == MD_OK)
-            printf("  cuda:%d %s, compute %d.%d, %.1f GiB, %d SMs (kernels: not yet; the CPU computes)\n", i,
-                   d.name, d.major, d.minor, (double)d.memory_bytes / (1 << 30), d.multiprocessors);
+            printf("  %s %s, compute %d.%d, %.1f GiB, %d SMs (%s)\n", name, d.name, d.major, d.minor,
+                   (double)d.memory_bytes / (1 << 30), d.multiprocessors,
+                   strcmp(md_backend_default()->name, name) == 0 ? "in use: matrix products"
+                                                                 : "MEDLEY_DEVICE=cuda:N selects it");
     }
     return 0;
 }

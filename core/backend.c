@@ -4,6 +4,9 @@
 
 #include "cuda_info.h"
 #include "kernels_cpu.h"
+#if defined(MEDLEY_HAVE_CUDA) && !defined(MEDLEY_CUDA_NO_KERNELS)
+#include "cuda/md_cuda.h"
+#endif
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,17 +26,32 @@ const md_backend *md_backend_default(void)
     const char *dev = getenv("MEDLEY_DEVICE");
     if (!dev || !*dev || strcmp(dev, "cpu") == 0)
         return &cpu_backend;
-    if (strncmp(dev, "cuda", 4) == 0) {
+    /* "cuda" is device 0; "cuda:N" device N. */
+    int index = -1;
+    if (strcmp(dev, "cuda") == 0) {
+        index = 0;
+    } else if (strncmp(dev, "cuda:", 5) == 0 && dev[5]) {
+        char *end = NULL;
+        long v = strtol(dev + 5, &end, 10);
+        if (*end == '\0' && v >= 0 && v < 1024)
+            index = (int)v;
+    }
+    if (index >= 0) {
+#if defined(MEDLEY_HAVE_CUDA) && !defined(MEDLEY_CUDA_NO_KERNELS)
+        const md_backend *be = md_cuda_backend(index);   /* opened once; logs why not */
+        if (be)
+            return be;
+        static int warned_open;
+        if (!warned_open++)
+            md_log(MD_LOG_WARN, "MEDLEY_DEVICE=%s: the device cannot be used; using the CPU", dev);
+#else
         static int warned;
         if (!warned++) {
             const char *why = NULL;
-            int n = md_cuda_device_count(&why);
-            if (n == 0)
-                md_log(MD_LOG_WARN, "MEDLEY_DEVICE=%s: %s; using the CPU", dev, why);
-            else
-                md_log(MD_LOG_WARN, "MEDLEY_DEVICE=%s: %d CUDA device%s present, but this build's CUDA "
-                       "kernels are not written yet; using the CPU", dev, n, n == 1 ? "" : "s");
+            md_cuda_device_count(&why);
+            md_log(MD_LOG_WARN, "MEDLEY_DEVICE=%s: %s; using the CPU", dev, why);
         }
+#endif
         return &cpu_backend;
     }
     static int warned_bad;

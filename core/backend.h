@@ -3,8 +3,13 @@
  * Ops (ops.h) do the graph work — shapes, tape, gradients — and call
  * kernels through the graph's backend. A backend fills the slots it
  * supports; a NULL slot falls back to the CPU kernel. The CPU backend fills
- * every slot. A CUDA backend (later) registers its table in backend.c, the
- * only file that knows which backends a build has; call sites never change.
+ * every slot. The CUDA backend (cuda/md_cuda.h, chosen by
+ * MEDLEY_DEVICE=cuda[:N]) fills gemm and gemm_batched by staging the host
+ * operands through a device arena and leaves the other slots NULL; its
+ * device kernels for the other ops (cuda/md_cuda.h) work on device
+ * pointers and wait for device-resident graphs. backend.c, the only file
+ * that knows which backends a build has, registers it; call sites never
+ * change.
  *
  * Kernels take raw row-major pointers, contiguous unless a leading-dimension
  * argument says otherwise, and never allocate.

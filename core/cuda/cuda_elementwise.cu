@@ -1,0 +1,156 @@
+/* cuda_elementwise.cu — unary activations (forward, backward), binary
+ * add/sub/mul, and the AdamW update. One thread per element in grid-stride
+ * loops. Formulas as ops.c and optim.c; libm-accurate device functions
+ * stand in for the CPU's vectorised approximations (a few ulp apart). */
+#include "cuda_internal.h"
+
+#include <cmath>
+
+__device__ inline float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__global__ void unary_fwd_kernel(int op, float *y, const float *x, int64_t n)
+{
+    MD_GRID_LOOP(i, n) {
+        float v = x[i], r;
+        switch (op) {
+        case MD_CUDA_GELU: r = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+        case MD_CUDA_SILU: r = v * sigmoid_f(v); break;
+        case MD_CUDA_RELU: r = v > 0.0f ? v : 0.0f; break;
+        case MD_CUDA_TANH: r = tanhf(v); break;
+        case MD_CUDA_SIGMOID: r = sigmoid_f(v); break;
+        default: r = expf(v); break;
+        }
+        y[i] = r;
+    }
+}
+
+__global__ void unary_bwd_kernel(int op, float *dx, const float *dy, const float *x, const float *y, int64_t n)
+{
+    MD_GRID_LOOP(i, n) {
+        float d = dy[i], r;
+        switch (op) {
+        case MD_CUDA_GELU: {
+            float v = x[i];
+            float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+            float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+            r = d * (cdf + v * pdf);
+            break;
+        }
+        case MD_CUDA_SILU: {
+            float v = x[i], s = sigmoid_f(v);
+            r = d * s * (1.0f + v * (1.0f - s));
+            break;
+        }
+        case MD_CUDA_RELU: r = x[i] > 0.0f ? d : 0.0f; break;
+        case MD_CUDA_TANH: r = d * (1.0f - y[i] * y[i]); break;
+        case MD_CUDA_SIGMOID: r = d * y[i] * (1.0f - y[i]); break;
+        default: r = d * y[i]; break;
+        }
+        dx[i] = r;
+    }
+}
+
+static bool unary_ok(md_cuda *c, md_cuda_unary_op op)
+{
+    if ((int)op >= MD_CUDA_GELU && (int)op <= MD_CUDA_EXP)
+        return true;
+    md_log(MD_LOG_ERROR, "%s: unknown unary op %d", c->name, (int)op);
+    return false;
+}
+
+md_status md_cuda_unary_fwd(md_cuda *c, md_cuda_unary_op op, float *y, const float *x, int64_t n)
+{
+    if (!unary_ok(c, op))
+        return MD_ERR_INVALID;
+    if (n <= 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    unary_fwd_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>((int)op, y, x, n);
+    return MD_LAUNCHED(c, "unary_fwd_kernel");
+}
+
+md_status md_cuda_unary_bwd(md_cuda *c, md_cuda_unary_op op, float *dx, const float *dy,
+                            const float *x, const float *y, int64_t n)
+{
+    if (!unary_ok(c, op))
+        return MD_ERR_INVALID;
+    bool needs_x = op == MD_CUDA_GELU || op == MD_CUDA_SILU || op == MD_CUDA_RELU;
+    if ((needs_x && !x) || (!needs_x && !y)) {
+        md_log(MD_LOG_ERROR, "%s: unary backward needs the forward's %s", c->name, needs_x ? "input" : "output");
+        return MD_ERR_INVALID;
+    }
+    if (n <= 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    unary_bwd_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>((int)op, dx, dy, x, y, n);
+    return MD_LAUNCHED(c, "unary_bwd_kernel");
+}
+
+__global__ void binary_kernel(int op, float *y, const float *a, const float *b, int64_t n)
+{
+    MD_GRID_LOOP(i, n) {
+        float u = a[i], v = b[i];
+        y[i] = op == MD_CUDA_ADD ? u + v : (op == MD_CUDA_SUB ? u - v : u * v);
+    }
+}
+
+md_status md_cuda_binary(md_cuda *c, md_cuda_binary_op op, float *y, const float *a, const float *b, int64_t n)
+{
+    if ((int)op < MD_CUDA_ADD || (int)op > MD_CUDA_MUL) {
+        md_log(MD_LOG_ERROR, "%s: unknown binary op %d", c->name, (int)op);
+        return MD_ERR_INVALID;
+    }
+    if (n <= 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    binary_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>((int)op, y, a, b, n);
+    return MD_LAUNCHED(c, "binary_kernel");
+}
+
+/* ---- AdamW ------------------------------------------------------------------- */
+
+struct adamw_scalars {
+    float b1, omb1, b2, omb2, eps, bc2_sqrt, neg_step_size, decay;
+};
+
+/* The CPU's order of operations, each rounded on its own (the _rn
+ * intrinsics are never contracted into fused multiply-adds). */
+__global__ void adamw_kernel(adamw_scalars k, float *p, const float *g, float *m, float *v, int64_t n)
+{
+    MD_GRID_LOOP(i, n) {
+        float gi = g[i];
+        float mi = __fadd_rn(__fmul_rn(m[i], k.b1), __fmul_rn(k.omb1, gi));
+        float vi = __fadd_rn(__fmul_rn(v[i], k.b2), __fmul_rn(__fmul_rn(k.omb2, gi), gi));
+        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), k.bc2_sqrt), k.eps);
+        float pi = __fmul_rn(p[i], k.decay);
+        p[i] = __fadd_rn(pi, __fdiv_rn(__fmul_rn(k.neg_step_size, mi), denom));
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+md_status md_cuda_adamw_step(md_cuda *c, const md_cuda_adamw *h, float *p, const float *g, float *m,
+                             float *v, int64_t n)
+{
+    if (h->step < 1) {
+        md_log(MD_LOG_ERROR, "%s: AdamW step %lld: steps count from 1", c->name, (long long)h->step);
+        return MD_ERR_INVALID;
+    }
+    if (n <= 0)
+        return MD_OK;
+    const double t = (double)h->step;
+    const double bc1 = 1.0 - pow((double)h->beta1, t);
+    const double bc2 = 1.0 - pow((double)h->beta2, t);
+    adamw_scalars k;
+    k.b1 = h->beta1;
+    k.omb1 = (float)(1.0 - (double)h->beta1);
+    k.b2 = h->beta2;
+    k.omb2 = (float)(1.0 - (double)h->beta2);
+    k.eps = h->eps;
+    k.bc2_sqrt = (float)sqrt(bc2);
+    k.neg_step_size = (float)(-((double)h->lr / bc1));
+    k.decay = h->decay ? (float)(1.0 - (double)h->lr * (double)h->weight_decay) : 1.0f;
+    MD_TRY(md_cuda_enter(c));
+    adamw_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(k, p, g, m, v, n);
+    return MD_LAUNCHED(c, "adamw_kernel");
+}

@@ -1,0 +1,233 @@
+/* md_cuda.h — the CUDA device: a context, its memory, and the engine's
+ * kernels on device pointers.
+ *
+ * Lifecycle:
+ *     md_cuda *c;
+ *     if (md_cuda_open(0, 512u << 20, &c) != MD_OK) ... (logged; use the CPU)
+ *     float *x = md_cuda_alloc(c, bytes);         // from the device arena
+ *     md_cuda_upload(c, x, host, bytes);
+ *     md_cuda_softmax_fwd(c, y, x, rows, d);      // queued on c's stream
+ *     md_cuda_download(c, host, y, bytes);        // waits for the queue
+ *     md_cuda_rewind(c);                          // next step reuses memory
+ *     md_cuda_close(c);
+ *
+ * Memory: one cudaMalloc of arena_bytes at open (never managed memory),
+ * handed out by a bump allocator (256-byte aligned) and rewound whole, so a
+ * step allocates nothing from the driver. Device pointers below are arena
+ * pointers or any other device memory of the same device.
+ *
+ * Work: every kernel is queued on the context's one stream, in call order,
+ * and returns at once. A returned status covers the launch only (bad
+ * arguments, a launch the device refused); faults inside a kernel surface
+ * at the next md_cuda_sync or md_cuda_download. Every failure is logged
+ * (MD_LOG_ERROR, naming the device and CUDA's reason).
+ *
+ * Shapes and formulas are those of the CPU ops (ops.h, optim.h), so each
+ * kernel is checked against the CPU op with a tolerance (tests/test_gpu.c).
+ * Outputs are overwritten, never accumulated into, unless a beta says so.
+ *
+ * Threads: a context is not thread-safe; use it from one thread at a time.
+ * Built only with the `cuda` meson feature (MEDLEY_HAVE_CUDA).
+ */
+#ifndef MEDLEY_CUDA_H
+#define MEDLEY_CUDA_H
+
+#include "md.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct md_cuda md_cuda;
+
+/* ---- context and memory -------------------------------------------------- */
+
+/* Opens device `device` with a stream, a cuBLAS handle and an arena of
+ * arena_bytes. No such device, a busy or exclusive device, no driver:
+ * MD_ERR_UNSUPPORTED; arena too large for the device: MD_ERR_ALLOC; other
+ * CUDA failures: MD_ERR. *out is NULL on failure. */
+md_status md_cuda_open(int device, size_t arena_bytes, md_cuda **out);
+/* Waits for queued work and frees everything; NULL is a no-op. */
+void md_cuda_close(md_cuda *c);
+/* "cuda:N"; owned by the context. */
+const char *md_cuda_name(const md_cuda *c);
+/* The cudaStream_t work is queued on (as void*, for timing with events). */
+void *md_cuda_stream(const md_cuda *c);
+
+/* bytes from the arena, 256-byte aligned; NULL (logged) when exhausted. */
+void *md_cuda_alloc(md_cuda *c, size_t bytes);
+/* Releases every allocation. Work already queued keeps running: memory is
+ * reused only by work queued later, which the stream orders after it. */
+void md_cuda_rewind(md_cuda *c);
+/* Arena position, and a rewind to it (releases what came after). */
+size_t md_cuda_mark(const md_cuda *c);
+void md_cuda_rewind_to(md_cuda *c, size_t mark);
+size_t md_cuda_capacity(const md_cuda *c);
+/* Most bytes ever in use at once. */
+size_t md_cuda_high_water(const md_cuda *c);
+
+/* Host -> device; src may be reused when it returns. */
+md_status md_cuda_upload(md_cuda *c, void *dst_dev, const void *src_host, size_t bytes);
+/* Device -> host after all queued work; returns the first error of that
+ * work, if any. */
+md_status md_cuda_download(md_cuda *c, void *dst_host, const void *src_dev, size_t bytes);
+/* Waits for queued work; MD_OK or the first error it raised (logged). */
+md_status md_cuda_sync(md_cuda *c);
+/* gemm math: false (default) strict fp32; true lets cuBLAS use TF32 tensor
+ * cores (about 1e-3 relative error, several times faster). */
+md_status md_cuda_set_tf32(md_cuda *c, bool on);
+
+/* ---- matrix products (row-major, as md_backend's gemm) ------------------- */
+
+/* C = alpha * op(A) @ op(B) + beta * C; op(A) [M,K], op(B) [K,N]; beta 0
+ * ignores C's contents. Dimensions and leading dims must fit in int. */
+md_status md_cuda_gemm(md_cuda *c, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb,
+                       float beta, float *cm, int64_t ldc);
+/* batch products, operand i at a + i*sa, b + i*sb, cm + i*sc. */
+md_status md_cuda_gemm_batched(md_cuda *c, int64_t batch, bool ta, bool tb, int64_t m, int64_t n,
+                               int64_t k, float alpha, const float *a, int64_t lda, int64_t sa,
+                               const float *b, int64_t ldb, int64_t sb, float beta,
+                               float *cm, int64_t ldc, int64_t sc);
+
+/* ---- elementwise ----------------------------------------------------------- */
+
+typedef enum md_cuda_unary_op {
+    MD_CUDA_GELU = 0,   /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+    MD_CUDA_SILU = 1,   /* x * sigmoid(x) */
+    MD_CUDA_RELU = 2,
+    MD_CUDA_TANH = 3,
+    MD_CUDA_SIGMOID = 4,
+    MD_CUDA_EXP = 5
+} md_cuda_unary_op;
+
+/* y [n] = f(x). */
+md_status md_cuda_unary_fwd(md_cuda *c, md_cuda_unary_op op, float *y, const float *x, int64_t n);
+/* dx [n] = dy * f'(x). x and y are the forward's input and output (gelu,
+ * silu, relu read x; tanh, sigmoid, exp read y). */
+md_status md_cuda_unary_bwd(md_cuda *c, md_cuda_unary_op op, float *dx, const float *dy,
+                            const float *x, const float *y, int64_t n);
+
+typedef enum md_cuda_binary_op {
+    MD_CUDA_ADD = 0,
+    MD_CUDA_SUB = 1,
+    MD_CUDA_MUL = 2
+} md_cuda_binary_op;
+
+/* y [n] = a op b, equal shapes (no broadcasting). */
+md_status md_cuda_binary(md_cuda *c, md_cuda_binary_op op, float *y, const float *a, const float *b,
+                         int64_t n);
+
+/* ---- normalisation and softmax (rows of d) ----------------------------- */
+
+/* x, y [rows, d]; w, b [d] or NULL; mean, rstd [rows] or NULL. */
+md_status md_cuda_layernorm_fwd(md_cuda *c, float *y, float *mean, float *rstd, const float *x,
+                                const float *w, const float *b, int64_t rows, int64_t d, float eps);
+/* From dy [rows, d] and the forward's x, w (or NULL), mean, rstd:
+ * dx [rows, d], dw [d], db [d]; any output may be NULL. */
+md_status md_cuda_layernorm_bwd(md_cuda *c, float *dx, float *dw, float *db, const float *dy,
+                                const float *x, const float *w, const float *mean,
+                                const float *rstd, int64_t rows, int64_t d);
+/* y [rows, d] = softmax over each row. */
+md_status md_cuda_softmax_fwd(md_cuda *c, float *y, const float *x, int64_t rows, int64_t d);
+/* dx = y * (dy - sum(dy * y)) per row. */
+md_status md_cuda_softmax_bwd(md_cuda *c, float *dx, const float *y, const float *dy, int64_t rows,
+                              int64_t d);
+/* x, y [n, ch, s] (s = product of the spatial dims); w, b [ch] or NULL;
+ * mean, rstd [n, groups] (or NULL); ch % groups == 0. */
+md_status md_cuda_groupnorm_fwd(md_cuda *c, float *y, float *mean, float *rstd, const float *x,
+                                const float *w, const float *b, int64_t n, int64_t ch, int64_t s,
+                                int groups, float eps);
+/* dx [n, ch, s], dw, db [ch] (any may be NULL) from dy and the forward's
+ * x, w, mean, rstd. Uses 2*n*ch floats of arena, returned before it ends. */
+md_status md_cuda_groupnorm_bwd(md_cuda *c, float *dx, float *dw, float *db, const float *dy,
+                                const float *x, const float *w, const float *mean,
+                                const float *rstd, int64_t n, int64_t ch, int64_t s, int groups);
+
+/* ---- convolution (im2col + gemm; groups 1) ------------------------------- */
+
+typedef struct md_cuda_conv2d {
+    int64_t n, c, h, w;      /* x [n, c, h, w] */
+    int64_t o, kh, kw;       /* weight [o, c, kh, kw], bias [o] */
+    int stride, pad;         /* >= 1, >= 0; the same on both axes */
+} md_cuda_conv2d;
+
+/* Output height and width ((h + 2 pad - kh) / stride + 1); 0 when the
+ * kernel does not fit. */
+int64_t md_cuda_conv2d_oh(const md_cuda_conv2d *q);
+int64_t md_cuda_conv2d_ow(const md_cuda_conv2d *q);
+/* Scratch both directions need: one image's columns, c*kh*kw*oh*ow floats. */
+size_t md_cuda_conv2d_scratch_bytes(const md_cuda_conv2d *q);
+/* y [n, o, oh, ow] = conv(x, w) + bias (bias may be NULL). */
+md_status md_cuda_conv2d_fwd(md_cuda *c, const md_cuda_conv2d *q, float *y, const float *x,
+                             const float *w, const float *bias, float *scratch);
+/* dx [n, c, h, w], dw [o, c, kh, kw], db [o] from dy [n, o, oh, ow]; any
+ * output may be NULL. */
+md_status md_cuda_conv2d_bwd(md_cuda *c, const md_cuda_conv2d *q, float *dx, float *dw, float *db,
+                             const float *dy, const float *x, const float *w, float *scratch);
+
+/* ---- attention ------------------------------------------------------------- */
+
+/* q [B, Tq, H*Dh], k, v [B, Tk, H*Dh] -> out [B, Tq, H*Dh], scale
+ * 1/sqrt(Dh); causal: query i sees keys j <= i + (Tk - Tq); a query that
+ * sees no key gives zeros. lse [B, H, Tq] (or NULL): each row's
+ * log-sum-exp of scaled scores (+inf for a row with no key). Dh <= 512. */
+md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float *q, const float *k,
+                                const float *v, int64_t b, int64_t tq, int64_t tk, int heads,
+                                int64_t dh, bool causal);
+
+/* ---- vector quantisation ------------------------------------------------- */
+
+/* idx [n] = argmin_k ||z_i - codebook_k||^2 for z [n, d], codebook [k, d];
+ * ties go to the lower index. */
+md_status md_cuda_vq_nearest(md_cuda *c, int32_t *idx, const float *z, const float *codebook,
+                             int64_t n, int64_t d, int64_t k);
+
+/* ---- optimiser ------------------------------------------------------------- */
+
+/* One AdamW update as md_adamw_step (optim.h), on one span of parameters
+ * that share the decay flag. step counts this update (>= 1). The scalars
+ * are formed in double on the host and the element arithmetic rounds as
+ * the CPU's does (no fused multiply-add), so results match bit for bit. */
+typedef struct md_cuda_adamw {
+    float lr, beta1, beta2, eps, weight_decay;
+    int64_t step;
+    bool decay;
+} md_cuda_adamw;
+
+md_status md_cuda_adamw_step(md_cuda *c, const md_cuda_adamw *h, float *p, const float *g, float *m,
+                             float *v, int64_t n);
+
+/* ---- cross-entropy ---------------------------------------------------------- */
+
+/* logits [n, v], targets [n] (int32): loss[0] = mean over rows whose
+ * target != ignore_index of -(1-ls) log p[t] - ls * mean_j log p[j]
+ * (0 when no row counts); count[0] = rows counted; lse [n] = each row's
+ * log-sum-exp (what backward needs). A target outside [0, v) that is not
+ * ignore_index gives NaN. Uses n doubles of arena, returned before it
+ * ends. */
+md_status md_cuda_cross_entropy_fwd(md_cuda *c, float *loss, int32_t *count, float *lse,
+                                    const float *logits, const int32_t *targets, int64_t n,
+                                    int64_t v, float label_smoothing, int ignore_index);
+/* dlogits [n, v] = (softmax - (1-ls) onehot - ls/v) * dloss / count on
+ * counted rows, 0 on ignored ones. */
+md_status md_cuda_cross_entropy_bwd(md_cuda *c, float *dlogits, const float *logits, const float *lse,
+                                    const int32_t *targets, const int32_t *count, int64_t n, int64_t v,
+                                    float label_smoothing, int ignore_index, float dloss);
+
+/* ---- the engine's backend ---------------------------------------------------
+ * A backend for device `device` whose gemm and gemm_batched take host
+ * pointers and stage them through a device arena (upload, cuBLAS,
+ * download); its other slots are NULL (CPU). Products under 2^21
+ * multiply-adds, and any that fail on the device, run on the CPU kernel.
+ * Opened once and kept for the process; one device per process (a second
+ * device is refused). NULL (logged) when the device cannot be opened.
+ * Thread-safe: products from several threads run one at a time. The arena
+ * is MEDLEY_CUDA_ARENA_MB (default 1024) MiB. */
+struct md_backend;
+const struct md_backend *md_cuda_backend(int device);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
