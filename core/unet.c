@@ -401,8 +401,9 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
     float *conds = calloc((size_t)(D * rows), sizeof(float));
     float *tt = malloc(sizeof(float) * (size_t)rows);
     float *x0 = malloc(sizeof(float) * (size_t)(size * n));
-    if (!x || !xin || !conds || !tt || !x0) {
-        free(x); free(xin); free(conds); free(tt); free(x0);
+    float *vout = malloc(sizeof(float) * (size_t)(size * rows));
+    if (!x || !xin || !conds || !tt || !x0 || !vout) {
+        free(x); free(xin); free(conds); free(tt); free(x0); free(vout);
         return MD_ERR_ALLOC;
     }
     for (int r = 0; r < n; r++)   /* rows n..2n-1 (guided) stay zeros: no condition */
@@ -424,10 +425,24 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
             tt[r] = (float)t;
             memcpy(xin + size * r, x + size * (r % n), sizeof(float) * (size_t)size);
         }
-        md_graph_reset(g);
-        md_tensor *xt = md_tensor_wrap(g, MD_F32, xin, 4, (int64_t[]){rows, u->cfg.cin, u->cfg.h, u->cfg.w});
-        md_tensor *ct = md_tensor_wrap(g, MD_F32, conds, 2, (int64_t[]){rows, D});
-        const float *vp = md_unet_forward(g, u, xt, tt, ct)->data;
+        /* MD_UNET_SAMPLE_ROWS rows at a time: the graph holds one chunk's
+         * activations, so memory does not grow with the candidates */
+        for (int r0 = 0; r0 < rows; r0 += MD_UNET_SAMPLE_ROWS) {
+            const int64_t nr = rows - r0 < MD_UNET_SAMPLE_ROWS ? rows - r0 : MD_UNET_SAMPLE_ROWS;
+            md_graph_reset(g);
+            md_tensor *xt = md_tensor_wrap(g, MD_F32, xin + size * r0, 4,
+                                           (int64_t[]){nr, u->cfg.cin, u->cfg.h, u->cfg.w});
+            md_tensor *ct = md_tensor_wrap(g, MD_F32, conds + D * r0, 2, (int64_t[]){nr, D});
+            md_tensor *vt = md_unet_forward(g, u, xt, tt + r0, ct);
+            if (!vt) {
+                st = MD_ERR_ALLOC;
+                break;
+            }
+            memcpy(vout + size * r0, vt->data, sizeof(float) * (size_t)(size * nr));
+        }
+        if (st != MD_OK)
+            break;
+        const float *vp = vout;
         const float sa = (float)sqrt(a), sb = (float)sqrt(1.0 - a);
         const double sig = o->eta * sqrt((1.0 - an) / (1.0 - a)) * sqrt(fmax(0.0, 1.0 - a / an));
         const float san = (float)sqrt(an), sdir = (float)sqrt(fmax(0.0, 1.0 - an - sig * sig));
@@ -456,7 +471,7 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
             out[k] = x[k] / u->cfg.scale + u->cfg.shift;
     md_graph_reset(g);
     md_graph_set_grad(g, grad);
-    free(x); free(xin); free(conds); free(tt); free(x0);
+    free(x); free(xin); free(conds); free(tt); free(x0); free(vout);
     return st;
 }
 

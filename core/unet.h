@@ -146,6 +146,10 @@ typedef struct md_unet_sample_opts {
  * normalised) when a preview is due, else NULL. */
 typedef void (*md_unet_step_fn)(int step, int steps, const float *x0, void *user);
 
+/* Rows (candidates, and their unconditioned twins under guidance) the
+ * sampler runs through the network at once. */
+#define MD_UNET_SAMPLE_ROWS 2
+
 /* n samples for one condition (cond: MD_SPACE_DIM floats), out [n, size] in
  * data units. g is scratch (reset inside). Cancel is polled before every
  * step (MD_ABORTED). Errors: MD_ERR_INVALID for bad options (named). */

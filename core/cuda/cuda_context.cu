@@ -5,6 +5,61 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <dlfcn.h>
+#include <mutex>
+#include <type_traits>
+
+#define MD_STR_(x) #x
+#define MD_STR(x) MD_STR_(x)
+
+/* cuBLAS is opened at run time, when a device context is first made, not
+ * linked: its libraries carry about 100 KB of thread-local storage, and a
+ * program linked against them can no longer start threads with small
+ * stacks (SDL's audio thread asks for 64 KB). A library opened later keeps
+ * its thread-local storage apart. Only the calls below are used. */
+static struct {
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasDestroy_v2) destroy;
+    decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetMathMode) set_math_mode;
+    decltype(&cublasSgemm_v2) sgemm;
+    decltype(&cublasSgemmStridedBatched) sgemm_strided_batched;
+    bool ok;
+    char why[256];
+} blas;
+
+static bool blas_load(void)
+{
+    static std::once_flag once;
+    std::call_once(once, [] {
+        static const char *const names[] = {"libcublas.so." MD_STR(CUBLAS_VER_MAJOR), "libcublas.so"};
+        void *h = NULL;
+        for (const char *n : names)
+            if ((h = dlopen(n, RTLD_NOW | RTLD_LOCAL)) != NULL)
+                break;
+        if (!h) {
+            const char *e = dlerror();
+            snprintf(blas.why, sizeof blas.why, "cannot load cuBLAS (%s)", e ? e : "libcublas.so not found");
+            return;
+        }
+        bool all = true;
+        auto get = [&](auto &fn, const char *sym) {
+            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(h, sym));
+            if (!fn && all) {
+                snprintf(blas.why, sizeof blas.why, "cuBLAS lacks %s", sym);
+                all = false;
+            }
+        };
+        get(blas.create, "cublasCreate_v2");
+        get(blas.destroy, "cublasDestroy_v2");
+        get(blas.set_stream, "cublasSetStream_v2");
+        get(blas.set_math_mode, "cublasSetMathMode");
+        get(blas.sgemm, "cublasSgemm_v2");
+        get(blas.sgemm_strided_batched, "cublasSgemmStridedBatched");
+        blas.ok = all;
+    });
+    return blas.ok;
+}
 
 md_status md_cuda_err(const md_cuda *c, cudaError_t e, const char *what)
 {
@@ -86,12 +141,16 @@ md_status md_cuda_open(int device, size_t arena_bytes, md_cuda **out)
         return unusable(e) ? MD_ERR_UNSUPPORTED : MD_ERR;
     }
     md_status st = MD_CU(c, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    if (st == MD_OK && (st = MD_CUBLAS(c, cublasCreate(&c->blas))) != MD_OK)
+    if (st == MD_OK && !blas_load()) {
+        md_log(MD_LOG_ERROR, "%s: %s", c->name, blas.why);
+        st = MD_ERR_UNSUPPORTED;
+    }
+    if (st == MD_OK && (st = MD_CUBLAS(c, blas.create(&c->blas))) != MD_OK)
         c->blas = NULL;
     if (st == MD_OK)
-        st = MD_CUBLAS(c, cublasSetStream(c->blas, c->stream));
+        st = MD_CUBLAS(c, blas.set_stream(c->blas, c->stream));
     if (st == MD_OK)
-        st = MD_CUBLAS(c, cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));
+        st = MD_CUBLAS(c, blas.set_math_mode(c->blas, CUBLAS_DEFAULT_MATH));
     if (st == MD_OK && arena_bytes > 0) {
         e = cudaMalloc((void **)&c->arena, arena_bytes);
         if (e != cudaSuccess) {
@@ -123,7 +182,7 @@ void md_cuda_close(md_cuda *c)
         if (c->stream)
             cudaStreamSynchronize(c->stream);
         if (c->blas)
-            cublasDestroy(c->blas);
+            blas.destroy(c->blas);
         if (c->arena)
             cudaFree(c->arena);
         if (c->stream)
@@ -190,7 +249,7 @@ md_status md_cuda_sync(md_cuda *c)
 md_status md_cuda_set_tf32(md_cuda *c, bool on)
 {
     MD_TRY(md_cuda_enter(c));
-    return MD_CUBLAS(c, cublasSetMathMode(c->blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    return MD_CUBLAS(c, blas.set_math_mode(c->blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
 /* ---- products ------------------------------------------------------------------- */
@@ -257,9 +316,9 @@ md_status md_cuda_gemm_batched(md_cuda *c, int64_t batch, bool ta, bool tb, int6
     }
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (batch == 1)
-        return MD_CUBLAS(c, cublasSgemm(c->blas, opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb, a,
+        return MD_CUBLAS(c, blas.sgemm(c->blas, opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb, a,
                                         (int)lda, &beta, cm, (int)ldc));
-    return MD_CUBLAS(c, cublasSgemmStridedBatched(c->blas, opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb,
+    return MD_CUBLAS(c, blas.sgemm_strided_batched(c->blas, opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb,
                                                   (long long)sb, a, (int)lda, (long long)sa, &beta, cm, (int)ldc,
                                                   (long long)sc, (int)batch));
 }
