@@ -42,6 +42,7 @@ typedef struct train_args {
     const char *data, *out, *models;
     long seed, steps, batch, corpus, ch;
     double lr;
+    const char *space;               /* pictures: "latent" or "pixels"; NULL where not taken */
 } train_args;
 
 static int parse_train_args(const char *cmd, int argc, char **argv, train_args *t)
@@ -74,6 +75,12 @@ static int parse_train_args(const char *cmd, int argc, char **argv, train_args *
             }
         } else if (strcmp(a, "--lr") == 0) {
             if (medley_parse_double(a, val, 1e-6, 1.0, &t->lr)) return 2;
+        } else if (strcmp(a, "--space") == 0 && t->space) {
+            if (strcmp(val, "latent") != 0 && strcmp(val, "pixels") != 0) {
+                fprintf(stderr, "%s: --space \"%s\": expected latent or pixels\n", cmd, val);
+                return 2;
+            }
+            t->space = val;
         } else {
             fprintf(stderr, "%s: unknown option \"%s\"\n", cmd, a);
             return 2;
@@ -143,7 +150,7 @@ int medley_cmd_train_audio(int argc, char **argv)
 {
     md_audiogen_train_opts o;
     md_audiogen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, NULL};
     if (parse_train_args("medley train audio", argc, argv, &t))
         return 2;
     const char *data = t.data, *out = t.out, *models = t.models;
@@ -220,8 +227,7 @@ int medley_image_check(const md_unet *u, const md_space *sp, const md_vqgan *vq,
     const int n = 10 * per_digit;
     const int64_t D = MD_SPACE_DIM, jsz = md_judge_input_size(MD_WORLD_IMAGE), isz = 3 * 64 * 64;
     float *cond = malloc(sizeof(float) * (size_t)(n * D));
-    float *z = malloc(sizeof(float) * MD_IMAGEGEN_SIZE);
-    int32_t codes[MD_VQ_TOKENS];
+    float *z = malloc(sizeof(float) * (size_t)md_unet_size(u));
     float *px = malloc(sizeof(float) * (size_t)isz);
     uint8_t rgb[64 * 64 * 3];
     float *jx = malloc(sizeof(float) * (size_t)(n * jsz));
@@ -234,9 +240,7 @@ int medley_image_check(const md_unet *u, const md_space *sp, const md_vqgan *vq,
     for (int i = 0; i < n && st == MD_OK; i++) {
         st = md_unet_sample(u, g, cond + D * i, 1, &so, 1000 + (uint64_t)i, NULL, NULL, NULL, z);
         if (st == MD_OK)
-            st = md_imagegen_codes(vq, g, z, 1, codes);
-        if (st == MD_OK)
-            st = md_vqgan_detokenize(vq, g, codes, 1, px);
+            st = md_imagegen_pixels(u, vq, g, z, 1, px);
         if (st == MD_OK) {
             md_vqgan_to_rgb(px, rgb);
             md_judge_prep_rgb(rgb, jx + jsz * i);
@@ -257,9 +261,10 @@ int medley_cmd_train_diffusion(int argc, char **argv)
 {
     md_imagegen_train_opts o;
     md_imagegen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, "latent"};
     if (parse_train_args("medley train diffusion", argc, argv, &t))
         return 2;
+    o.pixels = strcmp(t.space, "pixels") == 0;
     const char *data = t.data, *out = t.out, *models = t.models;
     o.seed = (uint64_t)t.seed;
     o.steps = t.steps;
@@ -296,8 +301,9 @@ int medley_cmd_train_diffusion(int argc, char **argv)
         md_space_free(&sp);
         return 1;
     }
-    printf("training the latent diffusion decoder (over the tokenizer's 32x16x16 latents, ch %d): %lld steps of %d "
-           "from %d images; %d threads\n", o.ch, (long long)o.steps, o.batch, o.corpus, md_threads_get());
+    printf("training the picture diffusion decoder (over %s, ch %d): %lld steps of %d from %d images; %d threads\n",
+           o.pixels ? "3x64x64 pixels" : "the tokenizer's 32x16x16 latents", o.ch, (long long)o.steps, o.batch,
+           o.corpus, md_threads_get());
     fflush(stdout);
     ag_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
     o.progress = ag_progress;
@@ -311,9 +317,9 @@ int medley_cmd_train_diffusion(int argc, char **argv)
         char recipe[512];
         snprintf(path, sizeof path, "%s/imagegen.safetensors", out);
         snprintf(recipe, sizeof recipe,
-                 "{\"command\":\"medley train diffusion\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,\"ch\":%d,"
-                 "\"corpus\":%d,\"ema\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
-                 (long long)o.steps, o.batch, (double)o.lr, o.ch, o.corpus, (double)o.ema,
+                 "{\"command\":\"medley train diffusion\",\"space\":\"%s\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,"
+                 "\"ch\":%d,\"corpus\":%d,\"ema\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
+                 t.space, (long long)o.steps, o.batch, (double)o.lr, o.ch, o.corpus, (double)o.ema,
                  (unsigned long long)o.seed, secs, md_threads_get());
         st = md_unet_save(&u, path, MD_IMAGEGEN_MODEL, recipe, w.data_hash);
         if (st == MD_OK)

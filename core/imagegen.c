@@ -18,6 +18,19 @@ md_unet_config md_imagegen_config(int ch)
     return c;
 }
 
+md_unet_config md_imagegen_config_pixels(int ch)
+{
+    md_unet_config c = {.cin = 3, .h = S, .w = S, .ch = ch, .cond_tokens = 4, .shift = 0.f, .scale = 1.f};
+    return c;
+}
+
+bool md_imagegen_is_pixels(const md_unet_config *c) { return c->cin == 3 && c->h == S && c->w == S; }
+
+bool md_imagegen_is_latent(const md_unet_config *c)
+{
+    return c->cin == MD_VQ_DIM && c->h == MD_VQ_GRID && c->w == MD_VQ_GRID;
+}
+
 md_status md_imagegen_latents(const md_vqgan *vq, md_graph *g, const float *x, int64_t n, float *z)
 {
     bool grad = md_graph_grad_enabled(g);
@@ -62,6 +75,28 @@ md_status md_imagegen_codes(const md_vqgan *vq, md_graph *g, const float *z, int
     return MD_OK;
 }
 
+md_status md_imagegen_pixels(const md_unet *u, const md_vqgan *vq, md_graph *g, const float *x, int64_t n,
+                             float *pix)
+{
+    const int64_t psz = MD_IMAGEGEN_PIXELS_SIZE;
+    if (md_imagegen_is_pixels(&u->cfg)) {
+        for (int64_t k = 0; k < n * psz; k++)
+            pix[k] = x[k] < -1.f ? -1.f : x[k] > 1.f ? 1.f : x[k];
+        return MD_OK;
+    }
+    if (!md_imagegen_is_latent(&u->cfg)) {
+        md_log(MD_LOG_ERROR, "picture diffusion: a model of %d x %d x %d is neither latents nor pixels", u->cfg.cin,
+               u->cfg.h, u->cfg.w);
+        return MD_ERR_INVALID;
+    }
+    int32_t *codes = malloc(sizeof(int32_t) * MD_VQ_TOKENS * (size_t)n);
+    md_status st = codes ? md_imagegen_codes(vq, g, x, n, codes) : MD_ERR_ALLOC;
+    for (int64_t i = 0; i < n && st == MD_OK; i++)
+        st = md_vqgan_detokenize(vq, g, codes + i * MD_VQ_TOKENS, 1, pix + i * psz);
+    free(codes);
+    return st;
+}
+
 void md_imagegen_train_default_opts(md_imagegen_train_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -81,8 +116,8 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vq
     memset(c, 0, sizeof *c);
     const int n = c->n = o->corpus;
     const int64_t D = MD_SPACE_DIM, isz = md_space_input_size(MD_MOD_IMAGE), qsz = (int64_t)3 * S * S,
-                  T = md_threads_get();
-    c->x = malloc(sizeof(float) * (size_t)n * MD_IMAGEGEN_SIZE);
+                  T = md_threads_get(), size = o->pixels ? MD_IMAGEGEN_PIXELS_SIZE : MD_IMAGEGEN_SIZE;
+    c->x = malloc(sizeof(float) * (size_t)n * (size_t)size);
     c->own = malloc(sizeof(float) * (size_t)(n * D));
     c->caption = malloc(sizeof(float) * (size_t)(n * D));
     c->digit = malloc(sizeof(int) * (size_t)n);
@@ -120,7 +155,10 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vq
             st = MD_ERR;
             break;
         }
-        st = md_imagegen_latents(vq, g, qx, nb, c->x + (size_t)i0 * MD_IMAGEGEN_SIZE);
+        if (o->pixels)
+            memcpy(c->x + (size_t)i0 * (size_t)size, qx, sizeof(float) * (size_t)(qsz * nb));
+        else
+            st = md_imagegen_latents(vq, g, qx, nb, c->x + (size_t)i0 * MD_IMAGEGEN_SIZE);
         if (st == MD_OK)
             st = md_space_embed(sp, g, MD_MOD_IMAGE, sx, nb, c->own + (size_t)i0 * D);
         if (st == MD_OK)
@@ -148,12 +186,12 @@ md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, 
         md_log(MD_LOG_ERROR, "image diffusion training: corpus and batch >= 2");
         return MD_ERR_INVALID;
     }
-    md_unet_config cfg = md_imagegen_config(o->ch);
+    md_unet_config cfg = o->pixels ? md_imagegen_config_pixels(o->ch) : md_imagegen_config(o->ch);
     md_unet_corpus c;
     md_status st = corpus_build(&c, sp, vq, w, o);
     if (st != MD_OK)
         return st;
-    md_unet_corpus_normalise(&c, MD_IMAGEGEN_SIZE, &cfg);
+    md_unet_corpus_normalise(&c, (int64_t)cfg.cin * cfg.h * cfg.w, &cfg);
     if ((st = md_unet_init(u, &cfg, o->seed)) == MD_OK) {
         md_unet_train_opts to = {o->steps, o->batch, o->lr, o->drop_cond, o->ema, o->seed,
                                  o->progress, o->user, o->cancel};

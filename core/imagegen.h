@@ -24,10 +24,17 @@ extern "C" {
 #endif
 
 #define MD_IMAGEGEN_SIZE (MD_VQ_DIM * MD_VQ_TOKENS)
+#define MD_IMAGEGEN_PIXELS_SIZE (3 * MD_WORLD_SIZE * MD_WORLD_SIZE)
 #define MD_IMAGEGEN_MODEL "imagegen"
 
-/* The shipped model's shape: MD_VQ_DIM × 16 × 16, 4 condition tokens. */
+/* A picture model works in one of two spaces, told apart by its shape:
+ * the tokenizer's latents (MD_VQ_DIM × 16 × 16) or the pixels themselves
+ * (3 × 64 × 64 in [-1, 1], as md_vqgan_prep_rgb lays them out), which
+ * need no decoder. 4 condition tokens either way. */
 md_unet_config md_imagegen_config(int ch);
+md_unet_config md_imagegen_config_pixels(int ch);
+bool md_imagegen_is_pixels(const md_unet_config *c);
+bool md_imagegen_is_latent(const md_unet_config *c);
 
 /* n prepared images ([n, 3, 64, 64], md_vqgan_prep_rgb) -> latents [n,
  * MD_IMAGEGEN_SIZE]. g is scratch. */
@@ -35,6 +42,12 @@ md_status md_imagegen_latents(const md_vqgan *vq, md_graph *g, const float *x, i
 /* latents [n, MD_IMAGEGEN_SIZE] -> the nearest code at every position
  * (cosine), codes [n, 256]. */
 md_status md_imagegen_codes(const md_vqgan *vq, md_graph *g, const float *z, int64_t n, int32_t *codes);
+
+/* n samples of u (in its space) -> pictures [n, 3, 64, 64] in [-1, 1]:
+ * latents are snapped to codes and decoded by vq, pixels are clamped. g is
+ * scratch. */
+md_status md_imagegen_pixels(const md_unet *u, const md_vqgan *vq, md_graph *g, const float *x, int64_t n,
+                             float *pix);
 
 typedef struct md_imagegen_train_opts {
     int64_t steps;                   /* 3000 */
@@ -44,6 +57,7 @@ typedef struct md_imagegen_train_opts {
     float ema;                       /* 0.995 */
     int corpus;                      /* 6000 images */
     int ch;                          /* 64 */
+    bool pixels;                     /* pixel space instead of the latents (false) */
     uint64_t seed;
     void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;

@@ -15,6 +15,7 @@
  *                  measured figure on digit prompts.
  */
 #include "audio_gen.h"
+#include "image_diffusion_gen.h"
 #include "caption.h"
 #include "check.h"
 #include "dsp.h"
@@ -199,6 +200,54 @@ static void test_sampler(void)
     md_unet_free(&u);
     md_graph_free(g);
     free(x);
+}
+
+/* The picture generator over a pixel-space model (untrained: the checks
+ * are of shape, range, determinism and refusals, not of looks). */
+static void test_picture_generator(void)
+{
+    md_unet u;
+    md_unet_config pc = md_imagegen_config_pixels(8);
+    CHECK(md_unet_init(&u, &pc, 3) == MD_OK && md_imagegen_is_pixels(&u.cfg) && !md_imagegen_is_latent(&u.cfg),
+          "a pixel-space picture model (3 x 64 x 64)");
+    md_space sp;
+    memset(&sp, 0, sizeof sp);
+    md_generator *gen = md_gen_image_diffusion_new(&u, NULL, &sp, "test");
+    CHECK(gen && gen->output == MD_MOD_IMAGE, "the picture generator takes it");
+    if (gen) {
+        double p[MD_GEN_MAX_PARAMS];
+        md_gen_params_default(gen, p);
+        CHECK(md_gen_param_set(gen, p, "candidates", "1") == MD_OK && md_gen_param_set(gen, p, "steps", "3") == MD_OK,
+              "parameters set");
+        md_gen_condition c = {{0}, NULL};
+        unit_cond(5, c.vec);
+        md_gen_output a, b, d;
+        md_status s1 = gen->run(gen->self, &c, p, 11, NULL, NULL, NULL, &a);
+        md_status s2 = gen->run(gen->self, &c, p, 11, NULL, NULL, NULL, &b);
+        md_status s3 = gen->run(gen->self, &c, p, 12, NULL, NULL, NULL, &d);
+        CHECK(s1 == MD_OK && s2 == MD_OK && s3 == MD_OK, "three runs");
+        if (s1 == MD_OK && s2 == MD_OK && s3 == MD_OK) {
+            const size_t np = (size_t)MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+            bool in_range = a.image.width == MD_WORLD_SIZE && a.image.height == MD_WORLD_SIZE && a.image.channels == 3;
+            for (size_t k = 0; k < np && in_range; k++)
+                in_range = a.image.pixels[k] >= 0.f && a.image.pixels[k] <= 1.f;
+            CHECK(in_range, "a 64 x 64 RGB picture with values in [0, 1]");
+            CHECK(memcmp(a.image.pixels, b.image.pixels, sizeof(float) * np) == 0, "the same seed, the same bits");
+            CHECK(memcmp(a.image.pixels, d.image.pixels, sizeof(float) * np) != 0, "another seed, another picture");
+            md_gen_output_free(&a);
+            md_gen_output_free(&b);
+            md_gen_output_free(&d);
+        }
+        md_generator_free(gen);
+    }
+    md_unet_free(&u);
+    md_unet_config odd = {.cin = 3, .h = 32, .w = 32, .ch = 8, .cond_tokens = 4, .shift = 0.f, .scale = 1.f};
+    md_unet_init(&u, &odd, 1);
+    md_log_set_callback(check_quiet_log, NULL);
+    CHECK(md_gen_image_diffusion_new(&u, NULL, &sp, "test") == NULL && strstr(md_last_error(), "pixels"),
+          "a model of neither shape is refused: %s", md_last_error());
+    md_log_set_callback(NULL, NULL);
+    md_unet_free(&u);
 }
 
 /* Real test clips through the mel and back: spectral convergence and what
@@ -399,6 +448,7 @@ int main(int argc, char **argv)
     if (argc < 2) {
         test_config();
         test_sampler();
+        test_picture_generator();
         return check_done();
     }
     if (strcmp(argv[1], "--shipped") == 0) {

@@ -46,6 +46,9 @@ case "$LAST" in *"afile is not a folder"*) echo "ok   says why, before training"
 check "unknown thing to train" 2 "$exe" train unicorns
 case "$LAST" in *"judges, space, vqgan, tokens, audio or diffusion"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "bad --digit-weight refused" 2 "$exe" train space --digit-weight lots
+check "pictures in an unknown space" 2 "$exe" train diffusion --space voxels
+case "$LAST" in *'"voxels"'*latent*pixels*) echo "ok   names the value and the choices";; *) echo "FAIL: $LAST"; fail=1;; esac
+check "--space is for pictures" 2 "$exe" train audio --space pixels
 # The demo world commands (need the data folder; skipped without it).
 if [ -n "${MEDLEY_DATA_DIR:-}" ]; then
     check "corpus without a subcommand" 2 "$exe" corpus

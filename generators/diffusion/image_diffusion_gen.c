@@ -1,7 +1,8 @@
 /* image_diffusion_gen.c — see image_diffusion_gen.h. */
 #include "image_diffusion_gen.h"
-#include "tokens.h"
+#include "judge.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,8 @@ typedef struct idiff_gen {
     const md_space *sp;
     md_graph *g, *gd;                /* sampling; decoding and picking */
     char model_id[256];
-    float *z, *pix;
-    int32_t *codes;
+    float *z, *pix;                  /* samples; their pictures [MAX_CANDIDATES, 3, 64, 64] */
+    float *jx, *emb;                 /* candidates as the space reads them; their embeddings */
     md_image preview;
     md_gen_progress_fn progress;
     void *user;
@@ -48,12 +49,34 @@ static void on_step(int step, int steps, const float *x0, void *user)
     if (!a->progress)
         return;
     const md_image *pv = NULL;
-    if (x0 && md_imagegen_codes(a->vq, a->gd, x0, 1, a->codes) == MD_OK &&
-        md_vqgan_detokenize(a->vq, a->gd, a->codes, 1, a->pix) == MD_OK) {
+    if (x0 && md_imagegen_pixels(a->u, a->vq, a->gd, x0, 1, a->pix) == MD_OK) {
         to_image(a->pix, &a->preview);
         pv = &a->preview;
     }
     a->progress("denoising", step + 1, steps, 0.95 * (double)(step + 1) / steps, pv, a->user);
+}
+
+/* The candidate the aligned space's image encoder places closest to cond. */
+static md_status pick(idiff_gen *a, const float *cond, int n, int *best)
+{
+    const int64_t jsz = md_space_input_size(MD_MOD_IMAGE), D = MD_SPACE_DIM;
+    uint8_t rgb[MD_WORLD_SIZE * MD_WORLD_SIZE * 3];
+    for (int i = 0; i < n; i++) {
+        md_vqgan_to_rgb(a->pix + (size_t)i * MD_IMAGEGEN_PIXELS_SIZE, rgb);
+        md_judge_prep_rgb(rgb, a->jx + jsz * i);
+    }
+    md_status st = md_space_embed(a->sp, a->gd, MD_MOD_IMAGE, a->jx, n, a->emb);
+    float bs = -INFINITY;
+    for (int i = 0; i < n && st == MD_OK; i++) {
+        float s = 0.f;
+        for (int64_t d = 0; d < D; d++)
+            s += a->emb[i * D + d] * cond[d];
+        if (s > bs) {
+            bs = s;
+            *best = i;
+        }
+    }
+    return st;
 }
 
 static md_status run(void *self, const md_gen_condition *c, const double *p, uint64_t seed,
@@ -68,21 +91,16 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     md_unet_sample_opts so = {(int)p[P_STEPS], (float)p[P_GUIDANCE], (float)p[P_ETA], PREVIEW_EVERY};
     md_status st = md_unet_sample(a->u, a->g, c->vec, n, &so, seed, on_step, a, cancel, a->z);
     if (st == MD_OK)
-        st = md_imagegen_codes(a->vq, a->gd, a->z, n, a->codes);
+        st = md_imagegen_pixels(a->u, a->vq, a->gd, a->z, n, a->pix);
     int best = 0;
-    if (st == MD_OK && n > 1) {
-        md_tok_picker pk = {a->vq, a->sp, a->gd, c->vec, MD_OK, 0.f};
-        best = md_tok_pick_closest(a->codes, n, &pk);
-        st = pk.st;
-    }
+    if (st == MD_OK && n > 1)
+        st = pick(a, c->vec, n, &best);
     if (st == MD_OK && cancel && *cancel)
         st = MD_ABORTED;
     if (st == MD_OK)
-        st = md_vqgan_detokenize(a->vq, a->gd, a->codes + (size_t)best * MD_VQ_TOKENS, 1, a->pix);
-    if (st == MD_OK)
         st = md_image_alloc(&out->image, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
     if (st == MD_OK) {
-        to_image(a->pix, &out->image);
+        to_image(a->pix + (size_t)best * MD_IMAGEGEN_PIXELS_SIZE, &out->image);
         if (progress)
             progress("decoding", 1, 1, 1.0, NULL, user);
     }
@@ -100,7 +118,8 @@ static void gen_free(void *self)
     md_graph_free(a->gd);
     free(a->z);
     free(a->pix);
-    free(a->codes);
+    free(a->jx);
+    free(a->emb);
     md_image_free(&a->preview);
     free(a);
 }
@@ -109,10 +128,10 @@ md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, c
                                          const char *model_id)
 {
     const md_unet_config *c = &u->cfg;
-    if (c->cin != MD_VQ_DIM || c->h != MD_VQ_GRID || c->w != MD_VQ_GRID) {
-        md_log(MD_LOG_ERROR, "the image diffusion generator needs a model of %d x %d x %d latents, not %d x %d x %d: "
-                             "retrain it with 'medley train diffusion'",
-               MD_VQ_DIM, MD_VQ_GRID, MD_VQ_GRID, c->cin, c->h, c->w);
+    if (!md_imagegen_is_latent(c) && !md_imagegen_is_pixels(c)) {
+        md_log(MD_LOG_ERROR, "the image diffusion generator needs a model of %d x %d x %d latents or 3 x %d x %d "
+                             "pixels, not %d x %d x %d: retrain it with 'medley train diffusion'",
+               MD_VQ_DIM, MD_VQ_GRID, MD_VQ_GRID, MD_WORLD_SIZE, MD_WORLD_SIZE, c->cin, c->h, c->w);
         return NULL;
     }
     md_generator *g = calloc(1, sizeof *g);
@@ -125,12 +144,13 @@ md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, c
         snprintf(a->model_id, sizeof a->model_id, "%s", model_id ? model_id : "imagegen");
         a->g = md_graph_new((size_t)1 << 22);
         a->gd = md_graph_new((size_t)1 << 22);
-        a->z = malloc(sizeof(float) * MAX_CANDIDATES * MD_IMAGEGEN_SIZE);
-        a->pix = malloc(sizeof(float) * 3 * MD_WORLD_SIZE * MD_WORLD_SIZE);
-        a->codes = malloc(sizeof(int32_t) * MAX_CANDIDATES * MD_VQ_TOKENS);
+        a->z = malloc(sizeof(float) * MAX_CANDIDATES * (size_t)md_unet_size(u));
+        a->pix = malloc(sizeof(float) * MAX_CANDIDATES * MD_IMAGEGEN_PIXELS_SIZE);
+        a->jx = malloc(sizeof(float) * MAX_CANDIDATES * (size_t)md_space_input_size(MD_MOD_IMAGE));
+        a->emb = malloc(sizeof(float) * MAX_CANDIDATES * MD_SPACE_DIM);
         pst = md_image_alloc(&a->preview, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
     }
-    if (!g || !a || !a->g || !a->gd || !a->z || !a->pix || !a->codes || pst != MD_OK) {
+    if (!g || !a || !a->g || !a->gd || !a->z || !a->pix || !a->jx || !a->emb || pst != MD_OK) {
         md_log(MD_LOG_ERROR, "image diffusion generator: out of memory");
         gen_free(a);
         free(g);
