@@ -69,6 +69,8 @@ struct _MedleyWindow {
     GtkLabel *rec_label;
     GtkLevelBar *rec_level;
     GMenu *recent_menu;
+    GMenu *device_menu;              /* the CPU and each CUDA device (dev.device) */
+    GSimpleAction *device_action;    /* dev.device; its state names the device in use */
 
     /* sound (studio_audio.h) */
     struct studio_rec *rec;

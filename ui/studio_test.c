@@ -218,6 +218,23 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
             w->project.board.in[i].muted = true;
     studio_board_refresh(w);
 
+    /* the compute device: the CPU at first; a CUDA device where one is
+     * usable, else a message and the CPU still */
+    GAction *dev = w->device_action ? G_ACTION(w->device_action) : NULL;
+    GVariant *state = dev ? g_action_get_state(dev) : NULL;
+    CHECK(state && strcmp(g_variant_get_string(state, NULL), "cpu") == 0, "the compute device starts as the CPU");
+    if (state)
+        g_variant_unref(state);
+    if (dev) {
+        g_action_change_state(dev, g_variant_new_string("cuda:0"));
+        state = g_action_get_state(dev);
+        const char *now = g_variant_get_string(state, NULL), *toast = g_object_get_data(G_OBJECT(w), "last-toast");
+        CHECK(strcmp(now, "cuda:0") == 0 || (strcmp(now, "cpu") == 0 && toast && strstr(toast, "cannot be used")),
+              "choosing cuda:0 uses it, or says why not and keeps the CPU (%s: \"%s\")", now, toast ? toast : "");
+        g_variant_unref(state);
+        g_action_change_state(dev, g_variant_new_string("cpu"));   /* the rest of the test runs on the CPU */
+    }
+
     /* a run to completion: image and caption */
     gtk_check_button_set_active(w->want[MD_MOD_TEXT], TRUE);
     gtk_check_button_set_active(w->want[MD_MOD_IMAGE], TRUE);

@@ -3,6 +3,8 @@
  * every 30 s once a project has a file), undo and redo of board edits, and
  * what happens on close (unsaved work is never dropped silently). */
 #include "studio.h"
+#include "backend.h"
+#include "cuda_info.h"
 
 #include <string.h>
 
@@ -479,6 +481,72 @@ static void medley_window_finalize(GObject *o)
     G_OBJECT_CLASS(medley_window_parent_class)->finalize(o);
 }
 
+/* The compute device: the CPU, or a CUDA device (MEDLEY_DEVICE, read
+ * when a generator makes its graphs). A change waits for an idle queue,
+ * then drops the generators so the next run makes them on the new device;
+ * a device that cannot be opened leaves the CPU in charge, with a message. */
+static void on_device_change(GSimpleAction *a, GVariant *v, gpointer user)
+{
+    MedleyWindow *w = user;
+    const char *want = g_variant_get_string(v, NULL);
+    if (w->jobs && w->jobs->len > 0) {
+        medley_window_toast(w, "Finish or cancel the queued runs before changing the compute device");
+        return;
+    }
+    g_mutex_lock(&w->models_lock);
+    g_setenv("MEDLEY_DEVICE", want, TRUE);
+    const char *got = md_backend_default()->name;
+    bool ok = strcmp(got, want) == 0;
+    if (!ok) {
+        g_setenv("MEDLEY_DEVICE", "cpu", TRUE);
+        got = md_backend_default()->name;
+    }
+    medley_gens_free(&w->gens);   /* made again by the next run, on the chosen device */
+    g_mutex_unlock(&w->models_lock);
+    g_simple_action_set_state(a, g_variant_new_string(got));
+    if (ok)
+        medley_window_toast(w, "Compute device: %s", strcmp(got, "cpu") == 0 ? "the CPU" : got);
+    else
+        medley_window_toast(w, "%s cannot be used (%s); the CPU computes", want, md_last_error());
+}
+
+static void fill_devices(MedleyWindow *w)
+{
+    GSimpleActionGroup *grp = g_simple_action_group_new();
+    const char *now = md_backend_default()->name;
+    GSimpleAction *a = g_simple_action_new_stateful("device", G_VARIANT_TYPE_STRING, g_variant_new_string(now));
+    g_signal_connect(a, "change-state", G_CALLBACK(on_device_change), w);
+    g_action_map_add_action(G_ACTION_MAP(grp), G_ACTION(a));
+    w->device_action = a;   /* the group, kept by the window, holds it */
+    g_object_unref(a);
+    gtk_widget_insert_action_group(GTK_WIDGET(w), "dev", G_ACTION_GROUP(grp));
+    g_object_unref(grp);
+    GMenuItem *it = g_menu_item_new("CPU", NULL);
+    g_menu_item_set_action_and_target_value(it, "dev.device", g_variant_new_string("cpu"));
+    g_menu_append_item(w->device_menu, it);
+    g_object_unref(it);
+    const char *why = NULL;
+    int n = md_cuda_device_count(&why);
+    for (int i = 0; i < n; i++) {
+        md_cuda_device d;
+        char label[320], target[16];
+        snprintf(target, sizeof target, "cuda:%d", i);
+        if (md_cuda_device_info(i, &d) == MD_OK)
+            snprintf(label, sizeof label, "%s — %s (matrix products)", target, d.name);
+        else
+            snprintf(label, sizeof label, "%s", target);
+        it = g_menu_item_new(label, NULL);
+        g_menu_item_set_action_and_target_value(it, "dev.device", g_variant_new_string(target));
+        g_menu_append_item(w->device_menu, it);
+        g_object_unref(it);
+    }
+    if (n == 0) {   /* shown, not chosen: an item without an action is greyed out */
+        char label[320];
+        snprintf(label, sizeof label, "No CUDA device: %s", why ? why : "none found");
+        g_menu_append(w->device_menu, label, NULL);
+    }
+}
+
 static void medley_window_init(MedleyWindow *w)
 {
     gtk_widget_init_template(GTK_WIDGET(w));
@@ -492,6 +560,7 @@ static void medley_window_init(MedleyWindow *w)
     g_signal_connect(w, "close-request", G_CALLBACK(on_close_request), NULL);
     w->autosave_id = g_timeout_add_seconds(AUTOSAVE_SECONDS, on_autosave, w);
     fill_recent(w);
+    fill_devices(w);
     medley_window_update_title(w);
 }
 
@@ -537,6 +606,7 @@ static void medley_window_class_init(MedleyWindowClass *k)
     BIND("rec_label", rec_label);
     BIND("rec_level", rec_level);
     BIND("recent_menu", recent_menu);
+    BIND("device_menu", device_menu);
 #undef BIND
     gtk_widget_class_install_action(wc, "win.open", NULL, act_open);
     gtk_widget_class_install_action(wc, "win.save", NULL, act_save);
