@@ -51,18 +51,18 @@ static inline unsigned md_cuda_blocks(int64_t n)
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (int64_t)blockDim.x * gridDim.x)
 
-/* Sum / max of one value per thread over the block (blockDim.x a power of
- * two, at most MD_CUDA_THREADS); every thread gets the result. sh holds
- * blockDim.x values; it is free again when these return. */
-template <typename T>
-__device__ inline T md_block_sum(T v, T *sh)
+/* Tree reduction over the block with op (blockDim.x a power of two, at
+ * most MD_CUDA_THREADS); every thread gets the result. sh holds blockDim.x
+ * values; it is free again when this returns. */
+template <typename T, typename Op>
+__device__ inline T md_block_reduce(T v, T *sh, Op op)
 {
     unsigned t = threadIdx.x;
     sh[t] = v;
     __syncthreads();
     for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
         if (t < s)
-            sh[t] += sh[t + s];
+            sh[t] = op(sh[t], sh[t + s]);
         __syncthreads();
     }
     T r = sh[0];
@@ -70,20 +70,16 @@ __device__ inline T md_block_sum(T v, T *sh)
     return r;
 }
 
-__device__ inline float md_block_max(float v, float *sh)
-{
-    unsigned t = threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (t < s)
-            sh[t] = fmaxf(sh[t], sh[t + s]);
-        __syncthreads();
-    }
-    float r = sh[0];
-    __syncthreads();
-    return r;
-}
+struct md_op_add {
+    template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct md_op_max {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+template <typename T>
+__device__ inline T md_block_sum(T v, T *sh) { return md_block_reduce(v, sh, md_op_add()); }
+__device__ inline float md_block_max(float v, float *sh) { return md_block_reduce(v, sh, md_op_max()); }
 
 /* Grid dimension limits: blocks along x may number up to 2^31 - 1. */
 static inline bool md_cuda_grid_ok(int64_t blocks) { return blocks >= 1 && blocks <= 2147483647; }

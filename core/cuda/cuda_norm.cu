@@ -17,6 +17,27 @@ static md_status rows_ok(md_cuda *c, int64_t rows, const char *what)
 
 /* ---- layernorm ------------------------------------------------------------------ */
 
+/* Mean and 1/sqrt(variance + eps) of the m values at x, by the whole
+ * block (every thread gets both); stored at mean[r], rstd[r] when given. */
+__device__ static void run_stats(const float *x, int64_t m, float eps, float *sh, int64_t r, float *mean,
+                                 float *rstd, float *mu, float *rs)
+{
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < m; i += blockDim.x)
+        s += x[i];
+    *mu = md_block_sum(s, sh) / (float)m;
+    float v = 0.0f;
+    for (int64_t i = threadIdx.x; i < m; i += blockDim.x) {
+        float t = x[i] - *mu;
+        v += t * t;
+    }
+    *rs = 1.0f / sqrtf(md_block_sum(v, sh) / (float)m + eps);
+    if (threadIdx.x == 0) {
+        if (mean) mean[r] = *mu;
+        if (rstd) rstd[r] = *rs;
+    }
+}
+
 __global__ void layernorm_fwd_kernel(float *y, float *mean, float *rstd, const float *x, const float *w,
                                      const float *b, int64_t d, float eps)
 {
@@ -24,20 +45,8 @@ __global__ void layernorm_fwd_kernel(float *y, float *mean, float *rstd, const f
     int64_t r = blockIdx.x;
     const float *xr = x + r * d;
     float *yr = y + r * d;
-    float s = 0.0f;
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
-        s += xr[i];
-    float mu = md_block_sum(s, sh) / (float)d;
-    float v = 0.0f;
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-        float t = xr[i] - mu;
-        v += t * t;
-    }
-    float rs = 1.0f / sqrtf(md_block_sum(v, sh) / (float)d + eps);
-    if (threadIdx.x == 0) {
-        if (mean) mean[r] = mu;
-        if (rstd) rstd[r] = rs;
-    }
+    float mu, rs;
+    run_stats(xr, d, eps, sh, r, mean, rstd, &mu, &rs);
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
         yr[i] = (xr[i] - mu) * rs * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
 }
@@ -181,20 +190,8 @@ __global__ void groupnorm_fwd_kernel(float *y, float *mean, float *rstd, const f
     int64_t ng = blockIdx.x, m = cg * s;
     const float *xg = x + ng * m;
     float *yg = y + ng * m;
-    float sum = 0.0f;
-    for (int64_t i = threadIdx.x; i < m; i += blockDim.x)
-        sum += xg[i];
-    float mu = md_block_sum(sum, sh) / (float)m;
-    float v = 0.0f;
-    for (int64_t i = threadIdx.x; i < m; i += blockDim.x) {
-        float t = xg[i] - mu;
-        v += t * t;
-    }
-    float rs = 1.0f / sqrtf(md_block_sum(v, sh) / (float)m + eps);
-    if (threadIdx.x == 0) {
-        if (mean) mean[ng] = mu;
-        if (rstd) rstd[ng] = rs;
-    }
+    float mu, rs;
+    run_stats(xg, m, eps, sh, ng, mean, rstd, &mu, &rs);
     int64_t c0 = (ng % groups) * cg;
     for (int64_t i = threadIdx.x; i < m; i += blockDim.x) {
         int64_t ch = c0 + i / s;
