@@ -89,7 +89,7 @@ static void usage(FILE *f)
             "  FILE.medley  the project in the studio\n"
             "  info [FILE...]  with files: what each holds (modality, size, duration,\n"
             "            codec, metadata) or why it cannot be read; without: version,\n"
-            "            threads and compute devices\n"
+            "            threads and compute devices; --devices: the devices alone\n"
             "\n"
             "environment:\n"
             "  MEDLEY_THREADS   threads for compute (default: all cores)\n"
@@ -307,17 +307,11 @@ static int info_file(const char *path)
     return 1;
 }
 
-static int cmd_info(int argc, char **argv)
+/* The compute devices: the CPU, and each CUDA device with whether it is
+ * the one MEDLEY_DEVICE chose. */
+static void print_devices(void)
 {
-    if (argc > 0) {
-        int bad = 0;
-        for (int i = 0; i < argc; i++)
-            bad |= info_file(argv[i]);
-        return bad;
-    }
     const dnnl_version_t *v = dnnl_version();
-    printf("medley %s\n", MEDLEY_VERSION);
-    printf("threads: %d (MEDLEY_THREADS overrides)\n", md_threads_get());
     printf("devices:\n  cpu    oneDNN %d.%d.%d (%s)\n", v->major, v->minor, v->patch,
            md_backend_default() == md_backend_cpu() ? "in use" : "available");
     const char *why = NULL;
@@ -334,6 +328,23 @@ static int cmd_info(int argc, char **argv)
                    strcmp(md_backend_default()->name, name) == 0 ? "in use: matrix products"
                                                                  : "MEDLEY_DEVICE=cuda:N selects it");
     }
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    if (argc == 1 && strcmp(argv[0], "--devices") == 0) {
+        print_devices();
+        return 0;
+    }
+    if (argc > 0) {
+        int bad = 0;
+        for (int i = 0; i < argc; i++)
+            bad |= info_file(argv[i]);
+        return bad;
+    }
+    printf("medley %s\n", MEDLEY_VERSION);
+    printf("threads: %d (MEDLEY_THREADS overrides)\n", md_threads_get());
+    print_devices();
     return 0;
 }
 

@@ -17,6 +17,8 @@ check() { # name, expected status, command...
 check "help" 0 "$exe" --help
 check "info" 0 "$exe" info
 case "$LAST" in *oneDNN*) echo "ok   info names oneDNN";; *) echo "FAIL info: $LAST"; fail=1;; esac
+check "info --devices" 0 "$exe" info --devices
+case "$LAST" in *cpu*oneDNN*cuda*) echo "ok   lists the CPU and CUDA devices (or why none)";; *) echo "FAIL info --devices: $LAST"; fail=1;; esac
 check "unknown command refused" 2 "$exe" frobnicate
 check "bad --steps refused" 2 "$exe" demo --steps abc
 case "$LAST" in *'--steps "abc"'*) echo "ok   message names the value";; *) echo "FAIL message: $LAST"; fail=1;; esac
