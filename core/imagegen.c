@@ -91,8 +91,8 @@ md_status md_imagegen_pixels(const md_unet *u, const md_vqgan *vq, md_graph *g, 
     }
     int32_t *codes = malloc(sizeof(int32_t) * MD_VQ_TOKENS * (size_t)n);
     md_status st = codes ? md_imagegen_codes(vq, g, x, n, codes) : MD_ERR_ALLOC;
-    for (int64_t i = 0; i < n && st == MD_OK; i++)
-        st = md_vqgan_detokenize(vq, g, codes + i * MD_VQ_TOKENS, 1, pix + i * psz);
+    if (st == MD_OK)
+        st = md_vqgan_detokenize(vq, g, codes, n, pix);
     free(codes);
     return st;
 }

@@ -371,6 +371,28 @@ md_status md_space_embed(const md_space *sp, md_graph *g, md_modality m, const v
     return MD_OK;
 }
 
+md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int n,
+                                const float *cond, int *best, float *score)
+{
+    float *v = malloc(sizeof(float) * (size_t)n * MD_SPACE_DIM);
+    md_status st = v ? md_space_embed(sp, g, m, inputs, n, v) : MD_ERR_ALLOC;
+    float bs = -2.f;   /* below any dot product of unit vectors */
+    *best = 0;
+    for (int i = 0; st == MD_OK && i < n; i++) {
+        float s = 0.f;
+        for (int d = 0; d < MD_SPACE_DIM; d++)
+            s += v[(size_t)i * MD_SPACE_DIM + d] * cond[d];
+        if (s > bs) {
+            bs = s;
+            *best = i;
+        }
+    }
+    if (score)
+        *score = bs;
+    free(v);
+    return st;
+}
+
 md_status md_space_compose(const float *v, const float *w, int n, float *out)
 {
     if (n < 1) {

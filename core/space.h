@@ -98,6 +98,12 @@ md_tensor *md_space_video(md_graph *g, const md_space *sp, md_tensor *x);
 md_status md_space_embed(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int64_t n,
                          float *out);
 
+/* Which of n prepared inputs of one modality the space places closest to
+ * cond (largest dot product; the first on ties): *best, and its score
+ * when score is not NULL. Re-ranks a generator's candidates. */
+md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int n,
+                                const float *cond, int *best, float *score);
+
 /* Composition: out = normalize(sum w_i v_i / sum w_i); v [n, D]. A zero
  * (|sum w| < 1e-6) or non-finite total weight, or a zero result, is
  * MD_ERR_INVALID with a message. */

@@ -583,9 +583,8 @@ int md_tok_pick_closest(const int32_t *codes, int n, void *user)
     const int64_t hw = (int64_t)MD_WORLD_SIZE * MD_WORLD_SIZE, in = md_space_input_size(MD_MOD_IMAGE);
     float *x = malloc(sizeof(float) * CHUNK * 3 * (size_t)hw);
     float *prep = malloc(sizeof(float) * (size_t)n * (size_t)in);
-    float *v = malloc(sizeof(float) * (size_t)n * MD_SPACE_DIM);
     md_image im = {0};
-    md_status st = x && prep && v ? md_image_alloc(&im, MD_WORLD_SIZE, MD_WORLD_SIZE, 3) : MD_ERR_ALLOC;
+    md_status st = x && prep ? md_image_alloc(&im, MD_WORLD_SIZE, MD_WORLD_SIZE, 3) : MD_ERR_ALLOC;
     for (int f = 0; st == MD_OK && f < n; f += CHUNK) {
         int k = n - f < CHUNK ? n - f : CHUNK;
         st = md_vqgan_detokenize(pk->vq, pk->g, codes + (size_t)f * MD_VQ_TOKENS, k, x);
@@ -599,25 +598,15 @@ int md_tok_pick_closest(const int32_t *codes, int n, void *user)
             st = md_space_prep_image(&im, prep + in * (f + i));
         }
     }
-    if (st == MD_OK)
-        st = md_space_embed(pk->sp, pk->g, MD_MOD_IMAGE, prep, n, v);
     int best = 0;
     float best_s = -2.f;
-    for (int i = 0; st == MD_OK && i < n; i++) {
-        float sc = 0.f;
-        for (int d = 0; d < MD_SPACE_DIM; d++)
-            sc += v[i * MD_SPACE_DIM + d] * pk->cond[d];
-        if (sc > best_s) {
-            best_s = sc;
-            best = i;
-        }
-    }
+    if (st == MD_OK)
+        st = md_space_pick_closest(pk->sp, pk->g, MD_MOD_IMAGE, prep, n, pk->cond, &best, &best_s);
     pk->st = st;
     pk->score = best_s;
     md_image_free(&im);
     free(x);
     free(prep);
-    free(v);
     return best;
 }
 

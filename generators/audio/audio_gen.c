@@ -68,25 +68,13 @@ static void on_step(int step, int steps, const float *x0, void *user)
 /* index of the candidate the space places closest to cond */
 static md_status pick(audio_gen *a, const float *cond, int n, int *best)
 {
-    const int64_t jsz = md_space_input_size(MD_MOD_AUDIO), D = MD_SPACE_DIM;
+    const int64_t jsz = md_space_input_size(MD_MOD_AUDIO);
     float *jx = malloc(sizeof(float) * (size_t)(jsz * n));
-    float *v = malloc(sizeof(float) * (size_t)(D * n));
-    md_status st = jx && v ? MD_OK : MD_ERR_ALLOC;
-    for (int i = 0; i < n && st == MD_OK; i++)
+    if (!jx)
+        return MD_ERR_ALLOC;
+    for (int i = 0; i < n; i++)
         md_audiogen_to_judge(a->x + (size_t)i * MD_AUDIOGEN_SIZE, jx + jsz * i);
-    if (st == MD_OK)
-        st = md_space_embed(a->sp, a->g, MD_MOD_AUDIO, jx, n, v);
-    float bs = -INFINITY;
-    for (int i = 0; i < n && st == MD_OK; i++) {
-        float s = 0.f;
-        for (int64_t d = 0; d < D; d++)
-            s += v[i * D + d] * cond[d];
-        if (s > bs) {
-            bs = s;
-            *best = i;
-        }
-    }
-    free(v);
+    md_status st = md_space_pick_closest(a->sp, a->g, MD_MOD_AUDIO, jx, n, cond, best, NULL);
     free(jx);
     return st;
 }

@@ -2,7 +2,6 @@
 #include "image_diffusion_gen.h"
 #include "judge.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +26,7 @@ typedef struct idiff_gen {
     md_graph *g, *gd;                /* sampling; decoding and picking */
     char model_id[256];
     float *z, *pix;                  /* samples; their pictures [MAX_CANDIDATES, 3, 64, 64] */
-    float *jx, *emb;                 /* candidates as the space reads them; their embeddings */
+    float *jx;                       /* candidates as the space reads them */
     md_image preview;
     md_gen_progress_fn progress;
     void *user;
@@ -59,24 +58,13 @@ static void on_step(int step, int steps, const float *x0, void *user)
 /* The candidate the aligned space's image encoder places closest to cond. */
 static md_status pick(idiff_gen *a, const float *cond, int n, int *best)
 {
-    const int64_t jsz = md_space_input_size(MD_MOD_IMAGE), D = MD_SPACE_DIM;
+    const int64_t jsz = md_space_input_size(MD_MOD_IMAGE);
     uint8_t rgb[MD_WORLD_SIZE * MD_WORLD_SIZE * 3];
     for (int i = 0; i < n; i++) {
         md_vqgan_to_rgb(a->pix + (size_t)i * MD_IMAGEGEN_PIXELS_SIZE, rgb);
         md_judge_prep_rgb(rgb, a->jx + jsz * i);
     }
-    md_status st = md_space_embed(a->sp, a->gd, MD_MOD_IMAGE, a->jx, n, a->emb);
-    float bs = -INFINITY;
-    for (int i = 0; i < n && st == MD_OK; i++) {
-        float s = 0.f;
-        for (int64_t d = 0; d < D; d++)
-            s += a->emb[i * D + d] * cond[d];
-        if (s > bs) {
-            bs = s;
-            *best = i;
-        }
-    }
-    return st;
+    return md_space_pick_closest(a->sp, a->gd, MD_MOD_IMAGE, a->jx, n, cond, best, NULL);
 }
 
 static md_status run(void *self, const md_gen_condition *c, const double *p, uint64_t seed,
@@ -119,7 +107,6 @@ static void gen_free(void *self)
     free(a->z);
     free(a->pix);
     free(a->jx);
-    free(a->emb);
     md_image_free(&a->preview);
     free(a);
 }
@@ -147,10 +134,9 @@ md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, c
         a->z = malloc(sizeof(float) * MAX_CANDIDATES * (size_t)md_unet_size(u));
         a->pix = malloc(sizeof(float) * MAX_CANDIDATES * MD_IMAGEGEN_PIXELS_SIZE);
         a->jx = malloc(sizeof(float) * MAX_CANDIDATES * (size_t)md_space_input_size(MD_MOD_IMAGE));
-        a->emb = malloc(sizeof(float) * MAX_CANDIDATES * MD_SPACE_DIM);
         pst = md_image_alloc(&a->preview, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
     }
-    if (!g || !a || !a->g || !a->gd || !a->z || !a->pix || !a->jx || !a->emb || pst != MD_OK) {
+    if (!g || !a || !a->g || !a->gd || !a->z || !a->pix || !a->jx || pst != MD_OK) {
         md_log(MD_LOG_ERROR, "image diffusion generator: out of memory");
         gen_free(a);
         free(g);
