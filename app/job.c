@@ -371,6 +371,8 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
 {
     memset(g->active, 0, sizeof g->active);
     g->count = 0;
+    if (!g->ws && !(g->ws = md_gen_workspace_new()))
+        return MD_ERR_ALLOC;
     if (j->want[MD_MOD_AUDIO] && !b->have_ag) {
         md_log(MD_LOG_ERROR, "audio output needs the audio decoder (audiogen.safetensors in the models folder; "
                              "train it with 'medley train audio')");
@@ -400,9 +402,9 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         }
         g->route[m] = route;
         if (!g->gen[m] &&
-            !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, &b->sp, b->model_id)
-                          : diff_image     ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id)
-                                           : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->model_id)))
+            !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, &b->sp, b->model_id, g->ws)
+                          : diff_image ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, g->ws)
+                                       : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->model_id, g->ws)))
             return MD_ERR;
         md_gen_params_default(g->gen[m], g->pv[m]);
         g->active[m] = true;
@@ -451,6 +453,7 @@ void medley_gens_free(medley_gens *g)
     for (int m = 0; m < 4; m++)
         if (g->gen[m])
             md_generator_free(g->gen[m]);
+    md_gen_workspace_free(g->ws);   /* after the generators it lent to */
     memset(g, 0, sizeof *g);
 }
 

@@ -98,6 +98,7 @@ typedef struct medley_gens {
     bool active[4];                  /* the outputs of the job prepared last */
     double pv[4][MD_GEN_MAX_PARAMS];
     int count;                       /* active outputs */
+    md_gen_workspace *ws;            /* lent to every generator: they run in turn */
 } medley_gens;
 
 /* g zeroed before its first use. An output no generator makes, or a

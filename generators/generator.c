@@ -1,10 +1,32 @@
 /* generator.c — see generator.h. */
 #include "generator.h"
+#include "tokens.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+md_gen_workspace *md_gen_workspace_new(void)
+{
+    md_gen_workspace *w = calloc(1, sizeof *w);
+    if (w && !(w->graph = md_graph_new((size_t)1 << 22))) {   /* grows to the largest run once */
+        free(w);
+        w = NULL;
+    }
+    if (!w)
+        md_log(MD_LOG_ERROR, "generators' workspace: out of memory");
+    return w;
+}
+
+void md_gen_workspace_free(md_gen_workspace *w)
+{
+    if (!w)
+        return;
+    md_tok_session_free(w->tokens);
+    md_graph_free(w->graph);
+    free(w);
+}
 
 void md_gen_params_default(const md_generator *g, double *vals)
 {

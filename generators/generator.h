@@ -65,6 +65,23 @@ typedef struct md_generator {
     void (*free)(void *self);
 } md_generator;
 
+/* Working memory a host lends to the generators it runs one after another,
+ * never two at once (a job's outputs are made in turn): they then share one
+ * scratch graph, and the token generators one sampling session, so a job's
+ * peak is its largest output's rather than the sum of all of them. A
+ * generator made with a NULL workspace keeps its own. The workspace
+ * outlives every generator made with it. */
+struct md_tok_session;
+struct md_tokmodel;
+typedef struct md_gen_workspace {
+    md_graph *graph;                 /* scratch, reset by whoever uses it */
+    struct md_tok_session *tokens;   /* made by the first token generator */
+    const struct md_tokmodel *tokens_model;   /* the model that session samples */
+} md_gen_workspace;
+
+md_gen_workspace *md_gen_workspace_new(void);   /* NULL with a message: out of memory */
+void md_gen_workspace_free(md_gen_workspace *w);
+
 void md_gen_params_default(const md_generator *g, double *vals);
 /* Parses value for parameter `name` into vals: an unknown name, a value
  * that is not a number (or not an integer where one is wanted) or outside

@@ -146,10 +146,12 @@ int main(int argc, char **argv)
     double peak_models = peak_mb();
     printf("token generators: d %lld, %lld layers, %lld heads, vocabulary %lld; %d threads; median of %d runs\n",
            (long long)tm.d, (long long)tm.layers, (long long)tm.heads, (long long)tm.vocab, md_threads_get(), runs);
-    md_generator *gen[3] = {md_gen_tokens_new(MD_MOD_IMAGE, &tm, &vq, &sp, "bench"),
-                            md_gen_tokens_new(MD_MOD_TEXT, &tm, &vq, &sp, "bench"),
-                            md_gen_tokens_new(MD_MOD_VIDEO, &tm, &vq, &sp, "bench")};
-    if (!gen[0] || !gen[1] || !gen[2]) {
+    /* one workspace lent to every generator, as medley's jobs do */
+    md_gen_workspace *ws = md_gen_workspace_new();
+    md_generator *gen[3] = {md_gen_tokens_new(MD_MOD_IMAGE, &tm, &vq, &sp, "bench", ws),
+                            md_gen_tokens_new(MD_MOD_TEXT, &tm, &vq, &sp, "bench", ws),
+                            md_gen_tokens_new(MD_MOD_VIDEO, &tm, &vq, &sp, "bench", ws)};
+    if (!ws || !gen[0] || !gen[1] || !gen[2]) {
         fprintf(stderr, "bench_generate: %s\n", md_last_error());
         return 1;
     }
@@ -192,7 +194,7 @@ int main(int argc, char **argv)
     snprintf(p4, sizeof p4, "%s/audiogen.safetensors", models);
     md_unet ag;
     bool have_ag = md_unet_load(&ag, p4, MD_AUDIOGEN_MODEL, "audio decoder", "medley train audio") == MD_OK;
-    md_generator *agen = have_ag ? md_gen_audio_new(&ag, &sp, "bench") : NULL;
+    md_generator *agen = have_ag ? md_gen_audio_new(&ag, &sp, "bench", ws) : NULL;
     if (agen) {
         const char *say = "a voice saying seven";
         md_gen_condition ca = {{0}, NULL};
@@ -232,7 +234,7 @@ int main(int argc, char **argv)
     snprintf(p5, sizeof p5, "%s/imagegen.safetensors", models);
     md_unet ig;
     bool have_ig = md_unet_load(&ig, p5, MD_IMAGEGEN_MODEL, "latent diffusion decoder", "medley train diffusion") == MD_OK;
-    md_generator *igen = have_ig ? md_gen_image_diffusion_new(&ig, &vq, &sp, "bench") : NULL;
+    md_generator *igen = have_ig ? md_gen_image_diffusion_new(&ig, &vq, &sp, "bench", ws) : NULL;
     if (igen) {
         static const int ic[] = {0, 1, 8};   /* 0: the default */
         for (size_t q = 0; q < 3; q++) {
@@ -278,6 +280,7 @@ int main(int argc, char **argv)
     md_graph_free(g);
     for (int k = 0; k < 3; k++)
         md_generator_free(gen[k]);
+    md_gen_workspace_free(ws);
     md_tok_free(&tm);
     md_vqgan_free(&vq);
     md_space_free(&sp);

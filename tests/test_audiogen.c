@@ -179,7 +179,7 @@ static void test_sampler(void)
     /* the generator over it */
     md_space sp;
     memset(&sp, 0, sizeof sp);
-    md_generator *gen = md_gen_audio_new(&u, &sp, "test");
+    md_generator *gen = md_gen_audio_new(&u, &sp, "test", NULL);
     CHECK(gen && gen->output == MD_MOD_AUDIO, "the audio generator stands on an audio-shaped model");
     double p[MD_GEN_MAX_PARAMS];
     md_gen_params_default(gen, p);
@@ -194,7 +194,7 @@ static void test_sampler(void)
     md_unet_free(&u);
     md_unet_init(&u, &small, 1);
     md_log_set_callback(check_quiet_log, NULL);
-    CHECK(md_gen_audio_new(&u, &sp, "test") == NULL && strstr(md_last_error(), "spectrograms"),
+    CHECK(md_gen_audio_new(&u, &sp, "test", NULL) == NULL && strstr(md_last_error(), "spectrograms"),
           "a model of another shape is refused: %s", md_last_error());
     md_log_set_callback(NULL, NULL);
     md_unet_free(&u);
@@ -212,7 +212,7 @@ static void test_picture_generator(void)
           "a pixel-space picture model (3 x 64 x 64)");
     md_space sp;
     memset(&sp, 0, sizeof sp);
-    md_generator *gen = md_gen_image_diffusion_new(&u, NULL, &sp, "test");
+    md_generator *gen = md_gen_image_diffusion_new(&u, NULL, &sp, "test", NULL);
     CHECK(gen && gen->output == MD_MOD_IMAGE, "the picture generator takes it");
     if (gen) {
         double p[MD_GEN_MAX_PARAMS];
@@ -234,6 +234,28 @@ static void test_picture_generator(void)
             CHECK(in_range, "a 64 x 64 RGB picture with values in [0, 1]");
             CHECK(memcmp(a.image.pixels, b.image.pixels, sizeof(float) * np) == 0, "the same seed, the same bits");
             CHECK(memcmp(a.image.pixels, d.image.pixels, sizeof(float) * np) != 0, "another seed, another picture");
+            /* a generator on a lent workspace, whose graph another
+             * generator used in between, makes the same bits */
+            md_gen_workspace *ws = md_gen_workspace_new();
+            md_generator *g1 = ws ? md_gen_image_diffusion_new(&u, NULL, &sp, "test", ws) : NULL;
+            md_generator *g2 = ws ? md_gen_image_diffusion_new(&u, NULL, &sp, "test", ws) : NULL;
+            md_gen_output e, f;
+            bool same = g1 && g2 && g1->run(g1->self, &c, p, 12, NULL, NULL, NULL, &e) == MD_OK;
+            if (same) {
+                same = g2->run(g2->self, &c, p, 11, NULL, NULL, NULL, &f) == MD_OK;
+                if (same) {
+                    same = memcmp(f.image.pixels, a.image.pixels, sizeof(float) * np) == 0 &&
+                           memcmp(e.image.pixels, d.image.pixels, sizeof(float) * np) == 0;
+                    md_gen_output_free(&f);
+                }
+                md_gen_output_free(&e);
+            }
+            CHECK(same, "two generators sharing a workspace make the bits each makes alone");
+            if (g1)
+                md_generator_free(g1);
+            if (g2)
+                md_generator_free(g2);
+            md_gen_workspace_free(ws);
             md_gen_output_free(&a);
             md_gen_output_free(&b);
             md_gen_output_free(&d);
@@ -244,7 +266,7 @@ static void test_picture_generator(void)
     md_unet_config odd = {.cin = 3, .h = 32, .w = 32, .ch = 8, .cond_tokens = 4, .shift = 0.f, .scale = 1.f};
     md_unet_init(&u, &odd, 1);
     md_log_set_callback(check_quiet_log, NULL);
-    CHECK(md_gen_image_diffusion_new(&u, NULL, &sp, "test") == NULL && strstr(md_last_error(), "pixels"),
+    CHECK(md_gen_image_diffusion_new(&u, NULL, &sp, "test", NULL) == NULL && strstr(md_last_error(), "pixels"),
           "a model of neither shape is refused: %s", md_last_error());
     md_log_set_callback(NULL, NULL);
     md_unet_free(&u);

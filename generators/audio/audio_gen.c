@@ -25,7 +25,8 @@ static const md_gen_param_spec params[P_COUNT] = {
 typedef struct audio_gen {
     const md_unet *u;
     const md_space *sp;
-    md_graph *g;
+    md_graph *g;                     /* sampling (the workspace's when lent) */
+    bool own_graph;
     char model_id[256];
     float *x;                        /* [MAX_CANDIDATES, SIZE] */
     md_image preview;
@@ -116,13 +117,14 @@ static void gen_free(void *self)
     audio_gen *a = self;
     if (!a)
         return;
-    md_graph_free(a->g);
+    if (a->own_graph)
+        md_graph_free(a->g);
     free(a->x);
     md_image_free(&a->preview);
     free(a);
 }
 
-md_generator *md_gen_audio_new(const md_unet *u, const md_space *sp, const char *model_id)
+md_generator *md_gen_audio_new(const md_unet *u, const md_space *sp, const char *model_id, md_gen_workspace *ws)
 {
     const md_unet_config *c = &u->cfg;
     if (c->cin != 1 || c->h != MD_AUDIOGEN_MELS || c->w != MD_AUDIOGEN_WIDTH) {
@@ -138,7 +140,8 @@ md_generator *md_gen_audio_new(const md_unet *u, const md_space *sp, const char 
         a->u = u;
         a->sp = sp;
         snprintf(a->model_id, sizeof a->model_id, "%s", model_id ? model_id : "audiogen");
-        a->g = md_graph_new((size_t)1 << 22);   /* grows to one denoising step once */
+        a->own_graph = !ws;
+        a->g = ws ? ws->graph : md_graph_new((size_t)1 << 22);   /* grows to one denoising step once */
         a->x = malloc(sizeof(float) * MAX_CANDIDATES * MD_AUDIOGEN_SIZE);
         pst = md_image_alloc(&a->preview, MD_AUDIOGEN_FRAMES, MD_AUDIOGEN_MELS, 3);
     }

@@ -20,8 +20,9 @@ extern "C" {
 #endif
 
 /* NULL with a message when the model is not an audio decoder's shape or
- * memory runs out. model_id is copied. */
-md_generator *md_gen_audio_new(const md_unet *u, const md_space *sp, const char *model_id);
+ * memory runs out. model_id is copied; ws lends working memory (see
+ * generator.h; NULL: the generator keeps its own). */
+md_generator *md_gen_audio_new(const md_unet *u, const md_space *sp, const char *model_id, md_gen_workspace *ws);
 
 /* The spectrogram x [40, 104] as a picture (101 × 40, time left to right,
  * low frequencies at the bottom); im allocated by the caller. */

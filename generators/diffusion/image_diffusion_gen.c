@@ -23,7 +23,8 @@ typedef struct idiff_gen {
     const md_unet *u;
     const md_vqgan *vq;
     const md_space *sp;
-    md_graph *g, *gd;                /* sampling; decoding and picking */
+    md_graph *g, *gd;                /* sampling (the workspace's when lent); decoding and picking */
+    bool own_graph;
     char model_id[256];
     float *z, *pix;                  /* samples; their pictures [MAX_CANDIDATES, 3, 64, 64] */
     float *jx;                       /* candidates as the space reads them */
@@ -102,7 +103,8 @@ static void gen_free(void *self)
     idiff_gen *a = self;
     if (!a)
         return;
-    md_graph_free(a->g);
+    if (a->own_graph)
+        md_graph_free(a->g);
     md_graph_free(a->gd);
     free(a->z);
     free(a->pix);
@@ -112,7 +114,7 @@ static void gen_free(void *self)
 }
 
 md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, const md_space *sp,
-                                         const char *model_id)
+                                         const char *model_id, md_gen_workspace *ws)
 {
     const md_unet_config *c = &u->cfg;
     if (!md_imagegen_is_latent(c) && !md_imagegen_is_pixels(c)) {
@@ -129,7 +131,8 @@ md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, c
         a->vq = vq;
         a->sp = sp;
         snprintf(a->model_id, sizeof a->model_id, "%s", model_id ? model_id : "imagegen");
-        a->g = md_graph_new((size_t)1 << 22);
+        a->own_graph = !ws;
+        a->g = ws ? ws->graph : md_graph_new((size_t)1 << 22);   /* grows to one denoising step once */
         a->gd = md_graph_new((size_t)1 << 22);
         a->z = malloc(sizeof(float) * MAX_CANDIDATES * (size_t)md_unet_size(u));
         a->pix = malloc(sizeof(float) * MAX_CANDIDATES * MD_IMAGEGEN_PIXELS_SIZE);

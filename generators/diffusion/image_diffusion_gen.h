@@ -20,10 +20,12 @@
 extern "C" {
 #endif
 
-/* NULL with a message when the model is not of the tokenizer's latent
- * shape or memory runs out. model_id is copied. */
+/* NULL with a message when the model is neither of the tokenizer's latent
+ * shape nor of the pictures' or memory runs out. model_id is copied; ws
+ * lends working memory (see generator.h; NULL: the generator keeps its
+ * own). */
 md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, const md_space *sp,
-                                         const char *model_id);
+                                         const char *model_id, md_gen_workspace *ws);
 
 #ifdef __cplusplus
 }

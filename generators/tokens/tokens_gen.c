@@ -28,6 +28,7 @@ typedef struct tok_gen {
     const md_space *sp;
     md_tok_session *session;
     md_graph *g;                     /* detokenising */
+    bool own_session, own_graph;     /* false: lent by a workspace */
     char model_id[256];
     /* during a run */
     md_gen_progress_fn progress;
@@ -189,8 +190,10 @@ static void gen_free(void *self)
     tok_gen *t = self;
     if (!t)
         return;
-    md_tok_session_free(t->session);
-    md_graph_free(t->g);
+    if (t->own_session)
+        md_tok_session_free(t->session);
+    if (t->own_graph)
+        md_graph_free(t->g);
     free(t->partial);
     free(t->pix);
     md_image_free(&t->preview);
@@ -198,7 +201,7 @@ static void gen_free(void *self)
 }
 
 md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md_vqgan *vq, const md_space *sp,
-                                const char *model_id)
+                                const char *model_id, md_gen_workspace *ws)
 {
     if (out != MD_MOD_IMAGE && out != MD_MOD_VIDEO && out != MD_MOD_TEXT) {
         md_log(MD_LOG_ERROR, "the token generators write image, video or text, not %s",
@@ -219,8 +222,14 @@ md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md
         t->vq = vq;
         t->sp = sp;
         snprintf(t->model_id, sizeof t->model_id, "%s", model_id ? model_id : "tokens");
-        t->session = md_tok_session_new(tm);
-        t->g = md_graph_new((size_t)1 << 22);   /* grows to a decode of DECODE_FRAMES once */
+        if (ws && !ws->tokens) {
+            ws->tokens = md_tok_session_new(tm);
+            ws->tokens_model = tm;
+        }
+        t->own_session = !ws || ws->tokens_model != tm;
+        t->session = t->own_session ? md_tok_session_new(tm) : ws->tokens;
+        t->own_graph = !ws;
+        t->g = ws ? ws->graph : md_graph_new((size_t)1 << 22);   /* grows to a decode of DECODE_FRAMES once */
         t->partial = malloc(sizeof(int32_t) * MD_VQ_TOKENS);
         t->pix = malloc(sizeof(float) * 3 * MD_WORLD_SIZE * MD_WORLD_SIZE);
         t->preview_st = md_image_alloc(&t->preview, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);

@@ -2,8 +2,9 @@
  * token transformer (core/tokens.h) and the image tokenizer (core/vqgan.h).
  *
  * The caller loads the models (generators never open files) and keeps them
- * alive while the generator lives; a generator holds its own sampling
- * session, so one generator runs one job at a time.
+ * alive while the generator lives. A generator holds its own sampling
+ * session, or shares the workspace's with the other token generators made
+ * with it (ws, may be NULL; see generator.h), so one runs at a time.
  *
  * Parameters: seed is the run's; temperature, top_k, top_p, guidance.
  */
@@ -21,7 +22,7 @@ extern "C" {
  * models for outputs' metadata (copied). NULL with a message when out is
  * another modality or memory runs out. */
 md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md_vqgan *vq, const md_space *sp,
-                                const char *model_id);
+                                const char *model_id, md_gen_workspace *ws);
 
 #ifdef __cplusplus
 }
