@@ -17,11 +17,11 @@
 void md_axpby(float *y, const float *x, int64_t n, float alpha, float beta)
 {
     if (beta == 0.0f) {
-        #pragma omp parallel for simd schedule(static) if (n > 32768)
+        #pragma omp parallel for simd schedule(static) if (parallel: n > 32768)
         for (int64_t i = 0; i < n; i++)
             y[i] = alpha * x[i];
     } else {
-        #pragma omp parallel for simd schedule(static) if (n > 32768)
+        #pragma omp parallel for simd schedule(static) if (parallel: n > 32768)
         for (int64_t i = 0; i < n; i++)
             y[i] += alpha * x[i];
     }
@@ -322,7 +322,7 @@ static void binary_backward(md_graph *g, md_node *n)
         if (kind == BC_SAME) {
             float beta = md_grad_beta(b);
             float *db = b->grad;
-            #pragma omp parallel for simd schedule(static) if (N > 32768)
+            #pragma omp parallel for simd schedule(static) if (parallel: N > 32768)
             for (int64_t i = 0; i < N; i++) {
                 float v = op == BIN_MUL ? dy[i] * a->data[i] : sign * dy[i];
                 db[i] = (beta == 0.f ? 0.f : db[i]) + v;
@@ -375,7 +375,7 @@ static md_tensor *binary(md_graph *g, md_tensor *a, md_tensor *b, int op)
     const float *av = a->data, *bv = b->data;
     float *yv = y->data;
     if (kind == BC_SAME) {
-        #pragma omp parallel for simd schedule(static) if (N > 32768)
+        #pragma omp parallel for simd schedule(static) if (parallel: N > 32768)
         for (int64_t i = 0; i < N; i++)
             yv[i] = op == BIN_ADD ? av[i] + bv[i] : op == BIN_SUB ? av[i] - bv[i] : av[i] * bv[i];
     } else if (kind == BC_SUFFIX) {
@@ -431,7 +431,7 @@ static inline float gelu_df(float x)
 
 /* One loop per function so each vectorises (a switch inside would not). */
 #define UNARY_LOOP(N, EXPR)                                                   \
-    _Pragma("omp parallel for simd schedule(static) if (N > 16384)")          \
+    _Pragma("omp parallel for simd schedule(static) if (parallel: N > 16384)") \
     for (int64_t i = 0; i < N; i++) { EXPR; }
 
 static void unary_backward(md_graph *g, md_node *n)
@@ -1085,7 +1085,7 @@ static void sum_backward(md_graph *g, md_node *n)
     float s = y->grad[0] * n->farg[0];
     int64_t N = md_numel(x);
     float beta = md_grad_beta(x);
-    #pragma omp parallel for simd schedule(static) if (N > 32768)
+    #pragma omp parallel for simd schedule(static) if (parallel: N > 32768)
     for (int64_t i = 0; i < N; i++)
         x->grad[i] = (beta == 0.f ? 0.f : x->grad[i]) + s;
 }
@@ -1270,7 +1270,7 @@ static void pair_loss_backward(md_graph *g, md_node *n)
             continue;
         float sign = k == 0 ? 1.f : -1.f;
         float beta = md_grad_beta(t);
-        #pragma omp parallel for simd schedule(static) if (N > 32768)
+        #pragma omp parallel for simd schedule(static) if (parallel: N > 32768)
         for (int64_t i = 0; i < N; i++) {
             float d = a->data[i] - b->data[i];
             float gv = l1 ? (d > 0.f ? 1.f : (d < 0.f ? -1.f : 0.f)) : 2.f * d;
