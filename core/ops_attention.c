@@ -18,6 +18,7 @@
 #include <string.h>
 
 #define QB 128   /* query rows per block */
+#define ONE_ROW_MAX 4   /* blocks of at most this many rows go row by row (generation steps) */
 
 typedef struct attn_args {
     int64_t B, H, Tq, Tk, Dh;
@@ -59,6 +60,112 @@ static inline int64_t kend(const attn_args *a, int64_t i)
     return e < 0 ? 0 : (e > a->Tk ? a->Tk : e);
 }
 
+/* One query row against kn keys, when no probabilities are kept (a step of
+ * generation: one new position per row against the cache): the scores as
+ * dot products, 16 keys at a time, then the weighted sum of the values —
+ * no product call per (row, head), which at these sizes costs more than
+ * the arithmetic. Head widths of 16, 32, 64 and 128 take the AVX-512 form
+ * (NV vectors per row, a constant so the sums stay in registers); others
+ * plain loops. s: kn + 16 floats of scratch; scores leave it as
+ * unnormalised probabilities. Returns their sum; *mx gets the largest
+ * score. */
+#if defined(__AVX512F__)
+static inline __attribute__((always_inline)) void one_row_scores(int NV, const float *q, const float *k, int64_t lk,
+                                                                 int64_t kn, float *s)
+{
+    __m512 qv[8];
+    for (int i = 0; i < NV; i++)
+        qv[i] = _mm512_loadu_ps(q + 16 * i);
+    for (int64_t j0 = 0; j0 < kn; j0 += 16) {
+        const int nj = (int)MD_MIN(16, kn - j0);
+        __m256 h[16];
+        for (int jj = 0; jj < 16; jj++) {
+            __m512 acc = _mm512_setzero_ps();
+            if (jj < nj) {
+                const float *kr = k + (j0 + jj) * lk;
+                for (int i = 0; i < NV; i++)
+                    acc = _mm512_fmadd_ps(qv[i], _mm512_loadu_ps(kr + 16 * i), acc);
+            }
+            h[jj] = md_fold16(acc);
+        }
+        _mm256_storeu_ps(s + j0, md_hsum8x8(h));   /* s has room for the last block's 16 */
+        _mm256_storeu_ps(s + j0 + 8, md_hsum8x8(h + 8));
+    }
+}
+
+static inline __attribute__((always_inline)) void one_row_values(int NV, const float *p, float inv, const float *v,
+                                                                 int64_t lv, int64_t kn, float *o)
+{
+    __m512 acc[8];
+    for (int i = 0; i < NV; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < kn; j++) {
+        const __m512 pj = _mm512_set1_ps(p[j] * inv);
+        for (int i = 0; i < NV; i++)
+            acc[i] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + j * lv + 16 * i), acc[i]);
+    }
+    for (int i = 0; i < NV; i++)
+        _mm512_storeu_ps(o + 16 * i, acc[i]);
+}
+#endif
+
+static void attn_one_row(const float *q, const float *k, int64_t lk, const float *v, int64_t lv, int64_t kn,
+                         int64_t Dh, float scale, float *s, float *o, float *lse)
+{
+#if defined(__AVX512F__)
+    const int nv = Dh == 16 ? 1 : Dh == 32 ? 2 : Dh == 64 ? 4 : Dh == 128 ? 8 : 0;
+#else
+    const int nv = 0;
+#endif
+    switch (nv) {
+#if defined(__AVX512F__)
+    case 1: one_row_scores(1, q, k, lk, kn, s); break;
+    case 2: one_row_scores(2, q, k, lk, kn, s); break;
+    case 4: one_row_scores(4, q, k, lk, kn, s); break;
+    case 8: one_row_scores(8, q, k, lk, kn, s); break;
+#endif
+    default:
+        for (int64_t j = 0; j < kn; j++) {
+            float d = 0.f;
+            for (int64_t i = 0; i < Dh; i++)
+                d += q[i] * k[j * lk + i];
+            s[j] = d;
+        }
+    }
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < kn; j++) {
+        s[j] *= scale;
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    float sum = 0.f;
+    #pragma omp simd reduction(+:sum)
+    for (int64_t j = 0; j < kn; j++) {
+        float e = md_fast_exp(s[j] - mx);
+        s[j] = e;
+        sum += e;
+    }
+    const float inv = kn ? 1.f / sum : 0.f;
+    if (lse)
+        *lse = kn ? mx + logf(sum) : INFINITY;
+    switch (nv) {
+#if defined(__AVX512F__)
+    case 1: one_row_values(1, s, inv, v, lv, kn, o); break;
+    case 2: one_row_values(2, s, inv, v, lv, kn, o); break;
+    case 4: one_row_values(4, s, inv, v, lv, kn, o); break;
+    case 8: one_row_values(8, s, inv, v, lv, kn, o); break;
+#endif
+    default:
+        for (int64_t i = 0; i < Dh; i++)
+            o[i] = 0.f;
+        for (int64_t j = 0; j < kn; j++) {
+            const float pj = s[j] * inv;
+            #pragma omp simd
+            for (int64_t i = 0; i < Dh; i++)
+                o[i] += pj * v[j * lv + i];
+        }
+    }
+}
+
 static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *scratch)
 {
     float scale = 1.0f / sqrtf((float)a->Dh);
@@ -77,6 +184,12 @@ static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *sc
             if (kn == 0) {
                 for (int64_t r = 0; r < rows; r++)
                     memset(ob + (i0 + r) * a->lo, 0, sizeof(float) * (size_t)a->Dh);
+                continue;
+            }
+            if (rows <= ONE_ROW_MAX && !a->probs) {
+                for (int64_t r = 0; r < rows; r++)
+                    attn_one_row(qb + (i0 + r) * a->lq, kb, a->lk, vb, a->lv, kend(a, i0 + r), a->Dh, scale, S0,
+                                 ob + (i0 + r) * a->lo, a->lse ? a->lse + (b * a->H + h) * a->Tq + i0 + r : NULL);
                 continue;
             }
             /* scores, then probabilities, in place: into the kept buffer

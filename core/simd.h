@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 /* e^x: range reduction by ln 2, degree-6 polynomial (Cephes coefficients),
  * exponent built by integer arithmetic. Inputs above 88 give e^88 (finite);
@@ -75,5 +78,24 @@ static inline float md_fast_tanh(float x)
     float r = (1.0f - e) / (1.0f + e);
     return x < 0 ? -r : r;
 }
+
+#if defined(__AVX512F__)
+/* The sums of the 8 lanes of each of v[0..7], in order. Every input goes
+ * through the same tree, so a sum does not depend on its slot. */
+static inline __m256 md_hsum8x8(const __m256 *v)
+{
+    __m256 t0 = _mm256_hadd_ps(v[0], v[1]), t1 = _mm256_hadd_ps(v[2], v[3]);
+    __m256 t2 = _mm256_hadd_ps(v[4], v[5]), t3 = _mm256_hadd_ps(v[6], v[7]);
+    t0 = _mm256_hadd_ps(t0, t1);
+    t1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
+}
+
+/* 16 lanes folded to 8 (lane i + lane i+8) */
+static inline __m256 md_fold16(__m512 v)
+{
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+#endif
 
 #endif
