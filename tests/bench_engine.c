@@ -14,6 +14,7 @@
  * FLOP counts (multiply-add = 2): linear layers 2·N·12·d² forward; full
  * attention 4·B·T²·d forward, causal counted at T(T+1)/2 of it (only that
  * is needed); backward = 2× forward; recomputation is not counted. */
+#include "kernels_cpu.h"
 #include "nn.h"
 #include "ops.h"
 #include "rng.h"
@@ -98,6 +99,47 @@ static double sgemm_medley(int n)
     }
     md_graph_free(g);
     return 2.0 * n * n * (double)n / best / 1e9;
+}
+
+/* Products with few rows, as a sampler's step makes them (x · Wᵀ): Medley's
+ * tiles (md_cpu_gemm) against oneDNN's sgemm on the same operands, median
+ * of 9 timings of 200 calls each. */
+static void small_products(void)
+{
+    static const int shapes[][3] = {{2, 768, 256}, {16, 768, 256}, {16, 1024, 256}, {16, 256, 1024},
+                                    {16, 2304, 256}, {30, 768, 256}, {32, 1024, 256}};
+    float *a = malloc(sizeof(float) * 32 * 1024), *b = malloc(sizeof(float) * 2304 * 1024),
+          *c = malloc(sizeof(float) * 32 * 2304);
+    for (int i = 0; i < 32 * 1024; i++)
+        a[i] = 0.001f * (float)(i % 997) - 0.5f;
+    for (int i = 0; i < 2304 * 1024; i++)
+        b[i] = 0.001f * (float)(i % 991) - 0.5f;
+    printf("products of few rows, x [m, k] times W [n, k] transposed (a sampler step's shapes):\n");
+    printf("  %-18s %12s %12s %9s\n", "m x n x k", "Medley us", "oneDNN us", "speed-up");
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        double t[2][9];
+        for (int r = 0; r < 9; r++)
+            for (int w = 0; w < 2; w++) {
+                double t0 = md_time_now();
+                for (int i = 0; i < 200; i++) {
+                    if (w == 0)
+                        md_cpu_gemm(false, true, m, n, k, 1.f, a, k, b, k, 0.f, c, n);
+                    else
+                        dnnl_sgemm('N', 'T', m, n, k, 1.f, a, k, b, k, 0.f, c, n);
+                }
+                t[w][r] = (md_time_now() - t0) / 200;
+            }
+        qsort(t[0], 9, sizeof(double), cmp_double);
+        qsort(t[1], 9, sizeof(double), cmp_double);
+        char name[32];
+        snprintf(name, sizeof name, "%d x %d x %d", m, n, k);
+        printf("  %-18s %12.1f %12.1f %8.2fx\n", name, 1e6 * t[0][4], 1e6 * t[1][4], t[1][4] / t[0][4]);
+    }
+    printf("\n");
+    free(a);
+    free(b);
+    free(c);
 }
 
 typedef md_tensor *(*block_fn)(md_graph *g, md_tensor *x, void *user);
@@ -201,6 +243,7 @@ int main(int argc, char **argv)
     double graw = sgemm_raw(1024), gmd = sgemm_medley(1024);
     printf("sgemm 1024^3: oneDNN raw %.0f GFLOP/s (%.0f%% of peak), Medley md_matmul %.0f GFLOP/s (%.2fx raw)\n\n",
            graw, 100 * graw / peak, gmd, gmd / graw);
+    small_products();
 
     const int64_t B = 16, T = 256, D = 256;
     double tb_flops_full = 3.0 * (2.0 * B * T * 12 * D * D + 4.0 * B * T * T * D);
