@@ -382,25 +382,83 @@ static void check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, in
     md_graph_free(g);
 }
 
+/* ---- rows and embedding ----------------------------------------------------------------- */
+
+static void check_rows_embedding(void)
+{
+    const int64_t R = 129, D = 37, V = 101, N = 1000, E = 40;
+    md_graph *g = cpu_graph();
+    int64_t xs[2] = {R, D}, bs[1] = {D};
+    md_tensor *x = tin(g, 2, xs, false, 900, -2, 2), *b = tin(g, 1, bs, true, 901, -1, 1);
+    md_tensor *y = md_add(g, x, b);
+    float *gy = hrand(R * D, 902, -1, 1);
+    md_graph_backward_from(g, y, gy);
+    md_cuda_rewind(C);
+    float *dx = dput(x->data, sizeof(float) * (size_t)(R * D)), *db = dput(b->data, sizeof(float) * (size_t)D);
+    float *dgy = dput(gy, sizeof(float) * (size_t)(R * D)), *dy = dnew(R * D), *dgb = dnew(D);
+    status_ok("md_cuda_add_rows", md_cuda_add_rows(C, dy, dx, db, R, D));
+    status_ok("md_cuda_sum_rows", md_cuda_sum_rows(C, dgb, dgy, R, D, 0.f));
+    cmp("bias over rows", dy, y->data, R * D, LIM_ELEM);
+    cmp("bias over rows backward (column sums)", dgb, b->grad, D, LIM_ELEM);
+    free(gy);
+    md_graph_free(g);
+
+    g = cpu_graph();
+    int64_t ts[2] = {V, E}, is[1] = {N};
+    md_tensor *table = tin(g, 2, ts, true, 903, -1, 1);
+    md_tensor *ids = md_tensor_new(g, MD_I32, 1, is, false);
+    int32_t *iv = (int32_t *)ids->data;
+    for (int64_t i = 0; i < N; i++)
+        iv[i] = (int32_t)((i * 37 + i / 7) % (V - 3));   /* ids V-3.. never occur: their rows' grads are 0 */
+    md_tensor *e = md_embedding(g, table, ids);
+    float *ge = hrand(N * E, 904, -1, 1);
+    md_graph_backward_from(g, e, ge);
+    md_cuda_rewind(C);
+    float *dt = dput(table->data, sizeof(float) * (size_t)(V * E));
+    int32_t *did = dput(iv, sizeof(int32_t) * (size_t)N);
+    float *dge = dput(ge, sizeof(float) * (size_t)(N * E)), *de = dnew(N * E), *dgt = dnew(V * E);
+    status_ok("md_cuda_embedding_fwd", md_cuda_embedding_fwd(C, de, dt, did, N, E));
+    status_ok("md_cuda_embedding_bwd", md_cuda_embedding_bwd(C, dgt, dge, did, N, V, E));
+    cmp("embedding", de, e->data, N * E, LIM_ELEM);
+    cmp("embedding backward", dgt, table->grad, V * E, LIM_ELEM);
+    free(ge);
+    md_graph_free(g);
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
+/* Forward against md_attention, then the backward from a random upstream
+ * gradient against the CPU's autograd. */
 static void check_attention(int64_t B, int64_t tq, int64_t tk, int H, int64_t dh, bool causal)
 {
     md_graph *g = cpu_graph();
-    md_graph_set_grad(g, false);
     int64_t qs[3] = {B, tq, H * dh}, ks[3] = {B, tk, H * dh};
-    md_tensor *q = tin(g, 3, qs, false, 800, -2, 2), *k = tin(g, 3, ks, false, 801, -2, 2);
-    md_tensor *v = tin(g, 3, ks, false, 802, -1, 1);
+    md_tensor *q = tin(g, 3, qs, true, 800, -2, 2), *k = tin(g, 3, ks, true, 801, -2, 2);
+    md_tensor *v = tin(g, 3, ks, true, 802, -1, 1);
     md_tensor *o = md_attention(g, q, k, v, H, causal);
     int64_t nq = md_numel(q), nk = md_numel(k);
+    float *gy = hrand(nq, 803, -1, 1);
+    md_graph_backward_from(g, o, gy);
     md_cuda_rewind(C);
     float *dq = dput(q->data, sizeof(float) * (size_t)nq), *dk = dput(k->data, sizeof(float) * (size_t)nk);
     float *dv = dput(v->data, sizeof(float) * (size_t)nk), *dout = dnew(nq), *lse = dnew(B * H * tq);
+    float *dgy = dput(gy, sizeof(float) * (size_t)nq), *gq = dnew(nq), *gk = dnew(nk), *gv = dnew(nk);
     status_ok("md_cuda_attention_fwd", md_cuda_attention_fwd(C, dout, lse, dq, dk, dv, B, tq, tk, H, dh, causal));
-    char what[80];
+    status_ok("md_cuda_attention_bwd",
+              md_cuda_attention_bwd(C, gq, gk, gv, dgy, dq, dk, dv, dout, lse, B, tq, tk, H, dh, causal));
+    char what[96];
     snprintf(what, sizeof what, "attention B%lld Tq%lld Tk%lld H%d Dh%lld%s", (long long)B, (long long)tq,
              (long long)tk, H, (long long)dh, causal ? " causal" : "");
     cmp(what, dout, o->data, nq, LIM_GEMM);
+    static const char *part[3] = {"dq", "dk", "dv"};
+    const float *ref[3] = {q->grad, k->grad, v->grad};
+    const float *got[3] = {gq, gk, gv};
+    for (int p = 0; p < 3; p++) {
+        char w2[112];
+        snprintf(w2, sizeof w2, "%s backward %s", what, part[p]);
+        cmp(w2, got[p], ref[p], p ? nk : nq, LIM_GEMM);
+    }
+    free(gy);
     md_graph_free(g);
 }
 
@@ -666,6 +724,7 @@ int main(void)
     check_conv(2, 5, 37, 29, 7, 3, 2, 1, true);
     check_conv(3, 6, 13, 17, 129, 1, 1, 0, false);
     check_conv(1, 3, 29, 37, 5, 5, 1, 2, true);
+    check_rows_embedding();
     check_attention(2, 37, 129, 3, 40, false);
     check_attention(2, 37, 129, 3, 40, true);
     check_attention(1, 129, 129, 2, 64, true);

@@ -1,6 +1,9 @@
 /* cuda_attention.cu — attention forward (one block per query row, online
- * softmax over chunks of keys) and the VQ nearest-code search (one block
- * per vector). */
+ * softmax over chunks of keys), its backward (probabilities recomputed from
+ * the forward's log-sum-exp; one block per query row for dQ and one per
+ * key row for dK and dV, so no output is written by two blocks and sums
+ * run in a fixed order), and the VQ nearest-code search (one block per
+ * vector). */
 #include "cuda_internal.h"
 
 #include <cmath>
@@ -102,6 +105,191 @@ md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float 
     attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, lse, q, k, v, tq, tk, heads, dh,
                                                                             causal ? 1 : 0, scale);
     return MD_LAUNCHED(c, "attention_fwd_kernel");
+}
+
+/* ---- attention backward --------------------------------------------------------------- */
+
+/* Visible keys of query row i: [0, kend). */
+__device__ inline int64_t att_kend(int64_t i, int64_t tq, int64_t tk, int causal)
+{
+    if (!causal)
+        return tk;
+    int64_t e = i + 1 + (tk - tq);
+    return e < 0 ? 0 : (e > tk ? tk : e);
+}
+
+/* drow[(b*H + h)*Tq + i] = dO_i . O_i over the head's dims. */
+__global__ void attention_bwd_rowdot_kernel(float *drow, const float *dout, const float *out, int64_t tq,
+                                            int64_t heads, int64_t dh)
+{
+    __shared__ float red[ATT_THREADS];
+    const int64_t row = blockIdx.x, i = row % tq, bh = row / tq, h = bh % heads, b = bh / heads;
+    const int64_t off = (b * tq + i) * heads * dh + h * dh;
+    float s = 0.0f;
+    for (int64_t d = threadIdx.x; d < dh; d += ATT_THREADS)
+        s += dout[off + d] * out[off + d];
+    s = md_block_sum(s, red);
+    if (threadIdx.x == 0)
+        drow[row] = s;
+}
+
+/* dQ_i = scale * sum_j p_ij (dO_i . V_j - D_i) K_j, block per query row;
+ * p_ij = exp(scale Q_i . K_j - lse_i). Thread t scores key j0 + t of each
+ * chunk, then adds the chunk into the dims it owns. */
+__global__ void attention_bwd_dq_kernel(float *dq, const float *dout, const float *q, const float *k,
+                                        const float *v, const float *lse, const float *drow, int64_t tq,
+                                        int64_t tk, int64_t heads, int64_t dh, int causal, float scale)
+{
+    extern __shared__ float smem[];
+    float *qs = smem, *gs = smem + dh, *ds = gs + dh;
+    const int64_t row = blockIdx.x, i = row % tq, bh = row / tq, h = bh % heads, b = bh / heads;
+    const int64_t width = heads * dh, off = (b * tq + i) * width + h * dh;
+    const float *kb = k + b * tk * width + h * dh, *vb = v + b * tk * width + h * dh;
+    const int t = threadIdx.x;
+    for (int64_t d = t; d < dh; d += ATT_THREADS) {
+        qs[d] = q[off + d];
+        gs[d] = dout[off + d];
+    }
+    __syncthreads();
+    const int64_t kend = att_kend(i, tq, tk, causal);
+    const float l = lse[row], dr = drow[row];
+    float acc[ATT_DIMS];
+    for (int r = 0; r < ATT_DIMS; r++)
+        acc[r] = 0.0f;
+    for (int64_t j0 = 0; j0 < kend; j0 += ATT_THREADS) {
+        const int64_t j = j0 + t;
+        float g = 0.0f;
+        if (j < kend) {
+            float sq = 0.0f, dp = 0.0f;
+            for (int64_t d = 0; d < dh; d++) {
+                sq += qs[d] * kb[j * width + d];
+                dp += gs[d] * vb[j * width + d];
+            }
+            g = expf(sq * scale - l) * (dp - dr);
+        }
+        ds[t] = g;
+        __syncthreads();
+        const int64_t jn = kend - j0 < ATT_THREADS ? kend - j0 : ATT_THREADS;
+        for (int r = 0; r < ATT_DIMS; r++) {
+            const int64_t d = t + (int64_t)r * ATT_THREADS;
+            if (d < dh)
+                for (int64_t jj = 0; jj < jn; jj++)
+                    acc[r] += ds[jj] * kb[(j0 + jj) * width + d];
+        }
+        __syncthreads();
+    }
+    for (int r = 0; r < ATT_DIMS; r++) {
+        const int64_t d = t + (int64_t)r * ATT_THREADS;
+        if (d < dh)
+            dq[off + d] = acc[r] * scale;
+    }
+}
+
+/* Block per key row j: dV_j = sum_i p_ij dO_i and dK_j = scale sum_i
+ * p_ij (dO_i . V_j - D_i) Q_i over the queries that see key j. */
+__global__ void attention_bwd_dkv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                         const float *v, const float *lse, const float *drow, int64_t tq,
+                                         int64_t tk, int64_t heads, int64_t dh, int causal, float scale)
+{
+    extern __shared__ float smem[];
+    float *ks = smem, *vs = smem + dh, *ps = vs + dh, *gs = ps + ATT_THREADS;
+    const int64_t row = blockIdx.x, j = row % tk, bh = row / tk, h = bh % heads, b = bh / heads;
+    const int64_t width = heads * dh, off = (b * tk + j) * width + h * dh;
+    const float *qb = q + b * tq * width + h * dh, *ob = dout + b * tq * width + h * dh;
+    const float *lb = lse + bh * tq, *db = drow + bh * tq;
+    const int t = threadIdx.x;
+    for (int64_t d = t; d < dh; d += ATT_THREADS) {
+        ks[d] = k[off + d];
+        vs[d] = v[off + d];
+    }
+    __syncthreads();
+    /* query i sees key j when j < att_kend(i): for causal, i >= j - (tk - tq) */
+    int64_t i0 = 0;
+    if (causal) {
+        i0 = j - (tk - tq);
+        i0 = i0 < 0 ? 0 : i0;
+    }
+    float ak[ATT_DIMS], av[ATT_DIMS];
+    for (int r = 0; r < ATT_DIMS; r++)
+        ak[r] = av[r] = 0.0f;
+    for (int64_t c0 = i0; c0 < tq; c0 += ATT_THREADS) {
+        const int64_t i = c0 + t;
+        float p = 0.0f, g = 0.0f;
+        if (i < tq) {
+            float sq = 0.0f, dp = 0.0f;
+            for (int64_t d = 0; d < dh; d++) {
+                sq += qb[i * width + d] * ks[d];
+                dp += ob[i * width + d] * vs[d];
+            }
+            p = expf(sq * scale - lb[i]);   /* lse +inf (no key seen) gives 0 */
+            g = p * (dp - db[i]);
+        }
+        ps[t] = p;
+        gs[t] = g;
+        __syncthreads();
+        const int64_t in = tq - c0 < ATT_THREADS ? tq - c0 : ATT_THREADS;
+        for (int r = 0; r < ATT_DIMS; r++) {
+            const int64_t d = t + (int64_t)r * ATT_THREADS;
+            if (d < dh)
+                for (int64_t ii = 0; ii < in; ii++) {
+                    av[r] += ps[ii] * ob[(c0 + ii) * width + d];
+                    ak[r] += gs[ii] * qb[(c0 + ii) * width + d];
+                }
+        }
+        __syncthreads();
+    }
+    for (int r = 0; r < ATT_DIMS; r++) {
+        const int64_t d = t + (int64_t)r * ATT_THREADS;
+        if (d < dh) {
+            dk[off + d] = ak[r] * scale;
+            dv[off + d] = av[r];
+        }
+    }
+}
+
+md_status md_cuda_attention_bwd(md_cuda *c, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                const float *k, const float *v, const float *out, const float *lse, int64_t b,
+                                int64_t tq, int64_t tk, int heads, int64_t dh, bool causal)
+{
+    if (heads < 1 || dh < 1 || dh > ATT_THREADS * ATT_DIMS || b < 0 || tq < 0 || tk < 0) {
+        md_log(MD_LOG_ERROR, "%s: attention backward: unsupported shape (B %lld, Tq %lld, Tk %lld, H %d, Dh %lld; "
+               "Dh <= %d)", c->name, (long long)b, (long long)tq, (long long)tk, heads, (long long)dh,
+               ATT_THREADS * ATT_DIMS);
+        return MD_ERR_UNSUPPORTED;
+    }
+    const int64_t qrows = b * heads * tq, krows = b * heads * tk;
+    if (qrows == 0 && krows == 0)
+        return MD_OK;
+    if ((qrows && !md_cuda_grid_ok(qrows)) || (krows && !md_cuda_grid_ok(krows))) {
+        md_log(MD_LOG_ERROR, "%s: attention backward: %lld query rows or %lld key rows is more than one launch "
+               "takes", c->name, (long long)qrows, (long long)krows);
+        return MD_ERR_UNSUPPORTED;
+    }
+    MD_TRY(md_cuda_enter(c));
+    const size_t mark = md_cuda_mark(c);
+    float *drow = (float *)md_cuda_alloc(c, sizeof(float) * (size_t)(qrows ? qrows : 1));
+    if (!drow)
+        return MD_ERR_ALLOC;
+    const float scale = 1.0f / sqrtf((float)dh);
+    md_status st = MD_OK;
+    if (qrows) {
+        attention_bwd_rowdot_kernel<<<(unsigned)qrows, ATT_THREADS, 0, c->stream>>>(drow, dout, out, tq, heads, dh);
+        st = MD_LAUNCHED(c, "attention_bwd_rowdot_kernel");
+        if (st == MD_OK) {
+            attention_bwd_dq_kernel<<<(unsigned)qrows, ATT_THREADS, sizeof(float) * (size_t)(2 * dh + ATT_THREADS),
+                                      c->stream>>>(dq, dout, q, k, v, lse, drow, tq, tk, heads, dh, causal ? 1 : 0,
+                                                   scale);
+            st = MD_LAUNCHED(c, "attention_bwd_dq_kernel");
+        }
+    }
+    if (st == MD_OK && krows) {
+        attention_bwd_dkv_kernel<<<(unsigned)krows, ATT_THREADS,
+                                   sizeof(float) * (size_t)(2 * dh + 2 * ATT_THREADS), c->stream>>>(
+            dk, dv, dout, q, k, v, lse, drow, tq, tk, heads, dh, causal ? 1 : 0, scale);
+        st = MD_LAUNCHED(c, "attention_bwd_dkv_kernel");
+    }
+    md_cuda_rewind_to(c, mark);   /* later work is ordered after these kernels on the stream */
+    return st;
 }
 
 /* ---- VQ nearest code ------------------------------------------------------------ */

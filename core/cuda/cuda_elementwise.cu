@@ -1,6 +1,7 @@
 /* cuda_elementwise.cu — unary activations (forward, backward), binary
- * add/sub/mul, and the AdamW update. One thread per element in grid-stride
- * loops. Formulas as ops.c and optim.c; libm-accurate device functions
+ * add/sub/mul, the AdamW update, a bias over rows and its gradient, and
+ * embedding lookup and its gradient. One thread per element in grid-stride
+ * loops unless a kernel says otherwise. Formulas as ops.c and optim.c; libm-accurate device functions
  * stand in for the CPU's vectorised approximations (a few ulp apart). */
 #include "cuda_internal.h"
 
@@ -153,4 +154,98 @@ md_status md_cuda_adamw_step(md_cuda *c, const md_cuda_adamw *h, float *p, const
     MD_TRY(md_cuda_enter(c));
     adamw_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(k, p, g, m, v, n);
     return MD_LAUNCHED(c, "adamw_kernel");
+}
+
+/* ---- rows: a bias broadcast over rows, and its gradient ------------------------------ */
+
+__global__ void add_rows_kernel(float *y, const float *x, const float *b, int64_t rows, int64_t d)
+{
+    MD_GRID_LOOP(i, rows * d)
+        y[i] = x[i] + b[i % d];
+}
+
+md_status md_cuda_add_rows(md_cuda *c, float *y, const float *x, const float *b, int64_t rows, int64_t d)
+{
+    if (rows < 0 || d < 1) {
+        md_log(MD_LOG_ERROR, "%s: add_rows: %lld rows of %lld", c->name, (long long)rows, (long long)d);
+        return MD_ERR_INVALID;
+    }
+    if (rows == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    add_rows_kernel<<<md_cuda_blocks(rows * d), MD_CUDA_THREADS, 0, c->stream>>>(y, x, b, rows, d);
+    return MD_LAUNCHED(c, "add_rows_kernel");
+}
+
+/* One thread per column, walking the rows in order: a fixed sum order, and
+ * neighbouring threads read neighbouring floats. */
+__global__ void sum_rows_kernel(float *out, const float *x, int64_t rows, int64_t d, float beta)
+{
+    MD_GRID_LOOP(j, d) {
+        float s = 0.0f;
+        for (int64_t r = 0; r < rows; r++)
+            s += x[r * d + j];
+        out[j] = beta == 0.0f ? s : s + beta * out[j];
+    }
+}
+
+md_status md_cuda_sum_rows(md_cuda *c, float *out, const float *x, int64_t rows, int64_t d, float beta)
+{
+    if (rows < 0 || d < 1) {
+        md_log(MD_LOG_ERROR, "%s: sum_rows: %lld rows of %lld", c->name, (long long)rows, (long long)d);
+        return MD_ERR_INVALID;
+    }
+    MD_TRY(md_cuda_enter(c));
+    sum_rows_kernel<<<md_cuda_blocks(d), MD_CUDA_THREADS, 0, c->stream>>>(out, x, rows, d, beta);
+    return MD_LAUNCHED(c, "sum_rows_kernel");
+}
+
+/* ---- embedding ---------------------------------------------------------------------- */
+
+__global__ void embedding_fwd_kernel(float *y, const float *table, const int32_t *ids, int64_t n, int64_t d)
+{
+    MD_GRID_LOOP(i, n * d)
+        y[i] = table[(int64_t)ids[i / d] * d + i % d];
+}
+
+/* Block per vocabulary row: its threads own the row's dims and add the
+ * rows of dy whose id is this one, in index order (no atomics: the same
+ * bits every run). */
+__global__ void embedding_bwd_kernel(float *dtable, const float *dy, const int32_t *ids, int64_t n, int64_t d)
+{
+    const int64_t v = blockIdx.x;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+        float s = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            if (ids[i] == v)
+                s += dy[i * d + j];
+        dtable[v * d + j] = s;
+    }
+}
+
+md_status md_cuda_embedding_fwd(md_cuda *c, float *y, const float *table, const int32_t *ids, int64_t n,
+                                int64_t d)
+{
+    if (n < 0 || d < 1) {
+        md_log(MD_LOG_ERROR, "%s: embedding: %lld ids of width %lld", c->name, (long long)n, (long long)d);
+        return MD_ERR_INVALID;
+    }
+    if (n == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    embedding_fwd_kernel<<<md_cuda_blocks(n * d), MD_CUDA_THREADS, 0, c->stream>>>(y, table, ids, n, d);
+    return MD_LAUNCHED(c, "embedding_fwd_kernel");
+}
+
+md_status md_cuda_embedding_bwd(md_cuda *c, float *dtable, const float *dy, const int32_t *ids, int64_t n,
+                                int64_t vocab, int64_t d)
+{
+    if (n < 0 || d < 1 || vocab < 1 || !md_cuda_grid_ok(vocab)) {
+        md_log(MD_LOG_ERROR, "%s: embedding backward: %lld ids, vocabulary %lld, width %lld", c->name,
+               (long long)n, (long long)vocab, (long long)d);
+        return MD_ERR_INVALID;
+    }
+    MD_TRY(md_cuda_enter(c));
+    embedding_bwd_kernel<<<(unsigned)vocab, MD_CUDA_THREADS, 0, c->stream>>>(dtable, dy, ids, n, d);
+    return MD_LAUNCHED(c, "embedding_bwd_kernel");
 }

@@ -118,6 +118,21 @@ typedef enum md_cuda_binary_op {
 md_status md_cuda_binary(md_cuda *c, md_cuda_binary_op op, float *y, const float *a, const float *b,
                          int64_t n);
 
+/* y [rows, d] = x + b, b [d] added to every row (a bias). */
+md_status md_cuda_add_rows(md_cuda *c, float *y, const float *x, const float *b, int64_t rows, int64_t d);
+/* out [d] = sum over rows of x [rows, d] (+ beta * out): a bias's gradient. */
+md_status md_cuda_sum_rows(md_cuda *c, float *out, const float *x, int64_t rows, int64_t d, float beta);
+
+/* ---- embedding ------------------------------------------------------------ */
+
+/* y [n, d] = table[ids[i]] for table [vocab, d]; ids must be in range (the
+ * caller checks them on the host, as md_embedding does). */
+md_status md_cuda_embedding_fwd(md_cuda *c, float *y, const float *table, const int32_t *ids, int64_t n,
+                                int64_t d);
+/* dtable [vocab, d] (overwritten) = sum of the rows of dy [n, d] per id. */
+md_status md_cuda_embedding_bwd(md_cuda *c, float *dtable, const float *dy, const int32_t *ids, int64_t n,
+                                int64_t vocab, int64_t d);
+
 /* ---- normalisation and softmax (rows of d) ----------------------------- */
 
 /* x, y [rows, d]; w, b [d] or NULL; mean, rstd [rows] or NULL. */
@@ -175,6 +190,14 @@ md_status md_cuda_conv2d_bwd(md_cuda *c, const md_cuda_conv2d *q, float *dx, flo
 md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float *q, const float *k,
                                 const float *v, int64_t b, int64_t tq, int64_t tk, int heads,
                                 int64_t dh, bool causal);
+
+/* Gradients of md_cuda_attention_fwd: dq [B, Tq, H*Dh], dk, dv [B, Tk,
+ * H*Dh] (overwritten) from dout and the forward's q, k, v, out and lse
+ * (probabilities are recomputed from it). Uses B*H*Tq floats of arena,
+ * returned before it ends. Dh <= 512. */
+md_status md_cuda_attention_bwd(md_cuda *c, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                const float *k, const float *v, const float *out, const float *lse, int64_t b,
+                                int64_t tq, int64_t tk, int heads, int64_t dh, bool causal);
 
 /* ---- vector quantisation ------------------------------------------------- */
 
