@@ -425,6 +425,46 @@ static void check_rows_embedding(void)
     md_graph_free(g);
 }
 
+/* ---- losses and upsampling --------------------------------------------------------------- */
+
+static void check_loss_upsample(void)
+{
+    const int64_t n = 100003;
+    for (int l1 = 0; l1 < 2; l1++) {
+        md_graph *g = cpu_graph();
+        int64_t sh[1] = {n};
+        md_tensor *a = tin(g, 1, sh, true, 950, -2, 2), *b = tin(g, 1, sh, true, 951, -2, 2);
+        md_tensor *y = l1 ? md_l1(g, a, b) : md_mse(g, a, b);
+        float gy = 0.75f;
+        md_graph_backward_from(g, y, &gy);
+        md_cuda_rewind(C);
+        float *da = dput(a->data, sizeof(float) * (size_t)n), *db = dput(b->data, sizeof(float) * (size_t)n);
+        float *dy = dnew(1), *ga = dnew(n), *gb = dnew(n);
+        status_ok("md_cuda_pair_loss_fwd", md_cuda_pair_loss_fwd(C, dy, da, db, n, l1));
+        status_ok("md_cuda_pair_loss_bwd", md_cuda_pair_loss_bwd(C, ga, gb, da, db, gy, n, l1));
+        cmp(l1 ? "l1 loss" : "mse loss", dy, y->data, 1, LIM_ELEM);
+        cmp(l1 ? "l1 loss backward a" : "mse loss backward a", ga, a->grad, n, LIM_ELEM);
+        cmp(l1 ? "l1 loss backward b" : "mse loss backward b", gb, b->grad, n, LIM_ELEM);
+        md_graph_free(g);
+    }
+    md_graph *g = cpu_graph();
+    int64_t xs[4] = {2, 3, 13, 7};
+    const int64_t nx = 2 * 3 * 13 * 7, ny = nx * 9;
+    md_tensor *x = tin(g, 4, xs, true, 952, -1, 1);
+    md_tensor *y = md_upsample_nearest2d(g, x, 3);
+    float *gy = hrand(ny, 953, -1, 1);
+    md_graph_backward_from(g, y, gy);
+    md_cuda_rewind(C);
+    float *dx = dput(x->data, sizeof(float) * (size_t)nx), *dgy = dput(gy, sizeof(float) * (size_t)ny);
+    float *dy = dnew(ny), *dgx = dnew(nx);
+    status_ok("md_cuda_upsample_nearest", md_cuda_upsample_nearest(C, dy, dx, 6, 13, 7, 3));
+    status_ok("md_cuda_upsample_nearest_bwd", md_cuda_upsample_nearest_bwd(C, dgx, dgy, 6, 13, 7, 3));
+    cmp("nearest upsample x3", dy, y->data, ny, LIM_ELEM);
+    cmp("nearest upsample x3 backward", dgx, x->grad, nx, LIM_ELEM);
+    free(gy);
+    md_graph_free(g);
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 /* Forward against md_attention, then the backward from a random upstream
@@ -725,6 +765,7 @@ int main(void)
     check_conv(3, 6, 13, 17, 129, 1, 1, 0, false);
     check_conv(1, 3, 29, 37, 5, 5, 1, 2, true);
     check_rows_embedding();
+    check_loss_upsample();
     check_attention(2, 37, 129, 3, 40, false);
     check_attention(2, 37, 129, 3, 40, true);
     check_attention(1, 129, 129, 2, 64, true);

@@ -249,3 +249,140 @@ md_status md_cuda_embedding_bwd(md_cuda *c, float *dtable, const float *dy, cons
     embedding_bwd_kernel<<<(unsigned)vocab, MD_CUDA_THREADS, 0, c->stream>>>(dtable, dy, ids, n, d);
     return MD_LAUNCHED(c, "embedding_bwd_kernel");
 }
+
+/* ---- pair losses: mean (a-b)^2 and mean |a-b| ---------------------------------------- */
+
+#define LOSS_BLOCKS 256
+
+/* Block k sums the elements k, k + T, ... of its share in double; a fixed
+ * grid, so the partials and their order do not change from run to run. */
+__global__ void pair_loss_partial_kernel(double *part, const float *a, const float *b, int64_t n, int l1)
+{
+    __shared__ double red[MD_CUDA_THREADS];
+    double s = 0.0;
+    MD_GRID_LOOP(i, n) {
+        double d = (double)a[i] - (double)b[i];
+        s += l1 ? fabs(d) : d * d;
+    }
+    s = md_block_sum(s, red);
+    if (threadIdx.x == 0)
+        part[blockIdx.x] = s;
+}
+
+__global__ void pair_loss_final_kernel(float *y, const double *part, int nparts, int64_t n)
+{
+    __shared__ double red[MD_CUDA_THREADS];
+    double s = 0.0;
+    for (int k = threadIdx.x; k < nparts; k += blockDim.x)
+        s += part[k];
+    s = md_block_sum(s, red);
+    if (threadIdx.x == 0)
+        y[0] = (float)(s / (double)(n ? n : 1));
+}
+
+md_status md_cuda_pair_loss_fwd(md_cuda *c, float *y, const float *a, const float *b, int64_t n, bool l1)
+{
+    if (n < 0) {
+        md_log(MD_LOG_ERROR, "%s: loss over %lld elements", c->name, (long long)n);
+        return MD_ERR_INVALID;
+    }
+    MD_TRY(md_cuda_enter(c));
+    const size_t mark = md_cuda_mark(c);
+    double *part = (double *)md_cuda_alloc(c, sizeof(double) * LOSS_BLOCKS);
+    if (!part)
+        return MD_ERR_ALLOC;
+    pair_loss_partial_kernel<<<LOSS_BLOCKS, MD_CUDA_THREADS, 0, c->stream>>>(part, a, b, n, l1 ? 1 : 0);
+    md_status st = MD_LAUNCHED(c, "pair_loss_partial_kernel");
+    if (st == MD_OK) {
+        pair_loss_final_kernel<<<1, MD_CUDA_THREADS, 0, c->stream>>>(y, part, LOSS_BLOCKS, n);
+        st = MD_LAUNCHED(c, "pair_loss_final_kernel");
+    }
+    md_cuda_rewind_to(c, mark);
+    return st;
+}
+
+__global__ void pair_loss_bwd_kernel(float *da, float *db, const float *a, const float *b, float s, int64_t n,
+                                     int l1)
+{
+    MD_GRID_LOOP(i, n) {
+        float d = a[i] - b[i];
+        float gv = l1 ? (d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f)) : 2.0f * d;
+        if (da)
+            da[i] = s * gv;
+        if (db)
+            db[i] = -s * gv;
+    }
+}
+
+md_status md_cuda_pair_loss_bwd(md_cuda *c, float *da, float *db, const float *a, const float *b, float dy,
+                                int64_t n, bool l1)
+{
+    if (n < 0) {
+        md_log(MD_LOG_ERROR, "%s: loss gradient over %lld elements", c->name, (long long)n);
+        return MD_ERR_INVALID;
+    }
+    if (n == 0 || (!da && !db))
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    pair_loss_bwd_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(da, db, a, b, dy / (float)n, n,
+                                                                               l1 ? 1 : 0);
+    return MD_LAUNCHED(c, "pair_loss_bwd_kernel");
+}
+
+/* ---- nearest upsampling of [planes, h, w] by an integer factor ---------------------- */
+
+__global__ void upsample_fwd_kernel(float *y, const float *x, int64_t planes, int64_t h, int64_t w, int64_t s)
+{
+    const int64_t oh = h * s, ow = w * s;
+    MD_GRID_LOOP(i, planes * oh * ow) {
+        const int64_t p = i / (oh * ow), r = (i / ow) % oh, q = i % ow;
+        y[i] = x[(p * h + r / s) * w + q / s];
+    }
+}
+
+/* thread per input element: the s*s outputs it fed, in row order */
+__global__ void upsample_bwd_kernel(float *dx, const float *dy, int64_t planes, int64_t h, int64_t w, int64_t s)
+{
+    const int64_t ow = w * s;
+    MD_GRID_LOOP(i, planes * h * w) {
+        const int64_t p = i / (h * w), r = (i / w) % h, q = i % w;
+        const float *base = dy + (p * h * s + r * s) * ow + q * s;
+        float acc = 0.0f;
+        for (int64_t a = 0; a < s; a++)
+            for (int64_t b = 0; b < s; b++)
+                acc += base[a * ow + b];
+        dx[i] = acc;
+    }
+}
+
+md_status md_cuda_upsample_nearest(md_cuda *c, float *y, const float *x, int64_t planes, int64_t h, int64_t w,
+                                   int scale)
+{
+    if (planes < 0 || h < 1 || w < 1 || scale < 1) {
+        md_log(MD_LOG_ERROR, "%s: upsample: %lld planes of %lld x %lld by %d", c->name, (long long)planes,
+               (long long)h, (long long)w, scale);
+        return MD_ERR_INVALID;
+    }
+    if (planes == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    const int64_t n = planes * h * w * scale * scale;
+    upsample_fwd_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(y, x, planes, h, w, scale);
+    return MD_LAUNCHED(c, "upsample_fwd_kernel");
+}
+
+md_status md_cuda_upsample_nearest_bwd(md_cuda *c, float *dx, const float *dy, int64_t planes, int64_t h,
+                                       int64_t w, int scale)
+{
+    if (planes < 0 || h < 1 || w < 1 || scale < 1) {
+        md_log(MD_LOG_ERROR, "%s: upsample backward: %lld planes of %lld x %lld by %d", c->name,
+               (long long)planes, (long long)h, (long long)w, scale);
+        return MD_ERR_INVALID;
+    }
+    if (planes == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    upsample_bwd_kernel<<<md_cuda_blocks(planes * h * w), MD_CUDA_THREADS, 0, c->stream>>>(dx, dy, planes, h, w,
+                                                                                          scale);
+    return MD_LAUNCHED(c, "upsample_bwd_kernel");
+}

@@ -123,6 +123,22 @@ md_status md_cuda_add_rows(md_cuda *c, float *y, const float *x, const float *b,
 /* out [d] = sum over rows of x [rows, d] (+ beta * out): a bias's gradient. */
 md_status md_cuda_sum_rows(md_cuda *c, float *out, const float *x, int64_t rows, int64_t d, float beta);
 
+/* y [1] = mean (a-b)^2 over n elements (l1: mean |a-b|), summed in double
+ * over a fixed grid (the same bits every run). Uses 2 KB of arena,
+ * returned before it ends. */
+md_status md_cuda_pair_loss_fwd(md_cuda *c, float *y, const float *a, const float *b, int64_t n, bool l1);
+/* da, db [n] (either may be NULL; overwritten) from the loss's gradient dy
+ * (a host scalar). */
+md_status md_cuda_pair_loss_bwd(md_cuda *c, float *da, float *db, const float *a, const float *b, float dy,
+                                int64_t n, bool l1);
+
+/* y [planes, h*scale, w*scale] = x [planes, h, w] repeated (nearest). */
+md_status md_cuda_upsample_nearest(md_cuda *c, float *y, const float *x, int64_t planes, int64_t h, int64_t w,
+                                   int scale);
+/* dx [planes, h, w] = the sum of each input's scale*scale outputs' dy. */
+md_status md_cuda_upsample_nearest_bwd(md_cuda *c, float *dx, const float *dy, int64_t planes, int64_t h,
+                                       int64_t w, int scale);
+
 /* ---- embedding ------------------------------------------------------------ */
 
 /* y [n, d] = table[ids[i]] for table [vocab, d]; ids must be in range (the
