@@ -425,6 +425,47 @@ static void check_rows_embedding(void)
     md_graph_free(g);
 }
 
+/* ---- RMSNorm and unit rows --------------------------------------------------------------- */
+
+static void check_rms_l2(void)
+{
+    const int64_t R = 129, D = 37, n = R * D;
+    int64_t xs[2] = {R, D}, ws[1] = {D};
+    md_graph *g = cpu_graph();
+    md_tensor *x = tin(g, 2, xs, true, 960, -2, 2), *w = tin(g, 1, ws, true, 961, 0.5f, 1.5f);
+    md_tensor *y = md_rmsnorm(g, x, w, 1e-5f);
+    float *gy = hrand(n, 962, -1, 1);
+    md_graph_backward_from(g, y, gy);
+    md_cuda_rewind(C);
+    float *dx = dput(x->data, sizeof(float) * (size_t)n), *dw = dput(w->data, sizeof(float) * (size_t)D);
+    float *dgy = dput(gy, sizeof(float) * (size_t)n), *dy = dnew(n), *rstd = dnew(R), *gx = dnew(n), *gw = dnew(D);
+    status_ok("md_cuda_rmsnorm_fwd", md_cuda_rmsnorm_fwd(C, dy, rstd, dx, dw, R, D, 1e-5f));
+    status_ok("md_cuda_rmsnorm_bwd", md_cuda_rmsnorm_bwd(C, gx, gw, dgy, dx, dw, rstd, R, D));
+    cmp("rmsnorm", dy, y->data, n, LIM_ELEM);
+    cmp("rmsnorm backward x", gx, x->grad, n, LIM_ELEM);
+    cmp("rmsnorm backward w", gw, w->grad, D, LIM_ELEM);
+    md_graph_free(g);
+
+    g = cpu_graph();
+    x = tin(g, 2, xs, true, 963, -2, 2);
+    for (int64_t i = 0; i < D; i++)
+        x->data[5 * D + i] = 1e-9f;   /* a row under eps */
+    y = md_l2_normalize(g, x, 1e-6f);
+    md_graph_backward_from(g, y, gy);
+    md_cuda_rewind(C);
+    dx = dput(x->data, sizeof(float) * (size_t)n);
+    dgy = dput(gy, sizeof(float) * (size_t)n);
+    dy = dnew(n);
+    float *nrm = dnew(R);
+    gx = dnew(n);
+    status_ok("md_cuda_l2norm_fwd", md_cuda_l2norm_fwd(C, dy, nrm, dx, R, D, 1e-6f));
+    status_ok("md_cuda_l2norm_bwd", md_cuda_l2norm_bwd(C, gx, dgy, dy, nrm, R, D, 1e-6f));
+    cmp("unit rows (l2 normalise)", dy, y->data, n, LIM_ELEM);
+    cmp("unit rows backward", gx, x->grad, n, LIM_ELEM);
+    free(gy);
+    md_graph_free(g);
+}
+
 /* ---- losses and upsampling --------------------------------------------------------------- */
 
 static void check_loss_upsample(void)
@@ -766,6 +807,7 @@ int main(void)
     check_conv(1, 3, 29, 37, 5, 5, 1, 2, true);
     check_rows_embedding();
     check_loss_upsample();
+    check_rms_l2();
     check_attention(2, 37, 129, 3, 40, false);
     check_attention(2, 37, 129, 3, 40, true);
     check_attention(1, 129, 129, 2, 64, true);

@@ -1,5 +1,5 @@
-/* cuda_norm.cu — row kernels: layernorm, softmax, groupnorm and
- * cross-entropy, forward and backward. One block per row (or per group),
+/* cuda_norm.cu — row kernels: layernorm, softmax, groupnorm,
+ * cross-entropy, RMSNorm and unit rows, forward and backward. One block per row (or per group),
  * shared-memory tree reductions, two passes for mean and variance as the
  * CPU does. Per-column sums (dw, db) run one thread per column over the
  * rows, so no atomics and the same sums on every run. */
@@ -438,4 +438,135 @@ md_status md_cuda_cross_entropy_bwd(md_cuda *c, float *dlogits, const float *log
     xent_bwd_kernel<<<(unsigned)n, MD_CUDA_THREADS, 0, c->stream>>>(dlogits, logits, lse, targets, count, v,
                                                                     label_smoothing, ignore_index, dloss);
     return MD_LAUNCHED(c, "xent_bwd_kernel");
+}
+
+/* ---- RMSNorm: y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps) ------------------------ */
+
+__global__ void rmsnorm_fwd_kernel(float *y, float *rstd, const float *x, const float *w, int64_t d, float eps)
+{
+    __shared__ float sh[MD_CUDA_THREADS];
+    const int64_t r = blockIdx.x;
+    const float *xr = x + r * d;
+    float *yr = y + r * d;
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        s += xr[i] * xr[i];
+    const float rs = 1.0f / sqrtf(md_block_sum(s, sh) / (float)d + eps);
+    if (rstd && threadIdx.x == 0)
+        rstd[r] = rs;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        yr[i] = xr[i] * rs * (w ? w[i] : 1.0f);
+}
+
+/* dx = rstd * (dy*w - xhat * mean(dy*w*xhat)), xhat = x * rstd */
+__global__ void rmsnorm_bwd_dx_kernel(float *dx, const float *dy, const float *x, const float *w, const float *rstd,
+                                      int64_t d)
+{
+    __shared__ float sh[MD_CUDA_THREADS];
+    const int64_t r = blockIdx.x;
+    const float *xr = x + r * d, *dyr = dy + r * d;
+    float *dxr = dx + r * d;
+    const float rs = rstd[r];
+    float s2 = 0.0f;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        s2 += dyr[i] * (w ? w[i] : 1.0f) * xr[i] * rs;
+    s2 = md_block_sum(s2, sh) / (float)d;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        dxr[i] = rs * (dyr[i] * (w ? w[i] : 1.0f) - xr[i] * rs * s2);
+}
+
+__global__ void rmsnorm_bwd_w_kernel(float *dw, const float *dy, const float *x, const float *rstd, int64_t rows,
+                                     int64_t d)
+{
+    MD_GRID_LOOP(j, d) {
+        float a = 0.0f;
+        for (int64_t r = 0; r < rows; r++)
+            a += dy[r * d + j] * x[r * d + j] * rstd[r];
+        dw[j] = a;
+    }
+}
+
+md_status md_cuda_rmsnorm_fwd(md_cuda *c, float *y, float *rstd, const float *x, const float *w, int64_t rows,
+                              int64_t d, float eps)
+{
+    if (rows <= 0 || d <= 0)
+        return MD_OK;
+    MD_TRY(rows_ok(c, rows, "rmsnorm"));
+    MD_TRY(md_cuda_enter(c));
+    rmsnorm_fwd_kernel<<<(unsigned)rows, MD_CUDA_THREADS, 0, c->stream>>>(y, rstd, x, w, d, eps);
+    return MD_LAUNCHED(c, "rmsnorm_fwd_kernel");
+}
+
+md_status md_cuda_rmsnorm_bwd(md_cuda *c, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                              const float *rstd, int64_t rows, int64_t d)
+{
+    if (rows <= 0 || d <= 0)
+        return MD_OK;
+    MD_TRY(rows_ok(c, rows, "rmsnorm backward"));
+    MD_TRY(md_cuda_enter(c));
+    if (dx) {
+        rmsnorm_bwd_dx_kernel<<<(unsigned)rows, MD_CUDA_THREADS, 0, c->stream>>>(dx, dy, x, w, rstd, d);
+        MD_TRY(MD_LAUNCHED(c, "rmsnorm_bwd_dx_kernel"));
+    }
+    if (dw) {
+        rmsnorm_bwd_w_kernel<<<md_cuda_blocks(d), MD_CUDA_THREADS, 0, c->stream>>>(dw, dy, x, rstd, rows, d);
+        MD_TRY(MD_LAUNCHED(c, "rmsnorm_bwd_w_kernel"));
+    }
+    return MD_OK;
+}
+
+/* ---- unit rows: y = x / max(||x||, eps) ------------------------------------------------ */
+
+__global__ void l2norm_fwd_kernel(float *y, float *nrm, const float *x, int64_t d, float eps)
+{
+    __shared__ double sh[MD_CUDA_THREADS];
+    const int64_t r = blockIdx.x;
+    const float *xr = x + r * d;
+    double s = 0.0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        s += (double)xr[i] * xr[i];
+    const float nv = (float)sqrt(md_block_sum(s, sh)), n = nv > eps ? nv : eps, inv = 1.0f / n;
+    if (threadIdx.x == 0)
+        nrm[r] = n;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        y[r * d + i] = xr[i] * inv;
+}
+
+/* dx = (dy - y (y . dy)) / n where ||x|| > eps, else dy / eps */
+__global__ void l2norm_bwd_kernel(float *dx, const float *dy, const float *y, const float *nrm, int64_t d,
+                                  float eps)
+{
+    __shared__ float sh[MD_CUDA_THREADS];
+    const int64_t r = blockIdx.x;
+    const float *yr = y + r * d, *gr = dy + r * d;
+    float dot = 0.0f;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        dot += yr[i] * gr[i];
+    dot = md_block_sum(dot, sh);
+    if (!(nrm[r] > eps))
+        dot = 0.0f;
+    const float inv = 1.0f / nrm[r];
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        dx[r * d + i] = (gr[i] - yr[i] * dot) * inv;
+}
+
+md_status md_cuda_l2norm_fwd(md_cuda *c, float *y, float *nrm, const float *x, int64_t rows, int64_t d, float eps)
+{
+    if (rows <= 0 || d <= 0)
+        return MD_OK;
+    MD_TRY(rows_ok(c, rows, "l2 normalise"));
+    MD_TRY(md_cuda_enter(c));
+    l2norm_fwd_kernel<<<(unsigned)rows, MD_CUDA_THREADS, 0, c->stream>>>(y, nrm, x, d, eps);
+    return MD_LAUNCHED(c, "l2norm_fwd_kernel");
+}
+
+md_status md_cuda_l2norm_bwd(md_cuda *c, float *dx, const float *dy, const float *y, const float *nrm, int64_t rows,
+                             int64_t d, float eps)
+{
+    if (rows <= 0 || d <= 0)
+        return MD_OK;
+    MD_TRY(rows_ok(c, rows, "l2 normalise backward"));
+    MD_TRY(md_cuda_enter(c));
+    l2norm_bwd_kernel<<<(unsigned)rows, MD_CUDA_THREADS, 0, c->stream>>>(dx, dy, y, nrm, d, eps);
+    return MD_LAUNCHED(c, "l2norm_bwd_kernel");
 }

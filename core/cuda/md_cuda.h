@@ -159,6 +159,20 @@ md_status md_cuda_layernorm_fwd(md_cuda *c, float *y, float *mean, float *rstd, 
 md_status md_cuda_layernorm_bwd(md_cuda *c, float *dx, float *dw, float *db, const float *dy,
                                 const float *x, const float *w, const float *mean,
                                 const float *rstd, int64_t rows, int64_t d);
+/* RMSNorm: y = x * rstd * w (w [d] or NULL), rstd [rows] (or NULL) =
+ * 1/sqrt(mean(x^2) + eps). */
+md_status md_cuda_rmsnorm_fwd(md_cuda *c, float *y, float *rstd, const float *x, const float *w, int64_t rows,
+                              int64_t d, float eps);
+/* dx [rows, d], dw [d] (either may be NULL) from dy and the forward's x,
+ * w, rstd. */
+md_status md_cuda_rmsnorm_bwd(md_cuda *c, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                              const float *rstd, int64_t rows, int64_t d);
+/* Unit rows: y = x / n, nrm [rows] = n = max(||x||, eps) (the norm summed
+ * in double, as the CPU does). */
+md_status md_cuda_l2norm_fwd(md_cuda *c, float *y, float *nrm, const float *x, int64_t rows, int64_t d, float eps);
+/* dx = (dy - y (y . dy)) / n where ||x|| > eps, else dy / eps. */
+md_status md_cuda_l2norm_bwd(md_cuda *c, float *dx, const float *dy, const float *y, const float *nrm, int64_t rows,
+                             int64_t d, float eps);
 /* y [rows, d] = softmax over each row. */
 md_status md_cuda_softmax_fwd(md_cuda *c, float *y, const float *x, int64_t rows, int64_t d);
 /* dx = y * (dy - sum(dy * y)) per row. */
