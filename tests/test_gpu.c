@@ -425,6 +425,40 @@ static void check_rows_embedding(void)
     md_graph_free(g);
 }
 
+/* ---- strided copies ---------------------------------------------------------------------- */
+
+static void check_copies(void)
+{
+    md_graph *g = cpu_graph();
+    md_graph_set_grad(g, false);
+    int64_t xs[4] = {3, 5, 7, 11};
+    const int64_t n = 3 * 5 * 7 * 11;
+    md_tensor *x = tin(g, 4, xs, false, 970, -1, 1);
+    const int perm[4] = {2, 0, 3, 1};
+    md_tensor *p = md_permute(g, x, perm);            /* [7, 3, 11, 5] */
+    md_tensor *sl = md_slice(g, x, 2, 2, 6);          /* [3, 5, 4, 11] */
+    md_tensor *two[2] = {x, x};
+    md_tensor *cat = md_concat(g, two, 2, 1);         /* [3, 10, 7, 11] */
+    const int64_t xst[4] = {5 * 7 * 11, 7 * 11, 11, 1};
+    md_cuda_rewind(C);
+    float *dx = dput(x->data, sizeof(float) * (size_t)n);
+    float *dp = dnew(n), *ds = dnew(3 * 5 * 4 * 11), *dc = dnew(2 * n);
+    /* permute: walk the output's shape, reading x by the permuted strides */
+    const int64_t pshape[4] = {7, 3, 11, 5}, pss[4] = {xst[2], xst[0], xst[3], xst[1]},
+                  pds[4] = {3 * 11 * 5, 11 * 5, 5, 1};
+    status_ok("md_cuda_copy_strided (permute)", md_cuda_copy_strided(C, dp, pds, dx, pss, pshape, 4, 0.f));
+    const int64_t sshape[4] = {3, 5, 4, 11}, sds[4] = {5 * 4 * 11, 4 * 11, 11, 1};
+    status_ok("md_cuda_copy_strided (slice)", md_cuda_copy_strided(C, ds, sds, dx + 2 * 11, xst, sshape, 4, 0.f));
+    const int64_t cds[4] = {10 * 7 * 11, 7 * 11, 11, 1};
+    status_ok("md_cuda_copy_strided (concat 1)", md_cuda_copy_strided(C, dc, cds, dx, xst, xs, 4, 0.f));
+    status_ok("md_cuda_copy_strided (concat 2)",
+              md_cuda_copy_strided(C, dc + 5 * 7 * 11, cds, dx, xst, xs, 4, 0.f));
+    cmp("permute (strided copy)", dp, p->data, n, 0.0);
+    cmp("slice (strided copy)", ds, sl->data, 3 * 5 * 4 * 11, 0.0);
+    cmp("concat (two strided copies)", dc, cat->data, 2 * n, 0.0);
+    md_graph_free(g);
+}
+
 /* ---- RMSNorm and unit rows --------------------------------------------------------------- */
 
 static void check_rms_l2(void)
@@ -808,6 +842,7 @@ int main(void)
     check_rows_embedding();
     check_loss_upsample();
     check_rms_l2();
+    check_copies();
     check_attention(2, 37, 129, 3, 40, false);
     check_attention(2, 37, 129, 3, 40, true);
     check_attention(1, 129, 129, 2, 64, true);

@@ -386,3 +386,52 @@ md_status md_cuda_upsample_nearest_bwd(md_cuda *c, float *dx, const float *dy, i
                                                                                           scale);
     return MD_LAUNCHED(c, "upsample_bwd_kernel");
 }
+
+/* ---- strided copies: permute, slice, concat and their gradients ------------------------ */
+
+struct copy_desc {
+    int nd;
+    int64_t shape[MD_CUDA_COPY_DIMS], ss[MD_CUDA_COPY_DIMS], ds[MD_CUDA_COPY_DIMS];
+};
+
+/* thread per element of the shape, in row-major order of the shape */
+__global__ void strided_copy_kernel(float *dst, const float *src, copy_desc q, int64_t n, float beta)
+{
+    MD_GRID_LOOP(i, n) {
+        int64_t rest = i, so = 0, dof = 0;
+        for (int k = q.nd - 1; k >= 0; k--) {
+            const int64_t idx = rest % q.shape[k];
+            rest /= q.shape[k];
+            so += idx * q.ss[k];
+            dof += idx * q.ds[k];
+        }
+        dst[dof] = beta == 0.0f ? src[so] : src[so] + beta * dst[dof];
+    }
+}
+
+md_status md_cuda_copy_strided(md_cuda *c, float *dst, const int64_t *dst_strides, const float *src,
+                               const int64_t *src_strides, const int64_t *shape, int nd, float beta)
+{
+    if (nd < 1 || nd > MD_CUDA_COPY_DIMS) {
+        md_log(MD_LOG_ERROR, "%s: strided copy of %d dims (1..%d)", c->name, nd, MD_CUDA_COPY_DIMS);
+        return MD_ERR_INVALID;
+    }
+    copy_desc q;
+    q.nd = nd;
+    int64_t n = 1;
+    for (int k = 0; k < nd; k++) {
+        if (shape[k] < 0) {
+            md_log(MD_LOG_ERROR, "%s: strided copy: dim %d is %lld", c->name, k, (long long)shape[k]);
+            return MD_ERR_INVALID;
+        }
+        q.shape[k] = shape[k];
+        q.ss[k] = src_strides[k];
+        q.ds[k] = dst_strides[k];
+        n *= shape[k];
+    }
+    if (n == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    strided_copy_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(dst, src, q, n, beta);
+    return MD_LAUNCHED(c, "strided_copy_kernel");
+}

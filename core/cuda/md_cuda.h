@@ -139,6 +139,14 @@ md_status md_cuda_upsample_nearest(md_cuda *c, float *y, const float *x, int64_t
 md_status md_cuda_upsample_nearest_bwd(md_cuda *c, float *dx, const float *dy, int64_t planes, int64_t h,
                                        int64_t w, int scale);
 
+/* dst[i0*ds0 + i1*ds1 + ...] = src[i0*ss0 + ...] (+ beta * dst) for every
+ * index of shape [nd] (strides in elements): permute, slice and concat are
+ * such copies, and so are their gradients (beta 1 accumulates). Up to
+ * MD_CUDA_COPY_DIMS dims. */
+#define MD_CUDA_COPY_DIMS 6
+md_status md_cuda_copy_strided(md_cuda *c, float *dst, const int64_t *dst_strides, const float *src,
+                               const int64_t *src_strides, const int64_t *shape, int nd, float beta);
+
 /* ---- embedding ------------------------------------------------------------ */
 
 /* y [n, d] = table[ids[i]] for table [vocab, d]; ids must be in range (the
