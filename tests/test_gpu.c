@@ -425,6 +425,50 @@ static void check_rows_embedding(void)
     md_graph_free(g);
 }
 
+/* ---- log-softmax and dropout --------------------------------------------------------------- */
+
+static void check_logsoftmax_dropout(void)
+{
+    const int64_t R = 37, D = 1001, n = R * D;
+    int64_t xs[2] = {R, D};
+    md_graph *g = cpu_graph();
+    md_tensor *x = tin(g, 2, xs, true, 980, -4, 4);
+    md_tensor *y = md_log_softmax(g, x);
+    float *gy = hrand(n, 981, -1, 1);
+    md_graph_backward_from(g, y, gy);
+    md_cuda_rewind(C);
+    float *dx = dput(x->data, sizeof(float) * (size_t)n), *dgy = dput(gy, sizeof(float) * (size_t)n);
+    float *dy = dnew(n), *gx = dnew(n);
+    status_ok("md_cuda_log_softmax_fwd", md_cuda_log_softmax_fwd(C, dy, dx, R, D));
+    status_ok("md_cuda_log_softmax_bwd", md_cuda_log_softmax_bwd(C, gx, dy, dgy, R, D));
+    cmp("log-softmax", dy, y->data, n, LIM_ELEM);
+    cmp("log-softmax backward", gx, x->grad, n, LIM_ELEM);
+    md_graph_free(g);
+
+    /* dropout: the key md_dropout draws is the graph's next stream, so a
+     * second graph with the same seed draws it again for the device */
+    g = cpu_graph();
+    md_graph_set_seed(g, 77);
+    x = tin(g, 2, xs, true, 982, -1, 1);
+    y = md_dropout(g, x, 0.3f);
+    md_graph_backward_from(g, y, gy);
+    md_graph *g2 = cpu_graph();
+    md_graph_set_seed(g2, 77);
+    const uint64_t key = md_graph_next_stream(g2);
+    md_cuda_rewind(C);
+    dx = dput(x->data, sizeof(float) * (size_t)n);
+    dgy = dput(gy, sizeof(float) * (size_t)n);
+    dy = dnew(n);
+    gx = dnew(n);
+    status_ok("md_cuda_dropout", md_cuda_dropout(C, dy, dx, key, 0.3f, n));
+    status_ok("md_cuda_dropout (backward)", md_cuda_dropout(C, gx, dgy, key, 0.3f, n));
+    cmp("dropout p 0.3 (the CPU's mask)", dy, y->data, n, LIM_ELEM);
+    cmp("dropout backward", gx, x->grad, n, LIM_ELEM);
+    free(gy);
+    md_graph_free(g2);
+    md_graph_free(g);
+}
+
 /* ---- strided copies ---------------------------------------------------------------------- */
 
 static void check_copies(void)
@@ -843,6 +887,7 @@ int main(void)
     check_loss_upsample();
     check_rms_l2();
     check_copies();
+    check_logsoftmax_dropout();
     check_attention(2, 37, 129, 3, 40, false);
     check_attention(2, 37, 129, 3, 40, true);
     check_attention(1, 129, 129, 2, 64, true);

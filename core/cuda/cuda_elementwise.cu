@@ -435,3 +435,46 @@ md_status md_cuda_copy_strided(md_cuda *c, float *dst, const int64_t *dst_stride
     strided_copy_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(dst, src, q, n, beta);
     return MD_LAUNCHED(c, "strided_copy_kernel");
 }
+
+/* ---- dropout: the CPU's mask, from Philox-4x32-10 keyed by the stream ------------------ */
+
+__device__ inline float philox_uniform_at(uint64_t key, uint64_t i)
+{
+    const uint64_t ctr = i >> 2;
+    uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0u, c3 = 0u;
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    for (int r = 0; r < 10; r++) {
+        const uint32_t lo0 = 0xD2511F53u * c0, hi0 = __umulhi(0xD2511F53u, c0);
+        const uint32_t lo1 = 0xCD9E8D57u * c2, hi1 = __umulhi(0xCD9E8D57u, c2);
+        const uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
+        c0 = n0;
+        c1 = lo1;
+        c2 = n2;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    const uint32_t o[4] = {c0, c1, c2, c3};
+    return (float)(o[i & 3] >> 8) * (1.0f / 16777216.0f);
+}
+
+/* forward: y = keep ? x / (1-p) : 0; backward: the same with dy for x */
+__global__ void dropout_kernel(float *y, const float *x, uint64_t key, float p, float inv, int64_t n)
+{
+    MD_GRID_LOOP(i, n)
+        y[i] = philox_uniform_at(key, (uint64_t)i) >= p ? x[i] * inv : 0.0f;
+}
+
+md_status md_cuda_dropout(md_cuda *c, float *y, const float *x, uint64_t key, float p, int64_t n)
+{
+    if (!(p >= 0.0f && p < 1.0f) || n < 0) {
+        md_log(MD_LOG_ERROR, "%s: dropout with p %g over %lld elements (p in [0, 1))", c->name, (double)p,
+               (long long)n);
+        return MD_ERR_INVALID;
+    }
+    if (n == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    dropout_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(y, x, key, p, 1.0f / (1.0f - p), n);
+    return MD_LAUNCHED(c, "dropout_kernel");
+}

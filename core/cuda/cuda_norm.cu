@@ -570,3 +570,54 @@ md_status md_cuda_l2norm_bwd(md_cuda *c, float *dx, const float *dy, const float
     l2norm_bwd_kernel<<<(unsigned)rows, MD_CUDA_THREADS, 0, c->stream>>>(dx, dy, y, nrm, d, eps);
     return MD_LAUNCHED(c, "l2norm_bwd_kernel");
 }
+
+/* ---- log-softmax: y = x - max - log(sum exp(x - max)); dx = dy - exp(y) sum(dy) ------- */
+
+__global__ void log_softmax_fwd_kernel(float *y, const float *x, int64_t d)
+{
+    __shared__ float sh[MD_CUDA_THREADS];
+    const int64_t r = blockIdx.x;
+    const float *xr = x + r * d;
+    float mx = -INFINITY;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        mx = fmaxf(mx, xr[i]);
+    mx = md_block_max(mx, sh);
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        s += expf(xr[i] - mx);
+    const float lse = mx + logf(md_block_sum(s, sh));
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        y[r * d + i] = xr[i] - lse;
+}
+
+__global__ void log_softmax_bwd_kernel(float *dx, const float *y, const float *dy, int64_t d)
+{
+    __shared__ float sh[MD_CUDA_THREADS];
+    const int64_t r = blockIdx.x;
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        s += dy[r * d + i];
+    s = md_block_sum(s, sh);
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        dx[r * d + i] = dy[r * d + i] - expf(y[r * d + i]) * s;
+}
+
+md_status md_cuda_log_softmax_fwd(md_cuda *c, float *y, const float *x, int64_t rows, int64_t d)
+{
+    if (rows <= 0 || d <= 0)
+        return MD_OK;
+    MD_TRY(rows_ok(c, rows, "log-softmax"));
+    MD_TRY(md_cuda_enter(c));
+    log_softmax_fwd_kernel<<<(unsigned)rows, MD_CUDA_THREADS, 0, c->stream>>>(y, x, d);
+    return MD_LAUNCHED(c, "log_softmax_fwd_kernel");
+}
+
+md_status md_cuda_log_softmax_bwd(md_cuda *c, float *dx, const float *y, const float *dy, int64_t rows, int64_t d)
+{
+    if (rows <= 0 || d <= 0)
+        return MD_OK;
+    MD_TRY(rows_ok(c, rows, "log-softmax backward"));
+    MD_TRY(md_cuda_enter(c));
+    log_softmax_bwd_kernel<<<(unsigned)rows, MD_CUDA_THREADS, 0, c->stream>>>(dx, y, dy, d);
+    return MD_LAUNCHED(c, "log_softmax_bwd_kernel");
+}

@@ -147,6 +147,12 @@ md_status md_cuda_upsample_nearest_bwd(md_cuda *c, float *dx, const float *dy, i
 md_status md_cuda_copy_strided(md_cuda *c, float *dst, const int64_t *dst_strides, const float *src,
                                const int64_t *src_strides, const int64_t *shape, int nd, float beta);
 
+/* Inverted dropout with the CPU's mask: element i is kept when Philox
+ * (key, i) gives a uniform >= p, and scaled by 1/(1-p); key is the one
+ * md_dropout drew (md_graph_next_stream). The backward is the same call on
+ * dy. */
+md_status md_cuda_dropout(md_cuda *c, float *y, const float *x, uint64_t key, float p, int64_t n);
+
 /* ---- embedding ------------------------------------------------------------ */
 
 /* y [n, d] = table[ids[i]] for table [vocab, d]; ids must be in range (the
@@ -181,6 +187,9 @@ md_status md_cuda_l2norm_fwd(md_cuda *c, float *y, float *nrm, const float *x, i
 /* dx = (dy - y (y . dy)) / n where ||x|| > eps, else dy / eps. */
 md_status md_cuda_l2norm_bwd(md_cuda *c, float *dx, const float *dy, const float *y, const float *nrm, int64_t rows,
                              int64_t d, float eps);
+/* y [rows, d] = log-softmax of each row; backward dx = dy - exp(y) sum(dy). */
+md_status md_cuda_log_softmax_fwd(md_cuda *c, float *y, const float *x, int64_t rows, int64_t d);
+md_status md_cuda_log_softmax_bwd(md_cuda *c, float *dx, const float *y, const float *dy, int64_t rows, int64_t d);
 /* y [rows, d] = softmax over each row. */
 md_status md_cuda_softmax_fwd(md_cuda *c, float *y, const float *x, int64_t rows, int64_t d);
 /* dx = y * (dy - sum(dy * y)) per row. */
