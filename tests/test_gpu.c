@@ -469,6 +469,32 @@ static void check_logsoftmax_dropout(void)
     md_graph_free(g);
 }
 
+/* ---- average pooling ---------------------------------------------------------------------- */
+
+static void check_avgpool(int kernel, int stride)
+{
+    md_graph *g = cpu_graph();
+    int64_t xs[4] = {2, 3, 13, 17};
+    const int64_t nx = 2 * 3 * 13 * 17;
+    md_tensor *x = tin(g, 4, xs, true, 990, -1, 1);
+    md_tensor *y = md_avgpool2d(g, x, kernel, stride);
+    const int64_t ny = md_numel(y);
+    float *gy = hrand(ny, 991, -1, 1);
+    md_graph_backward_from(g, y, gy);
+    md_cuda_rewind(C);
+    float *dx = dput(x->data, sizeof(float) * (size_t)nx), *dgy = dput(gy, sizeof(float) * (size_t)ny);
+    float *dy = dnew(ny), *gx = dnew(nx);
+    status_ok("md_cuda_avgpool_fwd", md_cuda_avgpool_fwd(C, dy, dx, 6, 13, 17, kernel, stride));
+    status_ok("md_cuda_avgpool_bwd", md_cuda_avgpool_bwd(C, gx, dgy, 6, 13, 17, kernel, stride));
+    char what[64];
+    snprintf(what, sizeof what, "average pool k%d s%d", kernel, stride);
+    cmp(what, dy, y->data, ny, LIM_ELEM);
+    snprintf(what, sizeof what, "average pool k%d s%d backward", kernel, stride);
+    cmp(what, gx, x->grad, nx, LIM_ELEM);
+    free(gy);
+    md_graph_free(g);
+}
+
 /* ---- strided copies ---------------------------------------------------------------------- */
 
 static void check_copies(void)
@@ -888,6 +914,9 @@ int main(void)
     check_rms_l2();
     check_copies();
     check_logsoftmax_dropout();
+    check_avgpool(2, 2);
+    check_avgpool(3, 2);   /* overlapping windows, a ragged edge */
+    check_avgpool(2, 3);   /* gaps between windows */
     check_attention(2, 37, 129, 3, 40, false);
     check_attention(2, 37, 129, 3, 40, true);
     check_attention(1, 129, 129, 2, 64, true);

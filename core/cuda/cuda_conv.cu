@@ -1,4 +1,5 @@
 /* cuda_conv.cu — conv2d (groups 1) forward and backward as im2col + cuBLAS
+ * (and average pooling, forward and backward, at the end)
  * per image, col2im as a gather (each input element sums the columns that
  * read it: no atomics, the same result every run).
  *
@@ -160,4 +161,80 @@ md_status md_cuda_conv2d_bwd(md_cuda *c, const md_cuda_conv2d *q, float *dx, flo
         }
     }
     return MD_OK;
+}
+
+/* ---- average pooling (no padding), forward and backward ------------------------------- */
+
+__global__ void avgpool_fwd_kernel(float *y, const float *x, int64_t planes, int64_t h, int64_t w, int64_t k,
+                                   int64_t s, int64_t oh, int64_t ow)
+{
+    const float inv = 1.0f / (float)(k * k);
+    MD_GRID_LOOP(i, planes * oh * ow) {
+        const int64_t p = i / (oh * ow), r = (i / ow) % oh, q = i % ow;
+        const float *xp = x + p * h * w;
+        float acc = 0.0f;
+        for (int64_t a = 0; a < k; a++)
+            for (int64_t b = 0; b < k; b++)
+                acc += xp[(r * s + a) * w + q * s + b];
+        y[i] = acc * inv;
+    }
+}
+
+/* thread per input element: the windows that hold it, in output order */
+__global__ void avgpool_bwd_kernel(float *dx, const float *dy, int64_t planes, int64_t h, int64_t w, int64_t k,
+                                   int64_t s, int64_t oh, int64_t ow)
+{
+    const float inv = 1.0f / (float)(k * k);
+    MD_GRID_LOOP(i, planes * h * w) {
+        const int64_t p = i / (h * w), r = (i / w) % h, q = i % w;
+        /* outputs o with o*s <= r < o*s + k */
+        int64_t r0 = r - k + 1 <= 0 ? 0 : (r - k + 1 + s - 1) / s, r1 = r / s < oh - 1 ? r / s : oh - 1;
+        int64_t q0 = q - k + 1 <= 0 ? 0 : (q - k + 1 + s - 1) / s, q1 = q / s < ow - 1 ? q / s : ow - 1;
+        float acc = 0.0f;
+        for (int64_t a = r0; a <= r1; a++)
+            for (int64_t b = q0; b <= q1; b++)
+                acc += dy[(p * oh + a) * ow + b];
+        dx[i] = acc * inv;
+    }
+}
+
+static bool pool_args(md_cuda *c, int64_t planes, int64_t h, int64_t w, int kernel, int stride, int64_t *oh,
+                      int64_t *ow)
+{
+    if (planes < 0 || kernel < 1 || stride < 1 || h < kernel || w < kernel) {
+        md_log(MD_LOG_ERROR, "%s: average pool: %lld planes of %lld x %lld, kernel %d, stride %d", c->name,
+               (long long)planes, (long long)h, (long long)w, kernel, stride);
+        return false;
+    }
+    *oh = (h - kernel) / stride + 1;
+    *ow = (w - kernel) / stride + 1;
+    return true;
+}
+
+md_status md_cuda_avgpool_fwd(md_cuda *c, float *y, const float *x, int64_t planes, int64_t h, int64_t w, int kernel,
+                              int stride)
+{
+    int64_t oh, ow;
+    if (!pool_args(c, planes, h, w, kernel, stride, &oh, &ow))
+        return MD_ERR_INVALID;
+    if (planes == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    avgpool_fwd_kernel<<<md_cuda_blocks(planes * oh * ow), MD_CUDA_THREADS, 0, c->stream>>>(y, x, planes, h, w,
+                                                                                           kernel, stride, oh, ow);
+    return MD_LAUNCHED(c, "avgpool_fwd_kernel");
+}
+
+md_status md_cuda_avgpool_bwd(md_cuda *c, float *dx, const float *dy, int64_t planes, int64_t h, int64_t w,
+                              int kernel, int stride)
+{
+    int64_t oh, ow;
+    if (!pool_args(c, planes, h, w, kernel, stride, &oh, &ow))
+        return MD_ERR_INVALID;
+    if (planes == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    avgpool_bwd_kernel<<<md_cuda_blocks(planes * h * w), MD_CUDA_THREADS, 0, c->stream>>>(dx, dy, planes, h, w,
+                                                                                         kernel, stride, oh, ow);
+    return MD_LAUNCHED(c, "avgpool_bwd_kernel");
 }

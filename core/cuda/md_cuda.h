@@ -228,6 +228,14 @@ md_status md_cuda_conv2d_fwd(md_cuda *c, const md_cuda_conv2d *q, float *y, cons
 md_status md_cuda_conv2d_bwd(md_cuda *c, const md_cuda_conv2d *q, float *dx, float *dw, float *db,
                              const float *dy, const float *x, const float *w, float *scratch);
 
+/* Average pooling of [planes, h, w] by kernel x kernel windows at stride
+ * (no padding; h, w >= kernel): y [planes, oh, ow], oh = (h - kernel) /
+ * stride + 1. The backward spreads dy / kernel^2 over each window. */
+md_status md_cuda_avgpool_fwd(md_cuda *c, float *y, const float *x, int64_t planes, int64_t h, int64_t w, int kernel,
+                              int stride);
+md_status md_cuda_avgpool_bwd(md_cuda *c, float *dx, const float *dy, int64_t planes, int64_t h, int64_t w,
+                              int kernel, int stride);
+
 /* ---- attention ------------------------------------------------------------- */
 
 /* q [B, Tq, H*Dh], k, v [B, Tk, H*Dh] -> out [B, Tq, H*Dh], scale
