@@ -1,7 +1,7 @@
 /* cuda_conv.cu — conv2d (groups 1) forward and backward as im2col + cuBLAS
- * (and average pooling, forward and backward, at the end)
  * per image, col2im as a gather (each input element sums the columns that
- * read it: no atomics, the same result every run).
+ * read it: no atomics, the same result every run); average pooling,
+ * forward and backward, at the end.
  *
  * Columns of one image: col [C*KH*KW, OH*OW], row (c, ki, kj), column
  * (oh, ow), holding x[c, oh*s - p + ki, ow*s - p + kj] or 0 in the padding.
