@@ -754,6 +754,44 @@ static void check_adamw(void)
     md_paramset_free(ps);
 }
 
+/* EMA and clipping against optim.c on one paramset: a shadow after 3
+ * updates, and a gradient clipped to a norm below its own. */
+static void check_ema_clip(void)
+{
+    md_paramset *ps = md_paramset_new();
+    md_param_add(ps, "w", 2, (int64_t[]){37, 1001});
+    MD_ASSERT(md_paramset_alloc(ps) == MD_OK);
+    const int64_t n = md_paramset_numel(ps);
+    md_init_normal(md_paramset_get(ps, 0), 5, 0.f, 0.5f);
+    md_ema ema;
+    MD_ASSERT(md_ema_init(&ema, ps, 0.99f) == MD_OK);
+    md_cuda_rewind(C);
+    float *dshadow = dput(md_paramset_values(ps), sizeof(float) * (size_t)n), *dp = dnew(n);
+    md_status st = MD_OK;
+    for (int k = 0; k < 3; k++) {
+        md_init_normal(md_paramset_get(ps, 0), 6 + (uint64_t)k, 0.f, 0.5f);   /* new weights each time */
+        md_ema_update(&ema);
+        if (st == MD_OK)
+            st = md_cuda_upload(C, dp, md_paramset_values(ps), sizeof(float) * (size_t)n);
+        if (st == MD_OK)
+            st = md_cuda_ema_update(C, dshadow, dp, 0.99f, n);
+    }
+    status_ok("md_cuda_ema_update", st);
+    cmp("ema 3 updates", dshadow, ema.shadow, n, 0.0);
+
+    md_paramset_zero_grad(ps);
+    md_paramset_finish_grads(ps);
+    md_fill_normal(md_paramset_grads(ps), n, 1200, 0, 0.f, 1.f);
+    float *dg = dput(md_paramset_grads(ps), sizeof(float) * (size_t)n);
+    float gnorm = 0.f;
+    status_ok("md_cuda_clip_grad_norm", md_cuda_clip_grad_norm(C, dg, n, 10.f, &gnorm));
+    const float cnorm = md_clip_grad_norm(ps, 10.f);
+    report("gradient norm (before clipping)", fabs((double)gnorm - cnorm) / cnorm, 1e-6);
+    cmp("gradients clipped to norm 10", dg, md_paramset_grads(ps), n, LIM_ELEM);
+    md_ema_free(&ema);
+    md_paramset_free(ps);
+}
+
 /* ---- cross-entropy ----------------------------------------------------------------------- */
 
 static void check_xent(float ls)
@@ -924,6 +962,7 @@ int main(void)
     check_attention(1, 3, 1000, 1, 129, false);  /* Dh past one thread's share */
     check_vq();
     check_adamw();
+    check_ema_clip();
     check_xent(0.0f);
     check_xent(0.1f);
     st = md_cuda_sync(C);

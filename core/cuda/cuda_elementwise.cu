@@ -478,3 +478,97 @@ md_status md_cuda_dropout(md_cuda *c, float *y, const float *x, uint64_t key, fl
     dropout_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(y, x, key, p, 1.0f / (1.0f - p), n);
     return MD_LAUNCHED(c, "dropout_kernel");
 }
+
+/* ---- EMA of weights and gradient-norm clipping (optim.c's formulas) ------------------- */
+
+/* s = d*s + (1-d)*p, rounded as the CPU rounds (no fused multiply-add) */
+__global__ void ema_kernel(float *s, const float *p, float d, float omd, int64_t n)
+{
+    MD_GRID_LOOP(i, n)
+        s[i] = __fadd_rn(__fmul_rn(d, s[i]), __fmul_rn(omd, p[i]));
+}
+
+md_status md_cuda_ema_update(md_cuda *c, float *shadow, const float *p, float decay, int64_t n)
+{
+    if (!(decay >= 0.0f && decay < 1.0f) || n < 0) {
+        md_log(MD_LOG_ERROR, "%s: EMA with decay %g over %lld values (decay in [0, 1))", c->name, (double)decay,
+               (long long)n);
+        return MD_ERR_INVALID;
+    }
+    if (n == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    const float omd = (float)(1.0 - (double)decay);
+    ema_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(shadow, p, decay, omd, n);
+    return MD_LAUNCHED(c, "ema_kernel");
+}
+
+__global__ void sumsq_partial_kernel(double *part, const float *g, int64_t n)
+{
+    __shared__ double red[MD_CUDA_THREADS];
+    double s = 0.0;
+    MD_GRID_LOOP(i, n)
+        s += (double)g[i] * (double)g[i];
+    s = md_block_sum(s, red);
+    if (threadIdx.x == 0)
+        part[blockIdx.x] = s;
+}
+
+__global__ void sumsq_final_kernel(double *out, const double *part, int nparts)
+{
+    __shared__ double red[MD_CUDA_THREADS];
+    double s = 0.0;
+    for (int k = threadIdx.x; k < nparts; k += blockDim.x)
+        s += part[k];
+    s = md_block_sum(s, red);
+    if (threadIdx.x == 0)
+        out[0] = s;
+}
+
+__global__ void scale_kernel(float *g, float s, int64_t n)
+{
+    MD_GRID_LOOP(i, n)
+        g[i] = __fmul_rn(g[i], s);
+}
+
+md_status md_cuda_clip_grad_norm(md_cuda *c, float *g, int64_t n, float max_norm, float *norm_out)
+{
+    if (!(max_norm > 0.0f) || n < 0) {
+        md_log(MD_LOG_ERROR, "%s: gradient clipping to %g over %lld values (a positive norm)", c->name,
+               (double)max_norm, (long long)n);
+        return MD_ERR_INVALID;
+    }
+    MD_TRY(md_cuda_enter(c));
+    const size_t mark = md_cuda_mark(c);
+    double *part = (double *)md_cuda_alloc(c, sizeof(double) * (LOSS_BLOCKS + 1));
+    if (!part)
+        return MD_ERR_ALLOC;
+    double total = 0.0;
+    md_status st = MD_OK;
+    if (n > 0) {
+        sumsq_partial_kernel<<<LOSS_BLOCKS, MD_CUDA_THREADS, 0, c->stream>>>(part, g, n);
+        st = MD_LAUNCHED(c, "sumsq_partial_kernel");
+        if (st == MD_OK) {
+            sumsq_final_kernel<<<1, MD_CUDA_THREADS, 0, c->stream>>>(part + LOSS_BLOCKS, part, LOSS_BLOCKS);
+            st = MD_LAUNCHED(c, "sumsq_final_kernel");
+        }
+        if (st == MD_OK)
+            st = md_cuda_download(c, &total, part + LOSS_BLOCKS, sizeof(double));
+    }
+    md_cuda_rewind_to(c, mark);
+    if (st != MD_OK)
+        return st;
+    const double norm = sqrt(total);
+    if (norm_out)
+        *norm_out = (float)norm;
+    if (!isfinite(norm)) {
+        md_log(MD_LOG_WARN, "%s: gradient norm is %s; gradients left unclipped (skip this step)", c->name,
+               isnan(norm) ? "NaN" : "Inf");
+        return MD_OK;
+    }
+    const double coef = (double)max_norm / (norm + 1e-6);
+    if (coef >= 1.0)
+        return MD_OK;
+    scale_kernel<<<md_cuda_blocks(n), MD_CUDA_THREADS, 0, c->stream>>>(g, (float)coef, n);
+    return MD_LAUNCHED(c, "scale_kernel");
+}

@@ -275,6 +275,15 @@ typedef struct md_cuda_adamw {
 
 md_status md_cuda_adamw_step(md_cuda *c, const md_cuda_adamw *h, float *p, const float *g, float *m,
                              float *v, int64_t n);
+/* shadow = decay * shadow + (1 - decay) * p (md_ema_update), rounded as the
+ * CPU rounds. */
+md_status md_cuda_ema_update(md_cuda *c, float *shadow, const float *p, float decay, int64_t n);
+/* md_clip_grad_norm on one span: the norm (squares summed in double over a
+ * fixed grid) goes to the host (this waits for queued work), then g is
+ * scaled by max_norm / (norm + 1e-6) when that is below 1. A norm that is
+ * not finite leaves g as it is (a warning). *norm_out (or NULL) gets the
+ * norm. */
+md_status md_cuda_clip_grad_norm(md_cuda *c, float *g, int64_t n, float max_norm, float *norm_out);
 
 /* ---- cross-entropy ---------------------------------------------------------- */
 
