@@ -23,16 +23,23 @@
 #define SMALL_M 32
 #define SMALL_PAR_MACS 65536   /* below this many multiply-adds one thread is quicker */
 
-static inline void small_store(float *c, float v, float alpha, float beta)
+/* The tiles are left out of the sanitizer builds' instrumentation, as the
+ * oneDNN calls they replace are: every load checked made the sanitizer
+ * suite's generations ten times slower. Their indexing is checked by
+ * test_core against the reference over every edge of the tiles, and a
+ * build with them instrumented passed the sanitizer suite. */
+#define SMALL_KERNEL __attribute__((no_sanitize("address", "undefined")))
+
+static inline SMALL_KERNEL void small_store(float *c, float v, float alpha, float beta)
 {
     *c = beta == 0.0f ? alpha * v : alpha * v + beta * *c;
 }
 
 #if defined(__AVX512F__)
 /* C[0..MR, 0..NR] of a · bᵀ, rows a (lda), columns b (ldb), k long. */
-static inline __attribute__((always_inline)) void nt_tile(int MR, int NR, int64_t k, float alpha, const float *a,
-                                                          int64_t lda, const float *b, int64_t ldb, float beta,
-                                                          float *c, int64_t ldc)
+static inline __attribute__((always_inline)) SMALL_KERNEL void
+nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+        float *c, int64_t ldc)
 {
     __m512 acc[4][4];
     for (int r = 0; r < 4; r++)
@@ -74,9 +81,9 @@ static inline __attribute__((always_inline)) void nt_tile(int MR, int NR, int64_
 }
 
 /* C[0..MR, 0..nc] of a · b, b row-major [k, n] (ldb), nc <= 64. */
-static inline __attribute__((always_inline)) void nn_tile(int MR, int64_t nc, int64_t k, float alpha, const float *a,
-                                                          int64_t lda, const float *b, int64_t ldb, float beta,
-                                                          float *c, int64_t ldc)
+static inline __attribute__((always_inline)) SMALL_KERNEL void
+nn_tile(int MR, int64_t nc, int64_t k, float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+        float beta, float *c, int64_t ldc)
 {
     __m512 acc[4][4];
     __mmask16 mk[4];
@@ -107,8 +114,8 @@ static inline __attribute__((always_inline)) void nn_tile(int MR, int64_t nc, in
         }
 }
 #else
-static inline void nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
-                           int64_t ldb, float beta, float *c, int64_t ldc)
+static inline SMALL_KERNEL void nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda,
+                                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     for (int r = 0; r < MR; r++)
         for (int q = 0; q < NR; q++) {
@@ -119,8 +126,8 @@ static inline void nt_tile(int MR, int NR, int64_t k, float alpha, const float *
         }
 }
 
-static inline void nn_tile(int MR, int64_t nc, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
-                           int64_t ldb, float beta, float *c, int64_t ldc)
+static inline SMALL_KERNEL void nn_tile(int MR, int64_t nc, int64_t k, float alpha, const float *a, int64_t lda,
+                                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     for (int r = 0; r < MR; r++)
         for (int64_t j = 0; j < nc; j++) {
@@ -134,8 +141,9 @@ static inline void nn_tile(int MR, int64_t nc, int64_t k, float alpha, const flo
 
 /* one column block (NT: 4 columns, NN: 64) over every row, four at a time;
  * the tiles' shapes are constants in each branch so each is compiled alone */
-static void small_block(bool tb, int64_t m, int64_t j, int64_t nc, int64_t k, float alpha, const float *a,
-                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+SMALL_KERNEL static void small_block(bool tb, int64_t m, int64_t j, int64_t nc, int64_t k, float alpha,
+                                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                                     int64_t ldc)
 {
     for (int64_t i = 0; i < m; i += 4) {
         const int mr = (int)MD_MIN(4, m - i);

@@ -69,9 +69,13 @@ static inline int64_t kend(const attn_args *a, int64_t i)
  * plain loops. s: kn + 16 floats of scratch; scores leave it as
  * unnormalised probabilities. Returns their sum; *mx gets the largest
  * score. */
+/* Left out of the sanitizer builds' instrumentation like the small
+ * products (kernels_cpu.c); test_core checks them against the full pass. */
+#define ONE_ROW_KERNEL __attribute__((no_sanitize("address", "undefined")))
+
 #if defined(__AVX512F__)
-static inline __attribute__((always_inline)) void one_row_scores(int NV, const float *q, const float *k, int64_t lk,
-                                                                 int64_t kn, float *s)
+static inline __attribute__((always_inline)) ONE_ROW_KERNEL void
+one_row_scores(int NV, const float *q, const float *k, int64_t lk, int64_t kn, float *s)
 {
     __m512 qv[8];
     for (int i = 0; i < NV; i++)
@@ -93,8 +97,8 @@ static inline __attribute__((always_inline)) void one_row_scores(int NV, const f
     }
 }
 
-static inline __attribute__((always_inline)) void one_row_values(int NV, const float *p, float inv, const float *v,
-                                                                 int64_t lv, int64_t kn, float *o)
+static inline __attribute__((always_inline)) ONE_ROW_KERNEL void
+one_row_values(int NV, const float *p, float inv, const float *v, int64_t lv, int64_t kn, float *o)
 {
     __m512 acc[8];
     for (int i = 0; i < NV; i++)
@@ -109,8 +113,8 @@ static inline __attribute__((always_inline)) void one_row_values(int NV, const f
 }
 #endif
 
-static void attn_one_row(const float *q, const float *k, int64_t lk, const float *v, int64_t lv, int64_t kn,
-                         int64_t Dh, float scale, float *s, float *o, float *lse)
+ONE_ROW_KERNEL static void attn_one_row(const float *q, const float *k, int64_t lk, const float *v, int64_t lv,
+                                        int64_t kn, int64_t Dh, float scale, float *s, float *o, float *lse)
 {
 #if defined(__AVX512F__)
     const int nv = Dh == 16 ? 1 : Dh == 32 ? 2 : Dh == 64 ? 4 : Dh == 128 ? 8 : 0;
