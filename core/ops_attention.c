@@ -60,22 +60,39 @@ static inline int64_t kend(const attn_args *a, int64_t i)
     return e < 0 ? 0 : (e > a->Tk ? a->Tk : e);
 }
 
+/* Scores to unnormalised probabilities in place: s[j] = exp(s[j] - max)
+ * over n scores; returns their sum, *mx the max (-inf when n is 0). */
+static inline float exp_row(float *s, int64_t n, float *mx)
+{
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        m = s[j] > m ? s[j] : m;   /* fmaxf is a call; this vectorises */
+    float sum = 0.f;
+    #pragma omp simd reduction(+:sum)
+    for (int64_t j = 0; j < n; j++) {
+        float e = md_fast_exp(s[j] - m);
+        s[j] = e;
+        sum += e;
+    }
+    *mx = m;
+    return sum;
+}
+
 /* One query row against kn keys, when no probabilities are kept (a step of
  * generation: one new position per row against the cache): the scores as
  * dot products, 16 keys at a time, then the weighted sum of the values —
  * no product call per (row, head), which at these sizes costs more than
  * the arithmetic. Head widths of 16, 32, 64 and 128 take the AVX-512 form
  * (NV vectors per row, a constant so the sums stay in registers); others
- * plain loops. s: kn + 16 floats of scratch; scores leave it as
- * unnormalised probabilities. Returns their sum; *mx gets the largest
- * score. */
-/* Left out of the sanitizer builds' instrumentation like the small
- * products (kernels_cpu.c); test_core checks them against the full pass. */
+ * plain loops. s: kn + 16 floats of scratch; o: the row's Dh outputs;
+ * lse (or NULL): its log-sum-exp. Left out of the sanitizer builds'
+ * instrumentation like the small products (kernels_cpu.c); test_core
+ * checks them against the full pass. */
 #define ONE_ROW_KERNEL __attribute__((no_sanitize("address", "undefined")))
 
 #if defined(__AVX512F__)
 static inline __attribute__((always_inline)) ONE_ROW_KERNEL void
-one_row_scores(int NV, const float *q, const float *k, int64_t lk, int64_t kn, float *s)
+one_row_scores(int NV, const float *q, const float *k, int64_t lk, int64_t kn, float scale, float *s)
 {
     __m512 qv[8];
     for (int i = 0; i < NV; i++)
@@ -92,8 +109,9 @@ one_row_scores(int NV, const float *q, const float *k, int64_t lk, int64_t kn, f
             }
             h[jj] = md_fold16(acc);
         }
-        _mm256_storeu_ps(s + j0, md_hsum8x8(h));   /* s has room for the last block's 16 */
-        _mm256_storeu_ps(s + j0 + 8, md_hsum8x8(h + 8));
+        const __m256 sc = _mm256_set1_ps(scale);
+        _mm256_storeu_ps(s + j0, _mm256_mul_ps(md_hsum8x8(h), sc));   /* s has room for the last block's 16 */
+        _mm256_storeu_ps(s + j0 + 8, _mm256_mul_ps(md_hsum8x8(h + 8), sc));
     }
 }
 
@@ -123,31 +141,21 @@ ONE_ROW_KERNEL static void attn_one_row(const float *q, const float *k, int64_t 
 #endif
     switch (nv) {
 #if defined(__AVX512F__)
-    case 1: one_row_scores(1, q, k, lk, kn, s); break;
-    case 2: one_row_scores(2, q, k, lk, kn, s); break;
-    case 4: one_row_scores(4, q, k, lk, kn, s); break;
-    case 8: one_row_scores(8, q, k, lk, kn, s); break;
+    case 1: one_row_scores(1, q, k, lk, kn, scale, s); break;
+    case 2: one_row_scores(2, q, k, lk, kn, scale, s); break;
+    case 4: one_row_scores(4, q, k, lk, kn, scale, s); break;
+    case 8: one_row_scores(8, q, k, lk, kn, scale, s); break;
 #endif
     default:
         for (int64_t j = 0; j < kn; j++) {
             float d = 0.f;
             for (int64_t i = 0; i < Dh; i++)
                 d += q[i] * k[j * lk + i];
-            s[j] = d;
+            s[j] = d * scale;
         }
     }
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < kn; j++) {
-        s[j] *= scale;
-        mx = s[j] > mx ? s[j] : mx;
-    }
-    float sum = 0.f;
-    #pragma omp simd reduction(+:sum)
-    for (int64_t j = 0; j < kn; j++) {
-        float e = md_fast_exp(s[j] - mx);
-        s[j] = e;
-        sum += e;
-    }
+    float mx;
+    const float sum = exp_row(s, kn, &mx);
     const float inv = kn ? 1.f / sum : 0.f;
     if (lse)
         *lse = kn ? mx + logf(sum) : INFINITY;
@@ -204,16 +212,8 @@ static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *sc
             for (int64_t r = 0; r < rows; r++) {
                 float *sr = S + r * ls;
                 int64_t ke = kend(a, i0 + r);
-                float mx = -INFINITY;
-                for (int64_t j = 0; j < ke; j++)
-                    mx = sr[j] > mx ? sr[j] : mx;   /* fmaxf is a call; this vectorises */
-                float s = 0.f;
-                #pragma omp simd reduction(+:s)
-                for (int64_t j = 0; j < ke; j++) {
-                    float e = md_fast_exp(sr[j] - mx);
-                    sr[j] = e;
-                    s += e;
-                }
+                float mx;
+                float s = exp_row(sr, ke, &mx);
                 float inv = ke ? 1.f / s : 0.f;
                 #pragma omp simd
                 for (int64_t j = 0; j < ke; j++)

@@ -1,6 +1,7 @@
 /* simd.h — scalar math written so gcc vectorises it inside `omp simd` loops
- * (libm's expf/erff are calls the vectoriser cannot inline). Accuracy: a few
- * ulp over the f32 range, checked against libm by test_core. */
+ * (libm's expf/erff are calls the vectoriser cannot inline; accuracy: a few
+ * ulp over the f32 range, checked against libm by test_core), and the
+ * AVX-512 horizontal sums the hand-written kernels share. */
 #ifndef MEDLEY_SIMD_H
 #define MEDLEY_SIMD_H
 

@@ -254,14 +254,15 @@ md_status md_cuda_embedding_bwd(md_cuda *c, float *dtable, const float *dy, cons
 
 #define LOSS_BLOCKS 256
 
-/* Block k sums the elements k, k + T, ... of its share in double; a fixed
- * grid, so the partials and their order do not change from run to run. */
+/* Block k sums (a-b)^2 (or |a-b|; b NULL: a^2 or |a|) over the elements
+ * k*T + t, stepping by the whole grid, in double; a fixed grid, so the
+ * partials and their order do not change from run to run. */
 __global__ void pair_loss_partial_kernel(double *part, const float *a, const float *b, int64_t n, int l1)
 {
     __shared__ double red[MD_CUDA_THREADS];
     double s = 0.0;
     MD_GRID_LOOP(i, n) {
-        double d = (double)a[i] - (double)b[i];
+        double d = (double)a[i] - (b ? (double)b[i] : 0.0);
         s += l1 ? fabs(d) : d * d;
     }
     s = md_block_sum(s, red);
@@ -269,15 +270,20 @@ __global__ void pair_loss_partial_kernel(double *part, const float *a, const flo
         part[blockIdx.x] = s;
 }
 
-__global__ void pair_loss_final_kernel(float *y, const double *part, int nparts, int64_t n)
+/* The partials' sum: to sum (a double) and/or mean = sum / n (a float). */
+__global__ void sum_parts_kernel(double *sum, float *mean, const double *part, int nparts, int64_t n)
 {
     __shared__ double red[MD_CUDA_THREADS];
     double s = 0.0;
     for (int k = threadIdx.x; k < nparts; k += blockDim.x)
         s += part[k];
     s = md_block_sum(s, red);
-    if (threadIdx.x == 0)
-        y[0] = (float)(s / (double)(n ? n : 1));
+    if (threadIdx.x == 0) {
+        if (sum)
+            sum[0] = s;
+        if (mean)
+            mean[0] = (float)(s / (double)(n ? n : 1));
+    }
 }
 
 md_status md_cuda_pair_loss_fwd(md_cuda *c, float *y, const float *a, const float *b, int64_t n, bool l1)
@@ -294,8 +300,8 @@ md_status md_cuda_pair_loss_fwd(md_cuda *c, float *y, const float *a, const floa
     pair_loss_partial_kernel<<<LOSS_BLOCKS, MD_CUDA_THREADS, 0, c->stream>>>(part, a, b, n, l1 ? 1 : 0);
     md_status st = MD_LAUNCHED(c, "pair_loss_partial_kernel");
     if (st == MD_OK) {
-        pair_loss_final_kernel<<<1, MD_CUDA_THREADS, 0, c->stream>>>(y, part, LOSS_BLOCKS, n);
-        st = MD_LAUNCHED(c, "pair_loss_final_kernel");
+        sum_parts_kernel<<<1, MD_CUDA_THREADS, 0, c->stream>>>(NULL, y, part, LOSS_BLOCKS, n);
+        st = MD_LAUNCHED(c, "sum_parts_kernel");
     }
     md_cuda_rewind_to(c, mark);
     return st;
@@ -503,28 +509,6 @@ md_status md_cuda_ema_update(md_cuda *c, float *shadow, const float *p, float de
     return MD_LAUNCHED(c, "ema_kernel");
 }
 
-__global__ void sumsq_partial_kernel(double *part, const float *g, int64_t n)
-{
-    __shared__ double red[MD_CUDA_THREADS];
-    double s = 0.0;
-    MD_GRID_LOOP(i, n)
-        s += (double)g[i] * (double)g[i];
-    s = md_block_sum(s, red);
-    if (threadIdx.x == 0)
-        part[blockIdx.x] = s;
-}
-
-__global__ void sumsq_final_kernel(double *out, const double *part, int nparts)
-{
-    __shared__ double red[MD_CUDA_THREADS];
-    double s = 0.0;
-    for (int k = threadIdx.x; k < nparts; k += blockDim.x)
-        s += part[k];
-    s = md_block_sum(s, red);
-    if (threadIdx.x == 0)
-        out[0] = s;
-}
-
 __global__ void scale_kernel(float *g, float s, int64_t n)
 {
     MD_GRID_LOOP(i, n)
@@ -546,11 +530,11 @@ md_status md_cuda_clip_grad_norm(md_cuda *c, float *g, int64_t n, float max_norm
     double total = 0.0;
     md_status st = MD_OK;
     if (n > 0) {
-        sumsq_partial_kernel<<<LOSS_BLOCKS, MD_CUDA_THREADS, 0, c->stream>>>(part, g, n);
-        st = MD_LAUNCHED(c, "sumsq_partial_kernel");
+        pair_loss_partial_kernel<<<LOSS_BLOCKS, MD_CUDA_THREADS, 0, c->stream>>>(part, g, NULL, n, 0);
+        st = MD_LAUNCHED(c, "pair_loss_partial_kernel");
         if (st == MD_OK) {
-            sumsq_final_kernel<<<1, MD_CUDA_THREADS, 0, c->stream>>>(part + LOSS_BLOCKS, part, LOSS_BLOCKS);
-            st = MD_LAUNCHED(c, "sumsq_final_kernel");
+            sum_parts_kernel<<<1, MD_CUDA_THREADS, 0, c->stream>>>(part + LOSS_BLOCKS, NULL, part, LOSS_BLOCKS, n);
+            st = MD_LAUNCHED(c, "sum_parts_kernel");
         }
         if (st == MD_OK)
             st = md_cuda_download(c, &total, part + LOSS_BLOCKS, sizeof(double));
