@@ -78,21 +78,26 @@ static inline float exp_row(float *s, int64_t n, float *mx)
     return sum;
 }
 
-/* One query row against kn keys, when no probabilities are kept (a step of
- * generation: one new position per row against the cache): the scores as
- * dot products, 16 keys at a time, then the weighted sum of the values —
- * no product call per (row, head), which at these sizes costs more than
- * the arithmetic. Head widths of 16, 32, 64 and 128 take the AVX-512 form
- * (NV vectors per row, a constant so the sums stay in registers); others
- * plain loops. s: kn + 16 floats of scratch; o: the row's Dh outputs;
- * lse (or NULL): its log-sum-exp. Left out of the sanitizer builds'
+/* One query row against kn cached keys (a step of generation: one new
+ * position per row): the scores as dot products, 16 keys at a time, then
+ * the weighted sum of the values — no product call per (row, head), which
+ * at these sizes costs more than the arithmetic. The cache holds keys and
+ * values in half precision, widened in registers. Head widths of 16, 32,
+ * 64 and 128 take the AVX-512 form (NV vectors per row, a constant so the
+ * sums stay in registers); others plain loops. s: kn + 16 floats of
+ * scratch; o: the row's Dh outputs. Left out of the sanitizer builds'
  * instrumentation like the small products (kernels_cpu.c); test_core
  * checks them against the full pass. */
 #define ONE_ROW_KERNEL __attribute__((no_sanitize("address", "undefined")))
 
 #if defined(__AVX512F__)
+static inline __attribute__((always_inline)) ONE_ROW_KERNEL __m512 load_half16(const uint16_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
+}
+
 static inline __attribute__((always_inline)) ONE_ROW_KERNEL void
-one_row_scores(int NV, const float *q, const float *k, int64_t lk, int64_t kn, float scale, float *s)
+one_row_scores(int NV, const float *q, const uint16_t *k, int64_t lk, int64_t kn, float scale, float *s)
 {
     __m512 qv[8];
     for (int i = 0; i < NV; i++)
@@ -103,9 +108,9 @@ one_row_scores(int NV, const float *q, const float *k, int64_t lk, int64_t kn, f
         for (int jj = 0; jj < 16; jj++) {
             __m512 acc = _mm512_setzero_ps();
             if (jj < nj) {
-                const float *kr = k + (j0 + jj) * lk;
+                const uint16_t *kr = k + (j0 + jj) * lk;
                 for (int i = 0; i < NV; i++)
-                    acc = _mm512_fmadd_ps(qv[i], _mm512_loadu_ps(kr + 16 * i), acc);
+                    acc = _mm512_fmadd_ps(qv[i], load_half16(kr + 16 * i), acc);
             }
             h[jj] = md_fold16(acc);
         }
@@ -116,7 +121,7 @@ one_row_scores(int NV, const float *q, const float *k, int64_t lk, int64_t kn, f
 }
 
 static inline __attribute__((always_inline)) ONE_ROW_KERNEL void
-one_row_values(int NV, const float *p, float inv, const float *v, int64_t lv, int64_t kn, float *o)
+one_row_values(int NV, const float *p, float inv, const uint16_t *v, int64_t lv, int64_t kn, float *o)
 {
     __m512 acc[8];
     for (int i = 0; i < NV; i++)
@@ -124,15 +129,15 @@ one_row_values(int NV, const float *p, float inv, const float *v, int64_t lv, in
     for (int64_t j = 0; j < kn; j++) {
         const __m512 pj = _mm512_set1_ps(p[j] * inv);
         for (int i = 0; i < NV; i++)
-            acc[i] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + j * lv + 16 * i), acc[i]);
+            acc[i] = _mm512_fmadd_ps(pj, load_half16(v + j * lv + 16 * i), acc[i]);
     }
     for (int i = 0; i < NV; i++)
         _mm512_storeu_ps(o + 16 * i, acc[i]);
 }
 #endif
 
-ONE_ROW_KERNEL static void attn_one_row(const float *q, const float *k, int64_t lk, const float *v, int64_t lv,
-                                        int64_t kn, int64_t Dh, float scale, float *s, float *o, float *lse)
+ONE_ROW_KERNEL static void attn_one_row(const float *q, const uint16_t *k, int64_t lk, const uint16_t *v,
+                                        int64_t lv, int64_t kn, int64_t Dh, float scale, float *s, float *o)
 {
 #if defined(__AVX512F__)
     const int nv = Dh == 16 ? 1 : Dh == 32 ? 2 : Dh == 64 ? 4 : Dh == 128 ? 8 : 0;
@@ -150,15 +155,13 @@ ONE_ROW_KERNEL static void attn_one_row(const float *q, const float *k, int64_t 
         for (int64_t j = 0; j < kn; j++) {
             float d = 0.f;
             for (int64_t i = 0; i < Dh; i++)
-                d += q[i] * k[j * lk + i];
+                d += q[i] * md_f16_to_f32(k[j * lk + i]);
             s[j] = d * scale;
         }
     }
     float mx;
     const float sum = exp_row(s, kn, &mx);
     const float inv = kn ? 1.f / sum : 0.f;
-    if (lse)
-        *lse = kn ? mx + logf(sum) : INFINITY;
     switch (nv) {
 #if defined(__AVX512F__)
     case 1: one_row_values(1, s, inv, v, lv, kn, o); break;
@@ -171,9 +174,8 @@ ONE_ROW_KERNEL static void attn_one_row(const float *q, const float *k, int64_t 
             o[i] = 0.f;
         for (int64_t j = 0; j < kn; j++) {
             const float pj = s[j] * inv;
-            #pragma omp simd
             for (int64_t i = 0; i < Dh; i++)
-                o[i] += pj * v[j * lv + i];
+                o[i] += pj * md_f16_to_f32(v[j * lv + i]);
         }
     }
 }
@@ -196,12 +198,6 @@ static void attn_forward_kernel(const md_graph *g, const attn_args *a, float *sc
             if (kn == 0) {
                 for (int64_t r = 0; r < rows; r++)
                     memset(ob + (i0 + r) * a->lo, 0, sizeof(float) * (size_t)a->Dh);
-                continue;
-            }
-            if (rows <= ONE_ROW_MAX && !a->probs) {
-                for (int64_t r = 0; r < rows; r++)
-                    attn_one_row(qb + (i0 + r) * a->lq, kb, a->lk, vb, a->lv, kend(a, i0 + r), a->Dh, scale, S0,
-                                 ob + (i0 + r) * a->lo, a->lse ? a->lse + (b * a->H + h) * a->Tq + i0 + r : NULL);
                 continue;
             }
             /* scores, then probabilities, in place: into the kept buffer
@@ -415,8 +411,8 @@ md_status md_kv_cache_init(md_kv_cache *c, int64_t batch, int64_t tmax, int64_t 
 {
     memset(c, 0, sizeof *c);
     size_t n = (size_t)(batch * tmax * width);
-    c->k = calloc(n ? n : 1, sizeof(float));
-    c->v = calloc(n ? n : 1, sizeof(float));
+    c->k = calloc(n ? n : 1, sizeof(uint16_t));
+    c->v = calloc(n ? n : 1, sizeof(uint16_t));
     if (!c->k || !c->v) {
         md_kv_cache_free(c);
         md_log(MD_LOG_ERROR, "out of memory for a KV cache of %lld positions", (long long)tmax);
@@ -438,6 +434,31 @@ void md_kv_cache_free(md_kv_cache *c)
 
 void md_kv_cache_clear(md_kv_cache *c) { c->len = 0; }
 
+void md_kv_cache_copy_row(md_kv_cache *dst, int64_t dst_row, const md_kv_cache *src, int64_t src_row, int64_t n)
+{
+    MD_ASSERT(dst->width == src->width && n <= dst->tmax && n <= src->tmax);
+    size_t d = (size_t)(dst_row * dst->tmax * dst->width), s = (size_t)(src_row * src->tmax * src->width);
+    memcpy(dst->k + d, src->k + s, sizeof(uint16_t) * (size_t)(n * src->width));
+    memcpy(dst->v + d, src->v + s, sizeof(uint16_t) * (size_t)(n * src->width));
+}
+
+/* Rows of a step (at most ONE_ROW_MAX new positions per sequence) against
+ * the cache, (sequence, head) pairs split over the threads. */
+static void cached_rows(const md_kv_cache *c, const float *q, int64_t Tn, int64_t H, float *o, float *scratch)
+{
+    const int64_t W = c->width, Dh = W / H, Tk = c->len;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    #pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < c->batch * H; p++) {
+        const int64_t b = p / H, h = p % H;
+        float *s = scratch + (int64_t)md_pool_thread_id() * (Tk + 16);
+        const uint16_t *kb = c->k + b * c->tmax * W + h * Dh, *vb = c->v + b * c->tmax * W + h * Dh;
+        for (int64_t r = 0; r < Tn; r++)
+            attn_one_row(q + (b * Tn + r) * W + h * Dh, kb, W, vb, W, Tk - Tn + r + 1, Dh, scale, s,
+                         o + (b * Tn + r) * W + h * Dh);
+    }
+}
+
 md_tensor *md_attention_cached(md_graph *g, md_tensor *q, md_tensor *k, md_tensor *v,
                                int heads, md_kv_cache *cache)
 {
@@ -446,21 +467,38 @@ md_tensor *md_attention_cached(md_graph *g, md_tensor *q, md_tensor *k, md_tenso
     MD_CHECK_CONTIG(v);
     int64_t B = q->shape[0], Tn = q->shape[1], W = q->shape[2];
     MD_ASSERT(B == cache->batch && W == cache->width && md_same_shape(q, k) && md_same_shape(k, v));
+    MD_ASSERT(heads > 0 && W % heads == 0);
     if (cache->len + Tn > cache->tmax) {
         md_log(MD_LOG_ERROR, "KV cache full: %lld + %lld positions exceed its %lld",
                (long long)cache->len, (long long)Tn, (long long)cache->tmax);
         return NULL;
     }
     for (int64_t b = 0; b < B; b++) {
-        memcpy(cache->k + (b * cache->tmax + cache->len) * W, k->data + b * Tn * W, sizeof(float) * (size_t)(Tn * W));
-        memcpy(cache->v + (b * cache->tmax + cache->len) * W, v->data + b * Tn * W, sizeof(float) * (size_t)(Tn * W));
+        size_t at = (size_t)((b * cache->tmax + cache->len) * W), n = (size_t)(Tn * W);
+        md_convert(cache->k + at, MD_F16, k->data + b * Tn * W, MD_F32, n);
+        md_convert(cache->v + at, MD_F16, v->data + b * Tn * W, MD_F32, n);
     }
     cache->len += Tn;
+    const int64_t Tk = cache->len;
+    if (Tn <= ONE_ROW_MAX) {
+        md_tensor *o = md_tensor_new(g, MD_F32, 3, (int64_t[]){B, Tn, W}, false);
+        float *scratch = md_graph_scratch(g, sizeof(float) * (size_t)(md_pool_threads() * (Tk + 16)));
+        cached_rows(cache, q->data, Tn, heads, o->data, scratch);
+        return o;
+    }
+    /* a longer block (a prefix): the cached keys and values widened, then
+     * the blocked product path */
+    float *kf = md_graph_scratch(g, sizeof(float) * (size_t)(B * Tk * W));
+    float *vf = md_graph_scratch(g, sizeof(float) * (size_t)(B * Tk * W));
+    for (int64_t b = 0; b < B; b++) {
+        md_convert(kf + b * Tk * W, MD_F32, cache->k + b * cache->tmax * W, MD_F16, (size_t)(Tk * W));
+        md_convert(vf + b * Tk * W, MD_F32, cache->v + b * cache->tmax * W, MD_F16, (size_t)(Tk * W));
+    }
     attn_args a = {0};
-    a.B = B; a.Tq = Tn; a.Tk = cache->len; a.H = heads; a.Dh = W / heads;
+    a.B = B; a.Tq = Tn; a.Tk = Tk; a.H = heads; a.Dh = W / heads;
     a.causal = true;
-    a.q = q->data; a.k = cache->k; a.v = cache->v;
-    a.sq = Tn * W; a.sk = a.sv = cache->tmax * W;
+    a.q = q->data; a.k = kf; a.v = vf;
+    a.sq = Tn * W; a.sk = a.sv = Tk * W;
     a.lq = a.lk = a.lv = W;
     bool was = md_graph_grad_enabled(g);
     md_graph_set_grad(g, false);

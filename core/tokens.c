@@ -694,12 +694,8 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
             memcpy(codes, cand + (size_t)k * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
             for (int64_t l = 0; l < m->layers; l++) {
                 md_kv_cache *a = &s->wide[l], *b = &s->small[l];
-                for (int r = 0; r < stride; r++) {
-                    size_t src = (size_t)(k * stride + r) * (size_t)(a->tmax * a->width);
-                    size_t dst = (size_t)r * (size_t)(b->tmax * b->width);
-                    memcpy(b->k + dst, a->k + src, sizeof(float) * (size_t)(pos * a->width));
-                    memcpy(b->v + dst, a->v + src, sizeof(float) * (size_t)(pos * a->width));
-                }
+                for (int r = 0; r < stride; r++)
+                    md_kv_cache_copy_row(b, r, a, k * stride + r, pos);
                 b->len = pos;
             }
         }
@@ -734,12 +730,8 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
     for (int64_t l = 0; l < m->layers; l++) {
         md_kv_cache *a = &s->small[l], *b = &s->wide[l];
         b->batch = rows;
-        for (int r = 0; r < rows; r++) {
-            size_t src = (size_t)(r % stride) * (size_t)(a->tmax * a->width);
-            size_t dst = (size_t)r * (size_t)(b->tmax * b->width);
-            memcpy(b->k + dst, a->k + src, sizeof(float) * (size_t)(pos * a->width));
-            memcpy(b->v + dst, a->v + src, sizeof(float) * (size_t)(pos * a->width));
-        }
+        for (int r = 0; r < rows; r++)
+            md_kv_cache_copy_row(b, r, a, r % stride, pos);
         b->len = pos;
     }
     md_graph_reset(s->g);
