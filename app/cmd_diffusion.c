@@ -76,8 +76,8 @@ static int parse_train_args(const char *cmd, int argc, char **argv, train_args *
         } else if (strcmp(a, "--lr") == 0) {
             if (medley_parse_double(a, val, 1e-6, 1.0, &t->lr)) return 2;
         } else if (strcmp(a, "--space") == 0 && t->space) {
-            if (strcmp(val, "latent") != 0 && strcmp(val, "pixels") != 0) {
-                fprintf(stderr, "%s: --space \"%s\": expected latent or pixels\n", cmd, val);
+            if (strcmp(val, "latent") != 0 && strcmp(val, "pixels") != 0 && strcmp(val, "pixels32") != 0) {
+                fprintf(stderr, "%s: --space \"%s\": expected latent, pixels or pixels32\n", cmd, val);
                 return 2;
             }
             t->space = val;
@@ -264,7 +264,8 @@ int medley_cmd_train_diffusion(int argc, char **argv)
     train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, "latent"};
     if (parse_train_args("medley train diffusion", argc, argv, &t))
         return 2;
-    o.pixels = strcmp(t.space, "pixels") == 0;
+    o.pixels = strncmp(t.space, "pixels", 6) == 0;
+    o.side = strcmp(t.space, "pixels32") == 0 ? 32 : 64;
     const char *data = t.data, *out = t.out, *models = t.models;
     o.seed = (uint64_t)t.seed;
     o.steps = t.steps;
@@ -302,7 +303,8 @@ int medley_cmd_train_diffusion(int argc, char **argv)
         return 1;
     }
     printf("training the picture diffusion decoder (over %s, ch %d): %lld steps of %d from %d images; %d threads\n",
-           o.pixels ? "3x64x64 pixels" : "the tokenizer's 32x16x16 latents", o.ch, (long long)o.steps, o.batch,
+           o.pixels ? (o.side == 32 ? "3x32x32 pixels" : "3x64x64 pixels") : "the tokenizer's 32x16x16 latents", o.ch,
+           (long long)o.steps, o.batch,
            o.corpus, md_threads_get());
     fflush(stdout);
     ag_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};

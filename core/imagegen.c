@@ -18,13 +18,48 @@ md_unet_config md_imagegen_config(int ch)
     return c;
 }
 
-md_unet_config md_imagegen_config_pixels(int ch)
+md_unet_config md_imagegen_config_pixels(int ch, int side)
 {
-    md_unet_config c = {.cin = 3, .h = S, .w = S, .ch = ch, .cond_tokens = 4, .shift = 0.f, .scale = 1.f};
+    md_unet_config c = {.cin = 3, .h = side, .w = side, .ch = ch, .cond_tokens = 4, .shift = 0.f, .scale = 1.f};
     return c;
 }
 
-bool md_imagegen_is_pixels(const md_unet_config *c) { return c->cin == 3 && c->h == S && c->w == S; }
+bool md_imagegen_is_pixels(const md_unet_config *c)
+{
+    return c->cin == 3 && c->h == c->w && (c->h == S || c->h == S / 2);
+}
+
+/* [3, 64, 64] -> [3, 32, 32]: the mean of each 2 × 2 */
+static void halve(const float *x, float *y)
+{
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < S / 2; i++)
+            for (int j = 0; j < S / 2; j++) {
+                const float *p = x + ((size_t)c * S + 2 * (size_t)i) * S + 2 * (size_t)j;
+                y[((size_t)c * (S / 2) + (size_t)i) * (S / 2) + (size_t)j] = 0.25f * (p[0] + p[1] + p[S] + p[S + 1]);
+            }
+}
+
+/* [3, 32, 32] -> [3, 64, 64], bilinear with the pixel centres aligned
+ * (output pixel i samples input position i/2 - 1/4, edges held) */
+static void enlarge(const float *x, float *y)
+{
+    const int h = S / 2;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < S; i++) {
+            float fy = 0.5f * (float)i - 0.25f;
+            int y0 = fy < 0.f ? 0 : (int)fy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;
+            float wy = fy < 0.f ? 0.f : fy - (float)y0;
+            for (int j = 0; j < S; j++) {
+                float fx = 0.5f * (float)j - 0.25f;
+                int x0 = fx < 0.f ? 0 : (int)fx, x1 = x0 + 1 < h ? x0 + 1 : h - 1;
+                float wx = fx < 0.f ? 0.f : fx - (float)x0;
+                const float *r0 = x + ((size_t)c * h + (size_t)y0) * h, *r1 = x + ((size_t)c * h + (size_t)y1) * h;
+                float top = r0[x0] + wx * (r0[x1] - r0[x0]), bot = r1[x0] + wx * (r1[x1] - r1[x0]);
+                y[((size_t)c * S + (size_t)i) * S + (size_t)j] = top + wy * (bot - top);
+            }
+        }
+}
 
 bool md_imagegen_is_latent(const md_unet_config *c)
 {
@@ -80,8 +115,16 @@ md_status md_imagegen_pixels(const md_unet *u, const md_vqgan *vq, md_graph *g, 
 {
     const int64_t psz = MD_IMAGEGEN_PIXELS_SIZE;
     if (md_imagegen_is_pixels(&u->cfg)) {
-        for (int64_t k = 0; k < n * psz; k++)
-            pix[k] = x[k] < -1.f ? -1.f : x[k] > 1.f ? 1.f : x[k];
+        const int64_t usz = md_unet_size(u);
+        for (int64_t i = 0; i < n; i++) {
+            float *p = pix + i * psz;
+            if (usz == psz)
+                memcpy(p, x + i * usz, sizeof(float) * (size_t)psz);
+            else
+                enlarge(x + i * usz, p);
+            for (int64_t k = 0; k < psz; k++)
+                p[k] = p[k] < -1.f ? -1.f : p[k] > 1.f ? 1.f : p[k];
+        }
         return MD_OK;
     }
     if (!md_imagegen_is_latent(&u->cfg)) {
@@ -107,6 +150,7 @@ void md_imagegen_train_default_opts(md_imagegen_train_opts *o)
     o->ema = 0.995f;
     o->corpus = 6000;
     o->ch = 64;
+    o->side = S;
     o->seed = 1;
 }
 
@@ -116,7 +160,8 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vq
     memset(c, 0, sizeof *c);
     const int n = c->n = o->corpus;
     const int64_t D = MD_SPACE_DIM, isz = md_space_input_size(MD_MOD_IMAGE), qsz = (int64_t)3 * S * S,
-                  T = md_threads_get(), size = o->pixels ? MD_IMAGEGEN_PIXELS_SIZE : MD_IMAGEGEN_SIZE;
+                  T = md_threads_get(),
+                  size = o->pixels ? (int64_t)3 * o->side * o->side : MD_IMAGEGEN_SIZE;
     c->x = malloc(sizeof(float) * (size_t)n * (size_t)size);
     c->own = malloc(sizeof(float) * (size_t)(n * D));
     c->caption = malloc(sizeof(float) * (size_t)(n * D));
@@ -155,8 +200,11 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vq
             st = MD_ERR;
             break;
         }
-        if (o->pixels)
+        if (o->pixels && o->side == S)
             memcpy(c->x + (size_t)i0 * (size_t)size, qx, sizeof(float) * (size_t)(qsz * nb));
+        else if (o->pixels)
+            for (int b = 0; b < nb; b++)
+                halve(qx + qsz * b, c->x + (size_t)(i0 + b) * (size_t)size);
         else
             st = md_imagegen_latents(vq, g, qx, nb, c->x + (size_t)i0 * MD_IMAGEGEN_SIZE);
         if (st == MD_OK)
@@ -182,11 +230,12 @@ md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, 
                             const md_imagegen_train_opts *o)
 {
     memset(u, 0, sizeof *u);
-    if (o->corpus < 2 || o->batch < 2) {
-        md_log(MD_LOG_ERROR, "image diffusion training: corpus and batch >= 2");
+    if (o->corpus < 2 || o->batch < 2 || (o->pixels && o->side != S && o->side != S / 2)) {
+        md_log(MD_LOG_ERROR, "image diffusion training: corpus and batch >= 2, pixels 64 or 32 a side (got %d, %d, %d)",
+               o->corpus, o->batch, o->side);
         return MD_ERR_INVALID;
     }
-    md_unet_config cfg = o->pixels ? md_imagegen_config_pixels(o->ch) : md_imagegen_config(o->ch);
+    md_unet_config cfg = o->pixels ? md_imagegen_config_pixels(o->ch, o->side) : md_imagegen_config(o->ch);
     md_unet_corpus c;
     md_status st = corpus_build(&c, sp, vq, w, o);
     if (st != MD_OK)

@@ -29,10 +29,12 @@ extern "C" {
 
 /* A picture model works in one of two spaces, told apart by its shape:
  * the tokenizer's latents (MD_VQ_DIM × 16 × 16) or the pixels themselves
- * (3 × 64 × 64 in [-1, 1], as md_vqgan_prep_rgb lays them out), which
- * need no decoder. 4 condition tokens either way. */
+ * (3 × side × side in [-1, 1], as md_vqgan_prep_rgb lays them out), which
+ * need no decoder. side is 64, or 32: a quarter of the work per step, the
+ * picture drawn at half size and enlarged (bilinear) to 64 × 64. 4
+ * condition tokens either way. */
 md_unet_config md_imagegen_config(int ch);
-md_unet_config md_imagegen_config_pixels(int ch);
+md_unet_config md_imagegen_config_pixels(int ch, int side);
 bool md_imagegen_is_pixels(const md_unet_config *c);
 bool md_imagegen_is_latent(const md_unet_config *c);
 
@@ -44,8 +46,8 @@ md_status md_imagegen_latents(const md_vqgan *vq, md_graph *g, const float *x, i
 md_status md_imagegen_codes(const md_vqgan *vq, md_graph *g, const float *z, int64_t n, int32_t *codes);
 
 /* n samples of u (in its space) -> pictures [n, 3, 64, 64] in [-1, 1]:
- * latents are snapped to codes and decoded by vq, pixels are clamped. g is
- * scratch. */
+ * latents are snapped to codes and decoded by vq, pixels are clamped (and
+ * enlarged from 32 × 32). g is scratch. */
 md_status md_imagegen_pixels(const md_unet *u, const md_vqgan *vq, md_graph *g, const float *x, int64_t n,
                              float *pix);
 
@@ -58,6 +60,7 @@ typedef struct md_imagegen_train_opts {
     int corpus;                      /* 6000 images */
     int ch;                          /* 64 */
     bool pixels;                     /* pixel space instead of the latents (false) */
+    int side;                        /* pixels: 64 or 32 (64) */
     uint64_t seed;
     void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;

@@ -207,7 +207,7 @@ static void test_sampler(void)
 static void test_picture_generator(void)
 {
     md_unet u;
-    md_unet_config pc = md_imagegen_config_pixels(8);
+    md_unet_config pc = md_imagegen_config_pixels(8, 64);
     CHECK(md_unet_init(&u, &pc, 3) == MD_OK && md_imagegen_is_pixels(&u.cfg) && !md_imagegen_is_latent(&u.cfg),
           "a pixel-space picture model (3 x 64 x 64)");
     md_space sp;
@@ -263,7 +263,51 @@ static void test_picture_generator(void)
         md_generator_free(gen);
     }
     md_unet_free(&u);
-    md_unet_config odd = {.cin = 3, .h = 32, .w = 32, .ch = 8, .cond_tokens = 4, .shift = 0.f, .scale = 1.f};
+    /* half size: drawn at 32 x 32, enlarged bilinearly to 64 x 64 */
+    md_unet_config hc = md_imagegen_config_pixels(8, 32);
+    CHECK(md_unet_init(&u, &hc, 3) == MD_OK && md_imagegen_is_pixels(&u.cfg), "a half-size pixel model (3 x 32 x 32)");
+    {
+        float *x = malloc(sizeof(float) * 2 * 3 * 32 * 32), *pix = malloc(sizeof(float) * 2 * MD_IMAGEGEN_PIXELS_SIZE);
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 32; i++)
+                for (int j = 0; j < 32; j++) {
+                    x[(c * 32 + i) * 32 + j] = 0.3f;                               /* flat */
+                    x[3 * 32 * 32 + (c * 32 + i) * 32 + j] = (float)j / 31.f;      /* a ramp across */
+                }
+        double flat = 0, ramp = 0;
+        if (md_imagegen_pixels(&u, NULL, NULL, x, 2, pix) == MD_OK)
+            for (int c = 0; c < 3; c++)
+                for (int i = 0; i < 64; i++)
+                    for (int j = 0; j < 64; j++) {
+                        double pos = fmin(fmax(0.5 * j - 0.25, 0.0), 31.0) / 31.0;
+                        flat = fmax(flat, fabs(pix[(c * 64 + i) * 64 + j] - 0.3));
+                        ramp = fmax(ramp, fabs(pix[MD_IMAGEGEN_PIXELS_SIZE + (c * 64 + i) * 64 + j] - pos));
+                    }
+        else
+            flat = ramp = INFINITY;
+        CHECK(flat < 1e-6 && ramp < 1e-6, "enlarged to 64 x 64: a flat picture stays flat (%.1e), a ramp is "
+                                          "sampled at the pixel centres (%.1e)", flat, ramp);
+        free(x);
+        free(pix);
+        md_generator *hg = md_gen_image_diffusion_new(&u, NULL, &sp, "test", NULL);
+        double p[MD_GEN_MAX_PARAMS];
+        md_gen_output o;
+        memset(&o, 0, sizeof o);
+        bool ok = hg != NULL;
+        if (ok) {
+            md_gen_params_default(hg, p);
+            ok = md_gen_param_set(hg, p, "candidates", "1") == MD_OK && md_gen_param_set(hg, p, "steps", "2") == MD_OK;
+            md_gen_condition c = {{0}, NULL};
+            unit_cond(5, c.vec);
+            ok = ok && hg->run(hg->self, &c, p, 3, NULL, NULL, NULL, &o) == MD_OK;
+            ok = ok && o.image.width == MD_WORLD_SIZE && o.image.height == MD_WORLD_SIZE;
+            md_gen_output_free(&o);
+            md_generator_free(hg);
+        }
+        CHECK(ok, "the picture generator takes it and gives 64 x 64 pictures");
+    }
+    md_unet_free(&u);
+    md_unet_config odd = {.cin = 3, .h = 16, .w = 16, .ch = 8, .cond_tokens = 4, .shift = 0.f, .scale = 1.f};
     md_unet_init(&u, &odd, 1);
     md_log_set_callback(check_quiet_log, NULL);
     CHECK(md_gen_image_diffusion_new(&u, NULL, &sp, "test", NULL) == NULL && strstr(md_last_error(), "pixels"),

@@ -119,8 +119,9 @@ md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, c
     const md_unet_config *c = &u->cfg;
     if (!md_imagegen_is_latent(c) && !md_imagegen_is_pixels(c)) {
         md_log(MD_LOG_ERROR, "the image diffusion generator needs a model of %d x %d x %d latents or 3 x %d x %d "
-                             "pixels, not %d x %d x %d: retrain it with 'medley train diffusion'",
-               MD_VQ_DIM, MD_VQ_GRID, MD_VQ_GRID, MD_WORLD_SIZE, MD_WORLD_SIZE, c->cin, c->h, c->w);
+                             "(or 3 x %d x %d) pixels, not %d x %d x %d: retrain it with 'medley train diffusion'",
+               MD_VQ_DIM, MD_VQ_GRID, MD_VQ_GRID, MD_WORLD_SIZE, MD_WORLD_SIZE, MD_WORLD_SIZE / 2, MD_WORLD_SIZE / 2,
+               c->cin, c->h, c->w);
         return NULL;
     }
     md_generator *g = calloc(1, sizeof *g);
