@@ -507,6 +507,76 @@ static void test_shipped(void)
     md_unet_free(&u);
 }
 
+/* The bundled picture diffusion decoder, where there is one: from 40
+ * digit-only prompts (4 per digit, one sample each, 25 steps, guidance
+ * 3), the share of pictures where the image judge reads the asked digit. */
+#define SHIPPED_PICTURE_BOUND 0.175   /* measured 22.5% (9 of 40), 2026-11-27; chance 10% */
+static void test_shipped_pictures(void)
+{
+    char path[4096];
+    check_model_path(path, sizeof path, "imagegen.safetensors");
+    if (access(path, R_OK) != 0) {
+        printf("     no picture diffusion decoder bundled: not checked\n");
+        return;
+    }
+    md_unet u;
+    if (md_unet_load(&u, path, MD_IMAGEGEN_MODEL, "picture diffusion decoder", "medley train diffusion") != MD_OK) {
+        CHECK(false, "the bundled picture diffusion decoder loads: %s", md_last_error());
+        return;
+    }
+    md_space sp;
+    md_judge j;
+    bool have = md_space_load(&sp, check_model_path(path, sizeof path, "space.safetensors")) == MD_OK;
+    if (have && md_judge_load(&j, check_model_path(path, sizeof path, "judge-image.safetensors"), MD_WORLD_IMAGE) !=
+                    MD_OK) {
+        md_space_free(&sp);
+        have = false;
+    }
+    CHECK(have && md_imagegen_is_pixels(&u.cfg), "the bundled space and image judge load, the decoder draws pixels");
+    if (have) {
+        enum { N = 40 };
+        const int64_t jsz = md_judge_input_size(MD_WORLD_IMAGE), psz = MD_IMAGEGEN_PIXELS_SIZE;
+        float *z = malloc(sizeof(float) * (size_t)md_unet_size(&u)), *pix = malloc(sizeof(float) * (size_t)psz);
+        float *jx = malloc(sizeof(float) * (size_t)(N * jsz)), cond[MD_SPACE_DIM];
+        int(*attrs)[MD_ATTR_COUNT] = malloc(sizeof(int[MD_ATTR_COUNT]) * N);
+        uint8_t rgb[MD_WORLD_SIZE * MD_WORLD_SIZE * 3];
+        md_graph *g = md_graph_new((size_t)1 << 24);
+        md_unet_sample_opts so = {.steps = 25, .guidance = 3.f, .eta = 0.f};
+        md_status st = MD_OK;
+        for (int i = 0; i < N && st == MD_OK; i++) {
+            char cap[MD_CAPTION_MAX];
+            const char *cp = cap;
+            st = md_caption_digit(MD_WORLD_IMAGE, i % 10, 0xa0d10u + (uint64_t)i, cap, sizeof cap);
+            if (st == MD_OK)
+                st = md_space_embed(&sp, g, MD_MOD_TEXT, &cp, 1, cond);
+            if (st == MD_OK)
+                st = md_unet_sample(&u, g, cond, 1, &so, 1000 + (uint64_t)i, NULL, NULL, NULL, z);
+            if (st == MD_OK)
+                st = md_imagegen_pixels(&u, NULL, g, z, 1, pix);
+            if (st == MD_OK) {
+                md_vqgan_to_rgb(pix, rgb);
+                md_judge_prep_rgb(rgb, jx + jsz * i);
+            }
+        }
+        if (st == MD_OK)
+            st = md_judge_read(&j, g, jx, N, attrs, NULL);
+        int right = 0;
+        for (int i = 0; i < N && st == MD_OK; i++)
+            right += attrs[i][MD_ATTR_DIGIT] == i % 10;
+        CHECK(st == MD_OK && right >= SHIPPED_PICTURE_BOUND * N,
+              "the image judge reads the asked digit in %d of %d pictures by diffusion (at least %.0f)", right, N,
+              SHIPPED_PICTURE_BOUND * N);
+        md_graph_free(g);
+        free(attrs);
+        free(jx);
+        free(pix);
+        free(z);
+        md_judge_free(&j);
+        md_space_free(&sp);
+    }
+    md_unet_free(&u);
+}
+
 int main(int argc, char **argv)
 {
     md_threads_init();
@@ -519,6 +589,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--shipped") == 0) {
         test_shipped();
+        test_shipped_pictures();
         return check_done();
     }
     if (!getenv("MEDLEY_DATA_DIR")) {
