@@ -16,7 +16,7 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"eta", "DDIM noise: 0 deterministic, 1 as DDPM", MD_GEN_FLOAT, 0.0, 0.0, 1.0},
     {"candidates", "draw this many spectrograms side by side and keep the one the aligned space finds "
-                   "closest to the condition", MD_GEN_INT, 1, 1, MAX_CANDIDATES},
+                   "closest to the condition", MD_GEN_INT, 2, 1, MAX_CANDIDATES},
     {"vocoder_iters", "Griffin-Lim iterations of the vocoder", MD_GEN_INT, 48, 1, 500},
 };
 
