@@ -68,9 +68,9 @@ md_tensor *md_attention_qkv(md_graph *g, md_tensor *qkv, int heads, bool causal)
 
 /* Inference with a KV cache (no gradient). One cache per attention layer.
  * Keys and values are kept in half precision (IEEE f16, rounded to
- * nearest): a sampler reads the whole cache at every step, and half the
- * bytes makes that read about twice as quick; attention then sees them
- * with a relative rounding of at most 2^-11. */
+ * nearest): a sampler reads the whole cache at every step, and this halves
+ * the bytes it reads; attention sees them with a relative rounding of at
+ * most 2^-11. */
 typedef struct md_kv_cache {
     uint16_t *k, *v;     /* [B, Tmax, H*Dh], f16 bits */
     int64_t batch, tmax, width;
