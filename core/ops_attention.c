@@ -91,11 +91,6 @@ static inline float exp_row(float *s, int64_t n, float *mx)
 #define ONE_ROW_KERNEL __attribute__((no_sanitize("address", "undefined")))
 
 #if defined(__AVX512F__)
-static inline __attribute__((always_inline)) ONE_ROW_KERNEL __m512 load_half16(const uint16_t *p)
-{
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
-}
-
 static inline __attribute__((always_inline)) ONE_ROW_KERNEL void
 one_row_scores(int NV, const float *q, const uint16_t *k, int64_t lk, int64_t kn, float scale, float *s)
 {
@@ -110,7 +105,7 @@ one_row_scores(int NV, const float *q, const uint16_t *k, int64_t lk, int64_t kn
             if (jj < nj) {
                 const uint16_t *kr = k + (j0 + jj) * lk;
                 for (int i = 0; i < NV; i++)
-                    acc = _mm512_fmadd_ps(qv[i], load_half16(kr + 16 * i), acc);
+                    acc = _mm512_fmadd_ps(qv[i], md_load_half16(kr + 16 * i), acc);
             }
             h[jj] = md_fold16(acc);
         }
@@ -129,7 +124,7 @@ one_row_values(int NV, const float *p, float inv, const uint16_t *v, int64_t lv,
     for (int64_t j = 0; j < kn; j++) {
         const __m512 pj = _mm512_set1_ps(p[j] * inv);
         for (int i = 0; i < NV; i++)
-            acc[i] = _mm512_fmadd_ps(pj, load_half16(v + j * lv + 16 * i), acc[i]);
+            acc[i] = _mm512_fmadd_ps(pj, md_load_half16(v + j * lv + 16 * i), acc[i]);
     }
     for (int i = 0; i < NV; i++)
         _mm512_storeu_ps(o + 16 * i, acc[i]);

@@ -1,7 +1,8 @@
 /* simd.h — scalar math written so gcc vectorises it inside `omp simd` loops
  * (libm's expf/erff are calls the vectoriser cannot inline; accuracy: a few
  * ulp over the f32 range, checked against libm by test_core), and the
- * AVX-512 horizontal sums the hand-written kernels share. */
+ * AVX-512 horizontal sums and half-precision loads and stores the
+ * hand-written kernels share. */
 #ifndef MEDLEY_SIMD_H
 #define MEDLEY_SIMD_H
 
@@ -96,6 +97,18 @@ static inline __m256 md_hsum8x8(const __m256 *v)
 static inline __m256 md_fold16(__m512 v)
 {
     return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+/* 16 half-precision values (f16 bits) widened to f32, and back (rounded
+ * to nearest even): exact as md_f16_to_f32 / md_f32_to_f16 one by one */
+static inline __m512 md_load_half16(const uint16_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
+}
+
+static inline void md_store_half16(uint16_t *p, __m512 v)
+{
+    _mm256_storeu_si256((__m256i *)(void *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
 }
 #endif
 

@@ -3,6 +3,7 @@
 
 #include "backend.h"
 #include "rng.h"
+#include "simd.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -83,7 +84,7 @@ void md_convert(void *dst, md_dtype dt, const void *src, md_dtype st, size_t n)
             size_t i = 0;
 #if defined(__AVX512F__)
             for (; i + 16 <= n; i += 16)   /* the same conversion, 16 at a time */
-                _mm512_storeu_ps(d + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(s + i))));
+                _mm512_storeu_ps(d + i, md_load_half16(s + i));
 #endif
             for (; i < n; i++) d[i] = md_f16_to_f32(s[i]);
         } else if (st == MD_I32) {
@@ -106,8 +107,7 @@ void md_convert(void *dst, md_dtype dt, const void *src, md_dtype st, size_t n)
             size_t i = 0;
 #if defined(__AVX512F__)
             for (; i + 16 <= n; i += 16)
-                _mm256_storeu_si256((__m256i *)(void *)(d + i),
-                                    _mm512_cvtps_ph(_mm512_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
+                md_store_half16(d + i, _mm512_loadu_ps(s + i));
 #endif
             for (; i < n; i++) d[i] = md_f32_to_f16(s[i]);
         } else if (dt == MD_I32) {
