@@ -1031,6 +1031,7 @@ static md_status sv_write(saver *S, const char *tmp, const md_video *v, const ch
     int ret = avformat_alloc_output_context2(&S->oc, ofmt, NULL, tmp);
     if (ret < 0)
         return sv_fail(S, "cannot set up the container", ret);
+    S->oc->flags |= AVFMT_FLAG_BITEXACT;   /* no random segment ids: the same frames, the same bytes */
 
     int w2 = (v->width + 1) & ~1, h2 = (v->height + 1) & ~1;
     if (w2 != v->width || h2 != v->height)
@@ -1046,6 +1047,11 @@ static md_status sv_write(saver *S, const char *tmp, const md_video *v, const ch
     S->venc->framerate = fr;
     S->venc->time_base = av_inv_q(fr);
     S->venc->gop_size = 48;
+    /* One encoder thread: with two, x264 gave different bytes for the same
+     * frames in 1 to 3 runs of 10 (a generated video must be the same file
+     * for the same job); Medley's videos are small enough that one thread
+     * costs little. */
+    S->venc->thread_count = 1;
     if (S->oc->oformat->flags & AVFMT_GLOBALHEADER)
         S->venc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     if (mp4) {
