@@ -183,6 +183,34 @@ static void small_gemm(bool tb, int64_t m, int64_t n, int64_t k, float alpha, co
         small_block(tb, m, t * nb, MD_MIN(nb, n - t * nb), k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* ---- larger products --------------------------------------------------------
+ * oneDNN's sgemm splits the sum along k across threads for some shapes
+ * (m 144, n 256, k 1024: 31062 of 36864 outputs differed between one thread
+ * and two; m 80, n 256, k 1024 too), so its bits would follow the thread
+ * count. C is cut into tiles of at most GEMM_MB × GEMM_NB by its shape
+ * alone, and each tile is a whole sgemm on one thread: the loop always
+ * opens a parallel region, even for one tile, because oneDNN runs
+ * sequentially only inside one. Every output is then summed in one order
+ * whatever the count. */
+#define GEMM_MB 64
+#define GEMM_NB 128
+
+static void tiled_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    const int64_t mt = (m + GEMM_MB - 1) / GEMM_MB, nt = (n + GEMM_NB - 1) / GEMM_NB;
+    #pragma omp parallel for schedule(static, 1)
+    for (int64_t t = 0; t < mt * nt; t++) {
+        const int64_t i0 = (t / nt) * GEMM_MB, j0 = (t % nt) * GEMM_NB;
+        const int64_t mb = MD_MIN(GEMM_MB, m - i0), nb = MD_MIN(GEMM_NB, n - j0);
+        const float *at = ta ? a + i0 : a + i0 * lda;   /* A [m, k], or [k, m] transposed */
+        const float *bt = tb ? b + j0 * ldb : b + j0;   /* B [k, n], or [n, k] transposed */
+        dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', mb, nb, k, alpha, at, lda, bt, ldb, beta,
+                                      c + i0 * ldc + j0, ldc);
+        MD_ASSERT(st == dnnl_success);
+    }
+}
+
 void md_cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb,
                  float beta, float *c, int64_t ldc)
@@ -199,9 +227,7 @@ void md_cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
         small_gemm(tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda,
-                                  b, ldb, beta, c, ldc);
-    MD_ASSERT(st == dnnl_success);
+    tiled_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void md_cpu_gemm_batched(int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k,

@@ -204,6 +204,20 @@ md_tensor *md_tok_forward_cached(md_graph *g, const md_tokmodel *m, md_tensor *c
 /* ---- sampling ---- */
 
 #define MAX_ROWS (2 * (MD_WORLD_FRAMES - 1))
+#define MAX_PARTS 8
+
+/* A step of several sequences (candidates, frames) is cut into parts of
+ * whole (conditional, unconditional) pairs, one part per thread, each run
+ * through its own graph with every op single-threaded inside: a step of
+ * short rows spent a fifth of its time in the ~100 fork-joins of running
+ * op by op on both cores; this way it takes one. Every op of a cached step
+ * treats rows alone (products, norms, attention), so the logits have the
+ * batched step's bits whatever the parts (test_tokens: 1 and 2 threads). */
+typedef struct step_parts {
+    int n;                           /* parts; 1: the batched step */
+    int row0[MAX_PARTS + 1];         /* part k: rows row0[k] .. row0[k+1] - 1 */
+    md_tensor *logits[MAX_PARTS];
+} step_parts;
 
 struct md_tok_session {
     const md_tokmodel *m;
@@ -216,6 +230,8 @@ struct md_tok_session {
     float conds[MAX_ROWS * MD_SPACE_DIM];   /* each row's condition (zeros: the unconditional twin) */
     float *probs;                    /* [vocab] */
     int32_t *order;                  /* [vocab] */
+    md_graph *gp[MAX_PARTS];         /* the parts of a step (made when first needed) */
+    md_kv_cache *views;              /* [MAX_PARTS, layers]: each part's rows of the caches */
 };
 
 md_tok_session *md_tok_session_new(const md_tokmodel *m)
@@ -230,7 +246,8 @@ md_tok_session *md_tok_session_new(const md_tokmodel *m)
     s->g2 = md_graph_new((size_t)1 << 22);
     s->probs = malloc(sizeof(float) * (size_t)m->vocab);
     s->order = malloc(sizeof(int32_t) * (size_t)m->vocab);
-    bool ok = s->g && s->g2 && s->small && s->twin && s->probs && s->order;
+    s->views = calloc((size_t)(MAX_PARTS * m->layers), sizeof *s->views);
+    bool ok = s->g && s->g2 && s->small && s->twin && s->probs && s->order && s->views;
     for (int64_t l = 0; ok && l < m->layers; l++)
         ok = md_kv_cache_init(&s->small[l], 2, MD_TOK_TMAX, m->d) == MD_OK &&
              md_kv_cache_init(&s->twin[l], 1, MD_TOK_TMAX, m->d) == MD_OK;
@@ -259,6 +276,9 @@ void md_tok_session_free(md_tok_session *s)
     free_caches(s->twin, s->m->layers);
     md_graph_free(s->g);
     md_graph_free(s->g2);
+    for (int k = 0; k < MAX_PARTS; k++)
+        md_graph_free(s->gp[k]);
+    free(s->views);
     free(s->probs);
     free(s->order);
     free(s);
@@ -408,6 +428,57 @@ static md_tensor *step_ids(md_tok_session *s, md_kv_cache *caches, int rows, con
     return feed(s, s->g, s->conds, caches, rows, ids, slots, tn, pos0);
 }
 
+/* One new position for each of rows (pairs of stride rows) through the
+ * caches, in parts (see step_parts); p->logits[k] [rows of part k, vocab]. */
+static bool step_split(md_tok_session *s, md_kv_cache *caches, int pairs, int stride, const int32_t *ids,
+                       const int32_t *slots, int64_t pos, step_parts *p)
+{
+    const md_tokmodel *m = s->m;
+    const int rows = pairs * stride;
+    int n = md_threads_get();
+    n = n < pairs ? n : pairs;
+    n = n < MAX_PARTS ? n : MAX_PARTS;
+    if (n < 2) {
+        p->n = 1;
+        p->row0[0] = 0;
+        p->row0[1] = rows;
+        p->logits[0] = step_ids(s, caches, rows, ids, slots, 1, pos);
+        return p->logits[0] != NULL;
+    }
+    p->n = n;
+    for (int k = 0; k <= n; k++)
+        p->row0[k] = (int)((int64_t)pairs * k / n) * stride;
+    for (int k = 0; k < n; k++)
+        if (!s->gp[k] && !(s->gp[k] = md_graph_new((size_t)1 << 22)))
+            return false;
+    #pragma omp parallel for schedule(static, 1) num_threads(n)
+    for (int k = 0; k < n; k++) {
+        const int r0 = p->row0[k], nr = p->row0[k + 1] - r0;
+        for (int64_t l = 0; l < m->layers; l++) {
+            md_kv_cache *c = &caches[l], *v = &s->views[k * m->layers + l];
+            const size_t at = (size_t)(r0 * c->tmax * c->width);
+            *v = (md_kv_cache){c->k + at, c->v + at, nr, c->tmax, c->width, c->len};
+        }
+        p->logits[k] = feed(s, s->gp[k], s->conds + (size_t)r0 * MD_SPACE_DIM, s->views + k * m->layers, nr,
+                            ids + r0, slots + r0, 1, pos);
+    }
+    bool ok = true;
+    for (int k = 0; k < n; k++)
+        ok = ok && p->logits[k] != NULL;
+    for (int64_t l = 0; ok && l < m->layers; l++)
+        caches[l].len = s->views[l].len;
+    return ok;
+}
+
+/* logits of row r of a split step */
+static const float *row_logits(const step_parts *p, int r, int64_t vocab)
+{
+    int k = 0;
+    while (r >= p->row0[k + 1])
+        k++;
+    return p->logits[k]->data + (size_t)(r - p->row0[k]) * (size_t)vocab;
+}
+
 /* Samples 256 codes for `pairs` sequences whose caches already hold their
  * opening, given the logits that predict code 0. */
 static md_status sample_codes(md_tok_session *s, md_kv_cache *caches, int pairs, bool guided, md_tensor *logits,
@@ -415,16 +486,17 @@ static md_status sample_codes(md_tok_session *s, md_kv_cache *caches, int pairs,
                               md_tok_progress_fn progress, void *user, const volatile int *cancel, int32_t *codes)
 {
     const md_tokmodel *m = s->m;
-    const int rows = guided ? 2 * pairs : pairs, stride = guided ? 2 : 1;
+    const int stride = guided ? 2 : 1;
     int32_t ids[MAX_ROWS], slots[MAX_ROWS];
+    step_parts sp = {1, {0, pairs * stride}, {logits}};
     for (int i = 0; i < MD_VQ_TOKENS; i++) {
         if (cancel && *cancel)
             return MD_ABORTED;
-        if (!logits)
+        if (!sp.logits[0])
             return MD_ERR;
         for (int p = 0; p < pairs; p++) {
-            const float *lc = logits->data + (size_t)(p * stride) * (size_t)m->vocab;
-            const float *lu = guided ? lc + m->vocab : NULL;
+            const float *lc = row_logits(&sp, p * stride, m->vocab);
+            const float *lu = guided ? row_logits(&sp, p * stride + 1, m->vocab) : NULL;
             float u = md_rand_uniform_at(key, (uint64_t)p * 4096u + (uint64_t)i);
             int32_t id = draw(s, lc, lu, o, md_tok_code(m, 0), md_tok_code(m, MD_VQ_CODES), -1, NULL, 0, u);
             codes[(size_t)p * MD_VQ_TOKENS + (size_t)i] = id - md_tok_code(m, 0);
@@ -435,11 +507,11 @@ static md_status sample_codes(md_tok_session *s, md_kv_cache *caches, int pairs,
         }
         if (progress)
             progress(done0 + (int64_t)(i + 1) * pairs, total, codes, (int64_t)(i + 1), user);
-        if (i + 1 < MD_VQ_TOKENS)
-            logits = step_ids(s, caches, rows, ids, slots, 1, pos + i);
+        if (i + 1 < MD_VQ_TOKENS && !step_split(s, caches, pairs, stride, ids, slots, pos + i, &sp))
+            return MD_ERR;
     }
     /* the last code goes into the cache too (a video's later frames read it) */
-    if (!step_ids(s, caches, rows, ids, slots, 1, pos + MD_VQ_TOKENS - 1))
+    if (!step_split(s, caches, pairs, stride, ids, slots, pos + MD_VQ_TOKENS - 1, &sp))
         return MD_ERR;
     return MD_OK;
 }

@@ -197,6 +197,35 @@ static void test_small_products(void)
         }
     md_threads_set(threads);
     CHECK(same, "a row's product has the same bits alone or among 16, on 1 or 2 threads");
+    /* larger products (oneDNN's): the same bits on 1, 2 and 3 threads,
+     * including a long sum (k 1024) that oneDNN alone splits by thread */
+    {
+        static const int64_t shp[5][4] = {{144, 256, 1024, 0}, {80, 256, 1024, 0}, {144, 768, 256, 0},
+                                          {256, 256, 4096, 1}, {40, 100, 2000, 0}};
+        const int64_t big = 4096 * 256;
+        float *x = malloc(sizeof(float) * (size_t)big), *y = malloc(sizeof(float) * (size_t)big);
+        float *c1 = malloc(sizeof(float) * 256 * 768), *c2 = malloc(sizeof(float) * 256 * 768);
+        for (int64_t i = 0; i < big; i++) {
+            x[i] = md_rng_uniform(&rng) - 0.5f;
+            y[i] = md_rng_uniform(&rng) - 0.5f;
+        }
+        bool same_big = true;
+        for (int s = 0; s < 5; s++) {
+            const int64_t m = shp[s][0], n = shp[s][1], k = shp[s][2];
+            const bool ta = shp[s][3] != 0;
+            for (int nt = 1; nt <= 3; nt++) {
+                md_threads_set(nt);
+                md_cpu_gemm(ta, true, m, n, k, 1.f, x, ta ? m : k, y, k, 0.f, nt == 1 ? c1 : c2, n);
+                same_big = same_big && (nt == 1 || memcmp(c1, c2, sizeof(float) * (size_t)(m * n)) == 0);
+            }
+        }
+        md_threads_set(threads);
+        CHECK(same_big, "products of up to 256 x 768 with sums up to 4096 long: the same bits on 1, 2 and 3 threads");
+        free(x);
+        free(y);
+        free(c1);
+        free(c2);
+    }
     free(a);
     free(b);
     free(c);

@@ -189,6 +189,19 @@ static void test_sampling(const md_tokmodel *m)
         range &= vid2[i] >= 0 && vid2[i] < MD_VQ_CODES;
     CHECK(vs == MD_OK && range && pl.calls == 1 && memcmp(vid2, pl.codes[2], sizeof a) == 0,
           "a video from 3 first-frame candidates keeps the chosen first frame and goes on (16 frames in range)");
+    {   /* frames 1..15 side by side run whole on one thread, or cut into a part per thread */
+        const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
+        int32_t *v1 = malloc(vn), *v3 = malloc(vn);
+        md_threads_set(1);
+        md_status s1 = md_tok_sample_video(s, cond, &co, 12, NULL, NULL, NULL, v1);
+        md_threads_set(3);
+        md_status s3 = md_tok_sample_video(s, cond, &co, 12, NULL, NULL, NULL, v3);
+        md_threads_set(2);
+        CHECK(s1 == MD_OK && s3 == MD_OK && memcmp(v1, vid2, vn) == 0 && memcmp(v3, vid2, vn) == 0,
+              "and the same video on 1, 2 and 3 threads");
+        free(v1);
+        free(v3);
+    }
     md_status vs2 = md_tok_sample_video(s, cond, &o, 5, NULL, NULL, NULL, vid2);
     CHECK(vs2 == MD_OK && memcmp(vid, vid2, sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS) == 0,
           "after it, a one-candidate video is as before");
@@ -424,6 +437,25 @@ static int test_shipped(void)
         }
     }
     printf("     %d images and captions in %.1f s\n", n, md_time_now() - t0);
+    {   /* a video with the default 8 candidates: the same codes on 1 thread and on 2 (before the
+         * products were cut by shape, oneDNN's sums along 1024 differed by thread count) */
+        const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
+        int32_t *v1 = malloc(vn), *v2 = malloc(vn);
+        float cond[MD_SPACE_DIM];
+        const char *t = "a red seven moving left on black";
+        md_space_embed(&sp, g, MD_MOD_TEXT, &t, 1, cond);
+        pk.cond = cond;
+        const int threads = md_threads_get();
+        md_threads_set(1);
+        md_status s1 = md_tok_sample_video(s, cond, &co, 4, NULL, NULL, NULL, v1);
+        md_threads_set(2);
+        md_status s2 = md_tok_sample_video(s, cond, &co, 4, NULL, NULL, NULL, v2);
+        md_threads_set(threads);
+        CHECK(s1 == MD_OK && s2 == MD_OK && memcmp(v1, v2, vn) == 0,
+              "a video from the bundled model, 8 candidates: the same codes on 1 and 2 threads");
+        free(v1);
+        free(v2);
+    }
     CHECK(img_right >= SHIPPED_IMAGE_DIGITS, "the judge reads the asked digit on %d of %d images (bound %d)", img_right,
           n, SHIPPED_IMAGE_DIGITS);
     CHECK(cand_right >= SHIPPED_CANDIDATE_DIGITS, "with 8 candidates and the space choosing: %d of %d (bound %d)",
