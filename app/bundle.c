@@ -63,6 +63,7 @@ static md_status ld_audio(void *m, const char *p)
 {
     return md_unet_load(m, p, MD_AUDIOGEN_MODEL, "audio decoder", "medley train audio");
 }
+static md_status ld_vocoder(void *m, const char *p) { return md_vocoder_load(m, p); }
 static md_status ld_imagegen(void *m, const char *p)
 {
     return md_unet_load(m, p, MD_IMAGEGEN_MODEL, "latent diffusion decoder", "medley train diffusion");
@@ -100,6 +101,15 @@ int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
         }
         b->have_ag = true;
     }
+    snprintf(path, sizeof path, "%s/vocoder.safetensors", dir);
+    if (b->have_ag && access(path, F_OK) == 0) {   /* optional: Griffin-Lim without it */
+        if (load_one(dir, "vocoder.safetensors", "vocoder", "medley train vocoder", b->model_id, sizeof b->model_id,
+                     ld_vocoder, &b->voc)) {
+            medley_bundle_free(b);
+            return 1;
+        }
+        b->have_voc = true;
+    }
     snprintf(path, sizeof path, "%s/imagegen.safetensors", dir);
     if (access(path, F_OK) == 0) {
         if (load_one(dir, "imagegen.safetensors", "latent diffusion decoder", "medley train diffusion", b->model_id,
@@ -118,6 +128,8 @@ void medley_bundle_free(medley_bundle *b)
         md_unet_free(&b->ag);
     if (b->have_ig)
         md_unet_free(&b->ig);
+    if (b->have_voc)
+        md_vocoder_free(&b->voc);
     if (b->have_tm)
         md_tok_free(&b->tm);
     if (b->have_vq)

@@ -10,6 +10,7 @@
 #include "audiogen.h"
 #include "imagegen.h"
 #include "tokens.h"
+#include "vocoder.h"
 
 typedef struct medley_bundle {
     md_space sp;
@@ -17,13 +18,14 @@ typedef struct medley_bundle {
     md_tokmodel tm;
     md_unet ag;                      /* the audio decoder, when its file is there */
     md_unet ig;                      /* the latent diffusion decoder, when its file is there */
-    bool have_sp, have_vq, have_tm, have_ag, have_ig;
+    md_vocoder voc;                  /* the neural vocoder, when its file is there */
+    bool have_sp, have_vq, have_tm, have_ag, have_ig, have_voc;
     char model_id[160];
 } medley_bundle;
 
 /* Loads the space, and with tokens the image tokenizer, the token
  * transformer and, when their files exist (have_ag, have_ig say), the
- * audio decoder and the latent diffusion decoder. Prints what is missing or damaged and how to make it;
+ * audio decoder, the neural vocoder and the latent diffusion decoder. Prints what is missing or damaged and how to make it;
  * returns 1 then. */
 int medley_bundle_load(medley_bundle *b, const char *models, bool tokens);
 void medley_bundle_free(medley_bundle *b);

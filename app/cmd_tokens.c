@@ -296,7 +296,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             continue;
         if (diffusion && !b->have_ig)
             continue;
-        md_generator *gen_o = audio       ? md_gen_audio_new(&b->ag, &b->sp, b->model_id, NULL)
+        md_generator *gen_o = audio       ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, NULL)
                               : diffusion ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, NULL)
                                           : md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp, b->model_id, NULL);
         if (!gen_o) {

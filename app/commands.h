@@ -4,6 +4,7 @@
 
 #include "md.h"
 #include "judge.h"
+#include "vocoder.h"
 
 extern volatile int medley_cancel;   /* set by SIGINT */
 
@@ -37,7 +38,20 @@ int medley_cmd_train_vqgan(int argc, char **argv);
 int medley_cmd_train_tokens(int argc, char **argv);
 int medley_cmd_train_audio(int argc, char **argv);
 int medley_cmd_train_diffusion(int argc, char **argv);
+int medley_cmd_train_vocoder(int argc, char **argv);
 int medley_cmd_generate(int argc, char **argv);
+/* The two vocoders side by side on n real test clips (cmd_vocoder.c):
+ * mean spectral convergence against the originals, the share of clips whose
+ * digit the audio judge hears (NAN without a judge), seconds a clip. */
+typedef struct medley_vocoder_figures {
+    int n;
+    double sc_gl, sc_nn;
+    double digit_orig, digit_gl, digit_nn;
+    double secs_gl, secs_nn;
+} medley_vocoder_figures;
+int medley_vocoder_compare(const md_vocoder *v, const md_world *w, const md_judge *judge, int n,
+                           medley_vocoder_figures *f);
+void medley_vocoder_print(const medley_vocoder_figures *f);
 /* `medley eval --vqgan` on the test split (cmd_vqgan.c). */
 int medley_eval_vqgan(const md_world *w, const char *models, long quick);
 /* `medley eval --space` on the test split (cmd_space.c). */

@@ -402,7 +402,7 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         }
         g->route[m] = route;
         if (!g->gen[m] &&
-            !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, &b->sp, b->model_id, g->ws)
+            !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, g->ws)
                           : diff_image ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, g->ws)
                                        : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->model_id, g->ws)))
             return MD_ERR;

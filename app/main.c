@@ -62,6 +62,9 @@ static void usage(FILE *f)
             "  train diffusion  train the diffusion decoder for pictures (needs the space and the\n"
             "            tokenizer)  --space latent|pixels (the tokenizer's latents or the pixels)\n"
             "            --data DIR  --steps N  --batch B  --corpus N  --ch N  --lr F  --seed S  --out DIR\n"
+            "  train vocoder  train the neural vocoder (log-mel -> samples) on the train clips, then\n"
+            "            compare it with Griffin-Lim on real test clips (--compare N, 0: skip)\n"
+            "            --data DIR  --steps N  --batch B  --corpus N  --ch N  --lr F  --seed S  --out DIR\n"
             "  generate --in MOD:VALUE[@WEIGHT] ... --out image,video,text [--seed S] [-o DIR]\n"
             "            compose the inputs (text:\"a red seven\", image:FILE, audio:FILE,\n"
             "            video:FILE) and write the outputs with their job in their metadata;\n"
@@ -482,7 +485,10 @@ int main(int argc, char **argv)
             return medley_cmd_train_audio(argc - 3, argv + 3);
         if (argc >= 3 && strcmp(argv[2], "diffusion") == 0)
             return medley_cmd_train_diffusion(argc - 3, argv + 3);
-        fprintf(stderr, "medley train: expected what to train: judges, space, vqgan, tokens, audio or diffusion\n");
+        if (argc >= 3 && strcmp(argv[2], "vocoder") == 0)
+            return medley_cmd_train_vocoder(argc - 3, argv + 3);
+        fprintf(stderr, "medley train: expected what to train: judges, space, vqgan, tokens, audio, diffusion or "
+                        "vocoder\n");
         return 2;
     }
     if (strcmp(cmd, "eval") == 0)

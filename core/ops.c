@@ -419,7 +419,7 @@ md_tensor *md_sub(md_graph *g, md_tensor *a, md_tensor *b) { return binary(g, a,
 md_tensor *md_mul(md_graph *g, md_tensor *a, md_tensor *b) { return binary(g, a, b, BIN_MUL); }
 
 /* ---- unary elementwise ---------------------------------------------------- */
-enum { UN_SCALE, UN_ADDS, UN_GELU, UN_SILU, UN_RELU, UN_TANH, UN_SIGMOID, UN_EXP };
+enum { UN_SCALE, UN_ADDS, UN_GELU, UN_SILU, UN_RELU, UN_TANH, UN_SIGMOID, UN_EXP, UN_LOG, UN_SQRT };
 
 static inline float gelu_f(float x) { return 0.5f * x * (1.0f + md_fast_erf(x * 0.70710678118654752f)); }
 static inline float gelu_df(float x)
@@ -454,6 +454,8 @@ static void unary_backward(md_graph *g, md_node *n)
         case UN_RELU: UNARY_LOOP(N, dx[i] = xv[i] > 0.f ? dy[i] : 0.f) break;
         case UN_TANH: UNARY_LOOP(N, dx[i] = dy[i] * (1.f - yv[i] * yv[i])) break;
         case UN_EXP: UNARY_LOOP(N, dx[i] = dy[i] * yv[i]) break;
+        case UN_LOG: UNARY_LOOP(N, dx[i] = dy[i] / (xv[i] + s)) break;
+        case UN_SQRT: UNARY_LOOP(N, dx[i] = dy[i] * 0.5f / yv[i]) break;
         default: UNARY_LOOP(N, dx[i] = dy[i] * yv[i] * (1.f - yv[i])) break;
         }
     } else {
@@ -465,6 +467,8 @@ static void unary_backward(md_graph *g, md_node *n)
         case UN_RELU: UNARY_LOOP(N, dx[i] += xv[i] > 0.f ? dy[i] : 0.f) break;
         case UN_TANH: UNARY_LOOP(N, dx[i] += dy[i] * (1.f - yv[i] * yv[i])) break;
         case UN_EXP: UNARY_LOOP(N, dx[i] += dy[i] * yv[i]) break;
+        case UN_LOG: UNARY_LOOP(N, dx[i] += dy[i] / (xv[i] + s)) break;
+        case UN_SQRT: UNARY_LOOP(N, dx[i] += dy[i] * 0.5f / yv[i]) break;
         default: UNARY_LOOP(N, dx[i] += dy[i] * yv[i] * (1.f - yv[i])) break;
         }
     }
@@ -486,6 +490,8 @@ static md_tensor *unary(md_graph *g, md_tensor *x, int op, float s)
     case UN_RELU: UNARY_LOOP(N, yv[i] = xv[i] > 0.f ? xv[i] : 0.f) break;
     case UN_TANH: UNARY_LOOP(N, yv[i] = md_fast_tanh(xv[i])) break;
     case UN_EXP: UNARY_LOOP(N, yv[i] = expf(xv[i])) break;
+    case UN_LOG: UNARY_LOOP(N, yv[i] = logf(xv[i] + s)) break;
+    case UN_SQRT: UNARY_LOOP(N, yv[i] = sqrtf(xv[i] + s)) break;
     default: UNARY_LOOP(N, yv[i] = md_fast_sigmoid(xv[i])) break;
     }
     md_node *nd = md_graph_record(g, unary_backward, y);
@@ -505,6 +511,18 @@ md_tensor *md_relu(md_graph *g, md_tensor *x) { return unary(g, x, UN_RELU, 0.f)
 md_tensor *md_tanh(md_graph *g, md_tensor *x) { return unary(g, x, UN_TANH, 0.f); }
 md_tensor *md_sigmoid(md_graph *g, md_tensor *x) { return unary(g, x, UN_SIGMOID, 0.f); }
 md_tensor *md_exp(md_graph *g, md_tensor *x) { return unary(g, x, UN_EXP, 0.f); }
+
+md_tensor *md_log_eps(md_graph *g, md_tensor *x, float eps)
+{
+    MD_ASSERT(eps >= 0.f);
+    return unary(g, x, UN_LOG, eps);
+}
+
+md_tensor *md_sqrt_eps(md_graph *g, md_tensor *x, float eps)
+{
+    MD_ASSERT(eps >= 0.f);
+    return unary(g, x, UN_SQRT, eps);
+}
 
 /* ---- row L2 normalisation -------------------------------------------------
  * y = x / n, n = max(||x||, eps) over the last dim. Backward:

@@ -42,6 +42,10 @@ md_tensor *md_relu(md_graph *g, md_tensor *x);
 md_tensor *md_tanh(md_graph *g, md_tensor *x);
 md_tensor *md_sigmoid(md_graph *g, md_tensor *x);
 md_tensor *md_exp(md_graph *g, md_tensor *x);
+/* log(x + eps) and sqrt(x + eps), eps >= 0 (x + eps > 0 for finite values
+ * and gradients: magnitudes of spectra, say). */
+md_tensor *md_log_eps(md_graph *g, md_tensor *x, float eps);
+md_tensor *md_sqrt_eps(md_graph *g, md_tensor *x, float eps);
 /* x [..., D] / max(||x||_2, eps) along the last dim (unit rows). */
 md_tensor *md_l2_normalize(md_graph *g, md_tensor *x, float eps);
 /* Inverted dropout with probability p; identity when not training. */

@@ -194,7 +194,10 @@ int main(int argc, char **argv)
     snprintf(p4, sizeof p4, "%s/audiogen.safetensors", models);
     md_unet ag;
     bool have_ag = md_unet_load(&ag, p4, MD_AUDIOGEN_MODEL, "audio decoder", "medley train audio") == MD_OK;
-    md_generator *agen = have_ag ? md_gen_audio_new(&ag, &sp, "bench", ws) : NULL;
+    snprintf(p4, sizeof p4, "%s/vocoder.safetensors", models);
+    md_vocoder voc;
+    bool have_voc = have_ag && md_vocoder_load(&voc, p4) == MD_OK;
+    md_generator *agen = have_ag ? md_gen_audio_new(&ag, have_voc ? &voc : NULL, &sp, "bench", ws) : NULL;
     if (agen) {
         const char *say = "a voice saying seven";
         md_gen_condition ca = {{0}, NULL};
@@ -207,6 +210,16 @@ int main(int argc, char **argv)
                "%.0f MB)\n", "audio (1 s)", base, base <= 1.0 ? "met" : "NOT met",
                (int)p[md_gen_param_index(agen, "steps")], (int)p[md_gen_param_index(agen, "candidates")], first,
                peak_mb());
+        const int vi = md_gen_param_index(agen, "vocoder");
+        for (int q = 0; have_voc && q < 2; q++) {   /* each vocoder against the default */
+            double pq[MD_GEN_MAX_PARAMS], m;
+            md_gen_params_default(agen, pq);
+            pq[vi] = q;
+            if (time_runs(agen, &ca, pq, runs < 3 ? runs : 3, &m, &first) != 0)
+                return 1;
+            printf("  %-18s %7.3f s  with the %s vocoder (%.2fx the default's time)\n", "audio (1 s)", m,
+                   q ? "neural" : "Griffin-Lim", m / base);
+        }
         static const int steps[] = {10, 50};
         for (size_t q = 0; q < 2; q++) {
             double pq[MD_GEN_MAX_PARAMS], m;
@@ -277,6 +290,8 @@ int main(int argc, char **argv)
         md_unet_free(&ig);
     if (have_ag)
         md_unet_free(&ag);
+    if (have_voc)
+        md_vocoder_free(&voc);
     md_graph_free(g);
     for (int k = 0; k < 3; k++)
         md_generator_free(gen[k]);

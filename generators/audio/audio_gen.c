@@ -7,23 +7,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_VOCODER_ITERS, P_COUNT };
+enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_VOCODER, P_VOCODER_ITERS, P_COUNT };
 
 #define MAX_CANDIDATES 8
 
-static const md_gen_param_spec params[P_COUNT] = {
+static const md_gen_param_spec param_specs[P_COUNT] = {
     {"steps", "DDIM denoising steps", MD_GEN_INT, 25, 1, 200},
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"eta", "DDIM noise: 0 deterministic, 1 as DDPM", MD_GEN_FLOAT, 0.0, 0.0, 1.0},
     {"candidates", "draw this many spectrograms side by side and keep the one the aligned space finds "
                    "closest to the condition", MD_GEN_INT, 2, 1, MAX_CANDIDATES},
-    {"vocoder_iters", "Griffin-Lim iterations of the vocoder", MD_GEN_INT, 48, 1, 500},
+    {"vocoder", "0: Griffin-Lim phase recovery; 1: the neural vocoder (the default where one is bundled)",
+     MD_GEN_INT, 0, 0, 1},
+    {"vocoder_iters", "Griffin-Lim iterations (vocoder 0)", MD_GEN_INT, 48, 1, 500},
 };
 
 #define PREVIEW_EVERY 5
 
 typedef struct audio_gen {
     const md_unet *u;
+    const md_vocoder *voc;           /* NULL: Griffin-Lim only */
+    md_gen_param_spec params[P_COUNT];
     const md_space *sp;
     md_graph *g;                     /* sampling (the workspace's when lent) */
     bool own_graph;
@@ -102,8 +106,16 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     if (st == MD_OK) {
         if (progress)
             progress("vocoding", 0, 1, a->share, NULL, user);
-        st = md_audiogen_vocode(a->x + (size_t)best * MD_AUDIOGEN_SIZE, (int)p[P_VOCODER_ITERS],
-                                md_hash64(seed ^ 0x766f63u), cancel, out->audio.samples);
+        const float *x = a->x + (size_t)best * MD_AUDIOGEN_SIZE;
+        if ((int)p[P_VOCODER] == 1 && !a->voc) {
+            md_log(MD_LOG_ERROR, "diffusion-audio: vocoder 1 needs the neural vocoder (vocoder.safetensors; "
+                                 "'medley train vocoder' makes it); vocoder 0 is Griffin-Lim");
+            st = MD_ERR_INVALID;
+        } else if ((int)p[P_VOCODER] == 1)
+            st = md_vocoder_run(a->voc, a->g, x, out->audio.samples);
+        else
+            st = md_audiogen_vocode(x, (int)p[P_VOCODER_ITERS], md_hash64(seed ^ 0x766f63u), cancel,
+                                    out->audio.samples);
     }
     if (st == MD_OK && progress)
         progress("vocoding", 1, 1, 1.0, NULL, user);
@@ -124,7 +136,8 @@ static void gen_free(void *self)
     free(a);
 }
 
-md_generator *md_gen_audio_new(const md_unet *u, const md_space *sp, const char *model_id, md_gen_workspace *ws)
+md_generator *md_gen_audio_new(const md_unet *u, const md_vocoder *voc, const md_space *sp, const char *model_id,
+                               md_gen_workspace *ws)
 {
     const md_unet_config *c = &u->cfg;
     if (c->cin != 1 || c->h != MD_AUDIOGEN_MELS || c->w != MD_AUDIOGEN_WIDTH) {
@@ -138,6 +151,9 @@ md_generator *md_gen_audio_new(const md_unet *u, const md_space *sp, const char 
     md_status pst = MD_ERR_ALLOC;
     if (a) {
         a->u = u;
+        a->voc = voc;
+        memcpy(a->params, param_specs, sizeof param_specs);
+        a->params[P_VOCODER].def = voc ? 1 : 0;
         a->sp = sp;
         snprintf(a->model_id, sizeof a->model_id, "%s", model_id ? model_id : "audiogen");
         a->own_graph = !ws;
@@ -154,7 +170,7 @@ md_generator *md_gen_audio_new(const md_unet *u, const md_space *sp, const char 
     g->name = "diffusion-audio";
     g->model_id = a->model_id;
     g->output = MD_MOD_AUDIO;
-    g->params = params;
+    g->params = a->params;
     g->nparams = P_COUNT;
     g->self = a;
     g->run = run;

@@ -142,6 +142,8 @@ OPS = {
     "tanh": lambda i, p: [torch.tanh(i[0])],
     "sigmoid": lambda i, p: [torch.sigmoid(i[0])],
     "exp": lambda i, p: [torch.exp(i[0])],
+    "log_eps": lambda i, p: [torch.log(i[0] + p["eps"])],
+    "sqrt_eps": lambda i, p: [torch.sqrt(i[0] + p["eps"])],
     "l2_normalize": lambda i, p: [F.normalize(i[0], dim=-1, eps=p["eps"])],
     "layernorm": lambda i, p: [F.layer_norm(i[0], i[0].shape[-1:], i[1], i[2], p["eps"])],
     "rmsnorm": lambda i, p: [i[0] * torch.rsqrt((i[0] ** 2).mean(-1, keepdim=True) + p["eps"]) * i[1]],

@@ -18,7 +18,7 @@ typedef struct opargs {
 
 enum { MATMUL, BMM, LINEAR, LINEAR_NB, ADD, SUB, MUL, SCALE, GELU, SILU, RELU, TANH, SIGMOID,
        LAYERNORM, RMSNORM, SOFTMAX, LOGSOFTMAX, ATTN, ATTN_QKV, EMBED, PERMUTE, SLICE, CONCAT,
-       RESHAPE, SUM, MEAN, SUMDIM, MEANDIM, XENT, MSE, L1, EXP, L2N };
+       RESHAPE, SUM, MEAN, SUMDIM, MEANDIM, XENT, MSE, L1, EXP, L2N, LOGE, SQRTE };
 
 static int run_op(md_graph *g, md_tensor **in, md_tensor **out, void *user)
 {
@@ -57,6 +57,8 @@ static int run_op(md_graph *g, md_tensor **in, md_tensor **out, void *user)
     case L1: out[0] = md_l1(g, in[0], in[1]); break;
     case EXP: out[0] = md_exp(g, in[0]); break;
     case L2N: out[0] = md_l2_normalize(g, in[0], a->f); break;
+    case LOGE: out[0] = md_log_eps(g, in[0], a->f); break;
+    case SQRTE: out[0] = md_sqrt_eps(g, in[0], a->f); break;
     default: return 0;
     }
     return 1;
@@ -164,6 +166,13 @@ int main(int argc, char **argv)
         a.which = L2N; a.f = 1e-6f;
         pc_input in2[1] = {T(3, 4, 5, 96, 0)};
         pc_run(&c, "l2_normalize", "{\"eps\":1e-6}", 1, in2, run_op, &a);
+        /* log and sqrt of positive values (magnitudes), with their epsilon */
+        pc_input in3[1] = {T(2, 11, 23, 0, 0)};
+        in3[0].lo = 0.05f; in3[0].hi = 3.f;
+        a.which = LOGE; a.f = 1e-3f;
+        pc_run(&c, "log_eps", "{\"eps\":1e-3}", 1, in3, run_op, &a);
+        a.which = SQRTE; a.f = 1e-4f;
+        pc_run(&c, "sqrt_eps", "{\"eps\":1e-4}", 1, in3, run_op, &a);
     }
 
     /* norms and softmax */

@@ -1,0 +1,217 @@
+/* cmd_vocoder.c — `medley train vocoder` (core/vocoder.h) and the
+ * comparison of the two vocoders on real test clips that it prints after
+ * training and `medley eval --vocoder` prints alone. */
+#include "audiogen.h"
+#include "commands.h"
+#include "judge.h"
+#include "vocoder.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* n real test clips through the mel and back by Griffin-Lim (48
+ * iterations) and by v: mean spectral convergence against the original
+ * (at its level) and the share of clips whose digit the judge hears. */
+int medley_vocoder_compare(const md_vocoder *v, const md_world *w, const md_judge *judge, int n,
+                           medley_vocoder_figures *f)
+{
+    const int64_t jsz = md_judge_input_size(MD_WORLD_AUDIO), S = MD_WORLD_AUDIO_SAMPLES;
+    float *audio = malloc(sizeof(float) * (size_t)S), *y = malloc(sizeof(float) * (size_t)S);
+    float *x = malloc(sizeof(float) * MD_AUDIOGEN_SIZE);
+    float *jx = judge ? malloc(sizeof(float) * (size_t)(jsz * n * 3)) : NULL;
+    int *digit = malloc(sizeof(int) * (size_t)n);
+    int(*got)[MD_ATTR_COUNT] = judge ? malloc(sizeof(int[MD_ATTR_COUNT]) * (size_t)n * 3) : NULL;
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    md_status st = audio && y && x && digit && g && (!judge || (jx && got)) ? MD_OK : MD_ERR_ALLOC;
+    memset(f, 0, sizeof *f);
+    f->n = n;
+    double t_gl = 0, t_nn = 0;
+    for (int i = 0; i < n && st == MD_OK; i++) {
+        md_world_sample s;
+        if ((st = md_world_draw(w, 5, MD_SPLIT_TEST, MD_WORLD_AUDIO, i, &s)) != MD_OK)
+            break;
+        md_world_render_audio(w, &s, audio);
+        digit[i] = s.attr[MD_ATTR_DIGIT];
+        if ((st = md_audiogen_prep(audio, x)) != MD_OK)
+            break;
+        float pa = 0;
+        for (int64_t k = 0; k < S; k++)
+            pa = fmaxf(pa, fabsf(audio[k]));
+        if (judge && (st = md_judge_prep_audio(audio, jx + jsz * i)) != MD_OK)
+            break;
+        for (int which = 0; which < 2 && st == MD_OK; which++) {
+            double t0 = md_time_now();
+            st = which == 0 ? md_audiogen_vocode(x, 48, (uint64_t)i, NULL, y) : md_vocoder_run(v, g, x, y);
+            *(which == 0 ? &t_gl : &t_nn) += md_time_now() - t0;
+            if (st != MD_OK)
+                break;
+            if (judge && (st = md_judge_prep_audio(y, jx + jsz * (n * (1 + which) + i))) != MD_OK)
+                break;
+            float py = 0;   /* compare at the original's level (both peak-normalise) */
+            for (int64_t k = 0; k < S; k++)
+                py = fmaxf(py, fabsf(y[k]));
+            for (int64_t k = 0; py > 0 && k < S; k++)
+                y[k] *= pa / py;
+            double c = md_spectral_convergence(audio, y, S);
+            *(which == 0 ? &f->sc_gl : &f->sc_nn) += c / n;
+        }
+    }
+    if (st == MD_OK && judge)
+        st = md_judge_read(judge, g, jx, 3 * n, got, NULL);
+    if (st == MD_OK && judge) {
+        int r[3] = {0, 0, 0};
+        for (int k = 0; k < 3; k++)
+            for (int i = 0; i < n; i++)
+                r[k] += got[k * n + i][MD_ATTR_DIGIT] == digit[i];
+        f->digit_orig = (double)r[0] / n;
+        f->digit_gl = (double)r[1] / n;
+        f->digit_nn = (double)r[2] / n;
+    } else {
+        f->digit_orig = f->digit_gl = f->digit_nn = NAN;
+    }
+    f->secs_gl = t_gl / n;
+    f->secs_nn = t_nn / n;
+    md_graph_free(g);
+    free(got);
+    free(digit);
+    free(jx);
+    free(x);
+    free(y);
+    free(audio);
+    if (st != MD_OK)
+        fprintf(stderr, "medley: comparing the vocoders: %s\n", md_last_error());
+    return st == MD_OK ? 0 : 1;
+}
+
+void medley_vocoder_print(const medley_vocoder_figures *f)
+{
+    printf("vocoders on %d real test clips (mel -> samples; spectral convergence at n_fft 256, hop 80, against "
+           "the original at its level):\n", f->n);
+    printf("  %-24s %-22s %-26s %s\n", "vocoder", "spectral convergence", "judge hears the digit", "time a clip");
+    printf("  %-24s %-22s %-26.1f %s\n", "(the originals)", "0", 100 * f->digit_orig, "-");
+    printf("  %-24s %-22.3f %-26.1f %.3f s\n", "Griffin-Lim, 48 iters", f->sc_gl, 100 * f->digit_gl, f->secs_gl);
+    printf("  %-24s %-22.3f %-26.1f %.3f s\n", "neural (vocoder)", f->sc_nn, 100 * f->digit_nn, f->secs_nn);
+}
+
+typedef struct voc_ctx {
+    double t0;
+    float ema;
+    int64_t every;
+} voc_ctx;
+
+static void voc_progress(const char *stage, int64_t step, int64_t steps, float loss, void *user)
+{
+    voc_ctx *c = user;
+    c->ema = step == 0 ? loss : 0.98f * c->ema + 0.02f * loss;
+    if ((step + 1) % c->every == 0 || step + 1 == steps) {
+        printf("  %s %lld/%lld  loss %.4f  %.0f s\n", stage, (long long)step + 1, (long long)steps, c->ema,
+               md_time_now() - c->t0);
+        fflush(stdout);
+    }
+}
+
+int medley_cmd_train_vocoder(int argc, char **argv)
+{
+    static const char *cmd = "medley train vocoder";
+    md_vocoder_train_opts o;
+    md_vocoder_train_default_opts(&o);
+    const char *data = NULL, *out = NULL, *models = NULL;
+    long seed = (long)o.seed, steps = (long)o.steps, batch = o.batch, corpus = o.corpus, ch = o.ch, compare = 40;
+    double lr = o.lr;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!val) {
+            fprintf(stderr, "%s: %s needs a value\n", cmd, a);
+            return 2;
+        }
+        int bad = 0;
+        if (strcmp(a, "--data") == 0)
+            data = val;
+        else if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0)
+            out = val;
+        else if (strcmp(a, "--models") == 0)
+            models = val;
+        else if (strcmp(a, "--seed") == 0)
+            bad = medley_parse_int(a, val, 0, 2147483647L, &seed);
+        else if (strcmp(a, "--steps") == 0)
+            bad = medley_parse_int(a, val, 1, 10000000L, &steps);
+        else if (strcmp(a, "--batch") == 0)
+            bad = medley_parse_int(a, val, 1, 256, &batch);
+        else if (strcmp(a, "--corpus") == 0)
+            bad = medley_parse_int(a, val, 1, 100000L, &corpus);
+        else if (strcmp(a, "--compare") == 0)
+            bad = medley_parse_int(a, val, 0, 10000L, &compare);
+        else if (strcmp(a, "--ch") == 0) {
+            bad = medley_parse_int(a, val, 16, 512, &ch);
+            if (!bad && ch % 8) {
+                fprintf(stderr, "%s: --ch %ld is not a multiple of 8\n", cmd, ch);
+                bad = 1;
+            }
+        } else if (strcmp(a, "--lr") == 0)
+            bad = medley_parse_double(a, val, 1e-6, 1.0, &lr);
+        else {
+            fprintf(stderr, "%s: unknown option \"%s\"\n", cmd, a);
+            bad = 1;
+        }
+        if (bad)
+            return 2;
+        i++;
+    }
+    if (corpus < batch) {
+        fprintf(stderr, "%s: --corpus %ld is smaller than --batch %ld\n", cmd, corpus, batch);
+        return 2;
+    }
+    o.seed = (uint64_t)seed;
+    o.steps = steps;
+    o.batch = (int)batch;
+    o.corpus = (int)corpus;
+    o.ch = (int)ch;
+    o.lr = (float)lr;
+    if (!(out = medley_output_dir(out, cmd)))
+        return 1;
+    md_world w;
+    if (md_world_open(data, &w) != MD_OK) {
+        fprintf(stderr, "medley: %s\n", md_last_error());
+        return 1;
+    }
+    const char *dir = medley_models_dir(models);
+    char path[4096];
+    md_judge judge;
+    snprintf(path, sizeof path, "%s/judge-audio.safetensors", dir);
+    bool have_judge = md_judge_load(&judge, path, MD_WORLD_AUDIO) == MD_OK;
+    printf("training the vocoder (log-mel 40 x 104 -> 8000 samples, ch %d): %lld steps of %d from %d clips; "
+           "%d threads\n", o.ch, (long long)o.steps, o.batch, o.corpus, md_threads_get());
+    fflush(stdout);
+    voc_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
+    o.progress = voc_progress;
+    o.user = &c;
+    o.cancel = &medley_cancel;
+    md_vocoder v;
+    md_status st = md_vocoder_train(&v, &w, &o);
+    double secs = md_time_now() - c.t0;
+    if (st == MD_OK) {
+        printf("  vocoder: %lld parameters\n", (long long)md_paramset_numel(v.ps));
+        char recipe[512];
+        snprintf(path, sizeof path, "%s/vocoder.safetensors", out);
+        snprintf(recipe, sizeof recipe,
+                 "{\"command\":\"%s\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,\"ch\":%d,\"corpus\":%d,"
+                 "\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
+                 cmd, (long long)o.steps, o.batch, (double)o.lr, o.ch, o.corpus, (unsigned long long)o.seed, secs,
+                 md_threads_get());
+        st = md_vocoder_save(&v, path, recipe, w.data_hash);
+        if (st == MD_OK)
+            printf("saved %s (%.0f s in all)\n", path, secs);
+        medley_vocoder_figures f;
+        if (st == MD_OK && compare > 0 &&
+            medley_vocoder_compare(&v, &w, have_judge ? &judge : NULL, (int)compare, &f) == 0)
+            medley_vocoder_print(&f);
+        md_vocoder_free(&v);
+    }
+    if (st != MD_OK)
+        fprintf(stderr, "%s: %s\n", cmd, st == MD_ABORTED ? "cancelled" : md_last_error());
+    if (have_judge)
+        md_judge_free(&judge);
+    md_world_close(&w);
+    return st == MD_OK ? 0 : st == MD_ABORTED ? 130 : 1;
+}
