@@ -17,8 +17,8 @@ static const md_gen_param_spec param_specs[P_COUNT] = {
     {"eta", "DDIM noise: 0 deterministic, 1 as DDPM", MD_GEN_FLOAT, 0.0, 0.0, 1.0},
     {"candidates", "draw this many spectrograms side by side and keep the one the aligned space finds "
                    "closest to the condition", MD_GEN_INT, 2, 1, MAX_CANDIDATES},
-    {"vocoder", "0: Griffin-Lim phase recovery; 1: the neural vocoder (the default where one is bundled)",
-     MD_GEN_INT, 0, 0, 1},
+    {"vocoder", "0: Griffin-Lim phase recovery (the default: it measured better); 1: the neural vocoder, where "
+                "one is bundled", MD_GEN_INT, 0, 0, 1},
     {"vocoder_iters", "Griffin-Lim iterations (vocoder 0)", MD_GEN_INT, 48, 1, 500},
 };
 
@@ -27,7 +27,6 @@ static const md_gen_param_spec param_specs[P_COUNT] = {
 typedef struct audio_gen {
     const md_unet *u;
     const md_vocoder *voc;           /* NULL: Griffin-Lim only */
-    md_gen_param_spec params[P_COUNT];
     const md_space *sp;
     md_graph *g;                     /* sampling (the workspace's when lent) */
     bool own_graph;
@@ -152,8 +151,6 @@ md_generator *md_gen_audio_new(const md_unet *u, const md_vocoder *voc, const md
     if (a) {
         a->u = u;
         a->voc = voc;
-        memcpy(a->params, param_specs, sizeof param_specs);
-        a->params[P_VOCODER].def = voc ? 1 : 0;
         a->sp = sp;
         snprintf(a->model_id, sizeof a->model_id, "%s", model_id ? model_id : "audiogen");
         a->own_graph = !ws;
@@ -170,7 +167,7 @@ md_generator *md_gen_audio_new(const md_unet *u, const md_vocoder *voc, const md
     g->name = "diffusion-audio";
     g->model_id = a->model_id;
     g->output = MD_MOD_AUDIO;
-    g->params = a->params;
+    g->params = param_specs;
     g->nparams = P_COUNT;
     g->self = a;
     g->run = run;

@@ -7,7 +7,8 @@
  * and keeps them alive while the generator lives.
  *
  * Parameters: steps, guidance, eta, candidates, vocoder (0: Griffin-Lim,
- * 1: the neural vocoder of core/vocoder.h, the default when one is given),
+ * the default, which measured better; 1: the neural vocoder of
+ * core/vocoder.h when one is given),
  * vocoder_iters (Griffin-Lim's); the seed is the run's. Previews are the
  * spectrogram so far, as a picture.
  */
