@@ -94,6 +94,31 @@ void medley_vocoder_print(const medley_vocoder_figures *f)
     printf("  %-24s %-22.3f %-26.1f %.3f s\n", "neural (vocoder)", f->sc_nn, 100 * f->digit_nn, f->secs_nn);
 }
 
+int medley_eval_vocoder(const md_world *w, const char *models, long n)
+{
+    const char *dir = medley_models_dir(models);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vocoder.safetensors", dir);
+    md_vocoder v;
+    if (md_vocoder_load(&v, path) != MD_OK) {
+        fprintf(stderr, "medley eval: %s (train it with 'medley train vocoder')\n", md_last_error());
+        return 1;
+    }
+    md_judge judge;
+    snprintf(path, sizeof path, "%s/judge-audio.safetensors", dir);
+    bool have_judge = md_judge_load(&judge, path, MD_WORLD_AUDIO) == MD_OK;
+    if (!have_judge)
+        fprintf(stderr, "medley eval: no audio judge (%s): spectral convergence only\n", md_last_error());
+    medley_vocoder_figures f;
+    int rc = medley_vocoder_compare(&v, w, have_judge ? &judge : NULL, (int)n, &f);
+    if (rc == 0)
+        medley_vocoder_print(&f);
+    if (have_judge)
+        md_judge_free(&judge);
+    md_vocoder_free(&v);
+    return rc;
+}
+
 typedef struct voc_ctx {
     double t0;
     float ema;

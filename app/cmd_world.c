@@ -349,7 +349,7 @@ static int results_end(void)
 
 typedef struct eval_opts {
     const char *data, *models, *json;
-    bool judges, space, baseline, vqgan;
+    bool judges, space, baseline, vqgan, vocoder;
     long quick;    /* 0 = whole test split */
     long outputs;  /* per generator cell; 0 = the defaults */
     medley_gen_eval gen;
@@ -452,6 +452,10 @@ int medley_cmd_eval(int argc, char **argv)
             eo.vqgan = true;
             continue;
         }
+        if (strcmp(a, "--vocoder") == 0) {
+            eo.vocoder = true;
+            continue;
+        }
         if (strcmp(a, "--val") == 0) {
             eo.gen.val = true;
             continue;
@@ -518,6 +522,13 @@ int medley_cmd_eval(int argc, char **argv)
         i++;
     }
     md_world w;
+    if (eo.vocoder) {
+        if (open_world(eo.data, &w))
+            return 1;
+        int rc = medley_eval_vocoder(&w, eo.models, eo.quick > 0 ? eo.quick : 100);
+        md_world_close(&w);
+        return rc;
+    }
     if (eo.vqgan) {
         if (open_world(eo.data, &w))
             return 1;

@@ -52,6 +52,9 @@ typedef struct medley_vocoder_figures {
 int medley_vocoder_compare(const md_vocoder *v, const md_world *w, const md_judge *judge, int n,
                            medley_vocoder_figures *f);
 void medley_vocoder_print(const medley_vocoder_figures *f);
+/* `medley eval --vocoder`: the bundled neural vocoder against Griffin-Lim
+ * on n real test clips. */
+int medley_eval_vocoder(const md_world *w, const char *models, long n);
 /* `medley eval --vqgan` on the test split (cmd_vqgan.c). */
 int medley_eval_vqgan(const md_world *w, const char *models, long quick);
 /* `medley eval --space` on the test split (cmd_space.c). */

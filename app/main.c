@@ -80,6 +80,7 @@ static void usage(FILE *f)
             "            --space: retrieval and zero-shot figures of the aligned space\n"
             "            (--baseline: beside the same encoders trained on the labels);\n"
             "            --vqgan: the image tokenizer's PSNR and code use\n"
+            "            --vocoder: the neural vocoder against Griffin-Lim on real test clips\n"
             "            --data DIR  --models DIR  --json FILE  --quick N (reference samples)\n"
             "            --outputs N (per generator cell; default 100, videos 40)\n"
             "            --guidance F  --temperature F  --top-k N  --top-p F  --via-caption 0|1\n"

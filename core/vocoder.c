@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VERSION 1
+#define VERSION 2
 #define MELS MD_AUDIOGEN_MELS
 #define WIDTH MD_AUDIOGEN_WIDTH
 #define N_SAMPLES MD_WORLD_AUDIO_SAMPLES
 
 static const int k_up[MD_VOCODER_STAGES] = {5, 4, 4};   /* 80 samples a frame */
+/* each divides its stage's length (520, 2080, 8320) */
+static const int k_dil[MD_VOCODER_STAGES][MD_VOCODER_UNITS] = {{1, 2, 4}, {1, 4, 16}, {1, 4, 16}};
 #define OUT_LEN ((int64_t)WIDTH * 80)
 
 /* the loss's resolutions: FFT size, hop a quarter of it */
@@ -63,10 +65,12 @@ md_status md_vocoder_init(md_vocoder *v, int ch, uint64_t seed)
         md_vocoder_stage *st = &v->st[s];
         snprintf(n, sizeof n, "up%d", s);
         conv_decl(ps, n, (int64_t)cout * k_up[s], cin, 3, &st->up_w, &st->up_b);
-        snprintf(n, sizeof n, "res%d.conv1", s);
-        conv_decl(ps, n, cout, cout, 5, &st->r1_w, &st->r1_b);
-        snprintf(n, sizeof n, "res%d.conv2", s);
-        conv_decl(ps, n, cout, cout, 5, &st->r2_w, &st->r2_b);
+        for (int u = 0; u < MD_VOCODER_UNITS; u++) {
+            snprintf(n, sizeof n, "res%d.%d.dilated", s, u);
+            conv_decl(ps, n, cout, cout, 3, &st->dil_w[u], &st->dil_b[u]);
+            snprintf(n, sizeof n, "res%d.%d.mix", s, u);
+            conv_decl(ps, n, cout, cout, 1, &st->mix_w[u], &st->mix_b[u]);
+        }
         cin = cout;
     }
     conv_decl(ps, "out", 1, cin, 7, &v->out_w, &v->out_b);
@@ -77,9 +81,12 @@ md_status md_vocoder_init(md_vocoder *v, int ch, uint64_t seed)
     }
     conv_init(v->in_w, v->in_b, seed + 1, 1.f);
     for (int s = 0; s < MD_VOCODER_STAGES; s++) {
-        conv_init(v->st[s].up_w, v->st[s].up_b, seed + 10 + 3 * (uint64_t)s, 1.f);
-        conv_init(v->st[s].r1_w, v->st[s].r1_b, seed + 11 + 3 * (uint64_t)s, 1.f);
-        conv_init(v->st[s].r2_w, v->st[s].r2_b, seed + 12 + 3 * (uint64_t)s, 0.1f);   /* near the identity */
+        const uint64_t s0 = seed + 10 + 10 * (uint64_t)s;
+        conv_init(v->st[s].up_w, v->st[s].up_b, s0, 1.f);
+        for (int u = 0; u < MD_VOCODER_UNITS; u++) {
+            conv_init(v->st[s].dil_w[u], v->st[s].dil_b[u], s0 + 1 + 2 * (uint64_t)u, 1.f);
+            conv_init(v->st[s].mix_w[u], v->st[s].mix_b[u], s0 + 2 + 2 * (uint64_t)u, 0.1f);   /* near the identity */
+        }
     }
     conv_init(v->out_w, v->out_b, seed + 2, 1.f);
     return MD_OK;
@@ -146,6 +153,22 @@ static md_tensor *interleave(md_graph *g, md_tensor *x, int s)
     return md_reshape(g, t, 3, (int64_t[]){n, c, L * s});
 }
 
+/* conv k3 with dilation d over x [n, c, L] (L a multiple of d): an
+ * ordinary k3 convolution over each of the d interleaved phases
+ * x[p], x[p + d], ..., which is the dilated one with its zero padding. */
+md_tensor *md_vocoder_dilated_conv(md_graph *g, md_tensor *x, md_tensor *w, md_tensor *b, int d)
+{
+    if (d == 1)
+        return md_conv1d(g, x, w, b, 1, 1, 1);
+    const int64_t n = x->shape[0], c = x->shape[1], L = x->shape[2], o = w->shape[0];
+    MD_ASSERT(L % d == 0);
+    md_tensor *t = md_reshape(g, x, 4, (int64_t[]){n, c, L / d, d});
+    t = md_permute(g, t, (int[]){0, 3, 1, 2});                          /* [n, d, c, L/d] */
+    t = md_conv1d(g, md_reshape(g, t, 3, (int64_t[]){n * d, c, L / d}), w, b, 1, 1, 1);
+    t = md_permute(g, md_reshape(g, t, 4, (int64_t[]){n, d, o, L / d}), (int[]){0, 2, 3, 1});
+    return md_reshape(g, t, 3, (int64_t[]){n, o, L});
+}
+
 md_tensor *md_vocoder_forward(md_graph *g, const md_vocoder *v, md_tensor *x)
 {
     MD_ASSERT(x->ndim == 3 && x->shape[1] == MELS && x->shape[2] == WIDTH);
@@ -154,9 +177,10 @@ md_tensor *md_vocoder_forward(md_graph *g, const md_vocoder *v, md_tensor *x)
     for (int s = 0; s < MD_VOCODER_STAGES; s++) {
         const md_vocoder_stage *st = &v->st[s];
         h = interleave(g, md_conv1d(g, md_silu(g, h), st->up_w, st->up_b, 1, 1, 1), k_up[s]);
-        md_tensor *r = md_conv1d(g, md_silu(g, h), st->r1_w, st->r1_b, 1, 2, 1);
-        r = md_conv1d(g, md_silu(g, r), st->r2_w, st->r2_b, 1, 2, 1);
-        h = md_add(g, h, r);
+        for (int u = 0; u < MD_VOCODER_UNITS; u++) {
+            md_tensor *r = md_vocoder_dilated_conv(g, md_silu(g, h), st->dil_w[u], st->dil_b[u], k_dil[s][u]);
+            h = md_add(g, h, md_conv1d(g, md_silu(g, r), st->mix_w[u], st->mix_b[u], 1, 0, 1));
+        }
     }
     h = md_tanh(g, md_conv1d(g, md_silu(g, h), v->out_w, v->out_b, 1, 3, 1));
     return md_reshape(g, h, 2, (int64_t[]){n, OUT_LEN});

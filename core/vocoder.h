@@ -4,10 +4,15 @@
  *
  *   in     conv k7, 40 -> c                              (104 frames)
  *   up ×5  conv k3, c -> c/2 · 5, then the 5 phases interleaved in time
- *          (a learned sub-sample step); res: x + conv k5(silu(conv k5(silu x)))
- *   up ×4  the same, c/2 -> c/4                          (520 -> 2080)
- *   up ×4  the same, c/4 -> c/8                          (2080 -> 8320)
+ *          (a learned sub-sample step); then three residual units
+ *          x + conv k1(silu(conv k3 dilated d(silu x))), d = 1, 2, 4
+ *   up ×4  the same, c/2 -> c/4, d = 1, 4, 16              (520 -> 2080)
+ *   up ×4  the same, c/4 -> c/8, d = 1, 4, 16              (2080 -> 8320)
  *   out    silu, conv k7, c/8 -> 1, tanh                 (the first 8000 kept)
+ *
+ * The dilations widen what each sample sees to a pitch period or more (±21
+ * samples at the last rate, ±84 at the one before); a dilated convolution
+ * runs as an ordinary one over the d interleaved phases of the sequence.
  *
  * Trained (md_vocoder_train) on the demo world's train clips against their
  * own samples, by multi-resolution STFT magnitudes (FFT sizes 512, 256 and
@@ -33,9 +38,12 @@ extern "C" {
 #define MD_VOCODER_MODEL "vocoder"
 #define MD_VOCODER_STAGES 3
 
+#define MD_VOCODER_UNITS 3
+
 typedef struct md_vocoder_stage {
-    md_tensor *up_w, *up_b;            /* [cout * s, cin, 1, 3] */
-    md_tensor *r1_w, *r1_b, *r2_w, *r2_b;
+    md_tensor *up_w, *up_b;            /* [cout * s, cin, 3] */
+    md_tensor *dil_w[MD_VOCODER_UNITS], *dil_b[MD_VOCODER_UNITS];   /* [cout, cout, 3] */
+    md_tensor *mix_w[MD_VOCODER_UNITS], *mix_b[MD_VOCODER_UNITS];   /* [cout, cout, 1] */
 } md_vocoder_stage;
 
 typedef struct md_vocoder {
@@ -50,6 +58,10 @@ md_status md_vocoder_init(md_vocoder *v, int ch, uint64_t seed);
 void md_vocoder_free(md_vocoder *v);
 md_status md_vocoder_save(const md_vocoder *v, const char *path, const char *recipe_json, const char *data_hash);
 md_status md_vocoder_load(md_vocoder *v, const char *path);
+
+/* A k3 convolution with dilation d (padding d: the length kept) over
+ * x [n, c, L], L a multiple of d; w [o, c, 3], b [o] or NULL. */
+md_tensor *md_vocoder_dilated_conv(md_graph *g, md_tensor *x, md_tensor *w, md_tensor *b, int d);
 
 /* x [n, 40, 104] (graph) -> [n, 8320] samples in (-1, 1). */
 md_tensor *md_vocoder_forward(md_graph *g, const md_vocoder *v, md_tensor *x);

@@ -245,6 +245,44 @@ static void test_sampler(void)
     free(x);
 }
 
+/* The dilated convolution against an ordinary one whose kernel has d - 1
+ * zeros between its taps: values and gradients. */
+static void test_dilated(void)
+{
+    enum { N = 2, C = 3, O = 4, L = 24, D = 4, K = 2 * D + 1 };
+    md_graph *gd = md_graph_new((size_t)1 << 20);
+    md_rng r;
+    md_rng_init(&r, 77);
+    float xv[N * C * L], wv[O * C * 3], bv[O], wz[O * C * K], rv[N * O * L];
+    for (int i = 0; i < N * C * L; i++) xv[i] = md_rng_uniform(&r) - 0.5f;
+    for (int i = 0; i < O * C * 3; i++) wv[i] = md_rng_uniform(&r) - 0.5f;
+    for (int i = 0; i < O; i++) bv[i] = md_rng_uniform(&r) - 0.5f;
+    for (int i = 0; i < N * O * L; i++) rv[i] = md_rng_uniform(&r) - 0.5f;
+    memset(wz, 0, sizeof wz);
+    for (int i = 0; i < O * C; i++)
+        for (int j = 0; j < 3; j++)
+            wz[i * K + j * D] = wv[i * 3 + j];
+    float y[2][N * O * L], gx[2][N * C * L];
+    for (int pass = 0; pass < 2; pass++) {
+        md_graph_reset(gd);
+        md_tensor *x = md_tensor_new(gd, MD_F32, 3, (int64_t[]){N, C, L}, true);
+        memcpy(x->data, xv, sizeof xv);
+        md_tensor *w = md_tensor_wrap(gd, MD_F32, pass ? wz : wv, 3, (int64_t[]){O, C, pass ? K : 3});
+        md_tensor *b = md_tensor_wrap(gd, MD_F32, bv, 1, (int64_t[]){O});
+        md_tensor *yt = pass ? md_conv1d(gd, x, w, b, 1, D, 1) : md_vocoder_dilated_conv(gd, x, w, b, D);
+        md_tensor *rt = md_tensor_wrap(gd, MD_F32, rv, 3, (int64_t[]){N, O, L});
+        md_graph_backward(gd, md_sum(gd, md_mul(gd, yt, rt)));
+        memcpy(y[pass], yt->data, sizeof y[pass]);
+        memcpy(gx[pass], x->grad, sizeof gx[pass]);
+    }
+    double ey = 0, eg = 0;
+    for (int i = 0; i < N * O * L; i++) ey = fmax(ey, fabs(y[0][i] - y[1][i]));
+    for (int i = 0; i < N * C * L; i++) eg = fmax(eg, fabs(gx[0][i] - gx[1][i]));
+    CHECK(ey < 1e-6 && eg < 1e-6, "a dilated convolution (d %d) equals the zero-stuffed one: values within %.1e, "
+          "input gradients within %.1e", D, ey, eg);
+    md_graph_free(gd);
+}
+
 /* The picture generator over a pixel-space model (untrained: the checks
  * are of shape, range, determinism and refusals, not of looks). */
 static void test_picture_generator(void)
@@ -719,6 +757,7 @@ int main(int argc, char **argv)
         test_config();
         test_sampler();
         test_picture_generator();
+        test_dilated();
         return check_done();
     }
     if (strcmp(argv[1], "--shipped") == 0) {
