@@ -262,6 +262,8 @@ char *studio_settings_json(MedleyWindow *w)
     md_json_buf_int(&b, (int64_t)gtk_spin_button_get_value(w->seed));
     md_json_buf_key(&b, "image_diffusion");
     md_json_buf_int(&b, gtk_check_button_get_active(w->diffusion_image));
+    md_json_buf_key(&b, "audio_vocoder");
+    md_json_buf_int(&b, gtk_check_button_get_active(w->vocoder_audio));
     md_json_buf_key(&b, "seed_locked");
     md_json_buf_int(&b, gtk_toggle_button_get_active(w->seed_lock));
     md_json_buf_key(&b, "params");
@@ -310,6 +312,8 @@ void studio_settings_apply(MedleyWindow *w, const char *json)
         gtk_spin_button_set_value(w->seed, (double)k);
     if (md_json_int(md_json_get(r, "image_diffusion"), &k))
         gtk_check_button_set_active(w->diffusion_image, k != 0);
+    if (md_json_int(md_json_get(r, "audio_vocoder"), &k))
+        gtk_check_button_set_active(w->vocoder_audio, k != 0);
     if (md_json_int(md_json_get(r, "seed_locked"), &k))
         gtk_toggle_button_set_active(w->seed_lock, k != 0);
     for (size_t i = 0; md_json_type_of(ps) == MD_JSON_OBJECT && i < md_json_len(ps); i++) {
@@ -387,6 +391,8 @@ int64_t studio_runs_generate(MedleyWindow *w)
             g_ascii_dtostr(num, sizeof num, gtk_spin_button_get_value(sb));
             medley_job_set_param(&sj->job, name, num);
         }
+    if (sj->job.want[MD_MOD_AUDIO] && gtk_check_button_get_active(w->vocoder_audio))
+        medley_job_set_param(&sj->job, "audio.vocoder", "1");
 
     /* the queue row */
     GtkWidget *row = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 8);
@@ -812,9 +818,12 @@ gboolean studio_runs_restore(MedleyWindow *w, const char *job_json, const char *
         gtk_spin_button_set_value(w->seed, (double)j.seed);
         gtk_toggle_button_set_active(w->seed_lock, TRUE);
         gtk_check_button_set_active(w->diffusion_image, j.route[MD_MOD_IMAGE] == MEDLEY_ROUTE_DIFFUSION);
+        gtk_check_button_set_active(w->vocoder_audio, FALSE);
         for (int k = 0; k < j.nparams; k++) {   /* "image.guidance", or a bare name for every output */
             double v = g_ascii_strtod(j.params[k][1], NULL);
             const char *name = j.params[k][0], *dot = strchr(name, '.');
+            if (strcmp(name, "audio.vocoder") == 0 || strcmp(name, "vocoder") == 0)
+                gtk_check_button_set_active(w->vocoder_audio, v == 1);
             int only = dot ? medley_modality_of(name, (size_t)(dot - name)) : -1;
             for (int m = 0; m < 4; m++) {
                 GtkSpinButton *sb = (!dot || m == only) ? param_spin(w, m, dot ? dot + 1 : name) : NULL;

@@ -297,6 +297,7 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
         gtk_check_button_set_active(w->want[MD_MOD_IMAGE], has_ig);
         gtk_check_button_set_active(w->want[MD_MOD_AUDIO], TRUE);
         gtk_check_button_set_active(w->diffusion_image, has_ig);
+        gtk_check_button_set_active(w->vocoder_audio, w->bundle.have_voc);
         gtk_spin_button_set_value(w->steps[MD_MOD_AUDIO], 10);
         t0 = g_get_monotonic_time();
         gtk_widget_activate_action(GTK_WIDGET(w), "win.generate", NULL);
@@ -314,12 +315,15 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
             }
         if (has_ig && r && r->job)
             diff_ok = strstr(r->job, "\"diffusion-image\"") != NULL;
+        if (w->bundle.have_voc)   /* the neural vocoder asked for: the job says so */
+            wav_ok = wav_ok && r && r->job && strstr(r->job, "\"vocoder\":1");
         CHECK(done && r && r->state == MD_RUN_DONE && wav_ok && diff_ok,
               "a run with audio%s gives a 1 s WAV at 8 kHz%s (%.1f s)", has_ig ? " and a picture by diffusion" : "",
               has_ig ? " and a picture the diffusion generator made" : "", secs);
         CHECK(find_named(GTK_WIDGET(w->result_box), "result-waveform") != NULL, "the clip's card shows its waveform");
         gtk_check_button_set_active(w->want[MD_MOD_AUDIO], FALSE);
         gtk_check_button_set_active(w->diffusion_image, FALSE);
+        gtk_check_button_set_active(w->vocoder_audio, FALSE);
     } else {
         printf("     (no audio decoder bundled: the audio run is not checked)\n");
     }
@@ -347,6 +351,7 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
           "(pixel spread %.1f): %s", spread, shot);
 
     /* save, reopen, compare */
+    gtk_check_button_set_active(w->vocoder_audio, TRUE);   /* a setting the reopened window must show */
     char proj[1100];
     snprintf(proj, sizeof proj, "%s/test.medley", dir);
     CHECK(medley_window_save_to(w, proj) && w->edits == w->edits_saved, "the project saves");
@@ -356,8 +361,9 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
     gboolean opened = medley_window_open(w2, proj);
     CHECK(opened && md_project_equal(&w->project, &w2->project), "it reopens equal (%d inputs, %d runs)",
           w2->project.board.n, w2->project.nruns);
-    CHECK(opened && gtk_spin_button_get_value(w2->seed) == 7 && gtk_check_button_get_active(w2->want[MD_MOD_VIDEO]),
-          "with its settings (seed, outputs)");
+    CHECK(opened && gtk_spin_button_get_value(w2->seed) == 7 && gtk_check_button_get_active(w2->want[MD_MOD_VIDEO]) &&
+              gtk_check_button_get_active(w2->vocoder_audio),
+          "with its settings (seed, outputs, the neural vocoder chosen)");
 
     /* refusals */
     char bad[1100];
