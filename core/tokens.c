@@ -209,11 +209,13 @@ md_tensor *md_tok_forward_cached(md_graph *g, const md_tokmodel *m, md_tensor *c
 /* A step of many rows (candidates, frames, each with its unconditional
  * twin) is cut into parts of at least PART_MIN_ROWS rows, one part per
  * thread, each run through its own graph with every op single-threaded
- * inside: one fork-join a step instead of ~100, one an op. Each part reads
+ * inside: one fork-join a step instead of ~100, one an op. Where threads
+ * sleep at barriers (other work on the cores, OMP_WAIT_POLICY=passive)
+ * each fork-join costs a wake-up, and parts made an image 2.3x quicker;
+ * where they spin, about the same (README, Generation). Each part reads
  * all the weights, so with fewer rows, where a step is bound by reading
  * them, splitting every op's columns between the threads stays quicker
- * (2 threads, same run: 1 candidate 0.154 s op by op, 0.220 s in parts; 8
- * candidates 0.556 s op by op, 0.493 s in parts). Every op of a cached
+ * (1 candidate, spinning: 0.154 s op by op, 0.220 s in parts). Every op of a cached
  * step treats rows alone (products, norms, attention), so the logits have
  * the batched step's bits whatever the parts (test_tokens: 1, 2 and 3
  * threads). */
