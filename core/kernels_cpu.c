@@ -187,22 +187,35 @@ static void small_gemm(bool tb, int64_t m, int64_t n, int64_t k, float alpha, co
  * oneDNN's sgemm splits the sum along k across threads for some shapes
  * (m 144, n 256, k 1024: 31062 of 36864 outputs differed between one thread
  * and two; m 80, n 256, k 1024 too), so its bits would follow the thread
- * count. C is cut into tiles of at most GEMM_MB × GEMM_NB by its shape
- * alone, and each tile is a whole sgemm on one thread: the loop always
- * opens a parallel region, even for one tile, because oneDNN runs
- * sequentially only inside one. Every output is then summed in one order
- * whatever the count. */
-#define GEMM_MB 64
-#define GEMM_NB 128
+ * count. C is cut into square tiles by its shape alone — the largest of
+ * 256, 128 or 64 that still gives GEMM_MIN_TILES tiles to share out (big
+ * tiles keep sgemm's packing a small share: 64 × 128 tiles made 1024³ run
+ * at 0.70× the raw call, 256 at about 1×) — and each tile is a whole
+ * sgemm on one thread: the loop always opens a parallel region, even for
+ * one tile, because oneDNN runs sequentially only inside one. Every output
+ * is then summed in one order whatever the count. A call made inside a
+ * parallel construct (active, or inactive on one thread: omp_get_level)
+ * runs whole on its thread and stays one call (tiling those cost a
+ * training step of the transformer block ~15%: the weight gradients run
+ * that way). Even on one thread an sgemm's bits follow the call's shape
+ * (m 144, n 256, k 1024: 31062 outputs differ between the whole call and
+ * tiles), so a call site must make the same calls on any thread count. */
+#define GEMM_MIN_TILES 8
 
 static void tiled_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
-    const int64_t mt = (m + GEMM_MB - 1) / GEMM_MB, nt = (n + GEMM_NB - 1) / GEMM_NB;
+    int64_t ts = 64;
+    for (int64_t s = 256; s > 64; s /= 2)
+        if (((m + s - 1) / s) * ((n + s - 1) / s) >= GEMM_MIN_TILES) {
+            ts = s;
+            break;
+        }
+    const int64_t mt = (m + ts - 1) / ts, nt = (n + ts - 1) / ts;
     #pragma omp parallel for schedule(static, 1)
     for (int64_t t = 0; t < mt * nt; t++) {
-        const int64_t i0 = (t / nt) * GEMM_MB, j0 = (t % nt) * GEMM_NB;
-        const int64_t mb = MD_MIN(GEMM_MB, m - i0), nb = MD_MIN(GEMM_NB, n - j0);
+        const int64_t i0 = (t / nt) * ts, j0 = (t % nt) * ts;
+        const int64_t mb = MD_MIN(ts, m - i0), nb = MD_MIN(ts, n - j0);
         const float *at = ta ? a + i0 : a + i0 * lda;   /* A [m, k], or [k, m] transposed */
         const float *bt = tb ? b + j0 * ldb : b + j0;   /* B [k, n], or [n, k] transposed */
         dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', mb, nb, k, alpha, at, lda, bt, ldb, beta,
@@ -225,6 +238,18 @@ void md_cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
     }
     if (!ta && m <= SMALL_M) {
         small_gemm(tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    if (omp_get_level() > 0) {
+        /* in an inactive region (a team of one) oneDNN would start its own
+         * threads: keep it on this one */
+        const int restore = omp_in_parallel() ? 0 : omp_get_max_threads();
+        if (restore > 1)
+            omp_set_num_threads(1);
+        dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        if (restore > 1)
+            omp_set_num_threads(restore);
+        MD_ASSERT(st == dnnl_success);
         return;
     }
     tiled_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

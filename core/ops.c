@@ -177,15 +177,19 @@ static void linear_backward(md_graph *g, md_node *n)
     int64_t R = md_rows(x), K = md_last(x), N = w->shape[0];
     const float *dy = y->grad;
     bool gx = md_wants_grad(x), gw = md_wants_grad(w);
-    if (gx && gw && md_pool_threads() == 2 && md_be(g)->gemm == md_cpu_gemm) {
+    if (gx && gw && md_be(g)->gemm == md_cpu_gemm) {
         /* dX = dY·W and dW = dYᵀ·X cost the same: on two cores, one each,
-         * single-threaded, beats both split across the cores. */
+         * single-threaded, beats both split across the cores. On one
+         * thread (or more than two) the same two whole calls run, so the
+         * bits do not follow the thread count (a product's bits follow the
+         * shape of the call that makes it: kernels_cpu.c). */
         float bx = md_grad_beta(x), bw = md_grad_beta(w);
-        #pragma omp parallel num_threads(2)
+        const int nt = md_pool_threads() >= 2 ? 2 : 1;
+        #pragma omp parallel num_threads(nt)
         {
             if (omp_get_thread_num() == 0)
                 md_cpu_gemm(false, false, R, K, N, 1.f, dy, N, w->data, K, bx, x->grad, K);
-            else
+            if (omp_get_thread_num() == nt - 1)
                 md_cpu_gemm(true, false, N, K, R, 1.f, dy, N, x->data, K, bw, w->grad, K);
         }
     } else {

@@ -658,6 +658,69 @@ static void test_tiny(const md_world *w)
     md_space_free(&sp);
 }
 
+/* The bundled neural vocoder on 40 real test clips: measured 2026-11-27
+ * (100 clips) at spectral convergence 0.456 and 94% heard (Griffin-Lim:
+ * 0.377 and 99%). */
+#define SHIPPED_VOCODER_SC 0.50
+#define SHIPPED_VOCODER_HEARD 0.85
+static void test_shipped_vocoder(const md_world *w)
+{
+    char path[4096];
+    md_vocoder v;
+    md_judge j;
+    if (md_vocoder_load(&v, check_model_path(path, sizeof path, "vocoder.safetensors")) != MD_OK) {
+        CHECK(false, "the bundled vocoder loads: %s", md_last_error());
+        return;
+    }
+    if (md_judge_load(&j, check_model_path(path, sizeof path, "judge-audio.safetensors"), MD_WORLD_AUDIO) != MD_OK) {
+        CHECK(false, "the audio judge loads: %s", md_last_error());
+        md_vocoder_free(&v);
+        return;
+    }
+    enum { N = 40 };
+    const int64_t jsz = md_judge_input_size(MD_WORLD_AUDIO);
+    float *audio = malloc(sizeof(float) * MD_WORLD_AUDIO_SAMPLES), *y = malloc(sizeof(float) * MD_WORLD_AUDIO_SAMPLES);
+    float *x = malloc(sizeof(float) * MD_AUDIOGEN_SIZE), *jx = malloc(sizeof(float) * (size_t)(jsz * N));
+    int digit[N], (*got)[MD_ATTR_COUNT] = malloc(sizeof(int[MD_ATTR_COUNT]) * N);
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    double sc = 0;
+    bool ok = true;
+    for (int i = 0; i < N && ok; i++) {
+        md_world_sample s;
+        ok = md_world_draw(w, 5, MD_SPLIT_TEST, MD_WORLD_AUDIO, i, &s) == MD_OK;
+        if (!ok)
+            break;
+        md_world_render_audio(w, &s, audio);
+        digit[i] = s.attr[MD_ATTR_DIGIT];
+        ok = md_audiogen_prep(audio, x) == MD_OK && md_vocoder_run(&v, g, x, y) == MD_OK &&
+             md_judge_prep_audio(y, jx + jsz * i) == MD_OK;
+        float pa = 0, py = 0;
+        for (int k = 0; k < MD_WORLD_AUDIO_SAMPLES; k++) {
+            pa = fmaxf(pa, fabsf(audio[k]));
+            py = fmaxf(py, fabsf(y[k]));
+        }
+        for (int k = 0; py > 0 && k < MD_WORLD_AUDIO_SAMPLES; k++)
+            y[k] *= pa / py;
+        sc += md_spectral_convergence(audio, y, MD_WORLD_AUDIO_SAMPLES) / N;
+    }
+    int heard_n = 0;
+    ok = ok && md_judge_read(&j, g, jx, N, got, NULL) == MD_OK;
+    for (int i = 0; ok && i < N; i++)
+        heard_n += got[i][MD_ATTR_DIGIT] == digit[i];
+    CHECK(ok && sc <= SHIPPED_VOCODER_SC, "the bundled neural vocoder: mean spectral convergence %.3f on %d real "
+          "test clips (at most %.2f)", sc, N, SHIPPED_VOCODER_SC);
+    CHECK(ok && heard_n >= SHIPPED_VOCODER_HEARD * N, "and the judge hears %d of %d digits (at least %.0f%%)",
+          heard_n, N, 100 * SHIPPED_VOCODER_HEARD);
+    md_graph_free(g);
+    free(got);
+    free(jx);
+    free(x);
+    free(y);
+    free(audio);
+    md_judge_free(&j);
+    md_vocoder_free(&v);
+}
+
 static void test_shipped(void)
 {
     char path[4096];
@@ -763,6 +826,12 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--shipped") == 0) {
         test_shipped();
         test_shipped_pictures();
+        md_world ws;
+        if (md_world_open(NULL, &ws) == MD_OK) {
+            test_shipped_vocoder(&ws);
+            md_world_close(&ws);
+        } else
+            CHECK(false, "the world opens (MEDLEY_DATA_DIR): %s", md_last_error());
         return check_done();
     }
     if (!getenv("MEDLEY_DATA_DIR")) {

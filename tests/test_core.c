@@ -221,6 +221,38 @@ static void test_small_products(void)
         }
         md_threads_set(threads);
         CHECK(same_big, "products of up to 256 x 768 with sums up to 4096 long: the same bits on 1, 2 and 3 threads");
+        /* a linear layer's gradients at a shape where sgemm's bits follow
+         * the call's shape (1024 x 1024 by 1024 x 1024: a whole call and
+         * tiles differ in most outputs): the same on 1, 2 and 3 threads */
+        enum { LD = 1024 };
+        bool same_grad = true;
+        float *gx1 = malloc(sizeof(float) * LD * LD), *gw1 = malloc(sizeof(float) * LD * LD);
+        float *dy = malloc(sizeof(float) * LD * LD);
+        for (int64_t i = 0; i < (int64_t)LD * LD; i++)
+            dy[i] = md_rng_uniform(&rng) - 0.5f;
+        for (int nt = 1; nt <= 3; nt++) {
+            md_threads_set(nt);
+            md_graph *g = md_graph_new((size_t)1 << 26);
+            md_tensor *xt = md_tensor_new(g, MD_F32, 2, (int64_t[]){LD, LD}, true);
+            md_tensor *wt = md_tensor_new(g, MD_F32, 2, (int64_t[]){LD, LD}, true);
+            memcpy(xt->data, x, sizeof(float) * LD * LD);
+            memcpy(wt->data, y, sizeof(float) * LD * LD);
+            md_tensor *yt = md_linear(g, xt, wt, NULL);
+            md_graph_backward_from(g, yt, dy);
+            if (nt == 1) {
+                memcpy(gx1, xt->grad, sizeof(float) * LD * LD);
+                memcpy(gw1, wt->grad, sizeof(float) * LD * LD);
+            } else
+                same_grad = same_grad && memcmp(gx1, xt->grad, sizeof(float) * LD * LD) == 0 &&
+                            memcmp(gw1, wt->grad, sizeof(float) * LD * LD) == 0;
+            md_graph_free(g);
+        }
+        md_threads_set(threads);
+        CHECK(same_grad, "a linear layer's gradients (1024 x 1024 by 1024 x 1024) have the same bits on 1, 2 and 3 "
+                         "threads");
+        free(dy);
+        free(gx1);
+        free(gw1);
         free(x);
         free(y);
         free(c1);
