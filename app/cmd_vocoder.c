@@ -35,9 +35,6 @@ int medley_vocoder_compare(const md_vocoder *v, const md_world *w, const md_judg
         digit[i] = s.attr[MD_ATTR_DIGIT];
         if ((st = md_audiogen_prep(audio, x)) != MD_OK)
             break;
-        float pa = 0;
-        for (int64_t k = 0; k < S; k++)
-            pa = fmaxf(pa, fabsf(audio[k]));
         if (judge && (st = md_judge_prep_audio(audio, jx + jsz * i)) != MD_OK)
             break;
         for (int which = 0; which < 2 && st == MD_OK; which++) {
@@ -48,12 +45,8 @@ int medley_vocoder_compare(const md_vocoder *v, const md_world *w, const md_judg
                 break;
             if (judge && (st = md_judge_prep_audio(y, jx + jsz * (n * (1 + which) + i))) != MD_OK)
                 break;
-            float py = 0;   /* compare at the original's level (both peak-normalise) */
-            for (int64_t k = 0; k < S; k++)
-                py = fmaxf(py, fabsf(y[k]));
-            for (int64_t k = 0; py > 0 && k < S; k++)
-                y[k] *= pa / py;
-            double c = md_spectral_convergence(audio, y, S);
+            /* compared at the original's level (both peak-normalise) */
+            double c = md_spectral_convergence_at_peak(audio, y, S);
             *(which == 0 ? &f->sc_gl : &f->sc_nn) += c / n;
         }
     }

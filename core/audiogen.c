@@ -114,6 +114,23 @@ double md_spectral_convergence(const float *ref, const float *est, int64_t n)
     return r;
 }
 
+double md_spectral_convergence_at_peak(const float *ref, const float *est, int64_t n)
+{
+    float pr = 0.f, pe = 0.f;
+    for (int64_t i = 0; i < n; i++) {
+        pr = fmaxf(pr, fabsf(ref[i]));
+        pe = fmaxf(pe, fabsf(est[i]));
+    }
+    float *y = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!y)
+        return NAN;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = pe > 0.f ? est[i] * (pr / pe) : est[i];
+    double r = md_spectral_convergence(ref, y, n);
+    free(y);
+    return r;
+}
+
 /* ---- training ---- */
 
 void md_audiogen_train_default_opts(md_audiogen_train_opts *o)

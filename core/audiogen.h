@@ -48,6 +48,9 @@ void md_audiogen_to_judge(const float *x, float *jx);
 /* Spectral convergence ||S - S'||_F / ||S||_F between the magnitude
  * spectrograms (n_fft 256, hop 80) of two clips of n samples. */
 double md_spectral_convergence(const float *ref, const float *est, int64_t n);
+/* The same with est brought to ref's peak first (the vocoders
+ * peak-normalise what they write); est is left as it is. */
+double md_spectral_convergence_at_peak(const float *ref, const float *est, int64_t n);
 
 typedef struct md_audiogen_train_opts {
     int64_t steps;                   /* 3000 */
