@@ -51,6 +51,7 @@ typedef struct medley_tok_eval_opts {
     int64_t n_audio;                     /* audio outputs per cell (when the audio decoder is there) */
     float audio_guidance;                /* 0: the audio generator's default */
     float diffusion_guidance;            /* 0: the image diffusion generator's default */
+    int audio_vocoder;                   /* -1: the audio generator's default; 0 Griffin-Lim; 1 neural */
 } medley_tok_eval_opts;
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m);

@@ -169,7 +169,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
         if (medley_load_judges(models, j) == 0) {
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
-            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0, 0, 0, 0};
+            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0, 0, 0, 0, -1};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)
@@ -314,8 +314,11 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             p[2] = so.top_p;
             p[3] = so.guidance;
             p[4] = so.via_caption;
-        } else if (eo->audio_guidance > 0) {
-            p[md_gen_param_index(gen_o, "guidance")] = eo->audio_guidance;
+        } else {
+            if (eo->audio_guidance > 0)
+                p[md_gen_param_index(gen_o, "guidance")] = eo->audio_guidance;
+            if (eo->audio_vocoder >= 0)
+                p[md_gen_param_index(gen_o, "vocoder")] = eo->audio_vocoder;
         }
         int ci = md_gen_param_index(gen_o, "candidates");
         if (eo->candidates > 0 && ci >= 0)

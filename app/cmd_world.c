@@ -434,6 +434,7 @@ int medley_cmd_eval(int argc, char **argv)
     eval_opts eo = {0};
     eo.gen.only = -1;
     eo.gen.via_caption = -1;
+    eo.gen.audio_vocoder = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--judges") == 0) {
@@ -506,6 +507,10 @@ int medley_cmd_eval(int argc, char **argv)
             if (medley_parse_int(a, val, 0, 2048, &eo.gen.top_k)) return 2;
         } else if (strcmp(a, "--candidates") == 0) {
             if (medley_parse_int(a, val, 1, MD_TOK_MAX_CANDIDATES, &eo.gen.candidates)) return 2;
+        } else if (strcmp(a, "--audio-vocoder") == 0) {
+            long v;
+            if (medley_parse_int(a, val, 0, 1, &v)) return 2;
+            eo.gen.audio_vocoder = (int)v;
         } else if (strcmp(a, "--audio-guidance") == 0 || strcmp(a, "--diffusion-guidance") == 0) {
             if (medley_parse_double(a, val, 0.01, 20.0, a[2] == 'a' ? &eo.gen.audio_guidance
                                                                     : &eo.gen.diffusion_guidance)) return 2;

@@ -70,6 +70,7 @@ typedef struct medley_gen_eval {
     int via_caption;   /* -1: the generators' default */
     long candidates;   /* pictures drawn per output, the space keeping one (0: the generators' default) */
     double audio_guidance;   /* the audio generator's guidance (0: its default) */
+    int audio_vocoder;       /* the audio generator's vocoder (-1: its default) */
     double diffusion_guidance;   /* the image diffusion generator's guidance (0: its default) */
     long video_outputs;          /* videos per cell (0: as --outputs, default 40) */
 } medley_gen_eval;
