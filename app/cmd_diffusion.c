@@ -12,15 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct ag_ctx {
-    double t0;
-    float ema;
-    int64_t every;
-} ag_ctx;
-
-static void ag_progress(const char *stage, int64_t step, int64_t steps, float loss, void *user)
+void medley_train_progress(const char *stage, int64_t step, int64_t steps, float loss, void *user)
 {
-    ag_ctx *c = user;
+    medley_train_ctx *c = user;
     if (strcmp(stage, "training") != 0) {
         if (step == steps)
             printf("  %s %lld/%lld  %.0f s\n", stage, (long long)step, (long long)steps,
@@ -184,8 +178,8 @@ int medley_cmd_train_audio(int argc, char **argv)
     printf("training the audio decoder (diffusion over 40x104 log-mels, ch %d): %lld steps of %d from %d clips; "
            "%d threads\n", o.ch, (long long)o.steps, o.batch, o.corpus, md_threads_get());
     fflush(stdout);
-    ag_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
-    o.progress = ag_progress;
+    medley_train_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
+    o.progress = medley_train_progress;
     o.user = &c;
     o.cancel = &medley_cancel;
     md_unet u;
@@ -307,8 +301,8 @@ int medley_cmd_train_diffusion(int argc, char **argv)
            (long long)o.steps, o.batch,
            o.corpus, md_threads_get());
     fflush(stdout);
-    ag_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
-    o.progress = ag_progress;
+    medley_train_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
+    o.progress = medley_train_progress;
     o.user = &c;
     o.cancel = &medley_cancel;
     md_unet u;

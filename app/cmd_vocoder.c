@@ -10,74 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* n real test clips through the mel and back by Griffin-Lim (48
- * iterations) and by v: mean spectral convergence against the original
- * (at its level) and the share of clips whose digit the judge hears. */
-int medley_vocoder_compare(const md_vocoder *v, const md_world *w, const md_judge *judge, int n,
-                           medley_vocoder_figures *f)
-{
-    const int64_t jsz = md_judge_input_size(MD_WORLD_AUDIO), S = MD_WORLD_AUDIO_SAMPLES;
-    float *audio = malloc(sizeof(float) * (size_t)S), *y = malloc(sizeof(float) * (size_t)S);
-    float *x = malloc(sizeof(float) * MD_AUDIOGEN_SIZE);
-    float *jx = judge ? malloc(sizeof(float) * (size_t)(jsz * n * 3)) : NULL;
-    int *digit = malloc(sizeof(int) * (size_t)n);
-    int(*got)[MD_ATTR_COUNT] = judge ? malloc(sizeof(int[MD_ATTR_COUNT]) * (size_t)n * 3) : NULL;
-    md_graph *g = md_graph_new((size_t)1 << 24);
-    md_status st = audio && y && x && digit && g && (!judge || (jx && got)) ? MD_OK : MD_ERR_ALLOC;
-    memset(f, 0, sizeof *f);
-    f->n = n;
-    double t_gl = 0, t_nn = 0;
-    for (int i = 0; i < n && st == MD_OK; i++) {
-        md_world_sample s;
-        if ((st = md_world_draw(w, 5, MD_SPLIT_TEST, MD_WORLD_AUDIO, i, &s)) != MD_OK)
-            break;
-        md_world_render_audio(w, &s, audio);
-        digit[i] = s.attr[MD_ATTR_DIGIT];
-        if ((st = md_audiogen_prep(audio, x)) != MD_OK)
-            break;
-        if (judge && (st = md_judge_prep_audio(audio, jx + jsz * i)) != MD_OK)
-            break;
-        for (int which = 0; which < 2 && st == MD_OK; which++) {
-            double t0 = md_time_now();
-            st = which == 0 ? md_audiogen_vocode(x, 48, (uint64_t)i, NULL, y) : md_vocoder_run(v, g, x, y);
-            *(which == 0 ? &t_gl : &t_nn) += md_time_now() - t0;
-            if (st != MD_OK)
-                break;
-            if (judge && (st = md_judge_prep_audio(y, jx + jsz * (n * (1 + which) + i))) != MD_OK)
-                break;
-            /* compared at the original's level (both peak-normalise) */
-            double c = md_spectral_convergence_at_peak(audio, y, S);
-            *(which == 0 ? &f->sc_gl : &f->sc_nn) += c / n;
-        }
-    }
-    if (st == MD_OK && judge)
-        st = md_judge_read(judge, g, jx, 3 * n, got, NULL);
-    if (st == MD_OK && judge) {
-        int r[3] = {0, 0, 0};
-        for (int k = 0; k < 3; k++)
-            for (int i = 0; i < n; i++)
-                r[k] += got[k * n + i][MD_ATTR_DIGIT] == digit[i];
-        f->digit_orig = (double)r[0] / n;
-        f->digit_gl = (double)r[1] / n;
-        f->digit_nn = (double)r[2] / n;
-    } else {
-        f->digit_orig = f->digit_gl = f->digit_nn = NAN;
-    }
-    f->secs_gl = t_gl / n;
-    f->secs_nn = t_nn / n;
-    md_graph_free(g);
-    free(got);
-    free(digit);
-    free(jx);
-    free(x);
-    free(y);
-    free(audio);
-    if (st != MD_OK)
-        fprintf(stderr, "medley: comparing the vocoders: %s\n", md_last_error());
-    return st == MD_OK ? 0 : 1;
-}
-
-void medley_vocoder_print(const medley_vocoder_figures *f)
+void medley_vocoder_print(const md_vocoder_figures *f)
 {
     printf("vocoders on %d real test clips (mel -> samples; spectral convergence at n_fft 256, hop 80, against "
            "the original at its level):\n", f->n);
@@ -102,31 +35,16 @@ int medley_eval_vocoder(const md_world *w, const char *models, long n)
     bool have_judge = md_judge_load(&judge, path, MD_WORLD_AUDIO) == MD_OK;
     if (!have_judge)
         fprintf(stderr, "medley eval: no audio judge (%s): spectral convergence only\n", md_last_error());
-    medley_vocoder_figures f;
-    int rc = medley_vocoder_compare(&v, w, have_judge ? &judge : NULL, (int)n, &f);
+    md_vocoder_figures f;
+    int rc = md_vocoder_compare(&v, w, have_judge ? &judge : NULL, (int)n, &f) == MD_OK ? 0 : 1;
     if (rc == 0)
         medley_vocoder_print(&f);
+    else
+        fprintf(stderr, "medley eval: comparing the vocoders: %s\n", md_last_error());
     if (have_judge)
         md_judge_free(&judge);
     md_vocoder_free(&v);
     return rc;
-}
-
-typedef struct voc_ctx {
-    double t0;
-    float ema;
-    int64_t every;
-} voc_ctx;
-
-static void voc_progress(const char *stage, int64_t step, int64_t steps, float loss, void *user)
-{
-    voc_ctx *c = user;
-    c->ema = step == 0 ? loss : 0.98f * c->ema + 0.02f * loss;
-    if ((step + 1) % c->every == 0 || step + 1 == steps) {
-        printf("  %s %lld/%lld  loss %.4f  %.0f s\n", stage, (long long)step + 1, (long long)steps, c->ema,
-               md_time_now() - c->t0);
-        fflush(stdout);
-    }
 }
 
 int medley_cmd_train_vocoder(int argc, char **argv)
@@ -201,8 +119,8 @@ int medley_cmd_train_vocoder(int argc, char **argv)
     printf("training the vocoder (log-mel 40 x 104 -> 8000 samples, ch %d): %lld steps of %d from %d clips; "
            "%d threads\n", o.ch, (long long)o.steps, o.batch, o.corpus, md_threads_get());
     fflush(stdout);
-    voc_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
-    o.progress = voc_progress;
+    medley_train_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
+    o.progress = medley_train_progress;
     o.user = &c;
     o.cancel = &medley_cancel;
     md_vocoder v;
@@ -220,10 +138,12 @@ int medley_cmd_train_vocoder(int argc, char **argv)
         st = md_vocoder_save(&v, path, recipe, w.data_hash);
         if (st == MD_OK)
             printf("saved %s (%.0f s in all)\n", path, secs);
-        medley_vocoder_figures f;
+        md_vocoder_figures f;
         if (st == MD_OK && compare > 0 &&
-            medley_vocoder_compare(&v, &w, have_judge ? &judge : NULL, (int)compare, &f) == 0)
+            md_vocoder_compare(&v, &w, have_judge ? &judge : NULL, (int)compare, &f) == MD_OK)
             medley_vocoder_print(&f);
+        else if (st == MD_OK && compare > 0)
+            fprintf(stderr, "%s: comparing the vocoders: %s\n", cmd, md_last_error());
         md_vocoder_free(&v);
     }
     if (st != MD_OK)

@@ -40,18 +40,17 @@ int medley_cmd_train_audio(int argc, char **argv);
 int medley_cmd_train_diffusion(int argc, char **argv);
 int medley_cmd_train_vocoder(int argc, char **argv);
 int medley_cmd_generate(int argc, char **argv);
-/* The two vocoders side by side on n real test clips (cmd_vocoder.c):
- * mean spectral convergence against the originals, the share of clips whose
- * digit the audio judge hears (NAN without a judge), seconds a clip. */
-typedef struct medley_vocoder_figures {
-    int n;
-    double sc_gl, sc_nn;
-    double digit_orig, digit_gl, digit_nn;
-    double secs_gl, secs_nn;
-} medley_vocoder_figures;
-int medley_vocoder_compare(const md_vocoder *v, const md_world *w, const md_judge *judge, int n,
-                           medley_vocoder_figures *f);
-void medley_vocoder_print(const medley_vocoder_figures *f);
+/* A trainer's progress on stdout: every `every` steps the step and a
+ * running mean of the loss, seconds since t0; other stages when done
+ * (cmd_diffusion.c). user: a medley_train_ctx. */
+typedef struct medley_train_ctx {
+    double t0;
+    float ema;
+    int64_t every;
+} medley_train_ctx;
+void medley_train_progress(const char *stage, int64_t step, int64_t steps, float loss, void *user);
+/* The comparison of md_vocoder_compare as a table on stdout (cmd_vocoder.c). */
+void medley_vocoder_print(const md_vocoder_figures *f);
 /* `medley eval --vocoder`: the bundled neural vocoder against Griffin-Lim
  * on n real test clips. */
 int medley_eval_vocoder(const md_world *w, const char *models, long n);

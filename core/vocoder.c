@@ -1,6 +1,7 @@
 /* vocoder.c — see vocoder.h. */
 #include "vocoder.h"
 #include "audiogen.h"
+#include "judge.h"
 #include "json.h"
 #include "ops.h"
 #include "optim.h"
@@ -366,6 +367,70 @@ md_status md_vocoder_train(md_vocoder *v, const md_world *w, const md_vocoder_tr
     free(ba);
     free(bx);
     free(mel);
+    free(audio);
+    return st;
+}
+
+/* ---- comparison ---- */
+
+md_status md_vocoder_compare(const md_vocoder *v, const md_world *w, const md_judge *judge, int n,
+                             md_vocoder_figures *f)
+{
+    const int64_t jsz = md_judge_input_size(MD_WORLD_AUDIO), S = MD_WORLD_AUDIO_SAMPLES;
+    float *audio = malloc(sizeof(float) * (size_t)S), *y = malloc(sizeof(float) * (size_t)S);
+    float *x = malloc(sizeof(float) * MD_AUDIOGEN_SIZE);
+    float *jx = judge ? malloc(sizeof(float) * (size_t)(jsz * n * 3)) : NULL;
+    int *digit = malloc(sizeof(int) * (size_t)n);
+    int(*got)[MD_ATTR_COUNT] = judge ? malloc(sizeof(int[MD_ATTR_COUNT]) * (size_t)n * 3) : NULL;
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    md_status st = audio && y && x && digit && g && (!judge || (jx && got)) ? MD_OK : MD_ERR_ALLOC;
+    memset(f, 0, sizeof *f);
+    f->n = n;
+    double t_gl = 0, t_nn = 0;
+    for (int i = 0; i < n && st == MD_OK; i++) {
+        md_world_sample s;
+        if ((st = md_world_draw(w, 5, MD_SPLIT_TEST, MD_WORLD_AUDIO, i, &s)) != MD_OK)
+            break;
+        md_world_render_audio(w, &s, audio);
+        digit[i] = s.attr[MD_ATTR_DIGIT];
+        if ((st = md_audiogen_prep(audio, x)) != MD_OK)
+            break;
+        if (judge && (st = md_judge_prep_audio(audio, jx + jsz * i)) != MD_OK)
+            break;
+        for (int which = 0; which < 2 && st == MD_OK; which++) {
+            double t0 = md_time_now();
+            st = which == 0 ? md_audiogen_vocode(x, 48, (uint64_t)i, NULL, y) : md_vocoder_run(v, g, x, y);
+            *(which == 0 ? &t_gl : &t_nn) += md_time_now() - t0;
+            if (st != MD_OK)
+                break;
+            if (judge && (st = md_judge_prep_audio(y, jx + jsz * (n * (1 + which) + i))) != MD_OK)
+                break;
+            /* compared at the original's level (both peak-normalise) */
+            double c = md_spectral_convergence_at_peak(audio, y, S);
+            *(which == 0 ? &f->sc_gl : &f->sc_nn) += c / n;
+        }
+    }
+    if (st == MD_OK && judge)
+        st = md_judge_read(judge, g, jx, 3 * n, got, NULL);
+    if (st == MD_OK && judge) {
+        int r[3] = {0, 0, 0};
+        for (int k = 0; k < 3; k++)
+            for (int i = 0; i < n; i++)
+                r[k] += got[k * n + i][MD_ATTR_DIGIT] == digit[i];
+        f->digit_orig = (double)r[0] / n;
+        f->digit_gl = (double)r[1] / n;
+        f->digit_nn = (double)r[2] / n;
+    } else {
+        f->digit_orig = f->digit_gl = f->digit_nn = NAN;
+    }
+    f->secs_gl = t_gl / n;
+    f->secs_nn = t_nn / n;
+    md_graph_free(g);
+    free(got);
+    free(digit);
+    free(jx);
+    free(x);
+    free(y);
     free(audio);
     return st;
 }

@@ -28,6 +28,7 @@
 #ifndef MEDLEY_VOCODER_H
 #define MEDLEY_VOCODER_H
 
+#include "judge.h"
 #include "tensor.h"
 #include "world.h"
 
@@ -74,6 +75,20 @@ md_status md_vocoder_run(const md_vocoder *v, md_graph *g, const float *x, float
  * samples ref [n, len]: mean over the three resolutions of spectral
  * convergence + L1 of log magnitudes. */
 md_tensor *md_vocoder_loss(md_graph *g, md_tensor *y, const float *ref, int n, int64_t len);
+
+/* The two vocoders side by side on n real test clips (the test split, seed
+ * 5): each clip's log-mel through Griffin-Lim (48 iterations) and through
+ * v; mean spectral convergence against the original at its level, the
+ * share of clips whose digit the audio judge hears (NAN without a judge),
+ * seconds a clip. */
+typedef struct md_vocoder_figures {
+    int n;
+    double sc_gl, sc_nn;
+    double digit_orig, digit_gl, digit_nn;
+    double secs_gl, secs_nn;
+} md_vocoder_figures;
+md_status md_vocoder_compare(const md_vocoder *v, const md_world *w, const md_judge *judge, int n,
+                             md_vocoder_figures *f);
 
 typedef struct md_vocoder_train_opts {
     int64_t steps;                     /* 3000 */

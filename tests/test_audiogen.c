@@ -671,38 +671,13 @@ static void test_shipped_vocoder(const md_world *w)
         return;
     }
     enum { N = 40 };
-    const int64_t jsz = md_judge_input_size(MD_WORLD_AUDIO);
-    float *audio = malloc(sizeof(float) * MD_WORLD_AUDIO_SAMPLES), *y = malloc(sizeof(float) * MD_WORLD_AUDIO_SAMPLES);
-    float *x = malloc(sizeof(float) * MD_AUDIOGEN_SIZE), *jx = malloc(sizeof(float) * (size_t)(jsz * N));
-    int digit[N], (*got)[MD_ATTR_COUNT] = malloc(sizeof(int[MD_ATTR_COUNT]) * N);
-    md_graph *g = md_graph_new((size_t)1 << 24);
-    double sc = 0;
-    bool ok = true;
-    for (int i = 0; i < N && ok; i++) {
-        md_world_sample s;
-        ok = md_world_draw(w, 5, MD_SPLIT_TEST, MD_WORLD_AUDIO, i, &s) == MD_OK;
-        if (!ok)
-            break;
-        md_world_render_audio(w, &s, audio);
-        digit[i] = s.attr[MD_ATTR_DIGIT];
-        ok = md_audiogen_prep(audio, x) == MD_OK && md_vocoder_run(&v, g, x, y) == MD_OK &&
-             md_judge_prep_audio(y, jx + jsz * i) == MD_OK;
-        sc += md_spectral_convergence_at_peak(audio, y, MD_WORLD_AUDIO_SAMPLES) / N;
-    }
-    int heard_n = 0;
-    ok = ok && md_judge_read(&j, g, jx, N, got, NULL) == MD_OK;
-    for (int i = 0; ok && i < N; i++)
-        heard_n += got[i][MD_ATTR_DIGIT] == digit[i];
-    CHECK(ok && sc <= SHIPPED_VOCODER_SC, "the bundled neural vocoder: mean spectral convergence %.3f on %d real "
-          "test clips (at most %.2f)", sc, N, SHIPPED_VOCODER_SC);
+    md_vocoder_figures f;
+    bool ok = md_vocoder_compare(&v, w, &j, N, &f) == MD_OK;
+    CHECK(ok && f.sc_nn <= SHIPPED_VOCODER_SC, "the bundled neural vocoder: mean spectral convergence %.3f on %d "
+          "real test clips (at most %.2f)", f.sc_nn, N, SHIPPED_VOCODER_SC);
+    const int heard_n = ok ? (int)lround(f.digit_nn * N) : 0;
     CHECK(ok && heard_n >= SHIPPED_VOCODER_HEARD * N, "and the judge hears %d of %d digits (at least %.0f%%)",
           heard_n, N, 100 * SHIPPED_VOCODER_HEARD);
-    md_graph_free(g);
-    free(got);
-    free(jx);
-    free(x);
-    free(y);
-    free(audio);
     md_judge_free(&j);
     md_vocoder_free(&v);
 }
