@@ -9,6 +9,10 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <oneapi/dnnl/dnnl.h>
 
 /* ---- products with few rows ------------------------------------------------
@@ -331,4 +335,308 @@ void md_cpu_softmax_fwd(float *y, const float *x, int64_t rows, int64_t d)
         for (int64_t i = 0; i < d; i++)
             yr[i] *= inv;
     }
+}
+
+/* ---- products with bf16 operands ---------------------------------------------
+ * Training may ask for products on bf16 operands with f32 sums and results
+ * (md_graph_set_bf16): oneDNN's matmul then runs on the CPU's bf16 units —
+ * AMX tiles or AVX-512 BF16 dot products — several times faster than sgemm.
+ * The operands are rounded to bf16 (nearest, ties to even) into this
+ * thread's buffers; A is always made row-major [m, k], B keeps its
+ * orientation.
+ *
+ * Bits against the thread count: oneDNN splits the sum along k between
+ * threads when a product has few rows (m 256, n 768, k 4480 differed
+ * between one thread and two in 150 000 outputs), never, in what was
+ * tried (m 4480, n 256–768, k 256–768 on 1 to 32 threads), when it has
+ * many. So a product with m >= 1024 rows and m >= 4 k runs as one call
+ * over every thread; any other is cut by shape into row tiles (the largest
+ * of 512, 256 or 128 rows giving GEMM_MIN_TILES tiles), each a whole
+ * single-threaded call. test_core compares both kinds on 1, 2 and 3
+ * threads. Products outside what this path takes (alpha ≠ 1, beta other
+ * than 0 or 1, few rows or little work) go to md_cpu_gemm. */
+#define BF16_MIN_MACS (1 << 21)
+
+typedef struct bf_prim {
+    int64_t m, n, k, lda, ldc;
+    int nthr;   /* oneDNN plans a primitive for the thread count it is made with */
+    bool ta, tb, acc;
+    dnnl_primitive_t p;
+    size_t scratch;
+} bf_prim;
+
+#define BF_CACHE 128
+static pthread_mutex_t bf_lock = PTHREAD_MUTEX_INITIALIZER;
+static bf_prim bf_cache[BF_CACHE];
+static int bf_ncache;
+static dnnl_engine_t bf_engine;
+static int bf_state;   /* 0 unknown, 1 fast bf16 here, -1 not */
+static char bf_impl[64];
+
+typedef struct bf_buf {
+    void *p;
+    size_t cap;
+} bf_buf;
+
+static __thread bf_buf t_a, t_b, t_scratch;
+static __thread dnnl_stream_t t_stream;
+
+static void *bf_reserve(bf_buf *b, size_t bytes)
+{
+    if (b->cap >= bytes)
+        return b->p;
+    free(b->p);
+    size_t cap = bytes + bytes / 4 + 4096;
+    b->p = NULL;
+    b->cap = 0;
+    if (posix_memalign(&b->p, 64, cap) != 0)
+        return NULL;
+    b->cap = cap;
+    return b->p;
+}
+
+/* nearest bf16, ties to even; NaN stays NaN */
+static inline uint16_t bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* rows × cols from src (rows ld apart) into dst, dense; threads split the
+ * rows in top-level calls */
+static void bf16_pack(uint16_t *dst, const float *src, int64_t ld, int64_t rows, int64_t cols, bool par)
+{
+    #pragma omp parallel for schedule(static) if (par && rows * cols >= 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = src + r * ld;
+        uint16_t *d = dst + r * cols;
+        int64_t c = 0;
+#if defined(__AVX512BF16__)
+        for (; c + 16 <= cols; c += 16)
+            _mm256_storeu_si256((__m256i *)(d + c), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + c)));
+#endif
+        for (; c < cols; c++)
+            d[c] = bf16_round(s[c]);
+    }
+}
+
+static bool bf_engine_ready(void)
+{
+    if (!bf_engine && dnnl_engine_create(&bf_engine, dnnl_cpu, 0) != dnnl_success) {
+        bf_engine = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* the primitive for C[m, n] (ldc) (+)= A · B, A [m, k] (or [k, m] with rows
+ * lda apart when ta), B [k, n] (or [n, k] when tb) */
+static bf_prim *bf_get(int64_t m, int64_t n, int64_t k, bool ta, int64_t lda, bool tb, int64_t ldc, bool acc,
+                       int nthr)
+{
+    pthread_mutex_lock(&bf_lock);
+    bf_prim *hit = NULL;
+    for (int i = 0; i < bf_ncache; i++) {
+        bf_prim *e = &bf_cache[i];
+        if (e->m == m && e->n == n && e->k == k && e->ta == ta && e->lda == lda && e->tb == tb && e->ldc == ldc &&
+            e->acc == acc && e->nthr == nthr) {
+            hit = e;
+            break;
+        }
+    }
+    if (hit || !bf_engine_ready()) {
+        pthread_mutex_unlock(&bf_lock);
+        return hit;
+    }
+    dnnl_memory_desc_t ad, bd, cd;
+    dnnl_dims_t da = {m, k}, db = {k, n}, dc = {m, n};
+    dnnl_dims_t sa = {ta ? 1 : lda, ta ? lda : 1}, sb = {tb ? 1 : n, tb ? k : 1}, sc = {ldc, 1};
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t p = NULL;
+    dnnl_matmul_desc_t md;
+    bool ok = dnnl_memory_desc_init_by_strides(&ad, 2, da, dnnl_bf16, sa) == dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&bd, 2, db, dnnl_bf16, sb) == dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&cd, 2, dc, dnnl_f32, sc) == dnnl_success &&
+              dnnl_matmul_desc_init(&md, &ad, &bd, NULL, &cd) == dnnl_success &&
+              dnnl_primitive_attr_create(&attr) == dnnl_success &&
+              dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
+    if (ok && acc)
+        ok = dnnl_post_ops_create(&po) == dnnl_success && dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    /* oneDNN plans the work for the thread count it sees now */
+    const int restore = omp_in_parallel() ? 0 : omp_get_max_threads();
+    if (restore && restore != nthr)
+        omp_set_num_threads(nthr);
+    ok = ok && dnnl_primitive_desc_create(&pd, &md, attr, bf_engine, NULL) == dnnl_success;
+    ok = ok && dnnl_primitive_create(&p, pd) == dnnl_success;
+    if (restore && restore != nthr)
+        omp_set_num_threads(restore);
+    size_t scratch = 0;
+    if (ok) {
+        const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        scratch = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    }
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (ok) {
+        if (bf_ncache == BF_CACHE) {   /* full: drop the oldest */
+            dnnl_primitive_destroy(bf_cache[0].p);
+            memmove(bf_cache, bf_cache + 1, sizeof bf_cache[0] * (BF_CACHE - 1));
+            bf_ncache--;
+        }
+        hit = &bf_cache[bf_ncache++];
+        *hit = (bf_prim){m, n, k, lda, ldc, nthr, ta, tb, acc, p, scratch};
+    } else if (p) {
+        dnnl_primitive_destroy(p);
+    }
+    pthread_mutex_unlock(&bf_lock);
+    return hit;
+}
+
+static bool bf_run(const bf_prim *e, const uint16_t *a, const uint16_t *b, float *c)
+{
+    if (!t_stream && dnnl_stream_create(&t_stream, bf_engine, dnnl_stream_default_flags) != dnnl_success) {
+        t_stream = NULL;
+        return false;
+    }
+    const_dnnl_primitive_desc_t pd;
+    if (dnnl_primitive_get_primitive_desc(e->p, &pd) != dnnl_success)
+        return false;
+    void *scratch = e->scratch ? bf_reserve(&t_scratch, e->scratch) : NULL;
+    if (e->scratch && !scratch)
+        return false;
+    dnnl_memory_t am = NULL, bm = NULL, cm = NULL, sm = NULL;
+    bool ok = dnnl_memory_create(&am, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), bf_engine,
+                                 (void *)a) == dnnl_success &&
+              dnnl_memory_create(&bm, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), bf_engine,
+                                 (void *)b) == dnnl_success &&
+              dnnl_memory_create(&cm, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), bf_engine, c) ==
+                  dnnl_success &&
+              dnnl_memory_create(&sm, dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), bf_engine,
+                                 scratch) == dnnl_success;
+    if (ok) {
+        dnnl_exec_arg_t args[4] = {
+            {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}};
+        ok = dnnl_primitive_execute(e->p, t_stream, 4, args) == dnnl_success &&
+             dnnl_stream_wait(t_stream) == dnnl_success;
+    }
+    dnnl_memory_destroy(am);
+    dnnl_memory_destroy(bm);
+    dnnl_memory_destroy(cm);
+    dnnl_memory_destroy(sm);
+    return ok;
+}
+
+bool md_cpu_bf16_available(const char **impl)
+{
+    pthread_mutex_lock(&bf_lock);
+    int state = bf_state;
+    pthread_mutex_unlock(&bf_lock);
+    if (state == 0) {
+        /* ask oneDNN what it would run a product of this kind with */
+        state = -1;
+        pthread_mutex_lock(&bf_lock);
+        bool eng = bf_engine_ready();
+        pthread_mutex_unlock(&bf_lock);
+        dnnl_memory_desc_t ad, bd, cd;
+        dnnl_dims_t da = {256, 256}, db = {256, 256};
+        dnnl_matmul_desc_t md;
+        dnnl_primitive_desc_t pd = NULL;
+        const char *name = NULL;
+        if (eng && dnnl_memory_desc_init_by_tag(&ad, 2, da, dnnl_bf16, dnnl_ab) == dnnl_success &&
+            dnnl_memory_desc_init_by_tag(&bd, 2, db, dnnl_bf16, dnnl_ab) == dnnl_success &&
+            dnnl_memory_desc_init_by_tag(&cd, 2, da, dnnl_f32, dnnl_ab) == dnnl_success &&
+            dnnl_matmul_desc_init(&md, &ad, &bd, NULL, &cd) == dnnl_success &&
+            dnnl_primitive_desc_create(&pd, &md, NULL, bf_engine, NULL) == dnnl_success &&
+            dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success && name) {
+            snprintf(bf_impl, sizeof bf_impl, "%s", name);
+            /* a reference or emulated kernel is slower than sgemm */
+            state = strstr(name, "ref") || !strstr(name, "bf16") ? -1 : 1;
+        }
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+        if (!bf_impl[0])
+            snprintf(bf_impl, sizeof bf_impl, "none");
+        pthread_mutex_lock(&bf_lock);
+        bf_state = state;
+        pthread_mutex_unlock(&bf_lock);
+    }
+    if (impl)
+        *impl = bf_impl;
+    return state > 0;
+}
+
+void md_cpu_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                      const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (alpha != 1.0f || (beta != 0.0f && beta != 1.0f) || m <= SMALL_M || k == 0 ||
+        m * n * k < BF16_MIN_MACS || !md_cpu_bf16_available(NULL)) {
+        md_cpu_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    const bool top = omp_get_level() == 0;
+    uint16_t *ab = bf_reserve(&t_a, (size_t)(m * k) * 2);
+    uint16_t *bb = bf_reserve(&t_b, (size_t)(n * k) * 2);
+    if (!ab || !bb) {
+        md_cpu_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* operands keep their orientation, made dense */
+    if (ta)
+        bf16_pack(ab, a, lda, k, m, top);
+    else
+        bf16_pack(ab, a, lda, m, k, top);
+    if (tb)
+        bf16_pack(bb, b, ldb, n, k, top);
+    else
+        bf16_pack(bb, b, ldb, k, n, top);
+    const int64_t la = ta ? m : k;
+    const bool acc = beta != 0.0f;
+    bool ok;
+    if (!top || (m >= 1024 && m >= 4 * k)) {
+        const bf_prim *e = bf_get(m, n, k, ta, la, tb, ldc, acc, top ? omp_get_max_threads() : 1);
+        if (!e) {   /* oneDNN refused the shape: C is untouched */
+            md_cpu_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        /* inside a parallel construct the call stays on this thread */
+        const int restore = top || omp_in_parallel() ? 0 : omp_get_max_threads();
+        if (restore > 1)
+            omp_set_num_threads(1);
+        ok = bf_run(e, ab, bb, c);
+        if (restore > 1)
+            omp_set_num_threads(restore);
+    } else {
+        int64_t rt = 128;
+        for (int64_t s = 512; s > 128; s /= 2)
+            if ((m + s - 1) / s >= GEMM_MIN_TILES) {
+                rt = s;
+                break;
+            }
+        const int64_t tiles = (m + rt - 1) / rt, last = m - (tiles - 1) * rt;
+        const bf_prim *full = bf_get(rt, n, k, ta, la, tb, ldc, acc, 1);
+        const bf_prim *edge = last == rt ? full : bf_get(last, n, k, ta, la, tb, ldc, acc, 1);
+        if (!full || !edge) {
+            md_cpu_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        int bad = 0;
+        #pragma omp parallel for schedule(static, 1) reduction(+:bad)
+        for (int64_t t = 0; t < tiles; t++) {
+            const bf_prim *e = t == tiles - 1 ? edge : full;
+            bad += !bf_run(e, ab + t * rt * (ta ? 1 : k), bb, c + t * rt * ldc);
+        }
+        ok = bad == 0;
+    }
+    MD_ASSERT(ok);
 }

@@ -12,6 +12,16 @@ void md_cpu_gemm_batched(int64_t batch, bool ta, bool tb, int64_t m, int64_t n, 
                          float alpha, const float *a, int64_t lda, int64_t sa,
                          const float *b, int64_t ldb, int64_t sb, float beta,
                          float *c, int64_t ldc, int64_t sc);
+/* As md_cpu_gemm with the operands rounded to bf16 and f32 sums, on the
+ * CPU's bf16 units through oneDNN; the same bits on any thread count.
+ * Falls back to md_cpu_gemm where it does not apply (alpha != 1, beta
+ * other than 0 or 1, small products, no fast bf16 kernel here). */
+void md_cpu_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float *a, int64_t lda, const float *b, int64_t ldb,
+                      float beta, float *c, int64_t ldc);
+/* Whether this CPU has a fast bf16 product (oneDNN's choice, not a
+ * reference kernel); *impl (optional) names oneDNN's implementation. */
+bool md_cpu_bf16_available(const char **impl);
 /* Naive triple loop, double accumulation: the obvious reference. */
 void md_cpu_gemm_naive(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb,

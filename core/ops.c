@@ -185,12 +185,14 @@ static void linear_backward(md_graph *g, md_node *n)
          * shape of the call that makes it: kernels_cpu.c). */
         float bx = md_grad_beta(x), bw = md_grad_beta(w);
         const int nt = md_pool_threads() >= 2 ? 2 : 1;
+        void (*gemm)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
+                     float, float *, int64_t) = md_graph_bf16(g) ? md_cpu_gemm_bf16 : md_cpu_gemm;
         #pragma omp parallel num_threads(nt)
         {
             if (omp_get_thread_num() == 0)
-                md_cpu_gemm(false, false, R, K, N, 1.f, dy, N, w->data, K, bx, x->grad, K);
+                gemm(false, false, R, K, N, 1.f, dy, N, w->data, K, bx, x->grad, K);
             if (omp_get_thread_num() == nt - 1)
-                md_cpu_gemm(true, false, N, K, R, 1.f, dy, N, x->data, K, bw, w->grad, K);
+                gemm(true, false, N, K, R, 1.f, dy, N, x->data, K, bw, w->grad, K);
         }
     } else {
         if (gx)
@@ -219,7 +221,7 @@ md_tensor *md_linear(md_graph *g, md_tensor *x, md_tensor *w, md_tensor *bias)
             memcpy(y->data + r * N, bias->data, sizeof(float) * (size_t)N);
         beta = 1.f;
     }
-    if (K >= 2 * N && R >= 256) {
+    if (K >= 2 * N && R >= 256 && !md_graph_bf16(g)) {
         /* Wide-input layers (an MLP's down projection) run ~25% faster in
          * oneDNN as x · Wᵀ with Wᵀ stored [K, N]: transpose the (small)
          * weight once per call. */

@@ -50,6 +50,10 @@ static inline void md_gemm(const md_graph *g, bool ta, bool tb, int64_t m, int64
                            float beta, float *c, int64_t ldc)
 {
     const md_backend *be = md_be(g);
+    if (md_graph_bf16(g) && (!be->gemm || be->gemm == md_cpu_gemm)) {
+        md_cpu_gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
     (be->gemm ? be->gemm : md_cpu_gemm)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 

@@ -308,7 +308,7 @@ struct md_graph {
     md_arena *arena;
     md_node *tape;
     int ntape, captape;
-    bool grad, training;
+    bool grad, training, bf16;
     uint64_t seed, streams;
     const md_backend *be;
     bool profile;
@@ -364,6 +364,10 @@ void md_graph_profile_print(const md_graph *g, void *fp)
     fprintf(f, "%-24s %8s %10.2f %10.2f\n", "total", "", 1e3 * tf, 1e3 * tb);
 }
 
+static bool g_bf16_default;
+
+void md_set_bf16_default(bool on) { g_bf16_default = on; }
+
 md_graph *md_graph_new(size_t arena_bytes)
 {
     md_graph *g = calloc(1, sizeof *g);
@@ -382,6 +386,7 @@ md_graph *md_graph_new(size_t arena_bytes)
     g->grad = true;
     g->training = true;
     g->be = md_backend_default();
+    g->bf16 = g_bf16_default;
     const char *prof = getenv("MEDLEY_PROFILE");
     if (prof && *prof && strcmp(prof, "0") != 0)
         md_graph_set_profile(g, true);
@@ -413,6 +418,8 @@ bool md_graph_grad_enabled(const md_graph *g) { return g->grad; }
 void md_graph_set_training(md_graph *g, bool on) { g->training = on; }
 bool md_graph_training(const md_graph *g) { return g->training; }
 void md_graph_set_seed(md_graph *g, uint64_t seed) { g->seed = seed; }
+void md_graph_set_bf16(md_graph *g, bool on) { g->bf16 = on; }
+bool md_graph_bf16(const md_graph *g) { return g->bf16; }
 uint64_t md_graph_next_stream(md_graph *g) { return md_hash64(g->seed ^ md_hash64(++g->streams)); }
 md_arena *md_graph_arena(md_graph *g) { return g->arena; }
 const md_backend *md_graph_backend(const md_graph *g) { return g->be; }

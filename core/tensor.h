@@ -124,6 +124,15 @@ bool md_graph_grad_enabled(const md_graph *g);
 /* Training mode affects dropout (default true). */
 void md_graph_set_training(md_graph *g, bool on);
 bool md_graph_training(const md_graph *g);
+/* Products on bf16 operands with f32 sums (md_cpu_gemm_bf16) for this
+ * graph's large matrix products, linear layers and convolutions: several
+ * times faster where the CPU has bf16 units, at bf16's rounding of the
+ * operands (8 bits of mantissa). Off by default; a graph starts with the
+ * process default, which md_set_bf16_default sets (the trainers' --bf16).
+ * Only the CPU backend reads it. */
+void md_graph_set_bf16(md_graph *g, bool on);
+bool md_graph_bf16(const md_graph *g);
+void md_set_bf16_default(bool on);
 /* Seed for stochastic ops in this graph (dropout): numbers come from a
  * counter-based generator keyed by (seed, op index), so they do not depend
  * on the thread count. */

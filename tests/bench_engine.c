@@ -144,9 +144,11 @@ static void small_products(void)
 
 typedef md_tensor *(*block_fn)(md_graph *g, md_tensor *x, void *user);
 
-static double time_block(md_paramset *ps, block_fn fn, void *user, int nd, const int64_t *shape, int iters)
+static double time_block(md_paramset *ps, block_fn fn, void *user, int nd, const int64_t *shape, int iters,
+                         bool bf16)
 {
     md_graph *g = md_graph_new(1 << 20);
+    md_graph_set_bf16(g, bf16);
     double *t = malloc(sizeof(double) * (size_t)(iters + 2));
     float *x0 = NULL, *dy = NULL;
     int64_t nx = 1;
@@ -256,15 +258,24 @@ int main(int argc, char **argv)
     md_paramset_alloc(tps);
     md_tblock_init(&tb, 1, 1);
     tb_user uf = {&tb, false}, uc = {&tb, true};
-    double t_full = time_block(tps, tb_fn, &uf, 3, (int64_t[]){B, T, D}, iters);
-    double t_causal = time_block(tps, tb_fn, &uc, 3, (int64_t[]){B, T, D}, iters);
+    double t_full = time_block(tps, tb_fn, &uf, 3, (int64_t[]){B, T, D}, iters, false);
+    double t_causal = time_block(tps, tb_fn, &uc, 3, (int64_t[]){B, T, D}, iters, false);
 
     md_paramset *rps = md_paramset_new();
     md_resblock rb;
     md_resblock_declare(&rb, rps, "r", 64, 64, 32);
     md_paramset_alloc(rps);
     md_resblock_init(&rb, 2);
-    double t_res = time_block(rps, rb_fn, &rb, 4, (int64_t[]){16, 64, 32, 32}, iters);
+    double t_res = time_block(rps, rb_fn, &rb, 4, (int64_t[]){16, 64, 32, 32}, iters, false);
+    /* the same steps with products on bf16 operands (training's --bf16) */
+    const char *bf_impl = NULL;
+    const bool have_bf16 = md_cpu_bf16_available(&bf_impl);
+    double b_full = 0, b_causal = 0, b_res = 0;
+    if (have_bf16) {
+        b_full = time_block(tps, tb_fn, &uf, 3, (int64_t[]){B, T, D}, iters, true);
+        b_causal = time_block(tps, tb_fn, &uc, 3, (int64_t[]){B, T, D}, iters, true);
+        b_res = time_block(rps, rb_fn, &rb, 4, (int64_t[]){16, 64, 32, 32}, iters, true);
+    }
 
     double p_full = 0, p_causal = 0, p_res = 0, p_gemm = 0;
     bool have_torch = torch && run_torch(iters, &p_full, &p_causal, &p_res, &p_gemm) == 0;
@@ -284,6 +295,15 @@ int main(int argc, char **argv)
                    1e3 * rows[i].p, 100 * rows[i].fl / rows[i].p / 1e9 / peak, rows[i].p / rows[i].t);
         else
             printf("%-44s %10.1f %7.0f%% %10s %8s %9s\n", rows[i].name, 1e3 * rows[i].t, pct, "-", "-", "-");
+    }
+    if (have_bf16) {
+        printf("\nbf16 products (oneDNN %s), same steps:\n", bf_impl);
+        printf("%-44s %10s %10s %9s\n", "forward+backward per step", "f32 ms", "bf16 ms", "speed-up");
+        const double bt[3] = {b_full, b_causal, b_res};
+        for (int i = 0; i < 3; i++)
+            printf("%-44s %10.1f %10.1f %8.2fx\n", rows[i].name, 1e3 * rows[i].t, 1e3 * bt[i], rows[i].t / bt[i]);
+    } else {
+        printf("\n(bf16 products: no fast bf16 kernel here, oneDNN offers %s)\n", bf_impl);
     }
     if (have_torch)
         printf("\nPyTorch %s sgemm 1024^3: %.0f GFLOP/s\n", "(same threads)", p_gemm);

@@ -265,6 +265,137 @@ static void test_small_products(void)
     free(c0);
 }
 
+
+/* Products on bf16 operands (md_cpu_gemm_bf16, training's --bf16): against
+ * the reference on the same rounded operands (only the f32 sums differ),
+ * against the f32 product within bf16's rounding, beta 1 accumulating, the
+ * same bits on 1, 2 and 3 threads for each way the call is made, and a
+ * linear layer's gradients in a bf16 graph near the f32 ones. */
+static float round_bf16(float v) { return md_bf16_to_f32(md_f32_to_bf16(v)); }
+
+static void test_bf16_products(void)
+{
+    const char *impl = NULL;
+    const bool fast = md_cpu_bf16_available(&impl);
+    printf("     bf16 products here: %s (oneDNN %s)\n", fast ? "yes" : "no, f32 fallback", impl);
+    const int threads = md_threads_get();
+    md_rng rng;
+    md_rng_init(&rng, 77);
+    /* m, n, k, ta, tb: one whole call (m >= 1024, m >= 4k), row tiles
+     * (few rows, long sums: oneDNN alone splits those by thread), a
+     * transposed A, an edge tile */
+    static const int64_t shp[5][5] = {
+        {2048, 256, 256, 0, 1}, {256, 768, 4480, 1, 0}, {300, 200, 1000, 0, 0}, {1100, 96, 512, 1, 1},
+        {640, 512, 128, 0, 0}};
+    const int64_t cap = 4480 * 768;
+    float *a = malloc(sizeof(float) * (size_t)cap), *b = malloc(sizeof(float) * (size_t)cap);
+    float *ar = malloc(sizeof(float) * (size_t)cap), *br = malloc(sizeof(float) * (size_t)cap);
+    float *c = malloc(sizeof(float) * (size_t)cap), *c1 = malloc(sizeof(float) * (size_t)cap);
+    float *ref = malloc(sizeof(float) * (size_t)cap), *f32 = malloc(sizeof(float) * (size_t)cap);
+    for (int64_t i = 0; i < cap; i++) {
+        a[i] = md_rng_uniform(&rng) - 0.5f;
+        b[i] = md_rng_uniform(&rng) - 0.5f;
+        ar[i] = round_bf16(a[i]);
+        br[i] = round_bf16(b[i]);
+    }
+    double worst_same = 0, worst_f32 = 0, worst_acc = 0;
+    bool same = true;
+    for (int s = 0; s < 5; s++) {
+        const int64_t m = shp[s][0], n = shp[s][1], k = shp[s][2];
+        const bool ta = shp[s][3] != 0, tb = shp[s][4] != 0;
+        const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+        md_cpu_gemm_naive(ta, tb, m, n, k, 1.f, ar, lda, br, ldb, 0.f, ref, n);
+        md_cpu_gemm(ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, f32, n);
+        double scale = 0;
+        for (int64_t i = 0; i < m * n; i++)
+            scale = fmax(scale, fabs(ref[i]));
+        for (int nt = 1; nt <= 3; nt++) {
+            md_threads_set(nt);
+            md_cpu_gemm_bf16(ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, nt == 1 ? c1 : c, n);
+            if (nt > 1)
+                same = same && memcmp(c1, c, sizeof(float) * (size_t)(m * n)) == 0;
+        }
+        md_threads_set(threads);
+        for (int64_t i = 0; i < m * n; i++) {
+            worst_same = fmax(worst_same, fabs(c1[i] - ref[i]) / scale);
+            worst_f32 = fmax(worst_f32, fabs(c1[i] - f32[i]) / scale);
+        }
+        /* beta 1 adds onto C */
+        for (int64_t i = 0; i < m * n; i++)
+            c[i] = 1.0f + (float)(i % 7);
+        md_cpu_gemm_bf16(ta, tb, m, n, k, 1.f, a, lda, b, ldb, 1.f, c, n);
+        for (int64_t i = 0; i < m * n; i++)
+            worst_acc = fmax(worst_acc, fabs(c[i] - (1.0f + (float)(i % 7)) - c1[i]) / scale);
+    }
+    if (fast) {
+        CHECK(worst_same < 1e-5, "bf16 products match the double-precision product of the rounded operands in 5 shapes "
+                                 "(worst %.2e of the largest output)", worst_same);
+    } else {
+        CHECK(worst_f32 < 1e-5, "without fast bf16 the bf16 product is the f32 one (worst %.2e)", worst_f32);
+    }
+    CHECK(worst_f32 < 2e-2, "bf16 products within bf16 rounding of the f32 product (worst %.2e of the largest output)",
+          worst_f32);
+    CHECK(worst_acc < 1e-5, "bf16 products with beta 1 add onto C (worst %.2e)", worst_acc);
+    CHECK(same, "bf16 products (one whole call, row tiles, transposed operands): the same bits on 1, 2 and 3 threads");
+    /* alpha other than 1 is not taken: the f32 product, bit for bit */
+    md_cpu_gemm_bf16(false, true, 300, 200, 1000, -2.f, a, 1000, b, 1000, 0.f, c, 200);
+    md_cpu_gemm(false, true, 300, 200, 1000, -2.f, a, 1000, b, 1000, 0.f, c1, 200);
+    CHECK(memcmp(c, c1, sizeof(float) * 300 * 200) == 0, "a product with alpha -2 (the codebook search) stays f32");
+
+    /* a linear layer in a bf16 graph: gradients near f32's, same on 1-3 threads */
+    enum { R = 1536, K = 384, N = 512 };
+    float *dy = malloc(sizeof(float) * R * N), *g32[3], *g16[3];
+    for (int64_t i = 0; i < (int64_t)R * N; i++)
+        dy[i] = md_rng_uniform(&rng) - 0.5f;
+    const int64_t sizes[3] = {(int64_t)R * N, (int64_t)R * K, (int64_t)N * K};
+    bool same_grad = true;
+    for (int j = 0; j < 3; j++) {
+        g32[j] = malloc(sizeof(float) * (size_t)sizes[j]);
+        g16[j] = malloc(sizeof(float) * (size_t)sizes[j]);
+    }
+    for (int run = 0; run < 4; run++) {   /* f32, then bf16 on 1, 2, 3 threads */
+        md_threads_set(run == 0 ? threads : run);
+        md_graph *g = md_graph_new((size_t)1 << 25);
+        md_graph_set_bf16(g, run > 0);
+        md_tensor *xt = md_tensor_new(g, MD_F32, 2, (int64_t[]){R, K}, true);
+        md_tensor *wt = md_tensor_new(g, MD_F32, 2, (int64_t[]){N, K}, true);
+        memcpy(xt->data, a, sizeof(float) * R * K);
+        memcpy(wt->data, b, sizeof(float) * N * K);
+        md_tensor *yt = md_linear(g, xt, wt, NULL);
+        md_graph_backward_from(g, yt, dy);
+        const float *got[3] = {yt->data, xt->grad, wt->grad};
+        for (int j = 0; j < 3; j++) {
+            if (run == 0)
+                memcpy(g32[j], got[j], sizeof(float) * (size_t)sizes[j]);
+            else if (run == 1)
+                memcpy(g16[j], got[j], sizeof(float) * (size_t)sizes[j]);
+            else
+                same_grad = same_grad && memcmp(g16[j], got[j], sizeof(float) * (size_t)sizes[j]) == 0;
+        }
+        md_graph_free(g);
+    }
+    md_threads_set(threads);
+    double rel[3];
+    for (int j = 0; j < 3; j++) {
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < sizes[j]; i++) {
+            num += ((double)g16[j][i] - g32[j][i]) * ((double)g16[j][i] - g32[j][i]);
+            den += (double)g32[j][i] * g32[j][i];
+        }
+        rel[j] = sqrt(num / den);
+        free(g32[j]);
+        free(g16[j]);
+    }
+    CHECK(rel[0] < 1e-2 && rel[1] < 1e-2 && rel[2] < 1e-2,
+          "a linear layer in a bf16 graph: output, dX and dW within %.1e, %.1e, %.1e of f32 (relative l2 norm)",
+          rel[0], rel[1], rel[2]);
+    if (fast)
+        CHECK(rel[0] > 0 && rel[2] > 0, "a bf16 graph does run bf16 products (it differs from f32)");
+    CHECK(same_grad, "a linear layer in a bf16 graph: output and gradients the same bits on 1, 2 and 3 threads");
+    free(dy);
+    free(a); free(b); free(ar); free(br); free(c); free(c1); free(ref); free(f32);
+}
+
 /* Generation's attention runs row by row against the cache (AVX-512 forms
  * for head widths 16/32/64/128, plain loops otherwise): each step's output
  * against full causal attention over the same keys, which takes the
@@ -511,6 +642,7 @@ int main(void)
     test_dtypes();
     test_fast_math();
     test_small_products();
+    test_bf16_products();
     test_attention_rows();
     test_kv_cache();
     test_grad_accumulation();
