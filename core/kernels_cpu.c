@@ -40,10 +40,25 @@ static inline SMALL_KERNEL void small_store(float *c, float v, float alpha, floa
 }
 
 #if defined(__AVX512F__)
-/* C[0..MR, 0..NR] of a · bᵀ, rows a (lda), columns b (ldb), k long. */
+/* 16 values of b, from the f32 rows or, when bh is set, from their exact
+ * half-precision copy (half the bytes to read; the same values) */
+static inline __attribute__((always_inline)) SMALL_KERNEL __m512 load_b16(const float *b, const uint16_t *bh,
+                                                                          int64_t at)
+{
+    return bh ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(bh + at))) : _mm512_loadu_ps(b + at);
+}
+
+static inline __attribute__((always_inline)) SMALL_KERNEL __m512 load_b16_tail(const float *b, const uint16_t *bh,
+                                                                               int64_t at, __mmask16 mk)
+{
+    return bh ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, bh + at)) : _mm512_maskz_loadu_ps(mk, b + at);
+}
+
+/* C[0..MR, 0..NR] of a · bᵀ, rows a (lda), columns b (ldb; or bh, b's
+ * values in half precision), k long. */
 static inline __attribute__((always_inline)) SMALL_KERNEL void
-nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-        float *c, int64_t ldc)
+nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, const float *b, const uint16_t *bh,
+        int64_t ldb, float beta, float *c, int64_t ldc)
 {
     __m512 acc[4][4];
     for (int r = 0; r < 4; r++)
@@ -53,7 +68,7 @@ nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, con
     for (; p + 16 <= k; p += 16) {
         __m512 bv[4];
         for (int q = 0; q < NR; q++)
-            bv[q] = _mm512_loadu_ps(b + q * ldb + p);
+            bv[q] = load_b16(b, bh, q * ldb + p);
         for (int r = 0; r < MR; r++) {
             __m512 av = _mm512_loadu_ps(a + r * lda + p);
             for (int q = 0; q < NR; q++)
@@ -64,7 +79,7 @@ nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, con
         __mmask16 mk = (__mmask16)((1u << (k - p)) - 1u);
         __m512 bv[4];
         for (int q = 0; q < NR; q++)
-            bv[q] = _mm512_maskz_loadu_ps(mk, b + q * ldb + p);
+            bv[q] = load_b16_tail(b, bh, q * ldb + p, mk);
         for (int r = 0; r < MR; r++) {
             __m512 av = _mm512_maskz_loadu_ps(mk, a + r * lda + p);
             for (int q = 0; q < NR; q++)
@@ -119,13 +134,14 @@ nn_tile(int MR, int64_t nc, int64_t k, float alpha, const float *a, int64_t lda,
 }
 #else
 static inline SMALL_KERNEL void nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda,
-                                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+                                        const float *b, const uint16_t *bh, int64_t ldb, float beta, float *c,
+                                        int64_t ldc)
 {
     for (int r = 0; r < MR; r++)
         for (int q = 0; q < NR; q++) {
             float s = 0.f;
             for (int64_t p = 0; p < k; p++)
-                s += a[r * lda + p] * b[q * ldb + p];
+                s += a[r * lda + p] * (bh ? md_f16_to_f32(bh[q * ldb + p]) : b[q * ldb + p]);
             small_store(c + r * ldc + q, s, alpha, beta);
         }
 }
@@ -143,28 +159,40 @@ static inline SMALL_KERNEL void nn_tile(int MR, int64_t nc, int64_t k, float alp
 }
 #endif
 
+/* mr rows by nc columns of a · bᵀ (or of a · bhᵀ), in tiles of 4 × 4 where
+ * they fit; inlined with bh either NULL or not, so each form is compiled
+ * without the other's test */
+static inline __attribute__((always_inline)) SMALL_KERNEL void
+nt_rows(int mr, int64_t nc, int64_t k, float alpha, const float *a, int64_t lda, const float *b, const uint16_t *bh,
+        int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (mr == 4 && nc == 4)
+        nt_tile(4, 4, k, alpha, a, lda, b, bh, ldb, beta, c, ldc);
+    else if (mr == 1 && nc == 4)
+        nt_tile(1, 4, k, alpha, a, lda, b, bh, ldb, beta, c, ldc);
+    else if (mr == 2 && nc == 4)
+        nt_tile(2, 4, k, alpha, a, lda, b, bh, ldb, beta, c, ldc);
+    else
+        for (int r = 0; r < mr; r++)
+            for (int64_t q = 0; q < nc; q++)
+                nt_tile(1, 1, k, alpha, a + r * lda, lda, bh ? NULL : b + q * ldb, bh ? bh + q * ldb : NULL, ldb,
+                        beta, c + r * ldc + q, ldc);
+}
+
 /* one column block (NT: 4 columns, NN: 64) over every row, four at a time;
  * the tiles' shapes are constants in each branch so each is compiled alone */
 SMALL_KERNEL static void small_block(bool tb, int64_t m, int64_t j, int64_t nc, int64_t k, float alpha,
-                                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                                     int64_t ldc)
+                                     const float *a, int64_t lda, const float *b, const uint16_t *bh, int64_t ldb,
+                                     float beta, float *c, int64_t ldc)
 {
     for (int64_t i = 0; i < m; i += 4) {
         const int mr = (int)MD_MIN(4, m - i);
         const float *ai = a + i * lda;
         float *ci = c + i * ldc + j;
-        if (tb) {
-            const float *bj = b + j * ldb;
-            if (mr == 4 && nc == 4)
-                nt_tile(4, 4, k, alpha, ai, lda, bj, ldb, beta, ci, ldc);
-            else if (mr == 1 && nc == 4)
-                nt_tile(1, 4, k, alpha, ai, lda, bj, ldb, beta, ci, ldc);
-            else if (mr == 2 && nc == 4)
-                nt_tile(2, 4, k, alpha, ai, lda, bj, ldb, beta, ci, ldc);
-            else
-                for (int r = 0; r < mr; r++)
-                    for (int64_t q = 0; q < nc; q++)
-                        nt_tile(1, 1, k, alpha, ai + r * lda, lda, bj + q * ldb, ldb, beta, ci + r * ldc + q, ldc);
+        if (tb && bh) {
+            nt_rows(mr, nc, k, alpha, ai, lda, NULL, bh + j * ldb, ldb, beta, ci, ldc);
+        } else if (tb) {
+            nt_rows(mr, nc, k, alpha, ai, lda, b + j * ldb, NULL, ldb, beta, ci, ldc);
         } else {
             const float *bj = b + j;
             if (mr == 4)
@@ -179,12 +207,24 @@ SMALL_KERNEL static void small_block(bool tb, int64_t m, int64_t j, int64_t nc, 
 }
 
 static void small_gemm(bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+                       const float *b, const uint16_t *bh, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     const int64_t nb = tb ? 4 : 64, blocks = (n + nb - 1) / nb;
     #pragma omp parallel for schedule(static) if (m * n * k >= SMALL_PAR_MACS && blocks > 1)
     for (int64_t t = 0; t < blocks; t++)
-        small_block(tb, m, t * nb, MD_MIN(nb, n - t * nb), k, alpha, a, lda, b, ldb, beta, c, ldc);
+        small_block(tb, m, t * nb, MD_MIN(nb, n - t * nb), k, alpha, a, lda, b, bh, ldb, beta, c, ldc);
+}
+
+void md_cpu_gemm_f16b(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                      const uint16_t *bh, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (m == 0 || n == 0)
+        return;
+    if (m > SMALL_M || k == 0 || !bh) {
+        md_cpu_gemm(false, true, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    small_gemm(true, m, n, k, 1.f, a, lda, NULL, bh, ldb, beta, c, ldc);
 }
 
 /* ---- larger products --------------------------------------------------------
@@ -241,7 +281,7 @@ void md_cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
         return;
     }
     if (!ta && m <= SMALL_M) {
-        small_gemm(tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        small_gemm(tb, m, n, k, alpha, a, lda, b, NULL, ldb, beta, c, ldc);
         return;
     }
     if (omp_get_level() > 0) {

@@ -565,9 +565,10 @@ struct md_paramset {
     char **names;
     int n, cap;
     float *values, *grads;
+    uint16_t *half;                  /* md_paramset_make_half's block */
     int *ready;
     int64_t numel;
-    bool allocated;
+    bool allocated, half_valid;
 };
 
 md_paramset *md_paramset_new(void) { return calloc(1, sizeof(md_paramset)); }
@@ -584,8 +585,36 @@ void md_paramset_free(md_paramset *ps)
     free(ps->names);
     free(ps->values);
     free(ps->grads);
+    free(ps->half);
     free(ps->ready);
     free(ps);
+}
+
+int md_paramset_make_half(md_paramset *ps)
+{
+    MD_ASSERT(ps->allocated);
+    if (!ps->half && !(ps->half = malloc(sizeof(uint16_t) * (size_t)(ps->numel ? ps->numel : 1))))
+        return 0;   /* no copies: inference reads the f32 values */
+    int with = 0;
+    int64_t off = 0;
+    for (int i = 0; i < ps->n; i++) {
+        md_tensor *t = ps->params[i];
+        const int64_t n = md_numel(t);
+        if (!ps->half_valid) {
+            bool exact = t->ndim == 2;
+            for (int64_t j = 0; exact && j < n; j++) {
+                const uint16_t h = md_f32_to_f16(t->data[j]);
+                const float back = md_f16_to_f32(h);
+                exact = memcmp(&back, &t->data[j], sizeof back) == 0;
+                ps->half[off + j] = h;
+            }
+            t->half = exact ? ps->half + off : NULL;
+        }
+        with += t->half != NULL;
+        off += n;
+    }
+    ps->half_valid = true;
+    return with;
 }
 
 md_tensor *md_param_add(md_paramset *ps, const char *name, int ndim, const int64_t *shape)
@@ -667,6 +696,11 @@ float *md_paramset_grads(md_paramset *ps) { return ps->grads; }
 void md_paramset_zero_grad(md_paramset *ps)
 {
     memset(ps->ready, 0, sizeof(int) * (size_t)ps->n);
+    if (ps->half_valid) {
+        for (int i = 0; i < ps->n; i++)
+            ps->params[i]->half = NULL;
+        ps->half_valid = false;
+    }
 }
 
 void md_paramset_finish_grads(md_paramset *ps)

@@ -247,6 +247,7 @@ md_tok_session *md_tok_session_new(const md_tokmodel *m)
     if (!s)
         return NULL;
     s->m = m;
+    md_paramset_make_half(m->ps);   /* steps read the f16 weights: the same values, half the bytes */
     s->g = md_graph_new((size_t)1 << 22);   /* grows to the largest step once */
     s->small = calloc((size_t)m->layers, sizeof *s->small);
     s->twin = calloc((size_t)m->layers, sizeof *s->twin);

@@ -396,6 +396,65 @@ static void test_bf16_products(void)
     free(a); free(b); free(ar); free(br); free(c); free(c1); free(ref); free(f32);
 }
 
+
+/* f16 copies of loaded weights (md_paramset_make_half): a linear layer of
+ * few rows gives the f32 path's bits while reading the copy; a parameter
+ * not exact in f16 gets none; training drops them. */
+static void test_half_weights(void)
+{
+    md_paramset *ps = md_paramset_new();
+    md_tensor *w = md_param_add(ps, "w", 2, (int64_t[]){300, 256});
+    md_tensor *v = md_param_add(ps, "v", 2, (int64_t[]){8, 8});
+    md_tensor *bias = md_param_add(ps, "b", 1, (int64_t[]){300});
+    CHECK(md_paramset_alloc(ps) == MD_OK, "paramset alloc");
+    md_init_normal(w, 3, 0.f, 0.05f);
+    for (int64_t i = 0; i < md_numel(w); i++)   /* as loaded from an f16 file */
+        w->data[i] = md_f16_to_f32(md_f32_to_f16(w->data[i]));
+    md_init_normal(v, 4, 0.f, 0.05f);
+    v->data[3] = 1.0f + 1.0f / 4096;   /* not a half-precision number */
+    md_init_normal(bias, 5, 0.f, 0.1f);
+    const int with = md_paramset_make_half(ps);
+    CHECK(with == 1 && w->half && !v->half && !bias->half,
+          "f16 copies for the matrices exact in f16 only (%d made)", with);
+    md_graph *g = md_graph_new((size_t)1 << 22);
+    md_graph_set_grad(g, false);
+    float x[20 * 256], y1[20 * 300];
+    for (int i = 0; i < 20 * 256; i++)
+        x[i] = sinf(0.37f * (float)i);
+    bool same = true;
+    for (int rows = 1; rows <= 20; rows += 3) {
+        md_graph_reset(g);
+        md_tensor *xt = md_tensor_wrap(g, MD_F32, x, 2, (int64_t[]){rows, 256});
+        const uint16_t *keep = w->half;
+        md_tensor *a = md_linear(g, xt, w, bias);
+        memcpy(y1, a->data, sizeof(float) * (size_t)(rows * 300));
+        w->half = NULL;
+        md_tensor *b = md_linear(g, xt, w, bias);
+        w->half = keep;
+        same = same && memcmp(y1, b->data, sizeof(float) * (size_t)(rows * 300)) == 0;
+    }
+    CHECK(same, "a linear layer of 1 to 19 rows reading the f16 copy: the f32 path's bits");
+    /* and it does read the copy: change one weight there alone */
+    uint16_t *alt = malloc(sizeof(uint16_t) * 300 * 256);
+    memcpy(alt, w->half, sizeof(uint16_t) * 300 * 256);
+    alt[7 * 256 + 5] = md_f32_to_f16(3.0f);
+    const uint16_t *keep = w->half;
+    w->half = alt;
+    md_graph_reset(g);
+    md_tensor *ya = md_linear(g, md_tensor_wrap(g, MD_F32, x, 2, (int64_t[]){4, 256}), w, bias);
+    w->half = keep;
+    const float a7 = ya->data[7], a8 = ya->data[8];
+    md_graph_reset(g);
+    md_tensor *yb = md_linear(g, md_tensor_wrap(g, MD_F32, x, 2, (int64_t[]){4, 256}), w, bias);
+    CHECK(a7 != yb->data[7] && a8 == yb->data[8], "the product of few rows reads the f16 copy");
+    free(alt);
+    md_paramset_zero_grad(ps);
+    CHECK(!w->half, "a training step (zero_grad) drops the f16 copies");
+    CHECK(md_paramset_make_half(ps) == 1 && w->half, "and they can be made again");
+    md_graph_free(g);
+    md_paramset_free(ps);
+}
+
 /* Generation's attention runs row by row against the cache (AVX-512 forms
  * for head widths 16/32/64/128, plain loops otherwise): each step's output
  * against full causal attention over the same keys, which takes the
@@ -643,6 +702,7 @@ int main(void)
     test_fast_math();
     test_small_products();
     test_bf16_products();
+    test_half_weights();
     test_attention_rows();
     test_kv_cache();
     test_grad_accumulation();
