@@ -81,6 +81,9 @@ int medley_cmd_train_tokens(int argc, char **argv)
             double f;
             if (medley_parse_double(a, val, 1e-6, 1.0, &f)) return 2;
             o.lr = (float)f;
+        } else if (strcmp(a, "--video-chain") == 0) {
+            if (medley_parse_int(a, val, 0, 1, &v)) return 2;
+            o.video_chain = (int)v;
         } else if (strcmp(a, "--init") == 0) {
             init_path = val;
         } else if (strcmp(a, "--eval") == 0) {
@@ -137,9 +140,10 @@ int medley_cmd_train_tokens(int argc, char **argv)
         return 1;
     }
     printf("training the token transformer: d %lld, %lld layers, %lld heads; %lld steps of %d images + %d videos "
-           "from %lld images and %lld videos tokenised once; %d threads\n",
+           "from %lld images and %lld videos tokenised once; later frames after %s; %d threads\n",
            (long long)o.d, (long long)o.layers, (long long)o.heads, (long long)o.steps, o.batch_images,
-           o.batch_videos, (long long)o.corpus_images, (long long)o.corpus_videos, md_threads_get());
+           o.batch_videos, (long long)o.corpus_images, (long long)o.corpus_videos,
+           o.video_chain ? "the frame before" : "frame 0", md_threads_get());
     double t0 = md_time_now();
     tok_ctx c = {t0, 0, NULL};
     o.progress = tok_progress;
@@ -155,10 +159,10 @@ int medley_cmd_train_tokens(int argc, char **argv)
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train tokens\",\"steps\":%lld,\"batch_images\":%d,\"batch_videos\":%d,"
                  "\"images\":%lld,\"videos\":%lld,\"d\":%lld,\"layers\":%lld,\"heads\":%lld,\"lr\":%g,"
-                 "\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d,\"init\":\"%s\"}",
+                 "\"seed\":%llu,\"video_chain\":%d,\"seconds\":%.0f,\"threads\":%d,\"init\":\"%s\"}",
                  (long long)o.steps, o.batch_images, o.batch_videos, (long long)o.corpus_images,
                  (long long)o.corpus_videos, (long long)o.d, (long long)o.layers, (long long)o.heads, (double)o.lr,
-                 (unsigned long long)o.seed, secs, md_threads_get(), init_path ? "a trained model" : "");
+                 (unsigned long long)o.seed, o.video_chain, secs, md_threads_get(), init_path ? "a trained model" : "");
         snprintf(path, sizeof path, "%s/tokens.safetensors", out);
         st = md_tok_save(&b.tm, path, recipe, w.data_hash);
         if (st == MD_OK)

@@ -85,8 +85,10 @@ md_status md_tok_save(const md_tokmodel *m, const char *path, const char *recipe
     char ver[16], wver[16], cfg[256];
     snprintf(ver, sizeof ver, "%d", MD_TOK_VERSION);
     snprintf(wver, sizeof wver, "%d", MD_WORLD_VERSION);
-    snprintf(cfg, sizeof cfg, "{\"text_vocab\":%lld,\"d\":%lld,\"layers\":%lld,\"heads\":%lld,\"codes\":%d}",
-             (long long)m->text_vocab, (long long)m->d, (long long)m->layers, (long long)m->heads, MD_VQ_CODES);
+    snprintf(cfg, sizeof cfg,
+             "{\"text_vocab\":%lld,\"d\":%lld,\"layers\":%lld,\"heads\":%lld,\"codes\":%d,\"chain\":%d}",
+             (long long)m->text_vocab, (long long)m->d, (long long)m->layers, (long long)m->heads, MD_VQ_CODES,
+             m->video_chain ? 1 : 0);
     const char *keys[] = {"medley.model", "medley.version", "tokens.config", "world.version", "data.hash",
                           "train.recipe"};
     const char *vals[] = {"tokens", ver, cfg, wver, data_hash ? data_hash : "", recipe_json ? recipe_json : "{}"};
@@ -111,7 +113,7 @@ md_status md_tok_load(md_tokmodel *m, const char *path)
     if (st != MD_OK)
         return st;
     st = md_st_check_model(f, path, "tokens", "token transformer", MD_TOK_VERSION, "medley train tokens");
-    long long tv = 0, d = 0, layers = 0, heads = 0, codes = 0;
+    long long tv = 0, d = 0, layers = 0, heads = 0, codes = 0, chain = 0;
     if (st == MD_OK) {
         const char *text = md_st_meta(f, "tokens.config");
         md_json_doc *doc = NULL;
@@ -122,6 +124,9 @@ md_status md_tok_load(md_tokmodel *m, const char *path)
             !cfg_int(cfg, "heads", &heads) || !cfg_int(cfg, "codes", &codes) || d < 8 || d > 4096 || layers < 1 ||
             layers > 64 || heads < 1 || tv < 260 || tv > (1 << 20)) {
             md_log(MD_LOG_ERROR, "%s: the token transformer's configuration is missing or invalid", path);
+            st = MD_ERR_FORMAT;
+        } else if (md_json_get(cfg, "chain") && (!cfg_int(cfg, "chain", &chain) || chain < 0 || chain > 1)) {
+            md_log(MD_LOG_ERROR, "%s: the token transformer's \"chain\" is not 0 or 1", path);
             st = MD_ERR_FORMAT;
         } else if (codes != MD_VQ_CODES) {
             md_log(MD_LOG_ERROR, "%s: made for %lld image codes, this build has %d", path, codes, MD_VQ_CODES);
@@ -136,6 +141,8 @@ md_status md_tok_load(md_tokmodel *m, const char *path)
         return st;
     if ((st = md_st_load_paramset(path, m->ps)) != MD_OK)
         md_tok_free(m);
+    else
+        m->video_chain = (int)chain;
     return st;
 }
 
@@ -731,6 +738,51 @@ md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok
     return st;
 }
 
+/* A chained model's frames 1..15, one after another: frame t from a fresh
+ * sequence P <bov> frame t-1 <eof> <frame t> in the small cache (with its
+ * unconditional twin when guided). codes holds frame 0 on entry. */
+static md_status chain_frames(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
+                              bool guided, md_tok_progress_fn progress, void *user, int64_t done0, int64_t total,
+                              const volatile int *cancel, int32_t *codes)
+{
+    const md_tokmodel *m = s->m;
+    const int stride = guided ? 2 : 1, n = MD_VQ_TOKENS + 3;
+    int32_t ids[2 * (MD_VQ_TOKENS + 3)], slots[2 * (MD_VQ_TOKENS + 3)];
+    md_status st = MD_OK;
+    for (int t = 1; t < MD_WORLD_FRAMES && st == MD_OK; t++) {
+        if (cancel && *cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        const int32_t *prev = codes + (size_t)(t - 1) * MD_VQ_TOKENS;
+        for (int r = 0; r < stride; r++) {
+            int32_t *id = ids + r * n, *sl = slots + r * n;
+            id[0] = md_tok_bov(m);
+            sl[0] = NOSLOT;
+            for (int i = 0; i < MD_VQ_TOKENS; i++) {
+                id[1 + i] = md_tok_code(m, prev[i]);
+                sl[1 + i] = i;
+            }
+            id[MD_VQ_TOKENS + 1] = md_tok_eof(m);
+            id[MD_VQ_TOKENS + 2] = md_tok_frame(m, t);
+            sl[MD_VQ_TOKENS + 1] = sl[MD_VQ_TOKENS + 2] = NOSLOT;
+        }
+        clear(s->small, m->layers);
+        set_batch(s->small, m->layers, stride);
+        md_graph_reset(s->g);
+        md_tensor *ct = wrap_cond(s->g, cond, 1, guided, s->conds);
+        md_tensor *it = md_tensor_wrap(s->g, MD_I32, ids, 2, (int64_t[]){stride, n});
+        md_tensor *lt = md_tensor_wrap(s->g, MD_I32, slots, 2, (int64_t[]){stride, n});
+        md_tensor *logits = md_tok_forward_cached(s->g, m, ct, it, lt, s->small, 0);
+        st = sample_codes(s, s->small, 1, guided, logits, P + n, o, md_hash64(seed * 2 + 2 + 2 * (uint64_t)t),
+                          done0 + (int64_t)(t - 1) * MD_VQ_TOKENS, total, progress, user, cancel,
+                          codes + (size_t)t * MD_VQ_TOKENS);
+    }
+    set_batch(s->small, m->layers, 2);
+    md_graph_reset(s->g);
+    return st;
+}
+
 md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
                               md_tok_progress_fn progress, void *user, const volatile int *cancel,
                               int32_t *codes)
@@ -806,6 +858,8 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         md_graph_reset(s->g);
         return st;
     }
+    if (m->video_chain)
+        return chain_frames(s, cond, o, seed, guided, progress, user, first, total, cancel, codes);
     /* frames 1..15 side by side: every row starts from frame 0's cache */
     for (int64_t l = 0; l < m->layers; l++) {
         md_kv_cache *a = &s->small[l], *b = &s->wide[l];
@@ -887,9 +941,13 @@ void md_tok_train_default_opts(md_tok_train_opts *o)
     o->layers = 6;
     o->heads = 8;
     o->seed = 1;
+    o->video_chain = 1;
 }
 
-#define VFRAMES 4                    /* frames kept per corpus video: 0 and three others */
+/* frames kept per corpus video: 0, then three pairs of consecutive frames
+ * (t - 1, t) with distinct t in 1..15 */
+#define VPAIRS 3
+#define VFRAMES (1 + 2 * VPAIRS)
 
 typedef struct tok_corpus {
     int64_t ni, nv;
@@ -984,15 +1042,16 @@ static md_status corpus_build(tok_corpus *c, const md_space *sp, const md_vqgan 
             int8_t *fi = c->vframe + (size_t)(i0 + b) * VFRAMES;
             uint64_t r = md_hash64(o->seed * 0x51ed27u + (uint64_t)(i0 + b));
             fi[0] = 0;
-            for (int k = 1; k < VFRAMES; k++)   /* three distinct later frames */
+            for (int k = 1; k <= VPAIRS; k++)   /* three distinct later frames, each after its predecessor */
                 for (;;) {
                     r = md_hash64(r + 1);
                     int t = 1 + (int)(r % (MD_WORLD_FRAMES - 1));
                     bool dup = false;
                     for (int q = 1; q < k; q++)
-                        dup |= fi[q] == t;
+                        dup |= fi[2 * q] == t;
                     if (!dup) {
-                        fi[k] = (int8_t)t;
+                        fi[2 * k - 1] = (int8_t)(t - 1);
+                        fi[2 * k] = (int8_t)t;
                         break;
                     }
                 }
@@ -1112,6 +1171,7 @@ md_status md_tok_train(md_tokmodel *m, const md_space *sp, const md_vqgan *vq, c
         memcpy(md_paramset_values(m->ps), md_paramset_values(o->init->ps),
                sizeof(float) * (size_t)md_paramset_numel(m->ps));
     }
+    m->video_chain = o->video_chain ? 1 : 0;
     tok_corpus c;
     if ((st = corpus_build(&c, sp, vq, w, o)) != MD_OK) {
         md_tok_free(m);
@@ -1195,9 +1255,11 @@ md_status md_tok_train(md_tokmodel *m, const md_space *sp, const md_vqgan *vq, c
             if (!vid)
                 fill_row(m, &si, b, capids, nc, first, c.icodes + k * MD_VQ_TOKENS, 0, NULL);
             else {
-                int j = 1 + (int)md_rng_below(&r, VFRAMES - 1);
+                /* a later frame after frame 0, or after the frame before it */
+                int j = 2 * (1 + (int)md_rng_below(&r, VPAIRS)), j0 = o->video_chain ? j - 1 : 0;
                 const int32_t *vc = c.vcodes + (size_t)k * VFRAMES * MD_VQ_TOKENS;
-                fill_row(m, &sv, b - BI, capids, nc, first, vc, c.vframe[k * VFRAMES + j], vc + j * MD_VQ_TOKENS);
+                fill_row(m, &sv, b - BI, capids, nc, first, vc + j0 * MD_VQ_TOKENS, c.vframe[k * VFRAMES + j],
+                         vc + j * MD_VQ_TOKENS);
             }
         }
         if (st != MD_OK)

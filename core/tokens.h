@@ -53,6 +53,12 @@ typedef struct md_tokmodel {
     md_tensor *grid_emb;             /* [MD_VQ_TOKENS + 1, d]; the last row: not a code */
     md_tblock *blocks;
     md_tensor *lnf_w, *lnf_b, *head_w;
+    /* how a video's later frames read: 1, each after the frame before it
+     * (<bov> frame t-1 <eof> <frame t> frame t, trained on consecutive
+     * frames; sampled one frame after another); 0, each after frame 0
+     * (trained on frame 0 and a later one; sampled side by side). Kept in
+     * the model file ("chain"; absent: 0). */
+    int video_chain;
 } md_tokmodel;
 
 /* Token ids of the layout above. */
@@ -146,6 +152,7 @@ typedef struct md_tok_train_opts {
     float caption_weight;            /* caption tokens count this many times in the loss: 3 */
     int64_t d, layers, heads;        /* 256, 6, 8 */
     uint64_t seed;
+    int video_chain;                 /* 1: later frames after the frame before (md_tokmodel); 0: after frame 0 */
     const md_tokmodel *init;         /* NULL: fresh weights; else go on from this model (same shape) */
     void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;

@@ -251,6 +251,63 @@ static void test_sampling(const md_tokmodel *m)
     md_tok_session_free(s);
 }
 
+
+/* A chained model (video_chain 1) samples frames 1..15 one after another,
+ * each after the frame before: frame 0 as the side-by-side sampler's, the
+ * later frames its own; the same for a seed on 1, 2 and 3 threads;
+ * cancel lands; the choice survives a save. */
+static void test_chain(md_tokmodel *m)
+{
+    md_tok_session *s = md_tok_session_new(m);
+    float cond[MD_SPACE_DIM];
+    random_cond(cond, 21);
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL};
+    const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
+    int32_t *side = malloc(vn), *v1 = malloc(vn), *v2 = malloc(vn), *v3 = malloc(vn);
+    m->video_chain = 0;
+    md_status s0 = md_tok_sample_video(s, cond, &o, 6, NULL, NULL, NULL, side);
+    m->video_chain = 1;
+    md_threads_set(1);
+    double t0 = md_time_now();
+    md_status s1 = md_tok_sample_video(s, cond, &o, 6, NULL, NULL, NULL, v1);
+    double tv = md_time_now() - t0;
+    md_threads_set(2);
+    md_status s2 = md_tok_sample_video(s, cond, &o, 6, NULL, NULL, NULL, v2);
+    md_threads_set(3);
+    md_status s3 = md_tok_sample_video(s, cond, &o, 6, NULL, NULL, NULL, v3);
+    md_threads_set(2);
+    bool range = true;
+    for (int i = 0; i < MD_WORLD_FRAMES * MD_VQ_TOKENS; i++)
+        range &= v1[i] >= 0 && v1[i] < MD_VQ_CODES;
+    CHECK(s0 == MD_OK && s1 == MD_OK && range, "a chained video samples 16 x 256 codes in range (%.2f s on 1 thread)",
+          tv);
+    CHECK(memcmp(side, v1, sizeof(int32_t) * MD_VQ_TOKENS) == 0 &&
+              memcmp(side + MD_VQ_TOKENS, v1 + MD_VQ_TOKENS, vn - sizeof(int32_t) * MD_VQ_TOKENS) != 0,
+          "its frame 0 is the side-by-side sampler's, its later frames its own");
+    CHECK(s2 == MD_OK && s3 == MD_OK && memcmp(v1, v2, vn) == 0 && memcmp(v1, v3, vn) == 0,
+          "a chained video is the same for a seed on 1, 2 and 3 threads");
+    pick_log pl = {0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl};
+    md_status cs = md_tok_sample_video(s, cond, &co, 12, NULL, NULL, NULL, v2);
+    CHECK(cs == MD_OK && pl.calls == 1 && memcmp(v2, pl.codes[2], sizeof(int32_t) * MD_VQ_TOKENS) == 0,
+          "a chained video from 3 first-frame candidates keeps the chosen one");
+    cancel_ctx cc = {0, 5 * MD_VQ_TOKENS + 17, 0};
+    cs = md_tok_sample_video(s, cond, &o, 8, cancel_after, &cc, &cc.flag, v2);
+    double lag = md_time_now() - cc.t_set;
+    CHECK(cs == MD_ABORTED && lag < 0.1, "cancel during chained frames returns MD_ABORTED after %.1f ms",
+          lag * 1000);
+    char path[512];
+    snprintf(path, sizeof path, "%s/medley-test-tokens-chain.safetensors", tmpdir());
+    md_tokmodel b;
+    CHECK(md_tok_save(m, path, "{}", "x") == MD_OK && md_tok_load(&b, path) == MD_OK && b.video_chain == 1,
+          "a chained model loads back chained");
+    md_tok_free(&b);
+    remove(path);
+    m->video_chain = 0;
+    free(side); free(v1); free(v2); free(v3);
+    md_tok_session_free(s);
+}
+
 static void test_files(const md_tokmodel *m)
 {
     char path[512], bad[512];
@@ -496,6 +553,7 @@ int main(int argc, char **argv)
     md_log_set_callback(NULL, NULL);
     test_cache_agrees(&m);
     test_sampling(&m);
+    test_chain(&m);
     test_files(&m);
     md_tok_free(&m);
     return check_done();
