@@ -401,11 +401,15 @@ typedef struct bf_prim {
     int64_t m, n, k, lda, ldc;
     int nthr;   /* oneDNN plans a primitive for the thread count it is made with */
     bool ta, tb, acc;
+    bool transient;   /* made for one call (the cache was full): the caller destroys it */
     dnnl_primitive_t p;
     size_t scratch;
 } bf_prim;
 
-#define BF_CACHE 128
+/* Made primitives stay for the process (entries are never moved or
+ * freed, so a thread may use one while another adds); past BF_CACHE
+ * shapes, each call makes its own. */
+#define BF_CACHE 256
 static pthread_mutex_t bf_lock = PTHREAD_MUTEX_INITIALIZER;
 static bf_prim bf_cache[BF_CACHE];
 static int bf_ncache;
@@ -418,8 +422,38 @@ typedef struct bf_buf {
     size_t cap;
 } bf_buf;
 
-static __thread bf_buf t_a, t_b, t_scratch;
-static __thread dnnl_stream_t t_stream;
+/* each thread's operand buffers and stream, freed when the thread ends */
+typedef struct bf_thread {
+    struct bf_buf a, b, scratch;
+    dnnl_stream_t stream;
+} bf_thread;
+
+static pthread_key_t bf_key;
+static pthread_once_t bf_key_once = PTHREAD_ONCE_INIT;
+
+static void bf_thread_free(void *p)
+{
+    bf_thread *t = p;
+    free(t->a.p);
+    free(t->b.p);
+    free(t->scratch.p);
+    if (t->stream)
+        dnnl_stream_destroy(t->stream);
+    free(t);
+}
+
+static void bf_key_make(void) { pthread_key_create(&bf_key, bf_thread_free); }
+
+static bf_thread *bf_this_thread(void)
+{
+    pthread_once(&bf_key_once, bf_key_make);
+    bf_thread *t = pthread_getspecific(bf_key);
+    if (!t && (t = calloc(1, sizeof *t)) && pthread_setspecific(bf_key, t) != 0) {
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
 
 static void *bf_reserve(bf_buf *b, size_t bytes)
 {
@@ -475,22 +509,22 @@ static bool bf_engine_ready(void)
 
 /* the primitive for C[m, n] (ldc) (+)= A · B, A [m, k] (or [k, m] with rows
  * lda apart when ta), B [k, n] (or [n, k] when tb) */
-static bf_prim *bf_get(int64_t m, int64_t n, int64_t k, bool ta, int64_t lda, bool tb, int64_t ldc, bool acc,
-                       int nthr)
+static bool bf_get(int64_t m, int64_t n, int64_t k, bool ta, int64_t lda, bool tb, int64_t ldc, bool acc, int nthr,
+                   bf_prim *out)
 {
     pthread_mutex_lock(&bf_lock);
-    bf_prim *hit = NULL;
     for (int i = 0; i < bf_ncache; i++) {
-        bf_prim *e = &bf_cache[i];
+        const bf_prim *e = &bf_cache[i];
         if (e->m == m && e->n == n && e->k == k && e->ta == ta && e->lda == lda && e->tb == tb && e->ldc == ldc &&
             e->acc == acc && e->nthr == nthr) {
-            hit = e;
-            break;
+            *out = *e;
+            pthread_mutex_unlock(&bf_lock);
+            return true;
         }
     }
-    if (hit || !bf_engine_ready()) {
+    if (!bf_engine_ready()) {
         pthread_mutex_unlock(&bf_lock);
-        return hit;
+        return false;
     }
     dnnl_memory_desc_t ad, bd, cd;
     dnnl_dims_t da = {m, k}, db = {k, n}, dc = {m, n};
@@ -529,30 +563,35 @@ static bf_prim *bf_get(int64_t m, int64_t n, int64_t k, bool ta, int64_t lda, bo
     if (attr)
         dnnl_primitive_attr_destroy(attr);
     if (ok) {
-        if (bf_ncache == BF_CACHE) {   /* full: drop the oldest */
-            dnnl_primitive_destroy(bf_cache[0].p);
-            memmove(bf_cache, bf_cache + 1, sizeof bf_cache[0] * (BF_CACHE - 1));
-            bf_ncache--;
-        }
-        hit = &bf_cache[bf_ncache++];
-        *hit = (bf_prim){m, n, k, lda, ldc, nthr, ta, tb, acc, p, scratch};
+        *out = (bf_prim){m, n, k, lda, ldc, nthr, ta, tb, acc, bf_ncache == BF_CACHE, p, scratch};
+        if (!out->transient)
+            bf_cache[bf_ncache++] = *out;
     } else if (p) {
         dnnl_primitive_destroy(p);
     }
     pthread_mutex_unlock(&bf_lock);
-    return hit;
+    return ok;
+}
+
+static void bf_done(const bf_prim *e)
+{
+    if (e->transient)
+        dnnl_primitive_destroy(e->p);
 }
 
 static bool bf_run(const bf_prim *e, const uint16_t *a, const uint16_t *b, float *c)
 {
-    if (!t_stream && dnnl_stream_create(&t_stream, bf_engine, dnnl_stream_default_flags) != dnnl_success) {
-        t_stream = NULL;
+    bf_thread *t = bf_this_thread();
+    if (!t)
+        return false;
+    if (!t->stream && dnnl_stream_create(&t->stream, bf_engine, dnnl_stream_default_flags) != dnnl_success) {
+        t->stream = NULL;
         return false;
     }
     const_dnnl_primitive_desc_t pd;
     if (dnnl_primitive_get_primitive_desc(e->p, &pd) != dnnl_success)
         return false;
-    void *scratch = e->scratch ? bf_reserve(&t_scratch, e->scratch) : NULL;
+    void *scratch = e->scratch ? bf_reserve(&t->scratch, e->scratch) : NULL;
     if (e->scratch && !scratch)
         return false;
     dnnl_memory_t am = NULL, bm = NULL, cm = NULL, sm = NULL;
@@ -567,8 +606,8 @@ static bool bf_run(const bf_prim *e, const uint16_t *a, const uint16_t *b, float
     if (ok) {
         dnnl_exec_arg_t args[4] = {
             {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}};
-        ok = dnnl_primitive_execute(e->p, t_stream, 4, args) == dnnl_success &&
-             dnnl_stream_wait(t_stream) == dnnl_success;
+        ok = dnnl_primitive_execute(e->p, t->stream, 4, args) == dnnl_success &&
+             dnnl_stream_wait(t->stream) == dnnl_success;
     }
     dnnl_memory_destroy(am);
     dnnl_memory_destroy(bm);
@@ -625,8 +664,9 @@ void md_cpu_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
         return;
     }
     const bool top = omp_get_level() == 0;
-    uint16_t *ab = bf_reserve(&t_a, (size_t)(m * k) * 2);
-    uint16_t *bb = bf_reserve(&t_b, (size_t)(n * k) * 2);
+    bf_thread *th = bf_this_thread();
+    uint16_t *ab = th ? bf_reserve(&th->a, (size_t)(m * k) * 2) : NULL;
+    uint16_t *bb = th ? bf_reserve(&th->b, (size_t)(n * k) * 2) : NULL;
     if (!ab || !bb) {
         md_cpu_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
@@ -644,8 +684,9 @@ void md_cpu_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
     const bool acc = beta != 0.0f;
     bool ok;
     if (!top || (m >= 1024 && m >= 4 * k)) {
-        const bf_prim *e = bf_get(m, n, k, ta, la, tb, ldc, acc, top ? omp_get_max_threads() : 1);
-        if (!e) {   /* oneDNN refused the shape: C is untouched */
+        bf_prim e;
+        if (!bf_get(m, n, k, ta, la, tb, ldc, acc, top ? omp_get_max_threads() : 1, &e)) {
+            /* oneDNN refused the shape: C is untouched */
             md_cpu_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
@@ -653,9 +694,10 @@ void md_cpu_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
         const int restore = top || omp_in_parallel() ? 0 : omp_get_max_threads();
         if (restore > 1)
             omp_set_num_threads(1);
-        ok = bf_run(e, ab, bb, c);
+        ok = bf_run(&e, ab, bb, c);
         if (restore > 1)
             omp_set_num_threads(restore);
+        bf_done(&e);
     } else {
         int64_t rt = 128;
         for (int64_t s = 512; s > 128; s /= 2)
@@ -664,19 +706,24 @@ void md_cpu_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
                 break;
             }
         const int64_t tiles = (m + rt - 1) / rt, last = m - (tiles - 1) * rt;
-        const bf_prim *full = bf_get(rt, n, k, ta, la, tb, ldc, acc, 1);
-        const bf_prim *edge = last == rt ? full : bf_get(last, n, k, ta, la, tb, ldc, acc, 1);
-        if (!full || !edge) {
+        bf_prim full, edge;
+        const bool have_full = bf_get(rt, n, k, ta, la, tb, ldc, acc, 1, &full);
+        const bool have_edge = have_full && (last == rt ? (edge = full, true)
+                                                        : bf_get(last, n, k, ta, la, tb, ldc, acc, 1, &edge));
+        if (!have_full || !have_edge) {
+            if (have_full)
+                bf_done(&full);
             md_cpu_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
         int bad = 0;
         #pragma omp parallel for schedule(static, 1) reduction(+:bad)
-        for (int64_t t = 0; t < tiles; t++) {
-            const bf_prim *e = t == tiles - 1 ? edge : full;
-            bad += !bf_run(e, ab + t * rt * (ta ? 1 : k), bb, c + t * rt * ldc);
-        }
+        for (int64_t t = 0; t < tiles; t++)
+            bad += !bf_run(t == tiles - 1 ? &edge : &full, ab + t * rt * (ta ? 1 : k), bb, c + t * rt * ldc);
         ok = bad == 0;
+        bf_done(&full);
+        if (last != rt)
+            bf_done(&edge);
     }
     MD_ASSERT(ok);
 }
