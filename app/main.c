@@ -323,6 +323,9 @@ static void print_devices(void)
     const dnnl_version_t *v = dnnl_version();
     printf("devices:\n  cpu    oneDNN %d.%d.%d (%s)\n", v->major, v->minor, v->patch,
            md_backend_default() == md_backend_cpu() ? "in use" : "available");
+    const char *impl = NULL;
+    const bool bf16 = md_cpu_bf16_available(&impl);
+    printf("         bf16 products for training (--bf16): %s (oneDNN %s)\n", bf16 ? "yes" : "no", impl);
     const char *why = NULL;
     int n = md_cuda_device_count(&why);
     if (n == 0)

@@ -19,6 +19,7 @@ check "info" 0 "$exe" info
 case "$LAST" in *oneDNN*) echo "ok   info names oneDNN";; *) echo "FAIL info: $LAST"; fail=1;; esac
 check "info --devices" 0 "$exe" info --devices
 case "$LAST" in *cpu*oneDNN*cuda*) echo "ok   lists the CPU and CUDA devices (or why none)";; *) echo "FAIL info --devices: $LAST"; fail=1;; esac
+case "$LAST" in *"bf16 products for training (--bf16): "[yn]*) echo "ok   says whether the CPU has bf16 products";; *) echo "FAIL info --devices, bf16: $LAST"; fail=1;; esac
 check "unknown command refused" 2 "$exe" frobnicate
 check "bad --steps refused" 2 "$exe" demo --steps abc
 case "$LAST" in *'--steps "abc"'*) echo "ok   message names the value";; *) echo "FAIL message: $LAST"; fail=1;; esac
