@@ -52,6 +52,7 @@ typedef struct medley_tok_eval_opts {
     float audio_guidance;                /* 0: the audio generator's default */
     float diffusion_guidance;            /* 0: the image diffusion generator's default */
     int audio_vocoder;                   /* -1: the audio generator's default; 0 Griffin-Lim; 1 neural */
+    float frame_temperature;             /* videos' frames 1..15; < 0: the generator's default */
 } medley_tok_eval_opts;
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m);

@@ -72,6 +72,7 @@ typedef struct medley_gen_eval {
     int audio_vocoder;       /* the audio generator's vocoder (-1: its default) */
     double diffusion_guidance;   /* the image diffusion generator's guidance (0: its default) */
     long video_outputs;          /* videos per cell (0: as --outputs, default 40) */
+    double frame_temperature;    /* videos' frames 1..15 (< 0: the generator's default) */
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,

@@ -89,6 +89,7 @@ static void usage(FILE *f)
             "            --outputs N (per generator cell; default 100, videos 40)\n"
             "            --guidance F  --temperature F  --top-k N  --top-p F  --via-caption 0|1\n"
             "            --candidates N  --audio-guidance F  --diffusion-guidance F\n"
+            "            --frame-temperature F (videos' frames 1-15; 0: as --temperature)\n"
             "            --audio-vocoder 0|1 (Griffin-Lim or the neural vocoder)\n"
             "            --only OUTPUTS (comma-separated: text,image,image:diffusion,audio,video)\n"
             "            --video-outputs N (videos per cell)\n"

@@ -246,6 +246,7 @@ struct md_tok_session {
     int32_t *order;                  /* [vocab] */
     md_graph *gp[MAX_PARTS];         /* the parts of a step (made when first needed) */
     md_kv_cache *views;              /* [MAX_PARTS, layers]: each part's rows of the caches */
+    int part_rows;                   /* a step splits into parts from 2 x this many rows (PART_MIN_ROWS) */
 };
 
 md_tok_session *md_tok_session_new(const md_tokmodel *m)
@@ -254,6 +255,7 @@ md_tok_session *md_tok_session_new(const md_tokmodel *m)
     if (!s)
         return NULL;
     s->m = m;
+    s->part_rows = PART_MIN_ROWS;
     md_paramset_make_half(m->ps);   /* steps read the f16 weights: the same values, half the bytes */
     s->g = md_graph_new((size_t)1 << 22);   /* grows to the largest step once */
     s->small = calloc((size_t)m->layers, sizeof *s->small);
@@ -306,11 +308,13 @@ static md_status check_opts(const md_tok_sample_opts *o)
                MD_TOK_MAX_CANDIDATES, o->candidates);
         return MD_ERR_INVALID;
     }
-    if (!(o->temperature > 0.f) || !(o->temperature <= 100.f) || o->top_k < 0 || !(o->top_p > 0.f) ||
+    if (!(o->temperature > 0.f) || !(o->temperature <= 100.f) || !(o->frame_temperature >= 0.f) ||
+        !(o->frame_temperature <= 100.f) || o->top_k < 0 || !(o->top_p > 0.f) ||
         !(o->top_p <= 1.f) || !(o->guidance >= 0.f) || !(o->guidance <= 100.f)) {
-        md_log(MD_LOG_ERROR, "token sampling: temperature in (0, 100], top_k >= 0, top_p in (0, 1], "
-                             "guidance in [0, 100] (got %g, %d, %g, %g)",
-               (double)o->temperature, o->top_k, (double)o->top_p, (double)o->guidance);
+        md_log(MD_LOG_ERROR, "token sampling: temperature in (0, 100], frame_temperature in [0, 100], top_k >= 0, "
+                             "top_p in (0, 1], guidance in [0, 100] (got %g, %g, %d, %g, %g)",
+               (double)o->temperature, (double)o->frame_temperature, o->top_k, (double)o->top_p,
+               (double)o->guidance);
         return MD_ERR_INVALID;
     }
     return MD_OK;
@@ -451,7 +455,7 @@ static bool step_split(md_tok_session *s, md_kv_cache *caches, int pairs, int st
     const md_tokmodel *m = s->m;
     const int rows = pairs * stride;
     int n = md_threads_get();
-    n = n < rows / PART_MIN_ROWS ? n : rows / PART_MIN_ROWS;
+    n = n < rows / s->part_rows ? n : rows / s->part_rows;
     n = n < MAX_PARTS ? n : MAX_PARTS;
     if (n < 2) {
         p->n = 1;
@@ -747,6 +751,9 @@ static md_status chain_frames(md_tok_session *s, const float *cond, const md_tok
 {
     const md_tokmodel *m = s->m;
     const int stride = guided ? 2 : 1, n = MD_VQ_TOKENS + 3;
+    md_tok_sample_opts fo = *o;
+    if (o->frame_temperature > 0.f)
+        fo.temperature = o->frame_temperature;
     int32_t ids[2 * (MD_VQ_TOKENS + 3)], slots[2 * (MD_VQ_TOKENS + 3)];
     md_status st = MD_OK;
     for (int t = 1; t < MD_WORLD_FRAMES && st == MD_OK; t++) {
@@ -771,12 +778,14 @@ static md_status chain_frames(md_tok_session *s, const float *cond, const md_tok
         set_batch(s->small, m->layers, stride);
         md_graph_reset(s->g);
         md_tensor *ct = wrap_cond(s->g, cond, 1, guided, s->conds);
+        s->part_rows = 1;   /* the pair's rows, one a thread: a fork-join a step, not one an op */
         md_tensor *it = md_tensor_wrap(s->g, MD_I32, ids, 2, (int64_t[]){stride, n});
         md_tensor *lt = md_tensor_wrap(s->g, MD_I32, slots, 2, (int64_t[]){stride, n});
         md_tensor *logits = md_tok_forward_cached(s->g, m, ct, it, lt, s->small, 0);
-        st = sample_codes(s, s->small, 1, guided, logits, P + n, o, md_hash64(seed * 2 + 2 + 2 * (uint64_t)t),
+        st = sample_codes(s, s->small, 1, guided, logits, P + n, &fo, md_hash64(seed * 2 + 2 + 2 * (uint64_t)t),
                           done0 + (int64_t)(t - 1) * MD_VQ_TOKENS, total, progress, user, cancel,
                           codes + (size_t)t * MD_VQ_TOKENS);
+        s->part_rows = PART_MIN_ROWS;
     }
     set_batch(s->small, m->layers, 2);
     md_graph_reset(s->g);
@@ -876,7 +885,10 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         slots[r] = NOSLOT;
     }
     logits = step_ids(s, s->wide, rows, ids, slots, 1, pos);
-    st = sample_codes(s, s->wide, F, guided, logits, pos + 1, o, md_hash64(seed * 2 + 2), first, total,
+    md_tok_sample_opts fo = *o;
+    if (o->frame_temperature > 0.f)
+        fo.temperature = o->frame_temperature;
+    st = sample_codes(s, s->wide, F, guided, logits, pos + 1, &fo, md_hash64(seed * 2 + 2), first, total,
                       progress, user, cancel, codes + MD_VQ_TOKENS);
     for (int64_t l = 0; l < m->layers; l++)
         s->wide[l].batch = MAX_ROWS;

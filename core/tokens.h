@@ -101,6 +101,7 @@ typedef struct md_tok_sample_opts {
                                       * first frames) and keep the one pick() chooses; 0 or 1: one */
     int (*pick)(const int32_t *codes, int n, void *user);   /* codes [n, 256] -> index; NULL: the first */
     void *pick_user;
+    float frame_temperature;         /* a video's frames 1..15 (0: temperature) */
 } md_tok_sample_opts;
 
 #define MD_TOK_MAX_CANDIDATES 15

@@ -135,7 +135,7 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(s != NULL, "a sampling session opens");
     float cond[MD_SPACE_DIM];
     random_cond(cond, 9);
-    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL};
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f};
     int32_t a[MD_VQ_TOKENS], b[MD_VQ_TOKENS], c1[MD_VQ_TOKENS];
     md_threads_set(1);
     md_status st1 = md_tok_sample_image(s, cond, &o, 42, NULL, NULL, NULL, a);
@@ -148,11 +148,11 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(memcmp(a, b, sizeof a) == 0, "seed 42 gives the same codes on 1 and on 2 threads");
     md_tok_sample_image(s, cond, &o, 43, NULL, NULL, NULL, c1);
     CHECK(memcmp(a, c1, sizeof a) != 0, "seed 43 gives other codes");
-    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL};
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f};
     md_tok_sample_image(s, cond, &greedy, 1, NULL, NULL, NULL, a);
     md_tok_sample_image(s, cond, &greedy, 2, NULL, NULL, NULL, b);
     CHECK(memcmp(a, b, sizeof a) == 0, "top_k 1 is greedy: the seed does not matter");
-    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f, 0, 0, NULL, NULL};
+    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f, 0, 0, NULL, NULL, 0.f};
     CHECK(md_tok_sample_image(s, cond, &nucleus, 3, NULL, NULL, NULL, a) == MD_OK,
           "top-k with top-p, unguided, samples");
 
@@ -170,7 +170,7 @@ static void test_sampling(const md_tokmodel *m)
 
     /* candidates: n pictures side by side, the chooser keeps one */
     pick_log pl = {0};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f};
     md_status cs1 = md_tok_sample_image(s, cond, &co, 11, NULL, NULL, NULL, a);
     CHECK(cs1 == MD_OK && pl.calls == 1 && pl.n == 3 && memcmp(a, pl.codes[2], sizeof a) == 0,
           "3 candidates: the chooser sees 3 and the image is the one it chose");
@@ -219,18 +219,19 @@ static void test_sampling(const md_tokmodel *m)
 
     md_log_set_callback(check_quiet_log, NULL);
     md_tok_sample_opts bad[] = {
-        {0.f, 0, 1.f, 1.f, 0, 0, NULL, NULL},  {1.f, -1, 1.f, 1.f, 0, 0, NULL, NULL},
-        {1.f, 0, 0.f, 1.f, 0, 0, NULL, NULL},  {1.f, 0, 1.5f, 1.f, 0, 0, NULL, NULL},
-        {1.f, 0, 1.f, -1.f, 0, 0, NULL, NULL}, {NAN, 0, 1.f, 1.f, 0, 0, NULL, NULL},
-        {1.f, 0, 1.f, INFINITY, 0, 0, NULL, NULL},
-        {1.f, 0, 1.f, 1.f, 0, MD_TOK_MAX_CANDIDATES + 1, NULL, NULL},   /* too many candidates */
-        {1.f, 0, 1.f, 1.f, 1, 2, NULL, NULL}};                          /* candidates with via_caption */
+        {0.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f},  {1.f, -1, 1.f, 1.f, 0, 0, NULL, NULL, 0.f},
+        {1.f, 0, 0.f, 1.f, 0, 0, NULL, NULL, 0.f},  {1.f, 0, 1.5f, 1.f, 0, 0, NULL, NULL, 0.f},
+        {1.f, 0, 1.f, -1.f, 0, 0, NULL, NULL, 0.f}, {NAN, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f},
+        {1.f, 0, 1.f, INFINITY, 0, 0, NULL, NULL, 0.f},
+        {1.f, 0, 1.f, 1.f, 0, MD_TOK_MAX_CANDIDATES + 1, NULL, NULL, 0.f},   /* too many candidates */
+        {1.f, 0, 1.f, 1.f, 1, 2, NULL, NULL, 0.f},                           /* candidates with via_caption */
+        {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, -0.5f}};                        /* a negative frame temperature */
     int refused = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         refused += md_tok_sample_image(s, cond, &bad[i], 1, NULL, NULL, NULL, a) == MD_ERR_INVALID;
     md_log_set_callback(NULL, NULL);
     CHECK(refused == (int)(sizeof bad / sizeof bad[0]), "bad options refused (%d of %zu): temperature 0, top_k -1, "
-          "top_p 0 and 1.5, guidance -1, NaN, infinity, 16 candidates, candidates with via_caption", refused, sizeof bad / sizeof bad[0]);
+          "top_p 0 and 1.5, guidance -1, NaN, infinity, 16 candidates, candidates with via_caption, frame temperature -0.5", refused, sizeof bad / sizeof bad[0]);
 
     cancel_ctx cc = {0, 40, 0};
     md_status cs = md_tok_sample_video(s, cond, &o, 8, cancel_after, &cc, &cc.flag, vid);
@@ -261,7 +262,7 @@ static void test_chain(md_tokmodel *m)
     md_tok_session *s = md_tok_session_new(m);
     float cond[MD_SPACE_DIM];
     random_cond(cond, 21);
-    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL};
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f};
     const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
     int32_t *side = malloc(vn), *v1 = malloc(vn), *v2 = malloc(vn), *v3 = malloc(vn);
     m->video_chain = 0;
@@ -287,7 +288,7 @@ static void test_chain(md_tokmodel *m)
     CHECK(s2 == MD_OK && s3 == MD_OK && memcmp(v1, v2, vn) == 0 && memcmp(v1, v3, vn) == 0,
           "a chained video is the same for a seed on 1, 2 and 3 threads");
     pick_log pl = {0};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f};
     md_status cs = md_tok_sample_video(s, cond, &co, 12, NULL, NULL, NULL, v2);
     CHECK(cs == MD_OK && pl.calls == 1 && memcmp(v2, pl.codes[2], sizeof(int32_t) * MD_VQ_TOKENS) == 0,
           "a chained video from 3 first-frame candidates keeps the chosen one");
@@ -306,6 +307,65 @@ static void test_chain(md_tokmodel *m)
     m->video_chain = 0;
     free(side); free(v1); free(v2); free(v3);
     md_tok_session_free(s);
+}
+
+
+/* A chained frame's prefix (P <bov> 256 codes <eof> <frame t>, two rows) at
+ * the bundled model's width: the same logits and cached keys on 1, 2 and
+ * 3 threads. */
+static void test_prefix_threads(void)
+{
+    md_tokmodel m;
+    if (md_tok_init(&m, TV, 256, 2, 8, 5) != MD_OK) {
+        CHECK(false, "a d-256 model initialises");
+        return;
+    }
+    enum { N = MD_VQ_TOKENS + 3 };
+    int32_t ids[2 * N], slots[2 * N];
+    for (int r = 0; r < 2; r++) {
+        ids[r * N] = md_tok_bov(&m);
+        slots[r * N] = MD_VQ_TOKENS;
+        for (int i = 0; i < MD_VQ_TOKENS; i++) {
+            ids[r * N + 1 + i] = md_tok_code(&m, (i * 37 + r) % MD_VQ_CODES);
+            slots[r * N + 1 + i] = i;
+        }
+        ids[r * N + N - 2] = md_tok_eof(&m);
+        ids[r * N + N - 1] = md_tok_frame(&m, 3);
+        slots[r * N + N - 2] = slots[r * N + N - 1] = MD_VQ_TOKENS;
+    }
+    float cond[2 * MD_SPACE_DIM];
+    random_cond(cond, 3);
+    memset(cond + MD_SPACE_DIM, 0, sizeof(float) * MD_SPACE_DIM);
+    const int threads = md_threads_get();
+    const size_t cb = sizeof(uint16_t) * 2 * MD_TOK_TMAX * (size_t)m.d;
+    float *ref = malloc(sizeof(float) * 2 * (size_t)m.vocab);
+    uint16_t *kref = malloc(cb * (size_t)m.layers);
+    int dl = 0, dk = 0;
+    for (int t = 1; t <= 3; t++) {
+        md_threads_set(t);
+        md_kv_cache c[2];
+        for (int l = 0; l < m.layers; l++)
+            md_kv_cache_init(&c[l], 2, MD_TOK_TMAX, m.d);
+        md_graph *g = md_graph_new((size_t)1 << 22);
+        md_tensor *ct = md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){2, MD_SPACE_DIM});
+        md_tensor *it = md_tensor_wrap(g, MD_I32, ids, 2, (int64_t[]){2, N});
+        md_tensor *st = md_tensor_wrap(g, MD_I32, slots, 2, (int64_t[]){2, N});
+        md_tensor *lg = md_tok_forward_cached(g, &m, ct, it, st, c, 0);
+        for (int64_t i = 0; lg && i < 2 * m.vocab; i++)
+            dl += t == 1 ? (ref[i] = lg->data[i], 0) : ref[i] != lg->data[i];
+        for (int l = 0; l < m.layers; l++) {
+            for (size_t i = 0; i < cb / 2; i++)
+                dk += t == 1 ? (kref[l * cb / 2 + i] = c[l].k[i], 0) : kref[l * cb / 2 + i] != c[l].k[i];
+            md_kv_cache_free(&c[l]);
+        }
+        md_graph_free(g);
+    }
+    md_threads_set(threads);
+    CHECK(dl == 0 && dk == 0, "a chained frame's prefix at d 256: the same logits (%d differ) and cached keys (%d "
+          "differ) on 1, 2 and 3 threads", dl, dk);
+    free(ref);
+    free(kref);
+    md_tok_free(&m);
 }
 
 static void test_files(const md_tokmodel *m)
@@ -377,7 +437,7 @@ static int test_tiny(void)
     md_graph *g = md_graph_new((size_t)1 << 24);
     float *x = malloc(sizeof(float) * (size_t)md_space_input_size(MD_MOD_IMAGE));
     int right = 0, n = 60;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL};
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f};
     for (int i = 0; i < n; i++) {
         md_world_sample ws;
         md_world_draw(&w, 31, MD_SPLIT_VAL, MD_WORLD_IMAGE, i, &ws);
@@ -448,9 +508,9 @@ static int test_shipped(void)
     md_graph *g = md_graph_new((size_t)1 << 24);
     const int n = 40;
     int img_right = 0, cap_right = 0, cand_right = 0;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL};
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f};
     md_tok_picker pk = {&vq, &sp, md_graph_new((size_t)1 << 22), NULL, MD_OK, 0.f};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f};
     float x[3 * 64 * 64], jx[4 * 64 * 64];
     uint8_t rgb[64 * 64 * 3];
     double t0 = md_time_now();
@@ -554,6 +614,7 @@ int main(int argc, char **argv)
     test_cache_agrees(&m);
     test_sampling(&m);
     test_chain(&m);
+    test_prefix_threads();
     test_files(&m);
     md_tok_free(&m);
     return check_done();

@@ -54,24 +54,30 @@ static void test_shapes(void)
           "a token outside the codebook is refused: %s", md_last_error());
     tok[17] = 0;
     {
-        /* a batch of 4 decodes to the same bits on 1, 2 and 3 threads
-         * (generation's promise; the 32x32 layers once differed) */
-        int32_t t4[4 * MD_VQ_TOKENS];
-        for (int i = 0; i < 4 * MD_VQ_TOKENS; i++)
-            t4[i] = (i * 37 + 11) % MD_VQ_CODES;
-        float *y4[3];
-        bool same = true;
-        int threads = md_threads_get();
-        for (int th = 1; th <= 3; th++) {
-            y4[th - 1] = malloc(sizeof(float) * 3 * 64 * 64 * 4);
-            md_threads_set(th);
-            md_vqgan_detokenize(&v, g, t4, 4, y4[th - 1]);
-            same &= th == 1 || memcmp(y4[0], y4[th - 1], sizeof(float) * 3 * 64 * 64 * 4) == 0;
+        /* a batch of 4 (images) and of 16 (a video's frames) decodes to
+         * the same bits on 1, 2 and 3 threads (generation's promise; the
+         * 32x32 layers once differed) */
+        enum { NB = 16 };
+        int32_t *tb = malloc(sizeof(int32_t) * NB * MD_VQ_TOKENS);
+        for (int i = 0; i < NB * MD_VQ_TOKENS; i++)
+            tb[i] = (i * 37 + 11) % MD_VQ_CODES;
+        const int threads = md_threads_get();
+        for (int nb = 4; nb <= NB; nb += NB - 4) {
+            float *yb[3];
+            bool same = true;
+            const size_t bytes = sizeof(float) * 3 * 64 * 64 * (size_t)nb;
+            for (int th = 1; th <= 3; th++) {
+                yb[th - 1] = malloc(bytes);
+                md_threads_set(th);
+                md_vqgan_detokenize(&v, g, tb, nb, yb[th - 1]);
+                same &= th == 1 || memcmp(yb[0], yb[th - 1], bytes) == 0;
+            }
+            md_threads_set(threads);
+            CHECK(same, "%d images decode to the same bits on 1, 2 and 3 threads", nb);
+            for (int k = 0; k < 3; k++)
+                free(yb[k]);
         }
-        md_threads_set(threads);
-        CHECK(same, "4 images decode to the same bits on 1, 2 and 3 threads");
-        for (int k = 0; k < 3; k++)
-            free(y4[k]);
+        free(tb);
     }
 
     /* save, load: the same tokens (f16 weights) for most positions */
@@ -189,6 +195,29 @@ static void test_shipped(const md_world *w)
     CHECK(e.used >= 0.85 && e.perplexity >= 400, "codes used %.1f%%, perplexity %.0f", 100 * e.used, e.perplexity);
     CHECK(e.judge_digit >= 0.77, "the judge reads %.1f%% of reconstructed digits (at least 77%%; originals %.1f%%)",
           100 * e.judge_digit, 100 * e.judge_digit_orig);
+    {   /* a video's frames, decoded four at a time as the generator does:
+         * the same bits on 1, 2 and 3 threads with the trained weights */
+        enum { NF = 16 };
+        int32_t *tk = malloc(sizeof(int32_t) * NF * MD_VQ_TOKENS);
+        for (int i = 0; i < NF * MD_VQ_TOKENS; i++)
+            tk[i] = (i * 131 + 7) % MD_VQ_CODES;
+        const size_t bytes = sizeof(float) * 3 * 64 * 64 * NF;
+        float *y1 = malloc(bytes), *yn = malloc(bytes);
+        md_graph *g = md_graph_new((size_t)1 << 24);
+        const int threads = md_threads_get();
+        int differ = 0;
+        for (int th = 1; th <= 3; th++) {
+            md_threads_set(th);
+            for (int f = 0; f < NF; f += 4)
+                md_vqgan_detokenize(&v, g, tk + f * MD_VQ_TOKENS, 4, (th == 1 ? y1 : yn) + 3 * 64 * 64 * f);
+            for (size_t i = 0; th > 1 && i < bytes / sizeof(float); i++)
+                differ += y1[i] != yn[i];
+        }
+        md_threads_set(threads);
+        CHECK(differ == 0, "16 frames decode to the same bits on 1, 2 and 3 threads (%d values differ)", differ);
+        md_graph_free(g);
+        free(tk); free(y1); free(yn);
+    }
     if (judge)
         md_judge_free(&j);
     md_vqgan_free(&v);

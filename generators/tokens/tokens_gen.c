@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_VIA_CAPTION, P_CANDIDATES, P_COUNT };
+/* frames 1..15 of a video: see README (Generation) for the measurement */
+#define FRAME_TEMPERATURE 0.0
+
+enum { P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_VIA_CAPTION, P_CANDIDATES, P_FRAME_TEMPERATURE, P_COUNT };
 
 static const md_gen_param_spec params[P_COUNT] = {
     {"temperature", "softmax temperature of each token", MD_GEN_FLOAT, 1.0, 0.05, 5.0},
@@ -16,6 +19,8 @@ static const md_gen_param_spec params[P_COUNT] = {
                     "alone (0)", MD_GEN_INT, 0, 0, 1},
     {"candidates", "pictures: draw this many side by side (a video: first frames) and keep the one the aligned "
                    "space finds closest to the condition", MD_GEN_INT, 8, 1, MD_TOK_MAX_CANDIDATES},
+    {"frame_temperature", "videos: softmax temperature of frames 1-15 (0: as temperature)", MD_GEN_FLOAT,
+     FRAME_TEMPERATURE, 0.0, 5.0},
 };
 
 #define PREVIEW_EVERY 64
@@ -110,7 +115,8 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     memset(out, 0, sizeof *out);
     out->modality = t->out;
     md_tok_sample_opts o = {(float)p[P_TEMPERATURE], (int)p[P_TOP_K], (float)p[P_TOP_P], (float)p[P_GUIDANCE],
-                          (int)p[P_VIA_CAPTION], (int)p[P_CANDIDATES], md_tok_pick_closest, &t->picker};
+                          (int)p[P_VIA_CAPTION], (int)p[P_CANDIDATES], md_tok_pick_closest, &t->picker,
+                          (float)p[P_FRAME_TEMPERATURE]};
     if (o.candidates > 1 && o.via_caption) {
         md_log(MD_LOG_ERROR, "%s: candidates > 1 needs via_caption 0 (the caption route draws one picture)",
                t->out == MD_MOD_VIDEO ? "tokens-video" : "tokens-image");
