@@ -60,7 +60,7 @@ static void usage(FILE *f)
             "  train tokens  train the token transformer (needs the space and the tokenizer)\n"
             "            --data DIR  --steps N  --batch-images N  --batch-videos N  --images N\n"
             "            --videos N  --d N  --layers N  --heads N  --lr F  --seed S  --eval N  --out DIR\n"
-            "            --video-chain 1|0 (later frames after the frame before, or after frame 0)\n"
+            "            --video-chain 0|1 (later frames after frame 0, or after the frame before)\n"
             "  train audio   train the audio decoder (diffusion over log-mels; needs the space)\n"
             "            --data DIR  --steps N  --batch B  --corpus N  --ch N  --lr F  --seed S  --out DIR\n"
             "  train diffusion  train the diffusion decoder for pictures (needs the space and the\n"

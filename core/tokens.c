@@ -953,7 +953,7 @@ void md_tok_train_default_opts(md_tok_train_opts *o)
     o->layers = 6;
     o->heads = 8;
     o->seed = 1;
-    o->video_chain = 1;
+    o->video_chain = 0;
 }
 
 /* frames kept per corpus video: 0, then three pairs of consecutive frames

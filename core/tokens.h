@@ -153,7 +153,7 @@ typedef struct md_tok_train_opts {
     float caption_weight;            /* caption tokens count this many times in the loss: 3 */
     int64_t d, layers, heads;        /* 256, 6, 8 */
     uint64_t seed;
-    int video_chain;                 /* 1: later frames after the frame before (md_tokmodel); 0: after frame 0 */
+    int video_chain;                 /* 0: later frames after frame 0 (the default); 1: after the frame before */
     const md_tokmodel *init;         /* NULL: fresh weights; else go on from this model (same shape) */
     void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;

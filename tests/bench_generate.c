@@ -117,16 +117,24 @@ static double naive_image(const md_tokmodel *m, const float *cond, int32_t *code
     return secs;
 }
 
+static void quiet_progress(const char *stage, int64_t step, int64_t steps, double fraction, const md_image *preview,
+                           void *user)
+{
+    (void)stage; (void)step; (void)steps; (void)fraction; (void)preview; (void)user;
+}
+
 int main(int argc, char **argv)
 {
     md_threads_init();
-    int runs = 5;
+    int runs = 5, repeat = 0;
     const char *models = getenv("MEDLEY_MODELS_DIR");
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--runs") == 0)
             runs = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--models") == 0)
             models = argv[i + 1];
+        else if (strcmp(argv[i], "--repeat") == 0)
+            repeat = atoi(argv[i + 1]);
     }
     if (runs < 1 || runs > 100)
         runs = 5;
@@ -159,6 +167,25 @@ int main(int argc, char **argv)
     md_gen_condition c = {{0}, NULL};
     const char *prompt = "a red seven moving left";
     md_space_embed(&sp, g, MD_MOD_TEXT, &prompt, 1, c.vec);
+    if (repeat > 0) {   /* the same default video again and again, with previews, as a job makes it */
+        double p[MD_GEN_MAX_PARAMS];
+        md_gen_params_default(gen[2], p);
+        md_gen_output o0, o;
+        int differ = 0;
+        for (int r = 0; r < repeat; r++) {
+            md_gen_output *oo = r ? &o : &o0;
+            if (gen[2]->run(gen[2]->self, &c, p, 5, quiet_progress, NULL, NULL, oo) != MD_OK)
+                return 1;
+            if (r) {
+                differ += memcmp(o0.video.pixels, o.video.pixels,
+                                 sizeof(float) * (size_t)o.video.frames * o.video.width * o.video.height * 3) != 0;
+                md_gen_output_free(&o);
+            }
+        }
+        printf("the same video %d times: %d differ from the first\n", repeat, differ);
+        md_gen_output_free(&o0);
+        return differ != 0;
+    }
     static const char *const names[3] = {"image", "caption", "video (16 frames)"};   /* default parameters */
     static const double goal[3] = {0.5, 0.2, 3.0};
     double med[3];

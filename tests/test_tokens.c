@@ -590,11 +590,66 @@ static int test_shipped(void)
     return 0;
 }
 
+
+/* The bundled model's default video, made again and again (run it with
+ * other work on the cores too): the same codes and decoded frames every
+ * time. */
+static void test_repeat(int times)
+{
+    char p[3][512];
+    check_model_path(p[0], sizeof p[0], "space.safetensors");
+    check_model_path(p[1], sizeof p[1], "vqgan.safetensors");
+    check_model_path(p[2], sizeof p[2], "tokens.safetensors");
+    md_space sp;
+    md_vqgan vq;
+    md_tokmodel tm;
+    if (md_space_load(&sp, p[0]) != MD_OK || md_vqgan_load(&vq, p[1]) != MD_OK || md_tok_load(&tm, p[2]) != MD_OK) {
+        CHECK(false, "needs the bundled models: %s", md_last_error());
+        return;
+    }
+    md_tok_session *s = md_tok_session_new(&tm);
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    md_tok_picker pk = {&vq, &sp, md_graph_new((size_t)1 << 22), NULL, MD_OK, 0.f};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f};
+    float cond[MD_SPACE_DIM];
+    const char *t = "a red seven moving left";
+    md_space_embed(&sp, g, MD_MOD_TEXT, &t, 1, cond);
+    pk.cond = cond;
+    const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS, xn = sizeof(float) * 3 * 64 * 64 * 16;
+    int32_t *v0 = malloc(vn), *v = malloc(vn);
+    float *x0 = malloc(xn), *x = malloc(xn);
+    int code_runs = 0, pixel_runs = 0;
+    for (int r = 0; r < times; r++) {
+        int32_t *vv = r ? v : v0;
+        float *xx = r ? x : x0;
+        md_tok_sample_video(s, cond, &co, 5, NULL, NULL, NULL, vv);
+        for (int f = 0; f < 16; f += 4)
+            md_vqgan_detokenize(&vq, g, vv + f * MD_VQ_TOKENS, 4, xx + 3 * 64 * 64 * f);
+        if (r) {
+            code_runs += memcmp(v0, v, vn) != 0;
+            pixel_runs += memcmp(x0, x, xn) != 0;
+        }
+    }
+    CHECK(code_runs == 0 && pixel_runs == 0, "the same video %d times: %d runs with other codes, %d with other "
+          "pixels", times, code_runs, pixel_runs);
+    md_graph_free(pk.g);
+    md_graph_free(g);
+    md_tok_session_free(s);
+    md_tok_free(&tm);
+    md_vqgan_free(&vq);
+    md_space_free(&sp);
+    free(v0); free(v); free(x0); free(x);
+}
+
 int main(int argc, char **argv)
 {
     md_threads_init();
     if (argc > 1 && strcmp(argv[1], "--shipped") == 0) {
         test_shipped();
+        return check_done();
+    }
+    if (argc > 2 && strcmp(argv[1], "--repeat") == 0) {
+        test_repeat(atoi(argv[2]));
         return check_done();
     }
     if (argc > 1 && strcmp(argv[1], "--tiny") == 0) {
