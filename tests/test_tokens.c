@@ -641,6 +641,12 @@ static void test_repeat(int times)
     free(v0); free(v); free(x0); free(x);
 }
 
+static void *repeat_worker(void *times)
+{
+    test_repeat(*(int *)times);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     md_threads_init();
@@ -650,6 +656,13 @@ int main(int argc, char **argv)
     }
     if (argc > 2 && strcmp(argv[1], "--repeat") == 0) {
         test_repeat(atoi(argv[2]));
+        return check_done();
+    }
+    if (argc > 2 && strcmp(argv[1], "--repeat-worker") == 0) {   /* as a job runs: on a thread of its own */
+        int times = atoi(argv[2]);
+        pthread_t th;
+        pthread_create(&th, NULL, repeat_worker, &times);
+        pthread_join(th, NULL);
         return check_done();
     }
     if (argc > 1 && strcmp(argv[1], "--tiny") == 0) {
