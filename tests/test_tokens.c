@@ -631,7 +631,9 @@ static void test_repeat(int times)
         }
     }
     CHECK(code_runs == 0 && pixel_runs == 0, "the same video %d times: %d runs with other codes, %d with other "
-          "pixels", times, code_runs, pixel_runs);
+          "pixels (first: codes %016llx, pixels %016llx)", times, code_runs, pixel_runs,
+          (unsigned long long)md_fnv1a(0xcbf29ce484222325ull, v0, vn),
+          (unsigned long long)md_fnv1a(0xcbf29ce484222325ull, x0, xn));
     md_graph_free(pk.g);
     md_graph_free(g);
     md_tok_session_free(s);
