@@ -6,6 +6,7 @@
  */
 #include "kernels_cpu.h"
 #include "simd.h"
+#include "tensor.h"
 
 #include <math.h>
 #include <omp.h>
@@ -414,7 +415,7 @@ static pthread_mutex_t bf_lock = PTHREAD_MUTEX_INITIALIZER;
 static bf_prim bf_cache[BF_CACHE];
 static int bf_ncache;
 static dnnl_engine_t bf_engine;
-static int bf_state;   /* 0 unknown, 1 fast bf16 here, -1 not */
+static int bf_state;   /* 1: a fast bf16 product here, -1: not (bf_probe) */
 static char bf_impl[64];
 
 typedef struct bf_buf {
@@ -469,17 +470,6 @@ static void *bf_reserve(bf_buf *b, size_t bytes)
     return b->p;
 }
 
-/* nearest bf16, ties to even; NaN stays NaN */
-static inline uint16_t bf16_round(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 /* rows × cols from src (rows ld apart) into dst, dense; threads split the
  * rows in top-level calls */
 static void bf16_pack(uint16_t *dst, const float *src, int64_t ld, int64_t rows, int64_t cols, bool par)
@@ -494,7 +484,7 @@ static void bf16_pack(uint16_t *dst, const float *src, int64_t ld, int64_t rows,
             _mm256_storeu_si256((__m256i *)(d + c), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + c)));
 #endif
         for (; c < cols; c++)
-            d[c] = bf16_round(s[c]);
+            d[c] = md_f32_to_bf16(s[c]);
     }
 }
 
@@ -616,43 +606,40 @@ static bool bf_run(const bf_prim *e, const uint16_t *a, const uint16_t *b, float
     return ok;
 }
 
-bool md_cpu_bf16_available(const char **impl)
+/* Asks oneDNN, once, what it would run a bf16 product with. */
+static void bf_probe(void)
 {
     pthread_mutex_lock(&bf_lock);
-    int state = bf_state;
+    const bool eng = bf_engine_ready();
     pthread_mutex_unlock(&bf_lock);
-    if (state == 0) {
-        /* ask oneDNN what it would run a product of this kind with */
-        state = -1;
-        pthread_mutex_lock(&bf_lock);
-        bool eng = bf_engine_ready();
-        pthread_mutex_unlock(&bf_lock);
-        dnnl_memory_desc_t ad, bd, cd;
-        dnnl_dims_t da = {256, 256}, db = {256, 256};
-        dnnl_matmul_desc_t md;
-        dnnl_primitive_desc_t pd = NULL;
-        const char *name = NULL;
-        if (eng && dnnl_memory_desc_init_by_tag(&ad, 2, da, dnnl_bf16, dnnl_ab) == dnnl_success &&
-            dnnl_memory_desc_init_by_tag(&bd, 2, db, dnnl_bf16, dnnl_ab) == dnnl_success &&
-            dnnl_memory_desc_init_by_tag(&cd, 2, da, dnnl_f32, dnnl_ab) == dnnl_success &&
-            dnnl_matmul_desc_init(&md, &ad, &bd, NULL, &cd) == dnnl_success &&
-            dnnl_primitive_desc_create(&pd, &md, NULL, bf_engine, NULL) == dnnl_success &&
-            dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success && name) {
-            snprintf(bf_impl, sizeof bf_impl, "%s", name);
-            /* a reference or emulated kernel is slower than sgemm */
-            state = strstr(name, "ref") || !strstr(name, "bf16") ? -1 : 1;
-        }
-        if (pd)
-            dnnl_primitive_desc_destroy(pd);
-        if (!bf_impl[0])
-            snprintf(bf_impl, sizeof bf_impl, "none");
-        pthread_mutex_lock(&bf_lock);
-        bf_state = state;
-        pthread_mutex_unlock(&bf_lock);
+    dnnl_memory_desc_t ad, bd, cd;
+    dnnl_dims_t da = {256, 256}, db = {256, 256};
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_desc_t pd = NULL;
+    const char *name = NULL;
+    bf_state = -1;
+    snprintf(bf_impl, sizeof bf_impl, "none");
+    if (eng && dnnl_memory_desc_init_by_tag(&ad, 2, da, dnnl_bf16, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&bd, 2, db, dnnl_bf16, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&cd, 2, da, dnnl_f32, dnnl_ab) == dnnl_success &&
+        dnnl_matmul_desc_init(&md, &ad, &bd, NULL, &cd) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &md, NULL, bf_engine, NULL) == dnnl_success &&
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success && name) {
+        snprintf(bf_impl, sizeof bf_impl, "%s", name);
+        /* a reference or emulated kernel is slower than sgemm */
+        bf_state = strstr(name, "ref") || !strstr(name, "bf16") ? -1 : 1;
     }
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+}
+
+bool md_cpu_bf16_available(const char **impl)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, bf_probe);
     if (impl)
         *impl = bf_impl;
-    return state > 0;
+    return bf_state > 0;
 }
 
 void md_cpu_gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,

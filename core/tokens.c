@@ -756,6 +756,7 @@ static md_status chain_frames(md_tok_session *s, const float *cond, const md_tok
         fo.temperature = o->frame_temperature;
     int32_t ids[2 * (MD_VQ_TOKENS + 3)], slots[2 * (MD_VQ_TOKENS + 3)];
     md_status st = MD_OK;
+    s->part_rows = 1;   /* the pair's rows, one a thread: a fork-join a step, not one an op */
     for (int t = 1; t < MD_WORLD_FRAMES && st == MD_OK; t++) {
         if (cancel && *cancel) {
             st = MD_ABORTED;
@@ -778,15 +779,14 @@ static md_status chain_frames(md_tok_session *s, const float *cond, const md_tok
         set_batch(s->small, m->layers, stride);
         md_graph_reset(s->g);
         md_tensor *ct = wrap_cond(s->g, cond, 1, guided, s->conds);
-        s->part_rows = 1;   /* the pair's rows, one a thread: a fork-join a step, not one an op */
         md_tensor *it = md_tensor_wrap(s->g, MD_I32, ids, 2, (int64_t[]){stride, n});
         md_tensor *lt = md_tensor_wrap(s->g, MD_I32, slots, 2, (int64_t[]){stride, n});
         md_tensor *logits = md_tok_forward_cached(s->g, m, ct, it, lt, s->small, 0);
         st = sample_codes(s, s->small, 1, guided, logits, P + n, &fo, md_hash64(seed * 2 + 2 + 2 * (uint64_t)t),
                           done0 + (int64_t)(t - 1) * MD_VQ_TOKENS, total, progress, user, cancel,
                           codes + (size_t)t * MD_VQ_TOKENS);
-        s->part_rows = PART_MIN_ROWS;
     }
+    s->part_rows = PART_MIN_ROWS;
     set_batch(s->small, m->layers, 2);
     md_graph_reset(s->g);
     return st;
