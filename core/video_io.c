@@ -844,7 +844,8 @@ typedef struct saver {
     struct SwsContext *sws;
     SwrContext *swr;
     AVAudioFifo *fifo;
-    uint8_t *rgb;            /* W2 × H2 × 3 RGB24, padded to even sides */
+    uint8_t *rgb;            /* W2 × H2 × 3 RGB24, padded to even sides; rows rgb_ls bytes apart */
+    int rgb_ls;
     int64_t apts;            /* audio samples sent to the encoder */
 } saver;
 
@@ -1057,6 +1058,17 @@ static md_status sv_write(saver *S, const char *tmp, const md_video *v, const ch
     if (mp4) {
         av_opt_set(S->venc->priv_data, "crf", "18", 0);
         av_opt_set(S->venc->priv_data, "preset", "medium", 0);
+#if defined(__x86_64__) || defined(__i386__)
+        /* x264's AVX-512 routines made different files from the same
+         * frames (2 of 30 saves of a generated video, in one thread; which
+         * file followed what the heap held behind x264's buffers). Its AVX2
+         * and C routines gave the same bytes in 30 of 30 each, so where the
+         * CPU has AVX-512, x264 is held to AVX2 (a 64×64 video encodes in
+         * milliseconds either way). */
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+            av_opt_set(S->venc->priv_data, "x264-params", "asm=AVX2", 0) < 0)
+            md_log(MD_LOG_DEBUG, "%s: x264 cannot be held to AVX2: its output may vary from run to run", S->path);
+#endif
     } else {
         S->venc->bit_rate = 0; /* constant quality */
         av_opt_set(S->venc->priv_data, "crf", "30", 0);
@@ -1106,7 +1118,13 @@ static md_status sv_write(saver *S, const char *tmp, const md_video *v, const ch
 
     S->pkt = av_packet_alloc();
     S->vf = av_frame_alloc();
-    S->rgb = malloc((size_t)w2 * (size_t)h2 * 3);
+    /* swscale's vector readers load up to 16 bytes past a row's last pixel
+     * (valgrind: 4 bytes past the end of an unpadded frame), and those bytes
+     * reached the encoded frames: the same frames gave different files when
+     * the heap behind the buffer held different bytes. Rows 64-byte aligned
+     * and a zeroed tail keep every byte it reads defined and the same. */
+    S->rgb_ls = (w2 * 3 + 63) & ~63;
+    S->rgb = calloc((size_t)S->rgb_ls * (size_t)h2 + 64, 1);
     S->sws = sws_getContext(w2, h2, AV_PIX_FMT_RGB24, w2, h2, AV_PIX_FMT_YUV420P,
                             SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP, NULL, NULL, NULL);
     if (!S->pkt || !S->vf || !S->rgb || !S->sws)
@@ -1132,7 +1150,7 @@ static md_status sv_write(saver *S, const char *tmp, const md_video *v, const ch
         const float *src = v->pixels + (size_t)i * fsz;
         for (int y = 0; y < h2; y++) {
             const float *row = src + (size_t)MD_MIN(y, v->height - 1) * (size_t)v->width * (size_t)v->channels;
-            uint8_t *d = S->rgb + (size_t)y * (size_t)w2 * 3;
+            uint8_t *d = S->rgb + (size_t)y * (size_t)S->rgb_ls;
             for (int x = 0; x < w2; x++) {
                 const float *p = row + (size_t)MD_MIN(x, v->width - 1) * (size_t)v->channels;
                 for (int c = 0; c < 3; c++) {
@@ -1146,7 +1164,7 @@ static md_status sv_write(saver *S, const char *tmp, const md_video *v, const ch
         if (ret < 0)
             return sv_fail(S, "out of memory", ret);
         const uint8_t *in[1] = {S->rgb};
-        int ls[1] = {w2 * 3};
+        int ls[1] = {S->rgb_ls};
         sws_scale(S->sws, in, ls, 0, h2, S->vf->data, S->vf->linesize);
         S->vf->pts = i;
         md_status s = sv_encode(S, S->venc, S->vst, S->vf);

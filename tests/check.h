@@ -4,6 +4,7 @@
 #define MEDLEY_CHECK_H
 
 #include "md.h"
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -36,6 +37,29 @@ static inline const char *check_model_path(char *buf, size_t cap, const char *fi
     const char *m = getenv("MEDLEY_MODELS_DIR");
     snprintf(buf, cap, "%s/%s", m && *m ? m : "assets/models", file);
     return buf;
+}
+
+/* Leaves pseudo-random bytes in freed blocks of many sizes, the large ones
+ * from the heap too (a freed 8 MB block raises glibc's mmap threshold), so
+ * memory an encoder reads before writing it holds different bytes from save
+ * to save. */
+static inline void check_dirty_heap(uint64_t seed)
+{
+    enum { BLOCKS = 32 };
+    free(malloc((size_t)8 << 20));
+    unsigned char *bl[BLOCKS];
+    uint64_t r = seed * 977 + 1;
+    for (int k = 0; k < BLOCKS; k++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        size_t sz = 64 + (size_t)(r >> 40) % (k < 8 ? 2000000 : 20000);
+        bl[k] = malloc(sz);
+        for (size_t j = 0; bl[k] && j < sz; j++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            bl[k][j] = (unsigned char)(r >> 56);
+        }
+    }
+    for (int k = 0; k < BLOCKS; k++)
+        free(bl[k]);
 }
 
 static inline int check_done(void)
