@@ -41,25 +41,10 @@ static inline SMALL_KERNEL void small_store(float *c, float v, float alpha, floa
 }
 
 #if defined(__AVX512F__)
-/* 16 values of b, from the f32 rows or, when bh is set, from their exact
- * half-precision copy (half the bytes to read; the same values) */
-static inline __attribute__((always_inline)) SMALL_KERNEL __m512 load_b16(const float *b, const uint16_t *bh,
-                                                                          int64_t at)
-{
-    return bh ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(bh + at))) : _mm512_loadu_ps(b + at);
-}
-
-static inline __attribute__((always_inline)) SMALL_KERNEL __m512 load_b16_tail(const float *b, const uint16_t *bh,
-                                                                               int64_t at, __mmask16 mk)
-{
-    return bh ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, bh + at)) : _mm512_maskz_loadu_ps(mk, b + at);
-}
-
-/* C[0..MR, 0..NR] of a · bᵀ, rows a (lda), columns b (ldb; or bh, b's
- * values in half precision), k long. */
+/* C[0..MR, 0..NR] of a · bᵀ, rows a (lda), columns b (ldb), k long. */
 static inline __attribute__((always_inline)) SMALL_KERNEL void
-nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, const float *b, const uint16_t *bh,
-        int64_t ldb, float beta, float *c, int64_t ldc)
+nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+        float *c, int64_t ldc)
 {
     __m512 acc[4][4];
     for (int r = 0; r < 4; r++)
@@ -69,7 +54,7 @@ nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, con
     for (; p + 16 <= k; p += 16) {
         __m512 bv[4];
         for (int q = 0; q < NR; q++)
-            bv[q] = load_b16(b, bh, q * ldb + p);
+            bv[q] = _mm512_loadu_ps(b + q * ldb + p);
         for (int r = 0; r < MR; r++) {
             __m512 av = _mm512_loadu_ps(a + r * lda + p);
             for (int q = 0; q < NR; q++)
@@ -80,7 +65,7 @@ nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda, con
         __mmask16 mk = (__mmask16)((1u << (k - p)) - 1u);
         __m512 bv[4];
         for (int q = 0; q < NR; q++)
-            bv[q] = load_b16_tail(b, bh, q * ldb + p, mk);
+            bv[q] = _mm512_maskz_loadu_ps(mk, b + q * ldb + p);
         for (int r = 0; r < MR; r++) {
             __m512 av = _mm512_maskz_loadu_ps(mk, a + r * lda + p);
             for (int q = 0; q < NR; q++)
@@ -135,14 +120,13 @@ nn_tile(int MR, int64_t nc, int64_t k, float alpha, const float *a, int64_t lda,
 }
 #else
 static inline SMALL_KERNEL void nt_tile(int MR, int NR, int64_t k, float alpha, const float *a, int64_t lda,
-                                        const float *b, const uint16_t *bh, int64_t ldb, float beta, float *c,
-                                        int64_t ldc)
+                                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     for (int r = 0; r < MR; r++)
         for (int q = 0; q < NR; q++) {
             float s = 0.f;
             for (int64_t p = 0; p < k; p++)
-                s += a[r * lda + p] * (bh ? md_f16_to_f32(bh[q * ldb + p]) : b[q * ldb + p]);
+                s += a[r * lda + p] * b[q * ldb + p];
             small_store(c + r * ldc + q, s, alpha, beta);
         }
 }
@@ -160,40 +144,35 @@ static inline SMALL_KERNEL void nn_tile(int MR, int64_t nc, int64_t k, float alp
 }
 #endif
 
-/* mr rows by nc columns of a · bᵀ (or of a · bhᵀ), in tiles of 4 × 4 where
- * they fit; inlined with bh either NULL or not, so each form is compiled
- * without the other's test */
+/* mr rows by nc columns of a · bᵀ, in tiles of 4 × 4 where they fit */
 static inline __attribute__((always_inline)) SMALL_KERNEL void
-nt_rows(int mr, int64_t nc, int64_t k, float alpha, const float *a, int64_t lda, const float *b, const uint16_t *bh,
-        int64_t ldb, float beta, float *c, int64_t ldc)
+nt_rows(int mr, int64_t nc, int64_t k, float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+        float beta, float *c, int64_t ldc)
 {
     if (mr == 4 && nc == 4)
-        nt_tile(4, 4, k, alpha, a, lda, b, bh, ldb, beta, c, ldc);
+        nt_tile(4, 4, k, alpha, a, lda, b, ldb, beta, c, ldc);
     else if (mr == 1 && nc == 4)
-        nt_tile(1, 4, k, alpha, a, lda, b, bh, ldb, beta, c, ldc);
+        nt_tile(1, 4, k, alpha, a, lda, b, ldb, beta, c, ldc);
     else if (mr == 2 && nc == 4)
-        nt_tile(2, 4, k, alpha, a, lda, b, bh, ldb, beta, c, ldc);
+        nt_tile(2, 4, k, alpha, a, lda, b, ldb, beta, c, ldc);
     else
         for (int r = 0; r < mr; r++)
             for (int64_t q = 0; q < nc; q++)
-                nt_tile(1, 1, k, alpha, a + r * lda, lda, bh ? NULL : b + q * ldb, bh ? bh + q * ldb : NULL, ldb,
-                        beta, c + r * ldc + q, ldc);
+                nt_tile(1, 1, k, alpha, a + r * lda, lda, b + q * ldb, ldb, beta, c + r * ldc + q, ldc);
 }
 
 /* one column block (NT: 4 columns, NN: 64) over every row, four at a time;
  * the tiles' shapes are constants in each branch so each is compiled alone */
 SMALL_KERNEL static void small_block(bool tb, int64_t m, int64_t j, int64_t nc, int64_t k, float alpha,
-                                     const float *a, int64_t lda, const float *b, const uint16_t *bh, int64_t ldb,
-                                     float beta, float *c, int64_t ldc)
+                                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                                     int64_t ldc)
 {
     for (int64_t i = 0; i < m; i += 4) {
         const int mr = (int)MD_MIN(4, m - i);
         const float *ai = a + i * lda;
         float *ci = c + i * ldc + j;
-        if (tb && bh) {
-            nt_rows(mr, nc, k, alpha, ai, lda, NULL, bh + j * ldb, ldb, beta, ci, ldc);
-        } else if (tb) {
-            nt_rows(mr, nc, k, alpha, ai, lda, b + j * ldb, NULL, ldb, beta, ci, ldc);
+        if (tb) {
+            nt_rows(mr, nc, k, alpha, ai, lda, b + j * ldb, ldb, beta, ci, ldc);
         } else {
             const float *bj = b + j;
             if (mr == 4)
@@ -208,24 +187,127 @@ SMALL_KERNEL static void small_block(bool tb, int64_t m, int64_t j, int64_t nc, 
 }
 
 static void small_gemm(bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                       const float *b, const uint16_t *bh, int64_t ldb, float beta, float *c, int64_t ldc)
+                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     const int64_t nb = tb ? 4 : 64, blocks = (n + nb - 1) / nb;
     #pragma omp parallel for schedule(static) if (m * n * k >= SMALL_PAR_MACS && blocks > 1)
     for (int64_t t = 0; t < blocks; t++)
-        small_block(tb, m, t * nb, MD_MIN(nb, n - t * nb), k, alpha, a, lda, b, bh, ldb, beta, c, ldc);
+        small_block(tb, m, t * nb, MD_MIN(nb, n - t * nb), k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-void md_cpu_gemm_f16b(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
-                      const uint16_t *bh, int64_t ldb, float beta, float *c, int64_t ldc)
+/* ---- products of few rows with half-precision weight panels ----------------
+ * x · Wᵀ with W [n, k] packed as panels of MD_F16_PANEL of its rows (the
+ * output's columns): panel t holds W[t·P + c][p] at [p][c], zeros past n.
+ * A tile of up to 8 rows by up to 48 columns keeps its 24 sums in
+ * registers; each step along k converts one panel row (48 values, 96
+ * bytes, read in order) and multiplies it by each row's broadcast value,
+ * so nothing is reduced across lanes. Each output is one sum in k's order:
+ * its bits do not depend on the tiles, the threads or the other rows. */
+size_t md_f16_panels_size(int64_t n, int64_t k)
+{
+    return (size_t)((n + MD_F16_PANEL - 1) / MD_F16_PANEL) * MD_F16_PANEL * (size_t)k;
+}
+
+void md_f16_panels_pack(uint16_t *dst, const uint16_t *w, int64_t n, int64_t k)
+{
+    const int64_t P = MD_F16_PANEL;
+    for (int64_t t = 0; t * P < n; t++) {
+        uint16_t *panel = dst + t * P * k;
+        for (int64_t p = 0; p < k; p++)
+            for (int64_t c = 0; c < P; c++)
+                panel[p * P + c] = t * P + c < n ? w[(t * P + c) * k + p] : 0;
+    }
+}
+
+#if defined(__AVX512F__)
+static inline __attribute__((always_inline)) SMALL_KERNEL void
+panel_tile(int MR, int NV, int64_t nc, int64_t k, const float *a, int64_t lda, const uint16_t *panel, float beta,
+           float *c, int64_t ldc)
+{
+    __m512 acc[8][3];
+    for (int r = 0; r < MR; r++)
+        for (int q = 0; q < NV; q++)
+            acc[r][q] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < k; p++) {
+        const uint16_t *row = panel + p * MD_F16_PANEL;
+        __m512 bv[3];
+        for (int q = 0; q < NV; q++)
+            bv[q] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 16 * q)));
+        for (int r = 0; r < MR; r++) {
+            const __m512 av = _mm512_set1_ps(a[r * lda + p]);
+            for (int q = 0; q < NV; q++)
+                acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+        }
+    }
+    for (int q = 0; q < NV; q++) {
+        const int64_t left = nc - 16 * q;
+        const __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        for (int r = 0; r < MR; r++) {
+            float *cr = c + r * ldc + 16 * q;
+            __m512 v = acc[r][q];
+            if (beta != 0.0f)
+                v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mk, cr)));
+            _mm512_mask_storeu_ps(cr, mk, v);
+        }
+    }
+}
+
+#define PANEL_ROWS(NV)                                                                                    \
+    switch (mr) {                                                                                         \
+    case 8: panel_tile(8, NV, nc, k, ai, lda, panel, beta, ci, ldc); break;                               \
+    case 7: panel_tile(7, NV, nc, k, ai, lda, panel, beta, ci, ldc); break;                               \
+    case 6: panel_tile(6, NV, nc, k, ai, lda, panel, beta, ci, ldc); break;                               \
+    case 5: panel_tile(5, NV, nc, k, ai, lda, panel, beta, ci, ldc); break;                               \
+    case 4: panel_tile(4, NV, nc, k, ai, lda, panel, beta, ci, ldc); break;                               \
+    case 3: panel_tile(3, NV, nc, k, ai, lda, panel, beta, ci, ldc); break;                               \
+    case 2: panel_tile(2, NV, nc, k, ai, lda, panel, beta, ci, ldc); break;                               \
+    default: panel_tile(1, NV, nc, k, ai, lda, panel, beta, ci, ldc); break;                              \
+    }
+#endif
+
+/* panel t (columns t·P .. t·P + nc) over every row, 8 rows at a time */
+SMALL_KERNEL static void panel_block(int64_t m, int64_t t, int64_t nc, int64_t k, const float *a, int64_t lda,
+                                     const uint16_t *panels, float beta, float *c, int64_t ldc)
+{
+    const uint16_t *panel = panels + t * MD_F16_PANEL * k;
+    for (int64_t i = 0; i < m; i += 8) {
+        const int mr = (int)MD_MIN(8, m - i);
+        const float *ai = a + i * lda;
+        float *ci = c + i * ldc + t * MD_F16_PANEL;
+#if defined(__AVX512F__)
+        const int nv = (int)((nc + 15) / 16);
+        if (nv == 3)
+            PANEL_ROWS(3)
+        else if (nv == 2)
+            PANEL_ROWS(2)
+        else
+            PANEL_ROWS(1)
+#else
+        for (int r = 0; r < mr; r++)
+            for (int64_t j = 0; j < nc; j++) {
+                float s = 0.f;
+                for (int64_t p = 0; p < k; p++)
+                    s = fmaf(ai[r * lda + p], md_f16_to_f32(panel[p * MD_F16_PANEL + j]), s);
+                float *o = ci + r * ldc + j;
+                *o = beta == 0.0f ? s : s + beta * *o;
+            }
+#endif
+    }
+}
+
+void md_cpu_gemm_f16p(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                      const uint16_t *panels, float beta, float *c, int64_t ldc)
 {
     if (m == 0 || n == 0)
         return;
-    if (m > SMALL_M || k == 0 || !bh) {
-        md_cpu_gemm(false, true, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc);
+    if (m > SMALL_M || k == 0 || !panels) {
+        md_cpu_gemm(false, true, m, n, k, 1.f, a, lda, b, k, beta, c, ldc);
         return;
     }
-    small_gemm(true, m, n, k, 1.f, a, lda, NULL, bh, ldb, beta, c, ldc);
+    const int64_t blocks = (n + MD_F16_PANEL - 1) / MD_F16_PANEL;
+    #pragma omp parallel for schedule(static) if (m * n * k >= SMALL_PAR_MACS && blocks > 1)
+    for (int64_t t = 0; t < blocks; t++)
+        panel_block(m, t, MD_MIN(MD_F16_PANEL, n - t * MD_F16_PANEL), k, a, lda, panels, beta, c, ldc);
 }
 
 /* ---- larger products --------------------------------------------------------
@@ -282,7 +364,7 @@ void md_cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
         return;
     }
     if (!ta && m <= SMALL_M) {
-        small_gemm(tb, m, n, k, alpha, a, lda, b, NULL, ldb, beta, c, ldc);
+        small_gemm(tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     if (omp_get_level() > 0) {

@@ -234,7 +234,7 @@ md_tensor *md_linear(md_graph *g, md_tensor *x, md_tensor *w, md_tensor *bias)
         md_gemm(g, false, false, R, N, K, 1.f, x->data, K, wt, N, beta, y->data, N);
     } else if (w->half && !md_graph_grad_enabled(g) && md_be(g)->gemm == md_cpu_gemm) {
         /* inference over a loaded model: read the weights' f16 copy */
-        md_cpu_gemm_f16b(R, N, K, x->data, K, w->data, w->half, K, beta, y->data, N);
+        md_cpu_gemm_f16p(R, N, K, x->data, K, w->data, w->half, beta, y->data, N);
     } else {
         md_gemm(g, false, true, R, N, K, 1.f, x->data, K, w->data, K, beta, y->data, N);
     }

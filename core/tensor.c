@@ -1,5 +1,6 @@
 /* tensor.c — dtypes, arenas, graphs with their tape, parameter sets. */
 #include "tensor.h"
+#include "kernels_cpu.h"
 
 #include "backend.h"
 #include "rng.h"
@@ -593,27 +594,45 @@ void md_paramset_free(md_paramset *ps)
 int md_paramset_make_half(md_paramset *ps)
 {
     MD_ASSERT(ps->allocated);
-    if (!ps->half && !(ps->half = malloc(sizeof(uint16_t) * (size_t)(ps->numel ? ps->numel : 1))))
-        return 0;   /* no copies: inference reads the f32 values */
-    int with = 0;
-    int64_t off = 0;
-    for (int i = 0; i < ps->n; i++) {
-        md_tensor *t = ps->params[i];
-        const int64_t n = md_numel(t);
-        if (!ps->half_valid) {
-            bool exact = t->ndim == 2;
+    if (!ps->half_valid) {
+        size_t total = 1;
+        for (int i = 0; i < ps->n; i++)
+            if (ps->params[i]->ndim == 2)
+                total += md_f16_panels_size(ps->params[i]->shape[0], ps->params[i]->shape[1]);
+        free(ps->half);
+        ps->half = malloc(sizeof(uint16_t) * total);
+        uint16_t *rows = NULL;
+        size_t off = 0;
+        for (int i = 0; ps->half && i < ps->n; i++) {
+            md_tensor *t = ps->params[i];
+            t->half = NULL;
+            if (t->ndim != 2)
+                continue;
+            const int64_t n = md_numel(t);
+            uint16_t *r = realloc(rows, sizeof(uint16_t) * (size_t)n);
+            if (!r)
+                break;
+            rows = r;
+            bool exact = true;
             for (int64_t j = 0; exact && j < n; j++) {
-                const uint16_t h = md_f32_to_f16(t->data[j]);
-                const float back = md_f16_to_f32(h);
+                rows[j] = md_f32_to_f16(t->data[j]);
+                const float back = md_f16_to_f32(rows[j]);
                 exact = memcmp(&back, &t->data[j], sizeof back) == 0;
-                ps->half[off + j] = h;
             }
-            t->half = exact ? ps->half + off : NULL;
+            if (exact) {
+                md_f16_panels_pack(ps->half + off, rows, t->shape[0], t->shape[1]);
+                t->half = ps->half + off;
+                off += md_f16_panels_size(t->shape[0], t->shape[1]);
+            }
         }
-        with += t->half != NULL;
-        off += n;
+        free(rows);
+        if (!ps->half)
+            return 0;   /* no copies: inference reads the f32 values */
+        ps->half_valid = true;
     }
-    ps->half_valid = true;
+    int with = 0;
+    for (int i = 0; i < ps->n; i++)
+        with += ps->params[i]->half != NULL;
     return with;
 }
 

@@ -72,7 +72,7 @@ typedef struct md_tensor {
     md_dtype dtype;
     bool requires_grad;
     const char *name;              /* borrowed; may be NULL */
-    const uint16_t *half;          /* a parameter's values, exactly, in f16 (md_paramset_make_half); else NULL */
+    const uint16_t *half;          /* a matrix's values, exactly, in f16 panels (md_paramset_make_half); else NULL */
 } md_tensor;
 
 static inline int32_t *md_i32(const md_tensor *t) { return (int32_t *)(void *)t->data; }
@@ -205,8 +205,9 @@ float *md_paramset_values(md_paramset *ps);   /* flat block, numel floats */
 float *md_paramset_grads(md_paramset *ps);    /* flat block, numel floats */
 /* Gives every matrix parameter whose values are all exact in half
  * precision (a model as loaded from f16 weights) a copy in f16 (its
- * `half`), which inference reads instead of the f32 values: the same
- * numbers in half the bytes (md_linear's products of few rows). Returns
+ * `half`, packed as md_f16_panels_pack lays a weight out), which
+ * inference reads instead of the f32 values: the same numbers in half the
+ * bytes (md_linear's products of few rows, md_cpu_gemm_f16p). Returns
  * how many parameters have one. Training drops the copies
  * (md_paramset_zero_grad), since it changes the values. */
 int md_paramset_make_half(md_paramset *ps);

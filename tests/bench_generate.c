@@ -8,7 +8,7 @@
  * way a sampler without incremental decoding works. The ratio is what the
  * cache buys.
  *
- *   build/tests/bench_generate [--runs N] [--models DIR]
+ *   build/tests/bench_generate [--runs N] [--models DIR] [--only image|caption|video]
  */
 #include "rng.h"
 #include "audio_gen.h"
@@ -127,6 +127,7 @@ int main(int argc, char **argv)
 {
     md_threads_init();
     int runs = 5, repeat = 0;
+    const char *only = NULL;   /* --only image|caption|video: that job's defaults alone (for profiling) */
     const char *models = getenv("MEDLEY_MODELS_DIR");
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--runs") == 0)
@@ -135,6 +136,8 @@ int main(int argc, char **argv)
             models = argv[i + 1];
         else if (strcmp(argv[i], "--repeat") == 0)
             repeat = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--only") == 0)
+            only = argv[i + 1];
     }
     if (runs < 1 || runs > 100)
         runs = 5;
@@ -191,12 +194,16 @@ int main(int argc, char **argv)
     double med[3];
     for (int k = 0; k < 3; k++) {
         double p[MD_GEN_MAX_PARAMS], first = 0;
+        if (only && strncmp(names[k], only, strlen(only)) != 0)
+            continue;
         md_gen_params_default(gen[k], p);
         if (time_runs(gen[k], &c, p, runs, &med[k], &first) != 0)
             return 1;
         printf("  %-18s %7.3f s  (goal <= %.1f s: %s; first run %.3f s; peak memory so far %.0f MB)\n", names[k],
                med[k], goal[k], med[k] <= goal[k] ? "met" : "NOT met", first, peak_mb());
     }
+    if (only)
+        return 0;
     /* candidates: n pictures side by side, the space keeping one; the
      * baseline is one candidate, in the same run */
     static const int cands[] = {1, 4, 8, 15};

@@ -397,9 +397,10 @@ static void test_bf16_products(void)
 }
 
 
-/* f16 copies of loaded weights (md_paramset_make_half): a linear layer of
- * few rows gives the f32 path's bits while reading the copy; a parameter
- * not exact in f16 gets none; training drops them. */
+/* f16 panels of loaded weights (md_paramset_make_half): a linear layer of
+ * few rows reads them, each output one fma chain in k's order (so the
+ * same bits however rows are grouped), within rounding of the f32 path; a
+ * parameter not exact in f16 gets none; training drops them. */
 static void test_half_weights(void)
 {
     md_paramset *ps = md_paramset_new();
@@ -418,11 +419,15 @@ static void test_half_weights(void)
           "f16 copies for the matrices exact in f16 only (%d made)", with);
     md_graph *g = md_graph_new((size_t)1 << 22);
     md_graph_set_grad(g, false);
-    float x[20 * 256], y1[20 * 300];
+    float x[20 * 256], y1[20 * 300], yalone[300];
     for (int i = 0; i < 20 * 256; i++)
         x[i] = sinf(0.37f * (float)i);
-    bool same = true;
-    for (int rows = 1; rows <= 20; rows += 3) {
+    bool chain = true, alone = true;
+    double worst = 0, big = 0;
+    const int threads = md_threads_get();
+    for (int run = 0; run < 21; run++) {   /* on 1, 2 and 3 threads */
+        const int rows = 1 + 3 * (run % 7);
+        md_threads_set(1 + run / 7);
         md_graph_reset(g);
         md_tensor *xt = md_tensor_wrap(g, MD_F32, x, 2, (int64_t[]){rows, 256});
         const uint16_t *keep = w->half;
@@ -431,13 +436,32 @@ static void test_half_weights(void)
         w->half = NULL;
         md_tensor *b = md_linear(g, xt, w, bias);
         w->half = keep;
-        same = same && memcmp(y1, b->data, sizeof(float) * (size_t)(rows * 300)) == 0;
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < 300; j++) {
+                float acc = 0.f;   /* one fused multiply-add after another, in k's order */
+                for (int p = 0; p < 256; p++)
+                    acc = fmaf(x[r * 256 + p], w->data[j * 256 + p], acc);
+                const float want = acc + bias->data[j], got = y1[r * 300 + j];
+                chain = chain && memcmp(&want, &got, sizeof want) == 0;
+                worst = fmax(worst, fabs((double)got - (double)b->data[r * 300 + j]));
+                big = fmax(big, fabs((double)b->data[r * 300 + j]));
+            }
+        /* the last row made alone: the same bits as among the others */
+        md_graph_reset(g);
+        md_tensor *one = md_linear(g, md_tensor_wrap(g, MD_F32, x + (rows - 1) * 256, 2, (int64_t[]){1, 256}), w, bias);
+        memcpy(yalone, one->data, sizeof yalone);
+        alone = alone && memcmp(yalone, y1 + (rows - 1) * 300, sizeof yalone) == 0;
     }
-    CHECK(same, "a linear layer of 1 to 19 rows reading the f16 copy: the f32 path's bits");
-    /* and it does read the copy: change one weight there alone */
-    uint16_t *alt = malloc(sizeof(uint16_t) * 300 * 256);
-    memcpy(alt, w->half, sizeof(uint16_t) * 300 * 256);
-    alt[7 * 256 + 5] = md_f32_to_f16(3.0f);
+    md_threads_set(threads);
+    CHECK(chain, "a linear layer of 1 to 19 rows reading the f16 panels, on 1, 2 and 3 threads: each output one fma "
+                 "chain in k's order");
+    CHECK(alone, "and a row's outputs have the same bits alone or among others");
+    CHECK(worst <= 1e-5 * big, "within %.2g of the f32 path (largest output %.3g)", worst, big);
+    /* and it does read the panels: change W[7][5] there alone (panel 0, row 5, column 7) */
+    const size_t hsz = md_f16_panels_size(300, 256);
+    uint16_t *alt = malloc(sizeof(uint16_t) * hsz);
+    memcpy(alt, w->half, sizeof(uint16_t) * hsz);
+    alt[5 * MD_F16_PANEL + 7] = md_f32_to_f16(3.0f);
     const uint16_t *keep = w->half;
     w->half = alt;
     md_graph_reset(g);
@@ -446,7 +470,7 @@ static void test_half_weights(void)
     const float a7 = ya->data[7], a8 = ya->data[8];
     md_graph_reset(g);
     md_tensor *yb = md_linear(g, md_tensor_wrap(g, MD_F32, x, 2, (int64_t[]){4, 256}), w, bias);
-    CHECK(a7 != yb->data[7] && a8 == yb->data[8], "the product of few rows reads the f16 copy");
+    CHECK(a7 != yb->data[7] && a8 == yb->data[8], "the product of few rows reads the f16 panels");
     free(alt);
     md_paramset_zero_grad(ps);
     CHECK(!w->half, "a training step (zero_grad) drops the f16 copies");
