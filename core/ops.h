@@ -76,13 +76,17 @@ md_tensor *md_attention_qkv(md_graph *g, md_tensor *qkv, int heads, bool causal)
  * the bytes it reads; attention sees them with a relative rounding of at
  * most 2^-11. */
 typedef struct md_kv_cache {
-    uint16_t *k, *v;     /* [B, Tmax, H*Dh], f16 bits */
+    uint16_t *k, *v;     /* f16 bits. v [B, Tmax, H*Dh]; k per row in blocks of 16 positions, each
+                          * [H*Dh][16] (a head's keys for 16 positions side by side) */
     int64_t batch, tmax, width;
     int64_t len;         /* positions filled */
 } md_kv_cache;
 md_status md_kv_cache_init(md_kv_cache *c, int64_t batch, int64_t tmax, int64_t width);
 void md_kv_cache_free(md_kv_cache *c);
 void md_kv_cache_clear(md_kv_cache *c);
+/* Sequences [row0, row0 + rows) of c as a cache of their own (the same
+ * memory; its len is the view's to keep). */
+md_kv_cache md_kv_cache_rows(const md_kv_cache *c, int64_t row0, int64_t rows);
 /* Positions [0, n) of sequence src_row of src into sequence dst_row of dst
  * (same width); len is the caller's to set. */
 void md_kv_cache_copy_row(md_kv_cache *dst, int64_t dst_row, const md_kv_cache *src, int64_t src_row, int64_t n);

@@ -79,59 +79,80 @@ static inline float exp_row(float *s, int64_t n, float *mx)
 }
 
 /* One query row against kn cached keys (a step of generation: one new
- * position per row): the scores as dot products, 16 keys at a time, then
- * the weighted sum of the values — no product call per (row, head), which
- * at these sizes costs more than the arithmetic. The cache holds keys and
- * values in half precision, widened in registers. Head widths of 16, 32,
- * 64 and 128 take the AVX-512 form (NV vectors per row, a constant so the
- * sums stay in registers); others plain loops. s: kn + 16 floats of
- * scratch; o: the row's Dh outputs. Left out of the sanitizer builds'
- * instrumentation like the small products (kernels_cpu.c); test_core
- * checks them against the full pass. */
+ * position per row): the scores, then the weighted sum of the values — no
+ * product call per (row, head), which at these sizes costs more than the
+ * arithmetic. The cache holds keys and values in half precision, widened
+ * in registers; keys in blocks of 16 positions (md_kv_cache), so a head's
+ * scores for 16 keys are Dh multiply-adds of whole vectors — no sums
+ * across lanes — four blocks at a time so the chains overlap. The values'
+ * weighted sum keeps four partial sums (keys j mod 4), added at the end.
+ * Each output is summed in one fixed order. Head widths of 16, 32, 64 and
+ * 128 take the AVX-512 form (NV vectors per value row, a constant so the
+ * sums stay in registers); others plain loops in the same orders. kb: the
+ * row's key blocks at this head's first column (block stride W · 16);
+ * s: kn + 64 floats of scratch; o: the row's Dh outputs. Left out of the
+ * sanitizer builds' instrumentation like the small products
+ * (kernels_cpu.c); test_core checks them against the full pass. */
 #define ONE_ROW_KERNEL __attribute__((no_sanitize("address", "undefined")))
+#define KB 16   /* positions per key block */
 
 #if defined(__AVX512F__)
 static inline __attribute__((always_inline)) ONE_ROW_KERNEL void
-one_row_scores(int NV, const float *q, const uint16_t *k, int64_t lk, int64_t kn, float scale, float *s)
+one_row_scores(int NV, const float *q, const uint16_t *kb, int64_t W, int64_t kn, float scale, float *s)
 {
-    __m512 qv[8];
-    for (int i = 0; i < NV; i++)
-        qv[i] = _mm512_loadu_ps(q + 16 * i);
-    for (int64_t j0 = 0; j0 < kn; j0 += 16) {
-        const int nj = (int)MD_MIN(16, kn - j0);
-        __m256 h[16];
-        for (int jj = 0; jj < 16; jj++) {
-            __m512 acc = _mm512_setzero_ps();
-            if (jj < nj) {
-                const uint16_t *kr = k + (j0 + jj) * lk;
-                for (int i = 0; i < NV; i++)
-                    acc = _mm512_fmadd_ps(qv[i], md_load_half16(kr + 16 * i), acc);
-            }
-            h[jj] = md_fold16(acc);
+    const int64_t Dh = 16 * NV, bs = W * KB, nb = (kn + KB - 1) / KB;
+    const __m512 sc = _mm512_set1_ps(scale);
+    int64_t jb = 0;
+    for (; jb + 4 <= nb; jb += 4) {
+        const uint16_t *k0 = kb + jb * bs;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = 0; i < Dh; i++) {
+            const __m512 qi = _mm512_set1_ps(q[i]);
+            a0 = _mm512_fmadd_ps(qi, md_load_half16(k0 + i * KB), a0);
+            a1 = _mm512_fmadd_ps(qi, md_load_half16(k0 + bs + i * KB), a1);
+            a2 = _mm512_fmadd_ps(qi, md_load_half16(k0 + 2 * bs + i * KB), a2);
+            a3 = _mm512_fmadd_ps(qi, md_load_half16(k0 + 3 * bs + i * KB), a3);
         }
-        const __m256 sc = _mm256_set1_ps(scale);
-        _mm256_storeu_ps(s + j0, _mm256_mul_ps(md_hsum8x8(h), sc));   /* s has room for the last block's 16 */
-        _mm256_storeu_ps(s + j0 + 8, _mm256_mul_ps(md_hsum8x8(h + 8), sc));
+        _mm512_storeu_ps(s + jb * KB, _mm512_mul_ps(a0, sc));
+        _mm512_storeu_ps(s + jb * KB + 16, _mm512_mul_ps(a1, sc));
+        _mm512_storeu_ps(s + jb * KB + 32, _mm512_mul_ps(a2, sc));
+        _mm512_storeu_ps(s + jb * KB + 48, _mm512_mul_ps(a3, sc));
+    }
+    for (; jb < nb; jb++) {   /* s has room for the last block's 16 */
+        const uint16_t *k0 = kb + jb * bs;
+        __m512 a0 = _mm512_setzero_ps();
+        for (int64_t i = 0; i < Dh; i++)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), md_load_half16(k0 + i * KB), a0);
+        _mm512_storeu_ps(s + jb * KB, _mm512_mul_ps(a0, sc));
     }
 }
 
 static inline __attribute__((always_inline)) ONE_ROW_KERNEL void
 one_row_values(int NV, const float *p, float inv, const uint16_t *v, int64_t lv, int64_t kn, float *o)
 {
-    __m512 acc[8];
-    for (int i = 0; i < NV; i++)
-        acc[i] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < kn; j++) {
+    __m512 acc[4][8];
+    for (int u = 0; u < 4; u++)
+        for (int i = 0; i < NV; i++)
+            acc[u][i] = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 4 <= kn; j += 4)
+        for (int u = 0; u < 4; u++) {
+            const __m512 pj = _mm512_set1_ps(p[j + u] * inv);
+            for (int i = 0; i < NV; i++)
+                acc[u][i] = _mm512_fmadd_ps(pj, md_load_half16(v + (j + u) * lv + 16 * i), acc[u][i]);
+        }
+    for (int u = 0; j < kn; j++, u++) {
         const __m512 pj = _mm512_set1_ps(p[j] * inv);
         for (int i = 0; i < NV; i++)
-            acc[i] = _mm512_fmadd_ps(pj, md_load_half16(v + j * lv + 16 * i), acc[i]);
+            acc[u][i] = _mm512_fmadd_ps(pj, md_load_half16(v + j * lv + 16 * i), acc[u][i]);
     }
     for (int i = 0; i < NV; i++)
-        _mm512_storeu_ps(o + 16 * i, acc[i]);
+        _mm512_storeu_ps(o + 16 * i, _mm512_add_ps(_mm512_add_ps(acc[0][i], acc[1][i]),
+                                                   _mm512_add_ps(acc[2][i], acc[3][i])));
 }
 #endif
 
-ONE_ROW_KERNEL static void attn_one_row(const float *q, const uint16_t *k, int64_t lk, const uint16_t *v,
+ONE_ROW_KERNEL static void attn_one_row(const float *q, const uint16_t *kb, int64_t W, const uint16_t *v,
                                         int64_t lv, int64_t kn, int64_t Dh, float scale, float *s, float *o)
 {
 #if defined(__AVX512F__)
@@ -141,16 +162,17 @@ ONE_ROW_KERNEL static void attn_one_row(const float *q, const uint16_t *k, int64
 #endif
     switch (nv) {
 #if defined(__AVX512F__)
-    case 1: one_row_scores(1, q, k, lk, kn, scale, s); break;
-    case 2: one_row_scores(2, q, k, lk, kn, scale, s); break;
-    case 4: one_row_scores(4, q, k, lk, kn, scale, s); break;
-    case 8: one_row_scores(8, q, k, lk, kn, scale, s); break;
+    case 1: one_row_scores(1, q, kb, W, kn, scale, s); break;
+    case 2: one_row_scores(2, q, kb, W, kn, scale, s); break;
+    case 4: one_row_scores(4, q, kb, W, kn, scale, s); break;
+    case 8: one_row_scores(8, q, kb, W, kn, scale, s); break;
 #endif
     default:
         for (int64_t j = 0; j < kn; j++) {
+            const uint16_t *kj = kb + (j / KB) * W * KB + j % KB;
             float d = 0.f;
             for (int64_t i = 0; i < Dh; i++)
-                d += q[i] * md_f16_to_f32(k[j * lk + i]);
+                d = fmaf(q[i], md_f16_to_f32(kj[i * KB]), d);
             s[j] = d * scale;
         }
     }
@@ -165,12 +187,11 @@ ONE_ROW_KERNEL static void attn_one_row(const float *q, const uint16_t *k, int64
     case 8: one_row_values(8, s, inv, v, lv, kn, o); break;
 #endif
     default:
-        for (int64_t i = 0; i < Dh; i++)
-            o[i] = 0.f;
-        for (int64_t j = 0; j < kn; j++) {
-            const float pj = s[j] * inv;
-            for (int64_t i = 0; i < Dh; i++)
-                o[i] += pj * md_f16_to_f32(v[j * lv + i]);
+        for (int64_t i = 0; i < Dh; i++) {
+            float part[4] = {0.f, 0.f, 0.f, 0.f};
+            for (int64_t j = 0; j < kn; j++)
+                part[j % 4] = fmaf(s[j] * inv, md_f16_to_f32(v[j * lv + i]), part[j % 4]);
+            o[i] = (part[0] + part[1]) + (part[2] + part[3]);
         }
     }
 }
@@ -402,12 +423,21 @@ md_tensor *md_attention_qkv(md_graph *g, md_tensor *qkv, int heads, bool causal)
 
 /* ---- KV cache -------------------------------------------------------------- */
 
+/* positions a row's key blocks cover */
+static int64_t kv_kpad(int64_t tmax) { return (tmax + KB - 1) / KB * KB; }
+
+/* key of position t, column c, in a row's blocks */
+static inline size_t kv_kat(int64_t W, int64_t t, int64_t c)
+{
+    return ((size_t)(t / KB) * (size_t)W + (size_t)c) * KB + (size_t)(t % KB);
+}
+
 md_status md_kv_cache_init(md_kv_cache *c, int64_t batch, int64_t tmax, int64_t width)
 {
     memset(c, 0, sizeof *c);
-    size_t n = (size_t)(batch * tmax * width);
-    c->k = calloc(n ? n : 1, sizeof(uint16_t));
-    c->v = calloc(n ? n : 1, sizeof(uint16_t));
+    size_t nk = (size_t)(batch * kv_kpad(tmax) * width), nv = (size_t)(batch * tmax * width);
+    c->k = calloc(nk ? nk : 1, sizeof(uint16_t));
+    c->v = calloc(nv ? nv : 1, sizeof(uint16_t));
     if (!c->k || !c->v) {
         md_kv_cache_free(c);
         md_log(MD_LOG_ERROR, "out of memory for a KV cache of %lld positions", (long long)tmax);
@@ -429,25 +459,35 @@ void md_kv_cache_free(md_kv_cache *c)
 
 void md_kv_cache_clear(md_kv_cache *c) { c->len = 0; }
 
+md_kv_cache md_kv_cache_rows(const md_kv_cache *c, int64_t row0, int64_t rows)
+{
+    MD_ASSERT(row0 >= 0 && rows >= 0 && row0 + rows <= c->batch);
+    return (md_kv_cache){c->k + (size_t)(row0 * kv_kpad(c->tmax) * c->width),
+                         c->v + (size_t)(row0 * c->tmax * c->width), rows, c->tmax, c->width, c->len};
+}
+
 void md_kv_cache_copy_row(md_kv_cache *dst, int64_t dst_row, const md_kv_cache *src, int64_t src_row, int64_t n)
 {
     MD_ASSERT(dst->width == src->width && n <= dst->tmax && n <= src->tmax);
-    size_t d = (size_t)(dst_row * dst->tmax * dst->width), s = (size_t)(src_row * src->tmax * src->width);
-    memcpy(dst->k + d, src->k + s, sizeof(uint16_t) * (size_t)(n * src->width));
-    memcpy(dst->v + d, src->v + s, sizeof(uint16_t) * (size_t)(n * src->width));
+    const int64_t W = src->width;
+    /* whole key blocks (a block's positions past n are never read before they are written) */
+    const size_t kd = (size_t)(dst_row * kv_kpad(dst->tmax) * W), ks = (size_t)(src_row * kv_kpad(src->tmax) * W);
+    memcpy(dst->k + kd, src->k + ks, sizeof(uint16_t) * (size_t)((n + KB - 1) / KB * KB * W));
+    const size_t vd = (size_t)(dst_row * dst->tmax * W), vs = (size_t)(src_row * src->tmax * W);
+    memcpy(dst->v + vd, src->v + vs, sizeof(uint16_t) * (size_t)(n * W));
 }
 
 /* Rows of a step (at most ONE_ROW_MAX new positions per sequence) against
  * the cache, (sequence, head) pairs split over the threads. */
 static void cached_rows(const md_kv_cache *c, const float *q, int64_t Tn, int64_t H, float *o, float *scratch)
 {
-    const int64_t W = c->width, Dh = W / H, Tk = c->len;
+    const int64_t W = c->width, Dh = W / H, Tk = c->len, kpad = kv_kpad(c->tmax);
     const float scale = 1.0f / sqrtf((float)Dh);
     #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < c->batch * H; p++) {
         const int64_t b = p / H, h = p % H;
-        float *s = scratch + (int64_t)md_pool_thread_id() * (Tk + 16);
-        const uint16_t *kb = c->k + b * c->tmax * W + h * Dh, *vb = c->v + b * c->tmax * W + h * Dh;
+        float *s = scratch + (int64_t)md_pool_thread_id() * (Tk + 64);
+        const uint16_t *kb = c->k + b * kpad * W + h * Dh * KB, *vb = c->v + b * c->tmax * W + h * Dh;
         for (int64_t r = 0; r < Tn; r++)
             attn_one_row(q + (b * Tn + r) * W + h * Dh, kb, W, vb, W, Tk - Tn + r + 1, Dh, scale, s,
                          o + (b * Tn + r) * W + h * Dh);
@@ -468,16 +508,22 @@ md_tensor *md_attention_cached(md_graph *g, md_tensor *q, md_tensor *k, md_tenso
                (long long)cache->len, (long long)Tn, (long long)cache->tmax);
         return NULL;
     }
+    const int64_t kpad = kv_kpad(cache->tmax);
     for (int64_t b = 0; b < B; b++) {
         size_t at = (size_t)((b * cache->tmax + cache->len) * W), n = (size_t)(Tn * W);
-        md_convert(cache->k + at, MD_F16, k->data + b * Tn * W, MD_F32, n);
         md_convert(cache->v + at, MD_F16, v->data + b * Tn * W, MD_F32, n);
+        uint16_t *kr = cache->k + (size_t)(b * kpad * W);
+        for (int64_t t = 0; t < Tn; t++) {
+            const float *src = k->data + (b * Tn + t) * W;
+            for (int64_t c = 0; c < W; c++)
+                kr[kv_kat(W, cache->len + t, c)] = md_f32_to_f16(src[c]);
+        }
     }
     cache->len += Tn;
     const int64_t Tk = cache->len;
     if (Tn <= ONE_ROW_MAX) {
         md_tensor *o = md_tensor_new(g, MD_F32, 3, (int64_t[]){B, Tn, W}, false);
-        float *scratch = md_graph_scratch(g, sizeof(float) * (size_t)(md_pool_threads() * (Tk + 16)));
+        float *scratch = md_graph_scratch(g, sizeof(float) * (size_t)(md_pool_threads() * (Tk + 64)));
         cached_rows(cache, q->data, Tn, heads, o->data, scratch);
         return o;
     }
@@ -486,7 +532,10 @@ md_tensor *md_attention_cached(md_graph *g, md_tensor *q, md_tensor *k, md_tenso
     float *kf = md_graph_scratch(g, sizeof(float) * (size_t)(B * Tk * W));
     float *vf = md_graph_scratch(g, sizeof(float) * (size_t)(B * Tk * W));
     for (int64_t b = 0; b < B; b++) {
-        md_convert(kf + b * Tk * W, MD_F32, cache->k + b * cache->tmax * W, MD_F16, (size_t)(Tk * W));
+        const uint16_t *kr = cache->k + (size_t)(b * kpad * W);
+        for (int64_t t = 0; t < Tk; t++)
+            for (int64_t c = 0; c < W; c++)
+                kf[(b * Tk + t) * W + c] = md_f16_to_f32(kr[kv_kat(W, t, c)]);
         md_convert(vf + b * Tk * W, MD_F32, cache->v + b * cache->tmax * W, MD_F16, (size_t)(Tk * W));
     }
     attn_args a = {0};

@@ -474,9 +474,7 @@ static bool step_split(md_tok_session *s, md_kv_cache *caches, int pairs, int st
     for (int k = 0; k < n; k++) {
         const int r0 = p->row0[k], nr = p->row0[k + 1] - r0;
         for (int64_t l = 0; l < m->layers; l++) {
-            md_kv_cache *c = &caches[l], *v = &s->views[k * m->layers + l];
-            const size_t at = (size_t)(r0 * c->tmax * c->width);
-            *v = (md_kv_cache){c->k + at, c->v + at, nr, c->tmax, c->width, c->len};
+            s->views[k * m->layers + l] = md_kv_cache_rows(&caches[l], r0, nr);
         }
         p->logits[k] = feed(s, s->gp[k], s->conds + (size_t)r0 * MD_SPACE_DIM, s->views + k * m->layers, nr,
                             ids + r0, slots + r0, 1, pos);

@@ -487,8 +487,8 @@ static void test_half_weights(void)
  * is the order of the f32 sums. */
 static void test_attention_rows(void)
 {
-    static const int widths[] = {16, 32, 20, 64};
-    const int B = 3, T = 37, H = 2;
+    static const int widths[] = {16, 32, 20, 64, 128};
+    const int B = 3, T = 150, H = 2;   /* 150 keys: key blocks four at a time, then one at a time */
     md_graph *g = md_graph_new(1 << 22);
     md_graph_set_grad(g, false);
     md_rng rng;
