@@ -1060,11 +1060,12 @@ static md_status sv_write(saver *S, const char *tmp, const md_video *v, const ch
         av_opt_set(S->venc->priv_data, "preset", "medium", 0);
 #if defined(__x86_64__) || defined(__i386__)
         /* x264's AVX-512 routines made different files from the same
-         * frames (2 of 30 saves of a generated video, in one thread; which
-         * file followed what the heap held behind x264's buffers). Its AVX2
-         * and C routines gave the same bytes in 30 of 30 each, so where the
-         * CPU has AVX-512, x264 is held to AVX2 (a 64×64 video encodes in
-         * milliseconds either way). */
+         * frames, in one thread: 1 or 2 of 24–30 saves of a generated
+         * video, and 23 of 24 with other bytes left in freed heap blocks
+         * before each save (what the heap held behind x264's buffers
+         * decided). Its AVX2 and C routines gave the same bytes every time,
+         * so where the CPU has AVX-512, x264 is held to AVX2 (a 64×64
+         * video encodes in milliseconds either way). */
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
             av_opt_set(S->venc->priv_data, "x264-params", "asm=AVX2", 0) < 0)
             md_log(MD_LOG_DEBUG, "%s: x264 cannot be held to AVX2: its output may vary from run to run", S->path);

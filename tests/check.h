@@ -46,7 +46,10 @@ static inline const char *check_model_path(char *buf, size_t cap, const char *fi
 static inline void check_dirty_heap(uint64_t seed)
 {
     enum { BLOCKS = 32 };
-    free(malloc((size_t)8 << 20));
+    volatile unsigned char *big = malloc((size_t)8 << 20);   /* volatile: the pair is not optimised away */
+    if (big)
+        big[0] = 1;
+    free((void *)big);
     unsigned char *bl[BLOCKS];
     uint64_t r = seed * 977 + 1;
     for (int k = 0; k < BLOCKS; k++) {
