@@ -65,6 +65,23 @@ static inline void check_dirty_heap(uint64_t seed)
         free(bl[k]);
 }
 
+/* A file's bytes (malloc'd, *n of them), or NULL if it cannot be read. */
+static inline unsigned char *check_read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    long len = -1;
+    unsigned char *b = NULL;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (b = malloc((size_t)len + 1)) && fread(b, 1, (size_t)len, f) != (size_t)len) {
+        free(b);
+        b = NULL;
+    }
+    if (f)
+        fclose(f);
+    *n = b ? (size_t)len : 0;
+    return b;
+}
+
 static inline int check_done(void)
 {
     printf("%d checks, %d failed\n", check_count, check_failures);

@@ -120,20 +120,6 @@ static void write_bytes(const char *path, const void *p, size_t n)
     fclose(f);
 }
 
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    fclose(f);
-    return b;
-}
-
 static bool err_has(const char *sub)
 {
     return strstr(md_last_error(), sub) != NULL;
@@ -288,7 +274,7 @@ static void test_same_bytes(const char *fmt, bool shape)
             continue;
         saved++;
         size_t n = 0;
-        unsigned char *b = read_bytes(p, &n);
+        unsigned char *b = check_read_file(p, &n);
         if (!first) {
             first = b;
             n0 = n;
@@ -430,7 +416,7 @@ int main(void)
         size_t n = 0;
         char name[32];
         snprintf(name, sizeof name, "clip.%s", fmts[fi]);
-        unsigned char *b = read_bytes(tpath(name), &n);
+        unsigned char *b = check_read_file(tpath(name), &n);
         CHECK(b && n > 100, "%s: read back %zu bytes", fmts[fi], n);
         if (!b)
             continue;
