@@ -1,8 +1,9 @@
 /* bench_gpu.c — the CUDA kernels against the CPU path: gemm (1024^3 and
  * 4096^3), a transformer-block forward (layernorm, q/k/v projections,
- * attention, output projection, gelu) and a conv block (conv2d +
- * groupnorm). Prints milliseconds per run and the CPU/GPU ratio. GPU time
- * from CUDA events around queued work (inputs already on the device); CPU
+ * attention, output projection, gelu), attention alone (the tiled
+ * kernel and the row kernel) and a conv block (conv2d + groupnorm).
+ * Prints milliseconds per run and the CPU/GPU ratio. GPU time from CUDA
+ * events around queued work (inputs already on the device); CPU
  * time from md_time_now. Exits 77 without a device or a CUDA build.
  *
  *     build/tests/bench_gpu          (or: meson test --benchmark --suite gpu)
@@ -238,8 +239,68 @@ static void bench_block(void)
     md_fill_uniform(b.hlnw->data, D, 16, 0, 0.9f, 1.1f);
     md_fill_uniform(b.hlnb->data, D, 17, 0, -0.1f, 0.1f);
 
-    row("transformer block fwd B4 T256 D512 H8 causal", cpu_ms(block_cpu, &b, 5), gpu_ms(block_gpu, &b, 20));
+    double cm = cpu_ms(block_cpu, &b, 5);
+    row("transformer block fwd B4 T256 D512 H8 causal", cm, gpu_ms(block_gpu, &b, 20));
+    md_cuda_set_attention_rows(C, true);
+    row("  the same, attention by the row kernel", cm, gpu_ms(block_gpu, &b, 20));
+    md_cuda_set_attention_rows(C, false);
     md_graph_free(b.g);
+    md_graph_free(pg);
+    md_cuda_rewind_to(C, mark);
+}
+
+/* ---- attention alone: the tiled kernel and the row kernel ---------------------------- */
+
+typedef struct att_case {
+    int64_t t;
+    float *q, *k, *v, *o;
+    md_graph *g;
+    md_tensor *hq, *hk, *hv;
+} att_case;
+
+static void att_gpu(void *p)
+{
+    att_case *a = p;
+    must(md_cuda_attention_fwd(C, a->o, NULL, a->q, a->k, a->v, TB_B, a->t, a->t, TB_H, TB_D / TB_H, true),
+         "attention");
+}
+
+static void att_cpu(void *p)
+{
+    att_case *a = p;
+    md_graph_reset(a->g);
+    md_graph_set_backend(a->g, md_backend_cpu());
+    md_graph_set_grad(a->g, false);
+    md_attention(a->g, a->hq, a->hk, a->hv, TB_H, true);
+}
+
+static void bench_attention(int64_t t)
+{
+    size_t mark = md_cuda_mark(C);
+    const int64_t n = TB_B * t * TB_D;
+    att_case a = {.t = t, .q = dev_rand(n, 30, -2, 2), .k = dev_rand(n, 31, -2, 2), .v = dev_rand(n, 32, -1, 1),
+                  .o = dev_new(n)};
+    md_graph *pg = md_graph_new((size_t)1 << 20);
+    a.g = md_graph_new((size_t)1 << 26);
+    if (!pg || !a.g)
+        exit(1);
+    md_graph_set_grad(pg, false);
+    int64_t xs[3] = {TB_B, t, TB_D};
+    a.hq = md_tensor_new(pg, MD_F32, 3, xs, false);
+    a.hk = md_tensor_new(pg, MD_F32, 3, xs, false);
+    a.hv = md_tensor_new(pg, MD_F32, 3, xs, false);
+    md_fill_uniform(a.hq->data, n, 30, 0, -2, 2);
+    md_fill_uniform(a.hk->data, n, 31, 0, -2, 2);
+    md_fill_uniform(a.hv->data, n, 32, 0, -1, 1);
+    double cm = cpu_ms(att_cpu, &a, 3);
+    char what[64];
+    snprintf(what, sizeof what, "attention fwd B4 T%lld H8 Dh64 causal, tiled", (long long)t);
+    row(what, cm, gpu_ms(att_gpu, &a, 20));
+    md_cuda_set_attention_rows(C, true);
+    snprintf(what, sizeof what, "attention fwd B4 T%lld H8 Dh64 causal, rows", (long long)t);
+    row(what, cm, gpu_ms(att_gpu, &a, 20));
+    md_cuda_set_attention_rows(C, false);
+    md_graph_free(a.g);
     md_graph_free(pg);
     md_cuda_rewind_to(C, mark);
 }
@@ -329,6 +390,8 @@ int main(void)
     bench_gemm(1024, 5, 20);
     bench_gemm(4096, 1, 5);
     bench_block();
+    bench_attention(256);
+    bench_attention(1024);
     bench_conv();
     md_cuda_close(C);
     return 0;

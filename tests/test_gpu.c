@@ -635,6 +635,16 @@ static void check_attention(int64_t B, int64_t tq, int64_t tk, int H, int64_t dh
     snprintf(what, sizeof what, "attention B%lld Tq%lld Tk%lld H%d Dh%lld%s", (long long)B, (long long)tq,
              (long long)tk, H, (long long)dh, causal ? " causal" : "");
     cmp(what, dout, o->data, nq, LIM_GEMM);
+    /* the forward again with the kernel of one block per query row (the
+     * shapes above 16 query rows and Dh <= 128 took the tiled one) */
+    md_cuda_set_attention_rows(C, true);
+    float *dout2 = dnew(nq);
+    status_ok("md_cuda_attention_fwd (rows)",
+              md_cuda_attention_fwd(C, dout2, NULL, dq, dk, dv, B, tq, tk, H, dh, causal));
+    md_cuda_set_attention_rows(C, false);
+    char w1[112];
+    snprintf(w1, sizeof w1, "%s, row kernel", what);
+    cmp(w1, dout2, o->data, nq, LIM_GEMM);
     static const char *part[3] = {"dq", "dk", "dv"};
     const float *ref[3] = {q->grad, k->grad, v->grad};
     const float *got[3] = {gq, gk, gv};
@@ -960,6 +970,7 @@ int main(void)
     check_attention(1, 129, 129, 2, 64, true);
     check_attention(2, 50, 37, 2, 16, true);     /* the first 13 queries see no key */
     check_attention(1, 3, 1000, 1, 129, false);  /* Dh past one thread's share */
+    check_attention(2, 100, 300, 2, 128, true);  /* four query tiles, keys past the tile, the widest tiled head */
     check_vq();
     check_adamw();
     check_ema_clip();

@@ -1,5 +1,6 @@
-/* cuda_attention.cu — attention forward (one block per query row, online
- * softmax over chunks of keys), its backward (probabilities recomputed from
+/* cuda_attention.cu — attention forward (tiles of 32 query rows sharing
+ * each tile of keys in shared memory, online softmax; one block per query
+ * row where few rows or wide heads make tiles pointless), its backward (probabilities recomputed from
  * the forward's log-sum-exp; one block per query row for dQ and one per
  * key row for dK and dV, so no output is written by two blocks and sums
  * run in a fixed order), and the VQ nearest-code search (one block per
@@ -83,6 +84,134 @@ __global__ void attention_fwd_kernel(float *out, float *lse, const float *q, con
         lse[row] = kend > 0 ? m + logf(l) : INFINITY;
 }
 
+/* ---- tiled forward ------------------------------------------------------ */
+
+/* A block takes FT_Q query rows of one (batch, head) and walks the visible
+ * keys FT_K at a time; the tile's keys and values sit in shared memory, so
+ * each is read from global memory once per block rather than once per
+ * query row. Four threads serve a query row (consecutive lanes of one
+ * warp): thread lane4 scores keys lane4, lane4 + 4, ... of the tile and
+ * owns output dims lane4, lane4 + 4, ...; the row's max and sum combine
+ * the four over shuffles. Each score is one sum over d in order and each
+ * output dim one sum over keys in order, so results do not depend on the
+ * grid. Dh <= FT_DMAX. */
+#define FT_Q 32
+#define FT_K 16
+#define FT_THREADS (FT_Q * 4)
+#define FT_DMAX 128
+
+static size_t tiled_shmem(int64_t dh)
+{
+    int64_t dp = dh + 1;   /* q and k rows padded: row r starts in bank r*(dh+1) */
+    return sizeof(float) * (size_t)(FT_Q * dp + FT_K * dp + FT_K * dh + FT_Q * (FT_K + 1));
+}
+
+__global__ void __launch_bounds__(FT_THREADS)
+attention_fwd_tiled_kernel(float *out, float *lse, const float *q, const float *k, const float *v, int64_t tq,
+                           int64_t tk, int64_t heads, int64_t dh, int causal, float scale)
+{
+    extern __shared__ float smem[];
+    const int64_t dp = dh + 1;
+    float *qs = smem, *ks = qs + FT_Q * dp, *vs = ks + FT_K * dp, *ps = vs + FT_K * dh;
+    const int64_t bh = blockIdx.y, h = bh % heads, b = bh / heads, i0 = (int64_t)blockIdx.x * FT_Q;
+    const int64_t width = heads * dh;
+    const float *qb = q + b * tq * width + h * dh;
+    const float *kb = k + b * tk * width + h * dh;
+    const float *vb = v + b * tk * width + h * dh;
+    const int t = threadIdx.x, qi = t >> 2, lane4 = t & 3;
+    const int64_t i = i0 + qi;
+
+    for (int64_t x = t; x < FT_Q * dh; x += FT_THREADS) {
+        int64_t r = x / dh, d = x % dh;
+        qs[r * dp + d] = i0 + r < tq ? qb[(i0 + r) * width + d] : 0.0f;
+    }
+    /* keys row i sees: [0, kend); the block needs those of its last row */
+    int64_t last = (i0 + FT_Q < tq ? i0 + FT_Q : tq) - 1;
+    int64_t kend = tk, kblock = tk;
+    if (causal) {
+        kend = i + 1 + (tk - tq);
+        kend = kend < 0 ? 0 : (kend > tk ? tk : kend);
+        kblock = last + 1 + (tk - tq);
+        kblock = kblock < 0 ? 0 : (kblock > tk ? tk : kblock);
+    }
+    if (i >= tq)
+        kend = 0;
+
+    float m = -INFINITY, l = 0.0f;
+    float acc[FT_DMAX / 4];
+#pragma unroll
+    for (int r = 0; r < FT_DMAX / 4; r++)
+        acc[r] = 0.0f;
+
+    for (int64_t j0 = 0; j0 < kblock; j0 += FT_K) {
+        __syncthreads();   /* the previous tile is no longer read */
+        for (int64_t x = t; x < FT_K * dh; x += FT_THREADS) {
+            int64_t r = x / dh, d = x % dh, j = j0 + r;
+            bool in = j < tk;
+            ks[r * dp + d] = in ? kb[j * width + d] : 0.0f;
+            vs[r * dh + d] = in ? vb[j * width + d] : 0.0f;
+        }
+        __syncthreads();
+
+        float sc[FT_K / 4];
+#pragma unroll
+        for (int s = 0; s < FT_K / 4; s++)
+            sc[s] = 0.0f;
+        const float *qr = qs + qi * dp, *kr = ks + lane4 * dp;
+        for (int64_t d = 0; d < dh; d++) {   /* each dot in d's order; q[d] read once for four keys */
+            float qd = qr[d];
+#pragma unroll
+            for (int s = 0; s < FT_K / 4; s++)
+                sc[s] += qd * kr[4 * s * dp + d];
+        }
+        float mt = -INFINITY;
+#pragma unroll
+        for (int s = 0; s < FT_K / 4; s++) {
+            sc[s] = j0 + lane4 + 4 * s < kend ? sc[s] * scale : -INFINITY;
+            mt = fmaxf(mt, sc[s]);
+        }
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+        float mnew = fmaxf(m, mt);
+        float psum = 0.0f;
+#pragma unroll
+        for (int s = 0; s < FT_K / 4; s++) {
+            float p = mnew == -INFINITY ? 0.0f : expf(sc[s] - mnew);
+            ps[qi * (FT_K + 1) + lane4 + 4 * s] = p;
+            psum += p;
+        }
+        psum += __shfl_xor_sync(0xffffffffu, psum, 1);
+        psum += __shfl_xor_sync(0xffffffffu, psum, 2);
+        float corr = m == -INFINITY ? 0.0f : expf(m - mnew);
+        l = l * corr + psum;
+        m = mnew;
+        __syncwarp();   /* a row's probabilities come from its own four lanes */
+        const float *pr = ps + qi * (FT_K + 1);
+#pragma unroll
+        for (int r = 0; r < FT_DMAX / 4; r++)
+            acc[r] *= corr;
+        for (int c = 0; c < FT_K; c++) {   /* each output dim in key order; p read once for all dims */
+            float pc = pr[c];
+            const float *vr = vs + c * dh + lane4;
+#pragma unroll
+            for (int r = 0; r < FT_DMAX / 4; r++)
+                if (lane4 + 4 * r < dh)
+                    acc[r] += pc * vr[4 * r];
+        }
+    }
+    if (i < tq) {
+        float *orow = out + (b * tq + i) * width + h * dh;
+#pragma unroll
+        for (int r = 0; r < FT_DMAX / 4; r++) {
+            int64_t d = lane4 + 4 * r;
+            if (d < dh)
+                orow[d] = kend > 0 ? acc[r] / l : 0.0f;
+        }
+        if (lse && lane4 == 0)
+            lse[bh * tq + i] = kend > 0 ? m + logf(l) : INFINITY;
+    }
+}
+
 md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float *q, const float *k,
                                 const float *v, int64_t b, int64_t tq, int64_t tk, int heads,
                                 int64_t dh, bool causal)
@@ -100,8 +229,18 @@ md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float 
         return MD_ERR_UNSUPPORTED;
     }
     MD_TRY(md_cuda_enter(c));
-    size_t shmem = sizeof(float) * (size_t)(dh + 2 * ATT_THREADS);
     float scale = 1.0f / sqrtf((float)dh);
+    if (!c->attention_rows && dh <= FT_DMAX && tq >= FT_Q / 2) {
+        int64_t tiles = (tq + FT_Q - 1) / FT_Q;
+        if (tiles <= 2147483647 && b * heads <= 65535) {
+            dim3 grid((unsigned)tiles, (unsigned)(b * heads));
+            attention_fwd_tiled_kernel<<<grid, FT_THREADS, tiled_shmem(dh), c->stream>>>(out, lse, q, k, v, tq, tk,
+                                                                                        heads, dh, causal ? 1 : 0,
+                                                                                        scale);
+            return MD_LAUNCHED(c, "attention_fwd_tiled_kernel");
+        }
+    }
+    size_t shmem = sizeof(float) * (size_t)(dh + 2 * ATT_THREADS);
     attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, lse, q, k, v, tq, tk, heads, dh,
                                                                             causal ? 1 : 0, scale);
     return MD_LAUNCHED(c, "attention_fwd_kernel");

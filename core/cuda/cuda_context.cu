@@ -252,6 +252,8 @@ md_status md_cuda_set_tf32(md_cuda *c, bool on)
     return MD_CUBLAS(c, blas.set_math_mode(c->blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
+void md_cuda_set_attention_rows(md_cuda *c, bool on) { c->attention_rows = on; }
+
 /* ---- products ------------------------------------------------------------------- */
 
 /* C = beta * C over m rows of n (ldc apart): cuBLAS is not asked for k = 0. */

@@ -16,6 +16,7 @@ struct md_cuda {
     cublasHandle_t blas;
     char *arena;                 /* one cudaMalloc of cap bytes */
     size_t cap, off, high;
+    bool attention_rows;         /* md_cuda_set_attention_rows: the forward's row kernel only */
 };
 
 /* Turn a CUDA / cuBLAS result into a status, logging failures with the

@@ -76,6 +76,10 @@ md_status md_cuda_sync(md_cuda *c);
 /* gemm math: false (default) strict fp32; true lets cuBLAS use TF32 tensor
  * cores (about 1e-3 relative error, several times faster). */
 md_status md_cuda_set_tf32(md_cuda *c, bool on);
+/* Attention forward: false (default) takes the tiled kernel where it
+ * applies (Dh <= 128, at least 16 query rows); true keeps the kernel of one
+ * block per query row everywhere (for comparisons: bench_gpu, test_gpu). */
+void md_cuda_set_attention_rows(md_cuda *c, bool on);
 
 /* ---- matrix products (row-major, as md_backend's gemm) ------------------- */
 
