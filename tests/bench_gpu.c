@@ -13,6 +13,7 @@
 #include "kernels_cpu.h"
 #include "ops.h"
 #include "rng.h"
+#include "tokens.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ int main(void)
 #else
 
 #include "cuda/md_cuda.h"
+#include "tokens_device.h"
 
 #include <cuda_runtime_api.h>
 
@@ -305,6 +307,118 @@ static void bench_attention(int64_t t)
     md_cuda_rewind_to(C, mark);
 }
 
+/* ---- the bundled token transformer: an image's steps ------------------------------------- */
+
+/* The steps that write one picture with 8 candidates and their
+ * unconditional twins (16 rows): the prefix and 6 opening tokens, then 257
+ * steps of one token each (256 codes and <eoi>), teacher-forced with fixed
+ * random codes so both sides do the same work. The CPU side is the
+ * sampler's step (md_tok_forward_cached over f16 weights and caches, every
+ * op threaded); the device side md_tok_device_step. Both return each
+ * step's logits to the host, as sampling needs. Sampling itself is not
+ * timed. */
+enum { TK_ROWS = 16, TK_OPEN = 6, TK_STEPS = MD_VQ_TOKENS + 1 };
+
+typedef struct tok_case {
+    md_tokmodel m;
+    float cond[TK_ROWS * MD_SPACE_DIM];
+    int32_t open_ids[TK_ROWS * TK_OPEN], open_slots[TK_ROWS * TK_OPEN];
+    int32_t ids[TK_STEPS][TK_ROWS], slots[TK_STEPS][TK_ROWS];
+    float *logits;
+} tok_case;
+
+static double tok_gpu(tok_case *t)
+{
+    md_tok_device *td;
+    must(md_tok_device_new(&t->m, C, TK_ROWS, &td), "md_tok_device_new");
+    double t0 = md_time_now();
+    must(md_tok_device_step(td, t->cond, TK_ROWS, t->open_ids, t->open_slots, TK_OPEN, 0, t->logits), "step");
+    for (int s = 0; s < TK_STEPS; s++)
+        must(md_tok_device_step(td, t->cond, TK_ROWS, t->ids[s], t->slots[s], 1, MD_TOK_PREFIX + TK_OPEN + s,
+                                t->logits), "step");
+    double ms = (md_time_now() - t0) * 1e3;
+    md_tok_device_free(td);
+    return ms;
+}
+
+static md_tensor *tok_cpu_step(md_graph *g, tok_case *t, md_kv_cache *caches, const int32_t *ids,
+                               const int32_t *slots, int64_t n, int64_t pos0)
+{
+    md_graph_reset(g);
+    md_tensor *ct = md_tensor_wrap(g, MD_F32, t->cond, 2, (int64_t[]){TK_ROWS, MD_SPACE_DIM});
+    md_tensor *it = md_tensor_wrap(g, MD_I32, (void *)ids, 2, (int64_t[]){TK_ROWS, n});
+    md_tensor *st = md_tensor_wrap(g, MD_I32, (void *)slots, 2, (int64_t[]){TK_ROWS, n});
+    md_tensor *l = md_tok_forward_cached(g, &t->m, ct, it, st, caches, pos0);
+    if (!l) {
+        fprintf(stderr, "bench_gpu: a CPU token step failed: %s\n", md_last_error());
+        exit(1);
+    }
+    return l;
+}
+
+static double tok_cpu(tok_case *t)
+{
+    md_kv_cache *caches = calloc((size_t)t->m.layers, sizeof *caches);
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    if (!caches || !g)
+        exit(1);
+    md_graph_set_backend(g, md_backend_cpu());
+    for (int64_t l = 0; l < t->m.layers; l++)
+        must(md_kv_cache_init(&caches[l], TK_ROWS, MD_TOK_TMAX, t->m.d), "kv cache");
+    double t0 = md_time_now();
+    tok_cpu_step(g, t, caches, t->open_ids, t->open_slots, TK_OPEN, 0);
+    for (int s = 0; s < TK_STEPS; s++)
+        tok_cpu_step(g, t, caches, t->ids[s], t->slots[s], 1, MD_TOK_PREFIX + TK_OPEN + s);
+    double ms = (md_time_now() - t0) * 1e3;
+    for (int64_t l = 0; l < t->m.layers; l++)
+        md_kv_cache_free(&caches[l]);
+    free(caches);
+    md_graph_free(g);
+    return ms;
+}
+
+static void bench_tokens(void)
+{
+    const char *dir = getenv("MEDLEY_MODELS_DIR");
+    char path[1024];
+    tok_case *t = calloc(1, sizeof *t);
+    if (!t)
+        exit(1);
+    if (!dir || !*dir || snprintf(path, sizeof path, "%s/tokens.safetensors", dir) >= (int)sizeof path ||
+        md_tok_load(&t->m, path) != MD_OK) {
+        printf("token transformer: skipped (MEDLEY_MODELS_DIR unset or no tokens.safetensors there)\n");
+        free(t);
+        return;
+    }
+    md_paramset_make_half(t->m.ps);   /* as the sampler does; the device copies the f32 values */
+    md_fill_uniform(t->cond, TK_ROWS * MD_SPACE_DIM, 40, 0, -0.15f, 0.15f);
+    for (int r = 1; r < TK_ROWS; r += 2)   /* the twins: no condition */
+        for (int j = 0; j < MD_SPACE_DIM; j++)
+            t->cond[r * MD_SPACE_DIM + j] = 0.f;
+    md_rng rng;
+    md_rng_init(&rng, 41);
+    for (int i = 0; i < TK_ROWS * TK_OPEN; i++) {
+        t->open_ids[i] = (int32_t)md_rng_below(&rng, (uint32_t)t->m.text_vocab);
+        t->open_slots[i] = MD_VQ_TOKENS;
+    }
+    for (int s = 0; s < TK_STEPS; s++)
+        for (int r = 0; r < TK_ROWS; r++) {
+            t->ids[s][r] = s < MD_VQ_TOKENS ? md_tok_code(&t->m, (int)md_rng_below(&rng, MD_VQ_CODES))
+                                            : md_tok_eoi(&t->m);
+            t->slots[s][r] = s < MD_VQ_TOKENS ? s : MD_VQ_TOKENS;
+        }
+    t->logits = malloc(sizeof(float) * (size_t)(TK_ROWS * t->m.vocab));
+    if (!t->logits)
+        exit(1);
+    tok_gpu(t);   /* warm-up: cuBLAS picks its kernels */
+    double g1 = tok_gpu(t), g2 = tok_gpu(t);
+    double c1 = tok_cpu(t), c2 = tok_cpu(t);
+    row("token transformer: a picture's 258 steps x16 rows", c1 < c2 ? c1 : c2, g1 < g2 ? g1 : g2);
+    free(t->logits);
+    md_tok_free(&t->m);
+    free(t);
+}
+
 /* ---- conv block ----------------------------------------------------------------------- */
 
 typedef struct conv_case {
@@ -393,6 +507,7 @@ int main(void)
     bench_attention(256);
     bench_attention(1024);
     bench_conv();
+    bench_tokens();
     md_cuda_close(C);
     return 0;
 }

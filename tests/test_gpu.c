@@ -31,6 +31,7 @@ int main(void)
 #else
 
 #include "cuda/md_cuda.h"
+#include "tokens_device.h"
 
 #define LIM_ELEM 1e-5
 #define LIM_GEMM 1e-4
@@ -657,6 +658,100 @@ static void check_attention(int64_t B, int64_t tq, int64_t tk, int H, int64_t dh
     md_graph_free(g);
 }
 
+/* ---- the token transformer's steps on the device ------------------------------------------- */
+
+/* Cached steps on the device (a prefix with 20 tokens: the tiled attention
+ * over the cache; single tokens and a chunk of 10: the row kernel) against
+ * the CPU's training graph over the whole sequence, row by row: each
+ * step's logits are that graph's at the step's last position. */
+static void check_tok_steps(const md_tokmodel *m, const char *label)
+{
+    enum { B = 3, TT = 60 };
+    static const int chunks[] = {20, 1, 1, 1, 10, 1, 1, 25};
+    md_graph *g = md_graph_new((size_t)1 << 26);
+    MD_ASSERT(g);
+    md_graph_set_backend(g, md_backend_cpu());
+    md_graph_set_grad(g, false);
+    int64_t cs[2] = {B, MD_SPACE_DIM}, is[2] = {B, TT};
+    md_tensor *cond = tin(g, 2, cs, false, 1200, -0.2f, 0.2f);
+    memset((float *)cond->data + 2 * MD_SPACE_DIM, 0, sizeof(float) * MD_SPACE_DIM);   /* an unconditional row */
+    md_tensor *ids = md_tensor_new(g, MD_I32, 2, is, false), *slots = md_tensor_new(g, MD_I32, 2, is, false);
+    md_rng r;
+    md_rng_init(&r, 1201);
+    int32_t *id = (int32_t *)ids->data, *sl = (int32_t *)slots->data;
+    for (int i = 0; i < B * TT; i++) {
+        id[i] = (int32_t)md_rng_below(&r, (uint32_t)m->vocab);
+        sl[i] = (int32_t)md_rng_below(&r, MD_VQ_TOKENS + 1);
+    }
+    const int64_t T = MD_TOK_PREFIX + TT;
+    md_tensor *ref = md_tok_forward(g, m, cond, ids, slots);   /* [B*T, vocab] */
+    md_tok_device *td = NULL;
+    md_cuda_rewind(C);
+    status_ok("md_tok_device_new", md_tok_device_new(m, C, B, &td));
+    if (!td) {
+        md_graph_free(g);
+        return;
+    }
+    float *lg = malloc(sizeof(float) * (size_t)(B * m->vocab));
+    float *want = malloc(sizeof(float) * (size_t)(B * m->vocab));
+    int32_t *ci = malloc(sizeof(int32_t) * B * TT), *cl = malloc(sizeof(int32_t) * B * TT);
+    double worst = 0;
+    int64_t done = 0;
+    for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+        int64_t n = chunks[k], pos0 = done ? MD_TOK_PREFIX + done : 0;
+        for (int b = 0; b < B; b++) {
+            memcpy(ci + b * n, id + b * TT + done, sizeof(int32_t) * (size_t)n);
+            memcpy(cl + b * n, sl + b * TT + done, sizeof(int32_t) * (size_t)n);
+        }
+        md_status st = md_tok_device_step(td, cond->data, B, ci, cl, n, pos0, lg);
+        if (st != MD_OK) {
+            status_ok("md_tok_device_step", st);
+            worst = NAN;
+            break;
+        }
+        done += n;
+        for (int b = 0; b < B; b++)
+            memcpy(want + b * m->vocab, (float *)ref->data + (b * T + MD_TOK_PREFIX + done - 1) * m->vocab,
+                   sizeof(float) * (size_t)m->vocab);
+        double e = nerr(lg, want, B * m->vocab);
+        worst = isnan(e) || e > worst ? e : worst;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "token steps on the device, %s (%lld tokens)", label, (long long)done);
+    report(what, worst, LIM_GEMM);
+    free(lg); free(want); free(ci); free(cl);
+    md_tok_device_free(td);
+    md_graph_free(g);
+}
+
+static void check_tok_device(void)
+{
+    md_tokmodel m;
+    if (md_tok_init(&m, 300, 64, 2, 4, 7) != MD_OK) {
+        report("a tiny token transformer", NAN, 0);
+    } else {
+        /* biases and norms away from 0 and 1, so every term of the step counts */
+        float *w = md_paramset_values(m.ps);
+        int64_t n = md_paramset_numel(m.ps);
+        float *noise = hrand(n, 1210, -0.05f, 0.05f);
+        for (int64_t i = 0; i < n; i++)
+            w[i] += noise[i];
+        free(noise);
+        check_tok_steps(&m, "tiny model");
+        md_tok_free(&m);
+    }
+    /* the bundled model, where the models folder is known */
+    const char *dir = getenv("MEDLEY_MODELS_DIR");
+    char path[1024];
+    if (dir && *dir && snprintf(path, sizeof path, "%s/tokens.safetensors", dir) < (int)sizeof path &&
+        md_tok_load(&m, path) == MD_OK) {
+        check_tok_steps(&m, "the bundled model");
+        md_tok_free(&m);
+    } else {
+        printf("     (the bundled token model: MEDLEY_MODELS_DIR unset or its tokens.safetensors unreadable)\n");
+    }
+}
+
 /* ---- VQ ------------------------------------------------------------------------------------ */
 
 static double sqdist(const float *a, const float *b, int64_t d)
@@ -971,6 +1066,7 @@ int main(void)
     check_attention(2, 50, 37, 2, 16, true);     /* the first 13 queries see no key */
     check_attention(1, 3, 1000, 1, 129, false);  /* Dh past one thread's share */
     check_attention(2, 100, 300, 2, 128, true);  /* four query tiles, keys past the tile, the widest tiled head */
+    check_tok_device();
     check_vq();
     check_adamw();
     check_ema_clip();

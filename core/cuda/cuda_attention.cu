@@ -20,15 +20,16 @@
  * Running state (all threads hold the same m and l): m the largest score
  * so far, l = sum exp(score - m), acc[d] = sum exp(score - m) v[., d]. */
 __global__ void attention_fwd_kernel(float *out, float *lse, const float *q, const float *k, const float *v,
-                                     int64_t tq, int64_t tk, int64_t heads, int64_t dh, int causal, float scale)
+                                     int64_t tq, int64_t tk, int64_t kvs, int64_t heads, int64_t dh, int causal,
+                                     float scale)
 {
     extern __shared__ float smem[];
     float *qs = smem, *ps = smem + dh, *red = ps + ATT_THREADS;
     const int64_t row = blockIdx.x, i = row % tq, bh = row / tq, h = bh % heads, b = bh / heads;
     const int64_t width = heads * dh;
     const float *qr = q + (b * tq + i) * width + h * dh;
-    const float *kb = k + b * tk * width + h * dh;
-    const float *vb = v + b * tk * width + h * dh;
+    const float *kb = k + b * kvs + h * dh;
+    const float *vb = v + b * kvs + h * dh;
     float *orow = out + (b * tq + i) * width + h * dh;
     const int t = threadIdx.x;
 
@@ -108,7 +109,7 @@ static size_t tiled_shmem(int64_t dh)
 
 __global__ void __launch_bounds__(FT_THREADS)
 attention_fwd_tiled_kernel(float *out, float *lse, const float *q, const float *k, const float *v, int64_t tq,
-                           int64_t tk, int64_t heads, int64_t dh, int causal, float scale)
+                           int64_t tk, int64_t kvs, int64_t heads, int64_t dh, int causal, float scale)
 {
     extern __shared__ float smem[];
     const int64_t dp = dh + 1;
@@ -116,8 +117,8 @@ attention_fwd_tiled_kernel(float *out, float *lse, const float *q, const float *
     const int64_t bh = blockIdx.y, h = bh % heads, b = bh / heads, i0 = (int64_t)blockIdx.x * FT_Q;
     const int64_t width = heads * dh;
     const float *qb = q + b * tq * width + h * dh;
-    const float *kb = k + b * tk * width + h * dh;
-    const float *vb = v + b * tk * width + h * dh;
+    const float *kb = k + b * kvs + h * dh;
+    const float *vb = v + b * kvs + h * dh;
     const int t = threadIdx.x, qi = t >> 2, lane4 = t & 3;
     const int64_t i = i0 + qi;
 
@@ -212,13 +213,17 @@ attention_fwd_tiled_kernel(float *out, float *lse, const float *q, const float *
     }
 }
 
-md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float *q, const float *k,
-                                const float *v, int64_t b, int64_t tq, int64_t tk, int heads,
-                                int64_t dh, bool causal)
+md_status md_cuda_attention_fwd_kv(md_cuda *c, float *out, float *lse, const float *q, const float *k,
+                                   const float *v, int64_t b, int64_t tq, int64_t tk, int64_t kv_stride, int heads,
+                                   int64_t dh, bool causal)
 {
-    if (heads < 1 || dh < 1 || dh > ATT_THREADS * ATT_DIMS || b < 0 || tq < 0 || tk < 0) {
-        md_log(MD_LOG_ERROR, "%s: attention: unsupported shape (B %lld, Tq %lld, Tk %lld, H %d, Dh %lld; Dh <= %d)",
-               c->name, (long long)b, (long long)tq, (long long)tk, heads, (long long)dh, ATT_THREADS * ATT_DIMS);
+    if (heads < 1 || dh < 1 || dh > ATT_THREADS * ATT_DIMS || b < 0 || tq < 0 || tk < 0 ||
+        kv_stride < tk * heads * dh) {
+        md_log(MD_LOG_ERROR,
+               "%s: attention: unsupported shape (B %lld, Tq %lld, Tk %lld, H %d, Dh %lld, key batch stride %lld; "
+               "Dh <= %d)",
+               c->name, (long long)b, (long long)tq, (long long)tk, heads, (long long)dh, (long long)kv_stride,
+               ATT_THREADS * ATT_DIMS);
         return MD_ERR_UNSUPPORTED;
     }
     int64_t rows = b * heads * tq;
@@ -230,20 +235,28 @@ md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float 
     }
     MD_TRY(md_cuda_enter(c));
     float scale = 1.0f / sqrtf((float)dh);
+    int cz = causal ? 1 : 0;
     if (!c->attention_rows && dh <= FT_DMAX && tq >= FT_Q / 2) {
         int64_t tiles = (tq + FT_Q - 1) / FT_Q;
         if (tiles <= 2147483647 && b * heads <= 65535) {
             dim3 grid((unsigned)tiles, (unsigned)(b * heads));
             attention_fwd_tiled_kernel<<<grid, FT_THREADS, tiled_shmem(dh), c->stream>>>(out, lse, q, k, v, tq, tk,
-                                                                                        heads, dh, causal ? 1 : 0,
+                                                                                        kv_stride, heads, dh, cz,
                                                                                         scale);
             return MD_LAUNCHED(c, "attention_fwd_tiled_kernel");
         }
     }
     size_t shmem = sizeof(float) * (size_t)(dh + 2 * ATT_THREADS);
-    attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, lse, q, k, v, tq, tk, heads, dh,
-                                                                            causal ? 1 : 0, scale);
+    attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, lse, q, k, v, tq, tk, kv_stride,
+                                                                            heads, dh, cz, scale);
     return MD_LAUNCHED(c, "attention_fwd_kernel");
+}
+
+md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float *q, const float *k,
+                                const float *v, int64_t b, int64_t tq, int64_t tk, int heads,
+                                int64_t dh, bool causal)
+{
+    return md_cuda_attention_fwd_kv(c, out, lse, q, k, v, b, tq, tk, tk * heads * dh, heads, dh, causal);
 }
 
 /* ---- attention backward --------------------------------------------------------------- */

@@ -250,6 +250,13 @@ md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float 
                                 const float *v, int64_t b, int64_t tq, int64_t tk, int heads,
                                 int64_t dh, bool causal);
 
+/* The same with keys and values kv_stride floats apart from one batch row
+ * to the next (>= Tk*H*Dh): a KV cache of Tmax positions holds Tk of them.
+ * Causal offsets as above (a step's queries are the last Tq positions). */
+md_status md_cuda_attention_fwd_kv(md_cuda *c, float *out, float *lse, const float *q, const float *k,
+                                   const float *v, int64_t b, int64_t tq, int64_t tk, int64_t kv_stride, int heads,
+                                   int64_t dh, bool causal);
+
 /* Gradients of md_cuda_attention_fwd: dq [B, Tq, H*Dh], dk, dv [B, Tk,
  * H*Dh] (overwritten) from dout and the forward's q, k, v, out and lse
  * (probabilities are recomputed from it). Uses B*H*Tq floats of arena,

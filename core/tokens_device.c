@@ -1,0 +1,228 @@
+/* tokens_device.c — see tokens_device.h. Host code queuing the kernels of
+ * cuda/md_cuda.h; every call's status is checked, the first failure ends
+ * the step with that status (already logged by the kernel's wrapper). */
+#include "tokens_device.h"
+
+#include "cuda/md_cuda.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define P MD_TOK_PREFIX
+
+typedef struct dev_block {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
+    float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+    float *k, *v;                    /* caches [max_rows, MD_TOK_TMAX, d] */
+} dev_block;
+
+struct md_tok_device {
+    const md_tokmodel *m;
+    md_cuda *c;
+    size_t mark;                     /* the arena before this object */
+    int64_t max_rows;
+    float *cond_w, *cond_b, *cond_all_w, *tok_emb, *pos_emb, *grid_emb, *lnf_w, *lnf_b, *head_w;
+    dev_block *blocks;
+};
+
+#define TRY(x) do { md_status st_ = (x); if (st_ != MD_OK) return st_; } while (0)
+
+static float *put(md_tok_device *d, const md_tensor *t, md_status *st)
+{
+    if (*st != MD_OK)
+        return NULL;
+    size_t bytes = sizeof(float) * (size_t)md_numel(t);
+    float *p = md_cuda_alloc(d->c, bytes);
+    if (!p) {
+        *st = MD_ERR_ALLOC;
+        return NULL;
+    }
+    *st = md_cuda_upload(d->c, p, t->data, bytes);
+    return p;
+}
+
+void md_tok_device_free(md_tok_device *d)
+{
+    if (!d)
+        return;
+    md_cuda_sync(d->c);   /* nothing queued may still read the memory given back */
+    md_cuda_rewind_to(d->c, d->mark);
+    free(d->blocks);
+    free(d);
+}
+
+md_status md_tok_device_new(const md_tokmodel *m, md_cuda *c, int64_t max_rows, md_tok_device **out)
+{
+    *out = NULL;
+    if (max_rows < 1) {
+        md_log(MD_LOG_ERROR, "token transformer on %s: %lld rows (at least 1)", md_cuda_name(c), (long long)max_rows);
+        return MD_ERR_INVALID;
+    }
+    md_tok_device *d = calloc(1, sizeof *d);
+    if (!d || !(d->blocks = calloc((size_t)m->layers, sizeof *d->blocks))) {
+        free(d);
+        return MD_ERR_ALLOC;
+    }
+    d->m = m;
+    d->c = c;
+    d->mark = md_cuda_mark(c);
+    d->max_rows = max_rows;
+    md_status st = MD_OK;
+    d->cond_w = put(d, m->cond_w, &st);
+    d->cond_b = put(d, m->cond_b, &st);
+    d->cond_all_w = put(d, m->cond_all_w, &st);
+    d->tok_emb = put(d, m->tok_emb, &st);
+    d->pos_emb = put(d, m->pos_emb, &st);
+    d->grid_emb = put(d, m->grid_emb, &st);
+    d->lnf_w = put(d, m->lnf_w, &st);
+    d->lnf_b = put(d, m->lnf_b, &st);
+    d->head_w = put(d, m->head_w, &st);
+    size_t cache = sizeof(float) * (size_t)(max_rows * MD_TOK_TMAX * m->d);
+    for (int64_t l = 0; l < m->layers && st == MD_OK; l++) {
+        const md_tblock *b = &m->blocks[l];
+        dev_block *db = &d->blocks[l];
+        db->ln1_w = put(d, b->ln1_w, &st);
+        db->ln1_b = put(d, b->ln1_b, &st);
+        db->qkv_w = put(d, b->qkv_w, &st);
+        db->qkv_b = put(d, b->qkv_b, &st);
+        db->proj_w = put(d, b->proj_w, &st);
+        db->proj_b = put(d, b->proj_b, &st);
+        db->ln2_w = put(d, b->ln2_w, &st);
+        db->ln2_b = put(d, b->ln2_b, &st);
+        db->fc1_w = put(d, b->fc1_w, &st);
+        db->fc1_b = put(d, b->fc1_b, &st);
+        db->fc2_w = put(d, b->fc2_w, &st);
+        db->fc2_b = put(d, b->fc2_b, &st);
+        if (st == MD_OK) {
+            db->k = md_cuda_alloc(c, cache);
+            db->v = md_cuda_alloc(c, cache);
+            if (!db->k || !db->v)
+                st = MD_ERR_ALLOC;
+        }
+    }
+    if (st == MD_OK)
+        st = md_cuda_sync(c);
+    if (st != MD_OK) {
+        md_log(MD_LOG_ERROR, "token transformer on %s: cannot place the model (%s)", md_cuda_name(c),
+               md_status_str(st));
+        md_tok_device_free(d);
+        return st;
+    }
+    *out = d;
+    return MD_OK;
+}
+
+/* y [r, n] = x [r, k] @ w [n, k]^T (+ bias [n]) */
+static md_status linear(md_cuda *c, float *y, const float *x, const float *w, const float *bias, int64_t r,
+                        int64_t n, int64_t k)
+{
+    TRY(md_cuda_gemm(c, false, true, r, n, k, 1.f, x, k, w, k, 0.f, y, n));
+    return bias ? md_cuda_add_rows(c, y, y, bias, r, n) : MD_OK;
+}
+
+/* dst[b, t, :] = src[b, t, :] (+ beta dst), [B, T, n] views with the
+ * given row strides (floats between positions, between batch rows) */
+static md_status copy3(md_cuda *c, float *dst, int64_t dbs, int64_t dts, const float *src, int64_t sbs, int64_t sts,
+                       int64_t B, int64_t T, int64_t n, float beta)
+{
+    int64_t shape[3] = {B, T, n}, ds[3] = {dbs, dts, 1}, ss[3] = {sbs, sts, 1};
+    return md_cuda_copy_strided(c, dst, ds, src, ss, shape, 3, beta);
+}
+
+static md_status step(md_tok_device *d, const float *cond, int64_t B, const int32_t *ids, const int32_t *slots,
+                      int64_t t, int64_t pos0, float *logits)
+{
+    const md_tokmodel *m = d->m;
+    md_cuda *c = d->c;
+    const int64_t D = m->d, T = (pos0 == 0 ? P : 0) + t, R = B * T, H = m->heads, tk = pos0 + T;
+    float *dcond = md_cuda_alloc(c, sizeof(float) * (size_t)(B * MD_SPACE_DIM));
+    int32_t *dids = t ? md_cuda_alloc(c, sizeof(int32_t) * (size_t)(B * t)) : NULL;
+    int32_t *dslots = t ? md_cuda_alloc(c, sizeof(int32_t) * (size_t)(B * t)) : NULL;
+    float *x = md_cuda_alloc(c, sizeof(float) * (size_t)(R * D));
+    float *h = md_cuda_alloc(c, sizeof(float) * (size_t)(R * D));
+    float *q = md_cuda_alloc(c, sizeof(float) * (size_t)(R * D));
+    float *a = md_cuda_alloc(c, sizeof(float) * (size_t)(R * D));
+    float *u = md_cuda_alloc(c, sizeof(float) * (size_t)(R * 4 * D));   /* qkv [R, 3D], then the MLP's [R, 4D] */
+    float *e = md_cuda_alloc(c, sizeof(float) * (size_t)(B * (P * D > 2 * D * t ? P * D : 2 * D * t) + B * D));
+    float *dl = md_cuda_alloc(c, sizeof(float) * (size_t)(B * m->vocab));
+    if (!dcond || (t && (!dids || !dslots)) || !x || !h || !q || !a || !u || !e || !dl)
+        return MD_ERR_ALLOC;
+    TRY(md_cuda_upload(c, dcond, cond, sizeof(float) * (size_t)(B * MD_SPACE_DIM)));
+    if (t) {
+        TRY(md_cuda_upload(c, dids, ids, sizeof(int32_t) * (size_t)(B * t)));
+        TRY(md_cuda_upload(c, dslots, slots, sizeof(int32_t) * (size_t)(B * t)));
+    }
+
+    /* embed: [prefix] tokens + grid slots, + positions, + the condition's
+     * map at every position (md_tok_forward_cached's order of sums) */
+    float *all = e;                                  /* [B, D] */
+    float *scratch = e + B * D;
+    int64_t off = 0;
+    if (pos0 == 0) {
+        TRY(linear(c, scratch, dcond, d->cond_w, d->cond_b, B, P * D, MD_SPACE_DIM));   /* [B, P, D] */
+        TRY(copy3(c, x, T * D, D, scratch, P * D, D, B, P, D, 0.f));
+        off = P;
+    }
+    if (t) {
+        float *te = scratch, *ge = scratch + B * t * D;
+        TRY(md_cuda_embedding_fwd(c, te, d->tok_emb, dids, B * t, D));
+        TRY(md_cuda_embedding_fwd(c, ge, d->grid_emb, dslots, B * t, D));
+        TRY(md_cuda_binary(c, MD_CUDA_ADD, te, te, ge, B * t * D));
+        TRY(copy3(c, x + off * D, T * D, D, te, t * D, D, B, t, D, 0.f));
+    }
+    TRY(copy3(c, x, T * D, D, d->pos_emb + pos0 * D, 0, D, B, T, D, 1.f));
+    TRY(linear(c, all, dcond, d->cond_all_w, NULL, B, D, MD_SPACE_DIM));
+    TRY(copy3(c, x, T * D, D, all, D, 0, B, T, D, 1.f));
+
+    for (int64_t l = 0; l < m->layers; l++) {
+        const dev_block *b = &d->blocks[l];
+        const int64_t kvs = MD_TOK_TMAX * D;
+        TRY(md_cuda_layernorm_fwd(c, h, NULL, NULL, x, b->ln1_w, b->ln1_b, R, D, 1e-5f));
+        TRY(linear(c, u, h, b->qkv_w, b->qkv_b, R, 3 * D, D));
+        TRY(copy3(c, q, T * D, D, u, T * 3 * D, 3 * D, B, T, D, 0.f));
+        TRY(copy3(c, b->k + pos0 * D, kvs, D, u + D, T * 3 * D, 3 * D, B, T, D, 0.f));
+        TRY(copy3(c, b->v + pos0 * D, kvs, D, u + 2 * D, T * 3 * D, 3 * D, B, T, D, 0.f));
+        TRY(md_cuda_attention_fwd_kv(c, a, NULL, q, b->k, b->v, B, T, tk, kvs, (int)H, D / H, true));
+        TRY(linear(c, h, a, b->proj_w, b->proj_b, R, D, D));
+        TRY(md_cuda_binary(c, MD_CUDA_ADD, x, x, h, R * D));
+        TRY(md_cuda_layernorm_fwd(c, h, NULL, NULL, x, b->ln2_w, b->ln2_b, R, D, 1e-5f));
+        TRY(linear(c, u, h, b->fc1_w, b->fc1_b, R, 4 * D, D));
+        TRY(md_cuda_unary_fwd(c, MD_CUDA_GELU, u, u, R * 4 * D));
+        TRY(linear(c, h, u, b->fc2_w, b->fc2_b, R, D, 4 * D));
+        TRY(md_cuda_binary(c, MD_CUDA_ADD, x, x, h, R * D));
+    }
+    /* the last position of each row -> final norm -> logits */
+    TRY(copy3(c, a, D, 0, x + (T - 1) * D, T * D, 0, B, 1, D, 0.f));
+    TRY(md_cuda_layernorm_fwd(c, h, NULL, NULL, a, d->lnf_w, d->lnf_b, B, D, 1e-5f));
+    TRY(linear(c, dl, h, d->head_w, NULL, B, m->vocab, D));
+    return md_cuda_download(c, logits, dl, sizeof(float) * (size_t)(B * m->vocab));
+}
+
+md_status md_tok_device_step(md_tok_device *d, const float *cond, int64_t rows, const int32_t *ids,
+                             const int32_t *slots, int64_t t, int64_t pos0, float *logits)
+{
+    const md_tokmodel *m = d->m;
+    int64_t T = (pos0 == 0 ? P : 0) + t;
+    if (rows < 1 || rows > d->max_rows || t < 0 || pos0 < 0 || T < 1 || pos0 + T > MD_TOK_TMAX ||
+        (pos0 > 0 && pos0 < P)) {
+        md_log(MD_LOG_ERROR, "token transformer on %s: a step of %lld rows x %lld tokens at position %lld does not "
+               "fit (rows 1..%lld, %d positions, the prefix first)", md_cuda_name(d->c), (long long)rows,
+               (long long)t, (long long)pos0, (long long)d->max_rows, MD_TOK_TMAX);
+        return MD_ERR_INVALID;
+    }
+    for (int64_t i = 0; i < rows * t; i++) {
+        if (ids[i] < 0 || ids[i] >= m->vocab || slots[i] < 0 || slots[i] > MD_VQ_TOKENS) {
+            md_log(MD_LOG_ERROR, "token transformer on %s: token %lld (id %d, grid slot %d) out of range",
+                   md_cuda_name(d->c), (long long)i, ids[i], slots[i]);
+            return MD_ERR_INVALID;
+        }
+    }
+    size_t mark = md_cuda_mark(d->c);
+    md_status st = step(d, cond, rows, ids, slots, t, pos0, logits);
+    /* md_cuda_download waited for the step; after a failure, wait here
+     * before the scratch is given back */
+    if (st != MD_OK)
+        md_cuda_sync(d->c);
+    md_cuda_rewind_to(d->c, mark);
+    return st;
+}

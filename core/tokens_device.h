@@ -1,0 +1,47 @@
+/* tokens_device.h — the token transformer's cached steps on a CUDA device.
+ *
+ * The model's weights are copied to the device once; each row's keys and
+ * values stay there between steps, so a step moves only its conditions and
+ * token ids in and its logits out. A step computes what
+ * md_tok_forward_cached computes (tokens.h), in fp32 throughout: products
+ * through cuBLAS (strict fp32), attention by md_cuda_attention_fwd_kv.
+ * Built where the build has CUDA kernels (MEDLEY_HAVE_CUDA without
+ * MEDLEY_CUDA_NO_KERNELS); the sampler (tokens.c) does not call it yet.
+ *
+ *     md_tok_device *td;
+ *     if (md_tok_device_new(m, cuda, 16, &td) == MD_OK) {
+ *         md_tok_device_step(td, conds, 16, ids, slots, 6, 0, logits);   // prefix + 6 tokens
+ *         md_tok_device_step(td, conds, 16, next, nslots, 1, 10, logits); // one more each
+ *         md_tok_device_free(td);
+ *     }
+ */
+#ifndef MEDLEY_TOKENS_DEVICE_H
+#define MEDLEY_TOKENS_DEVICE_H
+
+#include "tokens.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct md_cuda md_cuda;
+typedef struct md_tok_device md_tok_device;
+
+/* Copies m's weights into c's arena and keeps KV caches of MD_TOK_TMAX
+ * positions for up to max_rows rows there (freed with the object: it must
+ * be the last thing taken from c's arena, and is given back by rewinding). */
+md_status md_tok_device_new(const md_tokmodel *m, md_cuda *c, int64_t max_rows, md_tok_device **out);
+void md_tok_device_free(md_tok_device *d);
+
+/* One step for rows 0..rows-1: cond [rows, MD_SPACE_DIM], ids and slots
+ * [rows, t] (t may be 0 when pos0 is 0), all on the host; positions pos0
+ * .. (pos0 == 0: the prefix first). Each row's cache must hold pos0
+ * positions from earlier steps. logits [rows, vocab] (host) are the last
+ * position's. */
+md_status md_tok_device_step(md_tok_device *d, const float *cond, int64_t rows, const int32_t *ids,
+                             const int32_t *slots, int64_t t, int64_t pos0, float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
