@@ -338,7 +338,7 @@ static void print_devices(void)
         if (md_cuda_device_info(i, &d) == MD_OK)
             printf("  %s %s, compute %d.%d, %.1f GiB, %d SMs (%s)\n", name, d.name, d.major, d.minor,
                    (double)d.memory_bytes / (1 << 30), d.multiprocessors,
-                   strcmp(md_backend_default()->name, name) == 0 ? "in use: matrix products"
+                   strcmp(md_backend_default()->name, name) == 0 ? "in use: token sampling, large products"
                                                                  : "MEDLEY_DEVICE=cuda:N selects it");
     }
 }

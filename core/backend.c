@@ -21,6 +21,13 @@ static const md_backend cpu_backend = {
 
 const md_backend *md_backend_cpu(void) { return &cpu_backend; }
 
+int md_backend_device(const md_backend *be)
+{
+    if (!be || be == &cpu_backend || strncmp(be->name, "cuda:", 5) != 0)
+        return -1;
+    return atoi(be->name + 5);
+}
+
 const md_backend *md_backend_default(void)
 {
     const char *dev = getenv("MEDLEY_DEVICE");

@@ -45,6 +45,8 @@ const md_backend *md_backend_cpu(void);
 /* Backend chosen by MEDLEY_DEVICE (cpu|cuda[:N]); CPU when the requested
  * device is absent (a warning is logged). */
 const md_backend *md_backend_default(void);
+/* The CUDA device a backend computes on (N of "cuda:N"); -1 for the CPU. */
+int md_backend_device(const md_backend *be);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,12 @@
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "backend.h"
+#include "tokens_device.h"
+#if defined(MEDLEY_HAVE_CUDA) && !defined(MEDLEY_CUDA_NO_KERNELS)
+#define TOK_DEVICE 1
+#include "cuda/md_cuda.h"
+#endif
 
 #include <math.h>
 #include <omp.h>
@@ -247,14 +253,77 @@ struct md_tok_session {
     md_graph *gp[MAX_PARTS];         /* the parts of a step (made when first needed) */
     md_kv_cache *views;              /* [MAX_PARTS, layers]: each part's rows of the caches */
     int part_rows;                   /* a step splits into parts from 2 x this many rows (PART_MIN_ROWS) */
+    /* A session on a CUDA device runs every step there (tokens_device.h):
+     * its own context, the model and one device cache set for each of
+     * small, wide and twin (SET_*); the host caches above then only keep
+     * their batch and length. */
+    md_cuda *cuda;
+    md_tok_device *dev;
+    float *dlogits[2];               /* the device's logits [MAX_ROWS, vocab], for g and for g2 */
+    char device[16];                 /* "cpu" or "cuda:N" */
 };
 
+enum { SET_SMALL, SET_WIDE, SET_TWIN };
+
+static void device_close(md_tok_session *s)
+{
+#ifdef TOK_DEVICE
+    md_tok_device_free(s->dev);
+    md_cuda_close(s->cuda);
+#endif
+    s->dev = NULL;
+    s->cuda = NULL;
+    free(s->dlogits[0]);
+    free(s->dlogits[1]);
+    s->dlogits[0] = s->dlogits[1] = NULL;
+}
+
+/* Places the model on CUDA device `device` for this session; on any
+ * failure (logged) the session samples on the CPU. */
+static void device_open(md_tok_session *s, int device)
+{
+#ifdef TOK_DEVICE
+    const md_tokmodel *m = s->m;
+    const int64_t rows[3] = {[SET_SMALL] = 2, [SET_WIDE] = MAX_ROWS, [SET_TWIN] = 1};
+    size_t cache = sizeof(float) * 2 * (size_t)(m->layers * MD_TOK_TMAX * m->d);
+    size_t arena = sizeof(float) * (size_t)md_paramset_numel(m->ps) + (size_t)(2 + MAX_ROWS + 1) * cache +
+                   ((size_t)64 << 20);   /* a step's scratch: well under 64 MiB */
+    md_status st = md_cuda_open(device, arena, &s->cuda);
+    if (st == MD_OK)
+        st = md_tok_device_new(m, s->cuda, 3, rows, &s->dev);
+    if (st == MD_OK) {
+        s->dlogits[0] = malloc(sizeof(float) * (size_t)(MAX_ROWS * m->vocab));
+        s->dlogits[1] = malloc(sizeof(float) * (size_t)(MAX_ROWS * m->vocab));
+        if (!s->dlogits[0] || !s->dlogits[1])
+            st = MD_ERR_ALLOC;
+    }
+    if (st == MD_OK) {
+        snprintf(s->device, sizeof s->device, "%s", md_cuda_name(s->cuda));
+        return;
+    }
+    device_close(s);
+    md_log(MD_LOG_WARN, "token sampler: cuda:%d cannot take the model (%s); sampling on the CPU", device,
+           md_status_str(st));
+#else
+    md_log(MD_LOG_WARN, "token sampler: this build has no CUDA kernels (cuda:%d asked for); sampling on the CPU",
+           device);
+#endif
+}
+
 md_tok_session *md_tok_session_new(const md_tokmodel *m)
+{
+    return md_tok_session_new_on(m, md_backend_device(md_backend_default()));
+}
+
+const char *md_tok_session_device(const md_tok_session *s) { return s->device; }
+
+md_tok_session *md_tok_session_new_on(const md_tokmodel *m, int device)
 {
     md_tok_session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->m = m;
+    snprintf(s->device, sizeof s->device, "cpu");
     s->part_rows = PART_MIN_ROWS;
     md_paramset_make_half(m->ps);   /* steps read the f16 weights: the same values, half the bytes */
     s->g = md_graph_new((size_t)1 << 22);   /* grows to the largest step once */
@@ -272,6 +341,8 @@ md_tok_session *md_tok_session_new(const md_tokmodel *m)
         md_tok_session_free(s);
         return NULL;
     }
+    if (device >= 0)
+        device_open(s, device);
     return s;
 }
 
@@ -298,6 +369,7 @@ void md_tok_session_free(md_tok_session *s)
     free(s->views);
     free(s->probs);
     free(s->order);
+    device_close(s);
     free(s);
 }
 
@@ -435,6 +507,16 @@ static md_tensor *feed(md_tok_session *s, md_graph *g, float *conds, md_kv_cache
                        const int32_t *ids, const int32_t *slots, int tn, int64_t pos0)
 {
     md_graph_reset(g);
+#ifdef TOK_DEVICE
+    if (s->dev) {
+        float *lg = s->dlogits[g == s->g2];
+        int set = caches == s->small ? SET_SMALL : caches == s->wide ? SET_WIDE : SET_TWIN;
+        MD_ASSERT(caches == s->small || caches == s->wide || caches == s->twin);
+        if (md_tok_device_step(s->dev, set, 0, conds, rows, ids, slots, tn, pos0, lg) != MD_OK)
+            return NULL;
+        return md_tensor_wrap(g, MD_F32, lg, 2, (int64_t[]){rows, s->m->vocab});
+    }
+#endif
     md_tensor *ct = md_tensor_wrap(g, MD_F32, conds, 2, (int64_t[]){rows, MD_SPACE_DIM});
     md_tensor *it = md_tensor_wrap(g, MD_I32, (void *)ids, 2, (int64_t[]){rows, tn});
     md_tensor *st = md_tensor_wrap(g, MD_I32, (void *)slots, 2, (int64_t[]){rows, tn});
@@ -457,7 +539,7 @@ static bool step_split(md_tok_session *s, md_kv_cache *caches, int pairs, int st
     int n = md_threads_get();
     n = n < rows / s->part_rows ? n : rows / s->part_rows;
     n = n < MAX_PARTS ? n : MAX_PARTS;
-    if (n < 2) {
+    if (n < 2 || s->dev) {   /* on a device: one step for every row */
         p->n = 1;
         p->row0[0] = 0;
         p->row0[1] = rows;
@@ -537,11 +619,9 @@ static md_tensor *open_sequence(md_tok_session *s, const float *cond, bool guide
 {
     md_graph_reset(s->g);
     int rows = guided ? 2 : 1;
-    md_tensor *c = wrap_cond(s->g, cond, 1, guided, s->conds);
+    wrap_cond(s->g, cond, 1, guided, s->conds);
     int32_t ids[2] = {marker, marker}, slots[2] = {NOSLOT, NOSLOT};
-    md_tensor *it = md_tensor_wrap(s->g, MD_I32, ids, 2, (int64_t[]){rows, 1});
-    md_tensor *st = md_tensor_wrap(s->g, MD_I32, slots, 2, (int64_t[]){rows, 1});
-    return md_tok_forward_cached(s->g, s->m, c, it, st, s->small, 0);
+    return feed(s, s->g, s->conds, s->small, rows, ids, slots, 1, 0);
 }
 
 /* The small cache has batch 2; unguided runs use its first row by running
@@ -624,6 +704,34 @@ static md_status ensure_wide(md_tok_session *s, int64_t tmax)
         free_caches(s->wide, m->layers);
         s->wide = NULL;
         return MD_ERR_ALLOC;
+    }
+    return MD_OK;
+}
+
+/* Rows 0..n-1 of dst (set dset on a device) start as rows src0 + (r %
+ * period) of src (set sset): their first pos positions. */
+static md_status copy_rows(md_tok_session *s, md_kv_cache *dst, int dset, const md_kv_cache *src, int sset, int n,
+                           int src0, int period, int64_t pos)
+{
+    const md_tokmodel *m = s->m;
+#ifdef TOK_DEVICE
+    if (s->dev) {
+        for (int r = 0; r < n; r++) {
+            md_status st = md_tok_device_copy_row(s->dev, dset, r, sset, src0 + r % period, pos);
+            if (st != MD_OK)
+                return st;
+        }
+        for (int64_t l = 0; l < m->layers; l++)
+            dst[l].len = pos;
+        return MD_OK;
+    }
+#endif
+    (void)dset;
+    (void)sset;
+    for (int64_t l = 0; l < m->layers; l++) {
+        for (int r = 0; r < n; r++)
+            md_kv_cache_copy_row(&dst[l], r, &src[l], src0 + r % period, pos);
+        dst[l].len = pos;
     }
     return MD_OK;
 }
@@ -776,10 +884,8 @@ static md_status chain_frames(md_tok_session *s, const float *cond, const md_tok
         clear(s->small, m->layers);
         set_batch(s->small, m->layers, stride);
         md_graph_reset(s->g);
-        md_tensor *ct = wrap_cond(s->g, cond, 1, guided, s->conds);
-        md_tensor *it = md_tensor_wrap(s->g, MD_I32, ids, 2, (int64_t[]){stride, n});
-        md_tensor *lt = md_tensor_wrap(s->g, MD_I32, slots, 2, (int64_t[]){stride, n});
-        md_tensor *logits = md_tok_forward_cached(s->g, m, ct, it, lt, s->small, 0);
+        wrap_cond(s->g, cond, 1, guided, s->conds);
+        md_tensor *logits = feed(s, s->g, s->conds, s->small, stride, ids, slots, n, 0);
         st = sample_codes(s, s->small, 1, guided, logits, P + n, &fo, md_hash64(seed * 2 + 2 + 2 * (uint64_t)t),
                           done0 + (int64_t)(t - 1) * MD_VQ_TOKENS, total, progress, user, cancel,
                           codes + (size_t)t * MD_VQ_TOKENS);
@@ -831,12 +937,7 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         pos = P + 1 + MD_VQ_TOKENS;
         if (st == MD_OK) {
             memcpy(codes, cand + (size_t)k * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
-            for (int64_t l = 0; l < m->layers; l++) {
-                md_kv_cache *a = &s->wide[l], *b = &s->small[l];
-                for (int r = 0; r < stride; r++)
-                    md_kv_cache_copy_row(b, r, a, k * stride + r, pos);
-                b->len = pos;
-            }
+            st = copy_rows(s, s->small, SET_SMALL, s->wide, SET_WIDE, stride, k * stride, stride, pos);
         }
         free(cand);
         set_batch(s->small, m->layers, stride);
@@ -868,12 +969,12 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
     if (m->video_chain)
         return chain_frames(s, cond, o, seed, guided, progress, user, first, total, cancel, codes);
     /* frames 1..15 side by side: every row starts from frame 0's cache */
-    for (int64_t l = 0; l < m->layers; l++) {
-        md_kv_cache *a = &s->small[l], *b = &s->wide[l];
-        b->batch = rows;
-        for (int r = 0; r < rows; r++)
-            md_kv_cache_copy_row(b, r, a, r % stride, pos);
-        b->len = pos;
+    set_batch(s->wide, m->layers, rows);
+    st = copy_rows(s, s->wide, SET_WIDE, s->small, SET_SMALL, rows, 0, stride, pos);
+    if (st != MD_OK) {
+        set_batch(s->wide, m->layers, MAX_ROWS);
+        md_graph_reset(s->g);
+        return st;
     }
     md_graph_reset(s->g);
     wrap_cond(s->g, cond, F, guided, s->conds);

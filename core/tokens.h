@@ -126,7 +126,14 @@ typedef void (*md_tok_progress_fn)(int64_t done, int64_t total, const int32_t *c
 /* A session holds the caches and graph for one batch shape (reused across
  * calls: memory is planned once). */
 typedef struct md_tok_session md_tok_session;
+/* Samples where MEDLEY_DEVICE says (md_backend_default): the CPU, or a
+ * CUDA device, where every step runs on the device (tokens_device.h). */
 md_tok_session *md_tok_session_new(const md_tokmodel *m);
+/* The same on CUDA device `device` (-1: the CPU). A device that cannot
+ * take the model is logged and the session samples on the CPU. */
+md_tok_session *md_tok_session_new_on(const md_tokmodel *m, int device);
+/* Where the session's steps run: "cpu" or "cuda:N". */
+const char *md_tok_session_device(const md_tok_session *s);
 void md_tok_session_free(md_tok_session *s);
 
 /* 256 codes of one image for cond (MD_SPACE_DIM); codes out [256] in

@@ -13,14 +13,19 @@
 typedef struct dev_block {
     float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
     float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-    float *k, *v;                    /* caches [max_rows, MD_TOK_TMAX, d] */
 } dev_block;
+
+typedef struct dev_set {              /* one set of caches: per layer k, v [rows, MD_TOK_TMAX, d] */
+    int64_t rows;
+    float **k, **v;
+} dev_set;
 
 struct md_tok_device {
     const md_tokmodel *m;
     md_cuda *c;
     size_t mark;                     /* the arena before this object */
-    int64_t max_rows;
+    int nsets;
+    dev_set *sets;
     float *cond_w, *cond_b, *cond_all_w, *tok_emb, *pos_emb, *grid_emb, *lnf_w, *lnf_b, *head_w;
     dev_block *blocks;
 };
@@ -47,26 +52,48 @@ void md_tok_device_free(md_tok_device *d)
         return;
     md_cuda_sync(d->c);   /* nothing queued may still read the memory given back */
     md_cuda_rewind_to(d->c, d->mark);
+    for (int i = 0; d->sets && i < d->nsets; i++) {
+        free(d->sets[i].k);
+        free(d->sets[i].v);
+    }
+    free(d->sets);
     free(d->blocks);
     free(d);
 }
 
-md_status md_tok_device_new(const md_tokmodel *m, md_cuda *c, int64_t max_rows, md_tok_device **out)
+md_status md_tok_device_new(const md_tokmodel *m, md_cuda *c, int nsets, const int64_t *set_rows,
+                            md_tok_device **out)
 {
     *out = NULL;
-    if (max_rows < 1) {
-        md_log(MD_LOG_ERROR, "token transformer on %s: %lld rows (at least 1)", md_cuda_name(c), (long long)max_rows);
+    for (int i = 0; i < nsets; i++)
+        if (set_rows[i] < 1) {
+            md_log(MD_LOG_ERROR, "token transformer on %s: cache set %d of %lld rows (at least 1)", md_cuda_name(c), i,
+                   (long long)set_rows[i]);
+            return MD_ERR_INVALID;
+        }
+    if (nsets < 1) {
+        md_log(MD_LOG_ERROR, "token transformer on %s: no cache set", md_cuda_name(c));
         return MD_ERR_INVALID;
     }
     md_tok_device *d = calloc(1, sizeof *d);
-    if (!d || !(d->blocks = calloc((size_t)m->layers, sizeof *d->blocks))) {
-        free(d);
+    if (!d)
         return MD_ERR_ALLOC;
-    }
     d->m = m;
     d->c = c;
     d->mark = md_cuda_mark(c);
-    d->max_rows = max_rows;
+    d->nsets = nsets;
+    d->blocks = calloc((size_t)m->layers, sizeof *d->blocks);
+    d->sets = calloc((size_t)nsets, sizeof *d->sets);
+    bool ok = d->blocks && d->sets;
+    for (int i = 0; ok && i < nsets; i++) {
+        d->sets[i].rows = set_rows[i];
+        ok = (d->sets[i].k = calloc((size_t)m->layers, sizeof(float *))) &&
+             (d->sets[i].v = calloc((size_t)m->layers, sizeof(float *)));
+    }
+    if (!ok) {
+        md_tok_device_free(d);
+        return MD_ERR_ALLOC;
+    }
     md_status st = MD_OK;
     d->cond_w = put(d, m->cond_w, &st);
     d->cond_b = put(d, m->cond_b, &st);
@@ -77,7 +104,6 @@ md_status md_tok_device_new(const md_tokmodel *m, md_cuda *c, int64_t max_rows, 
     d->lnf_w = put(d, m->lnf_w, &st);
     d->lnf_b = put(d, m->lnf_b, &st);
     d->head_w = put(d, m->head_w, &st);
-    size_t cache = sizeof(float) * (size_t)(max_rows * MD_TOK_TMAX * m->d);
     for (int64_t l = 0; l < m->layers && st == MD_OK; l++) {
         const md_tblock *b = &m->blocks[l];
         dev_block *db = &d->blocks[l];
@@ -93,10 +119,11 @@ md_status md_tok_device_new(const md_tokmodel *m, md_cuda *c, int64_t max_rows, 
         db->fc1_b = put(d, b->fc1_b, &st);
         db->fc2_w = put(d, b->fc2_w, &st);
         db->fc2_b = put(d, b->fc2_b, &st);
-        if (st == MD_OK) {
-            db->k = md_cuda_alloc(c, cache);
-            db->v = md_cuda_alloc(c, cache);
-            if (!db->k || !db->v)
+        for (int i = 0; i < nsets && st == MD_OK; i++) {
+            size_t bytes = sizeof(float) * (size_t)(set_rows[i] * MD_TOK_TMAX * m->d);
+            d->sets[i].k[l] = md_cuda_alloc(c, bytes);
+            d->sets[i].v[l] = md_cuda_alloc(c, bytes);
+            if (!d->sets[i].k[l] || !d->sets[i].v[l])
                 st = MD_ERR_ALLOC;
         }
     }
@@ -129,8 +156,8 @@ static md_status copy3(md_cuda *c, float *dst, int64_t dbs, int64_t dts, const f
     return md_cuda_copy_strided(c, dst, ds, src, ss, shape, 3, beta);
 }
 
-static md_status step(md_tok_device *d, const float *cond, int64_t B, const int32_t *ids, const int32_t *slots,
-                      int64_t t, int64_t pos0, float *logits)
+static md_status step(md_tok_device *d, const dev_set *set, int64_t row0, const float *cond, int64_t B,
+                      const int32_t *ids, const int32_t *slots, int64_t t, int64_t pos0, float *logits)
 {
     const md_tokmodel *m = d->m;
     md_cuda *c = d->c;
@@ -177,12 +204,13 @@ static md_status step(md_tok_device *d, const float *cond, int64_t B, const int3
     for (int64_t l = 0; l < m->layers; l++) {
         const dev_block *b = &d->blocks[l];
         const int64_t kvs = MD_TOK_TMAX * D;
+        float *kc = set->k[l] + row0 * kvs, *vc = set->v[l] + row0 * kvs;
         TRY(md_cuda_layernorm_fwd(c, h, NULL, NULL, x, b->ln1_w, b->ln1_b, R, D, 1e-5f));
         TRY(linear(c, u, h, b->qkv_w, b->qkv_b, R, 3 * D, D));
         TRY(copy3(c, q, T * D, D, u, T * 3 * D, 3 * D, B, T, D, 0.f));
-        TRY(copy3(c, b->k + pos0 * D, kvs, D, u + D, T * 3 * D, 3 * D, B, T, D, 0.f));
-        TRY(copy3(c, b->v + pos0 * D, kvs, D, u + 2 * D, T * 3 * D, 3 * D, B, T, D, 0.f));
-        TRY(md_cuda_attention_fwd_kv(c, a, NULL, q, b->k, b->v, B, T, tk, kvs, (int)H, D / H, true));
+        TRY(copy3(c, kc + pos0 * D, kvs, D, u + D, T * 3 * D, 3 * D, B, T, D, 0.f));
+        TRY(copy3(c, vc + pos0 * D, kvs, D, u + 2 * D, T * 3 * D, 3 * D, B, T, D, 0.f));
+        TRY(md_cuda_attention_fwd_kv(c, a, NULL, q, kc, vc, B, T, tk, kvs, (int)H, D / H, true));
         TRY(linear(c, h, a, b->proj_w, b->proj_b, R, D, D));
         TRY(md_cuda_binary(c, MD_CUDA_ADD, x, x, h, R * D));
         TRY(md_cuda_layernorm_fwd(c, h, NULL, NULL, x, b->ln2_w, b->ln2_b, R, D, 1e-5f));
@@ -198,16 +226,25 @@ static md_status step(md_tok_device *d, const float *cond, int64_t B, const int3
     return md_cuda_download(c, logits, dl, sizeof(float) * (size_t)(B * m->vocab));
 }
 
-md_status md_tok_device_step(md_tok_device *d, const float *cond, int64_t rows, const int32_t *ids,
-                             const int32_t *slots, int64_t t, int64_t pos0, float *logits)
+static bool set_ok(const md_tok_device *d, int set, int64_t row0, int64_t rows)
+{
+    if (set >= 0 && set < d->nsets && row0 >= 0 && rows >= 1 && row0 + rows <= d->sets[set].rows)
+        return true;
+    md_log(MD_LOG_ERROR, "token transformer on %s: rows %lld..%lld of cache set %d do not exist", md_cuda_name(d->c),
+           (long long)row0, (long long)(row0 + rows - 1), set);
+    return false;
+}
+
+md_status md_tok_device_step(md_tok_device *d, int set, int64_t row0, const float *cond, int64_t rows,
+                             const int32_t *ids, const int32_t *slots, int64_t t, int64_t pos0, float *logits)
 {
     const md_tokmodel *m = d->m;
     int64_t T = (pos0 == 0 ? P : 0) + t;
-    if (rows < 1 || rows > d->max_rows || t < 0 || pos0 < 0 || T < 1 || pos0 + T > MD_TOK_TMAX ||
-        (pos0 > 0 && pos0 < P)) {
-        md_log(MD_LOG_ERROR, "token transformer on %s: a step of %lld rows x %lld tokens at position %lld does not "
-               "fit (rows 1..%lld, %d positions, the prefix first)", md_cuda_name(d->c), (long long)rows,
-               (long long)t, (long long)pos0, (long long)d->max_rows, MD_TOK_TMAX);
+    if (!set_ok(d, set, row0, rows))
+        return MD_ERR_INVALID;
+    if (t < 0 || pos0 < 0 || T < 1 || pos0 + T > MD_TOK_TMAX || (pos0 > 0 && pos0 < P)) {
+        md_log(MD_LOG_ERROR, "token transformer on %s: a step of %lld tokens at position %lld does not fit (%d "
+               "positions, the prefix first)", md_cuda_name(d->c), (long long)t, (long long)pos0, MD_TOK_TMAX);
         return MD_ERR_INVALID;
     }
     for (int64_t i = 0; i < rows * t; i++) {
@@ -218,11 +255,31 @@ md_status md_tok_device_step(md_tok_device *d, const float *cond, int64_t rows, 
         }
     }
     size_t mark = md_cuda_mark(d->c);
-    md_status st = step(d, cond, rows, ids, slots, t, pos0, logits);
+    md_status st = step(d, &d->sets[set], row0, cond, rows, ids, slots, t, pos0, logits);
     /* md_cuda_download waited for the step; after a failure, wait here
      * before the scratch is given back */
     if (st != MD_OK)
         md_cuda_sync(d->c);
     md_cuda_rewind_to(d->c, mark);
     return st;
+}
+
+md_status md_tok_device_copy_row(md_tok_device *d, int dst_set, int64_t dst_row, int src_set, int64_t src_row,
+                                 int64_t positions)
+{
+    if (!set_ok(d, dst_set, dst_row, 1) || !set_ok(d, src_set, src_row, 1))
+        return MD_ERR_INVALID;
+    if (positions < 0 || positions > MD_TOK_TMAX) {
+        md_log(MD_LOG_ERROR, "token transformer on %s: %lld cached positions to copy (at most %d)",
+               md_cuda_name(d->c), (long long)positions, MD_TOK_TMAX);
+        return MD_ERR_INVALID;
+    }
+    const int64_t kvs = MD_TOK_TMAX * d->m->d;
+    int64_t shape[1] = {positions * d->m->d}, one[1] = {1};
+    for (int64_t l = 0; l < d->m->layers; l++) {
+        const dev_set *a = &d->sets[src_set], *b = &d->sets[dst_set];
+        TRY(md_cuda_copy_strided(d->c, b->k[l] + dst_row * kvs, one, a->k[l] + src_row * kvs, one, shape, 1, 0.f));
+        TRY(md_cuda_copy_strided(d->c, b->v[l] + dst_row * kvs, one, a->v[l] + src_row * kvs, one, shape, 1, 0.f));
+    }
+    return MD_OK;
 }

@@ -17,6 +17,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifndef MEDLEY_HAVE_CUDA
 
@@ -330,11 +331,12 @@ typedef struct tok_case {
 static double tok_gpu(tok_case *t)
 {
     md_tok_device *td;
-    must(md_tok_device_new(&t->m, C, TK_ROWS, &td), "md_tok_device_new");
+    int64_t rows = TK_ROWS;
+    must(md_tok_device_new(&t->m, C, 1, &rows, &td), "md_tok_device_new");
     double t0 = md_time_now();
-    must(md_tok_device_step(td, t->cond, TK_ROWS, t->open_ids, t->open_slots, TK_OPEN, 0, t->logits), "step");
+    must(md_tok_device_step(td, 0, 0, t->cond, TK_ROWS, t->open_ids, t->open_slots, TK_OPEN, 0, t->logits), "step");
     for (int s = 0; s < TK_STEPS; s++)
-        must(md_tok_device_step(td, t->cond, TK_ROWS, t->ids[s], t->slots[s], 1, MD_TOK_PREFIX + TK_OPEN + s,
+        must(md_tok_device_step(td, 0, 0, t->cond, TK_ROWS, t->ids[s], t->slots[s], 1, MD_TOK_PREFIX + TK_OPEN + s,
                                 t->logits), "step");
     double ms = (md_time_now() - t0) * 1e3;
     md_tok_device_free(td);
@@ -417,6 +419,62 @@ static void bench_tokens(void)
     free(t->logits);
     md_tok_free(&t->m);
     free(t);
+}
+
+/* ---- the sampler: the bundled model's pictures, videos and captions ------------------------- */
+
+static double best_of(md_tok_session *se, const float *cond, const md_tok_sample_opts *o, int what, int32_t *out,
+                      int runs)
+{
+    double best = 1e30;
+    for (int r = 0; r < runs; r++) {
+        double t0 = md_time_now();
+        int n = 0;
+        md_status st = what == 0   ? md_tok_sample_image(se, cond, o, 5, NULL, NULL, NULL, out)
+                       : what == 1 ? md_tok_sample_video(se, cond, o, 5, NULL, NULL, NULL, out)
+                                   : md_tok_sample_caption(se, cond, o, 5, NULL, out, MD_TOK_CAPTION, &n);
+        must(st, "sampling");
+        double ms = (md_time_now() - t0) * 1e3;
+        best = ms < best ? ms : best;
+    }
+    return best;
+}
+
+/* md_tok_sample_* with the generator's defaults (temperature 1, guidance
+ * 3, 8 candidates; the candidates' chooser, which decodes them on the CPU,
+ * is left out), on a session on cuda:0 and on a CPU session. */
+static void bench_sampler(void)
+{
+    const char *dir = getenv("MEDLEY_MODELS_DIR");
+    char path[1024];
+    md_tokmodel m;
+    if (!dir || !*dir || snprintf(path, sizeof path, "%s/tokens.safetensors", dir) >= (int)sizeof path ||
+        md_tok_load(&m, path) != MD_OK) {
+        printf("sampler: skipped (MEDLEY_MODELS_DIR unset or no tokens.safetensors there)\n");
+        return;
+    }
+    md_tok_session *sd = md_tok_session_new_on(&m, 0), *sc = md_tok_session_new_on(&m, -1);
+    if (!sd || !sc || strcmp(md_tok_session_device(sd), "cuda:0") != 0) {
+        printf("sampler: no session on cuda:0\n");
+        exit(1);
+    }
+    float cond[MD_SPACE_DIM];
+    md_fill_normal(cond, MD_SPACE_DIM, 50, 0, 0.f, 0.088f);   /* about a unit vector */
+    md_tok_sample_opts o = {.temperature = 1.f, .top_p = 1.f, .guidance = 3.f, .candidates = 8};
+    int32_t *out = malloc(sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS);
+    if (!out)
+        exit(1);
+    static const char *names[3] = {"sampler: picture, 8 candidates", "sampler: 16-frame video, 8 candidates",
+                                   "sampler: caption"};
+    for (int what = 0; what < 3; what++) {
+        best_of(sd, cond, &o, what, out, 1);   /* warm-up */
+        double g = best_of(sd, cond, &o, what, out, 3), c = best_of(sc, cond, &o, what, out, 2);
+        row(names[what], c, g);
+    }
+    free(out);
+    md_tok_session_free(sd);
+    md_tok_session_free(sc);
+    md_tok_free(&m);
 }
 
 /* ---- conv block ----------------------------------------------------------------------- */
@@ -508,6 +566,7 @@ int main(void)
     bench_attention(1024);
     bench_conv();
     bench_tokens();
+    bench_sampler();
     md_cuda_close(C);
     return 0;
 }

@@ -687,7 +687,8 @@ static void check_tok_steps(const md_tokmodel *m, const char *label)
     md_tensor *ref = md_tok_forward(g, m, cond, ids, slots);   /* [B*T, vocab] */
     md_tok_device *td = NULL;
     md_cuda_rewind(C);
-    status_ok("md_tok_device_new", md_tok_device_new(m, C, B, &td));
+    int64_t rows = B;
+    status_ok("md_tok_device_new", md_tok_device_new(m, C, 1, &rows, &td));
     if (!td) {
         md_graph_free(g);
         return;
@@ -703,7 +704,7 @@ static void check_tok_steps(const md_tokmodel *m, const char *label)
             memcpy(ci + b * n, id + b * TT + done, sizeof(int32_t) * (size_t)n);
             memcpy(cl + b * n, sl + b * TT + done, sizeof(int32_t) * (size_t)n);
         }
-        md_status st = md_tok_device_step(td, cond->data, B, ci, cl, n, pos0, lg);
+        md_status st = md_tok_device_step(td, 0, 0, cond->data, B, ci, cl, n, pos0, lg);
         if (st != MD_OK) {
             status_ok("md_tok_device_step", st);
             worst = NAN;
@@ -750,6 +751,114 @@ static void check_tok_device(void)
     } else {
         printf("     (the bundled token model: MEDLEY_MODELS_DIR unset or its tokens.safetensors unreadable)\n");
     }
+}
+
+/* ---- a sampler session on the device ---------------------------------------------------------- */
+
+static void truth(const char *what, bool ok)
+{
+    checks++;
+    if (!ok)
+        failures++;
+    printf("%-4s %s\n", ok ? "ok" : "FAIL", what);
+    fflush(stdout);
+}
+
+static bool codes_in_range(const int32_t *c, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (c[i] < 0 || c[i] >= MD_VQ_CODES)
+            return false;
+    return true;
+}
+
+static int64_t same_count(const int32_t *a, const int32_t *b, int64_t n)
+{
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++)
+        k += a[i] == b[i];
+    return k;
+}
+
+/* The bundled model sampled by a session on cuda:0 (every step on the
+ * device): the session says where it runs; pictures (8 candidates, and
+ * after a caption), a video (frames side by side from frame 0's copied
+ * cache, and from 3 first-frame candidates) and a caption come out in
+ * range and the same for the same seed. Against a CPU session the draws
+ * are printed, not asserted: the CPU reads f16 weights and caches, the
+ * device fp32, so a draw near a tie may go the other way. */
+static void check_tok_session(void)
+{
+    const char *dir = getenv("MEDLEY_MODELS_DIR");
+    char path[1024];
+    md_tokmodel m;
+    if (!dir || !*dir || snprintf(path, sizeof path, "%s/tokens.safetensors", dir) >= (int)sizeof path ||
+        md_tok_load(&m, path) != MD_OK) {
+        printf("     (sampler on the device: MEDLEY_MODELS_DIR unset or its tokens.safetensors unreadable)\n");
+        return;
+    }
+    md_tok_session *sd = md_tok_session_new_on(&m, 0), *sc = md_tok_session_new_on(&m, -1);
+    truth("a sampler session on cuda:0 runs there", sd && sc && strcmp(md_tok_session_device(sd), "cuda:0") == 0);
+    if (!sd || !sc || strcmp(md_tok_session_device(sd), "cuda:0") != 0) {
+        md_tok_session_free(sd);
+        md_tok_session_free(sc);
+        md_tok_free(&m);
+        return;
+    }
+    float cond[MD_SPACE_DIM];
+    md_fill_normal(cond, MD_SPACE_DIM, 1300, 0, 0.f, 1.f);
+    double nn = 0;
+    for (int i = 0; i < MD_SPACE_DIM; i++)
+        nn += (double)cond[i] * cond[i];
+    for (int i = 0; i < MD_SPACE_DIM; i++)
+        cond[i] = (float)(cond[i] / sqrt(nn));
+    md_tok_sample_opts o = {.temperature = 1.f, .top_k = 0, .top_p = 0.9f, .guidance = 3.f, .candidates = 8};
+    enum { V = MD_WORLD_FRAMES * MD_VQ_TOKENS };
+    int32_t *a = calloc(V, sizeof(int32_t)), *b = calloc(V, sizeof(int32_t)), *cpu = calloc(V, sizeof(int32_t));
+    MD_ASSERT(a && b && cpu);
+    char what[160];
+
+    bool ok = md_tok_sample_image(sd, cond, &o, 11, NULL, NULL, NULL, a) == MD_OK &&
+              md_tok_sample_image(sd, cond, &o, 11, NULL, NULL, NULL, b) == MD_OK;
+    truth("device picture, 8 candidates: codes in range, the same for the same seed",
+          ok && codes_in_range(a, MD_VQ_TOKENS) && memcmp(a, b, sizeof(int32_t) * MD_VQ_TOKENS) == 0);
+    if (md_tok_sample_image(sc, cond, &o, 11, NULL, NULL, NULL, cpu) == MD_OK)
+        printf("     picture codes equal to the CPU session's: %lld of %d\n",
+               (long long)same_count(a, cpu, MD_VQ_TOKENS), MD_VQ_TOKENS);
+
+    md_tok_sample_opts oc = o;
+    oc.candidates = 1;
+    oc.via_caption = 1;
+    ok = md_tok_sample_image(sd, cond, &oc, 12, NULL, NULL, NULL, a) == MD_OK &&
+         md_tok_sample_image(sd, cond, &oc, 12, NULL, NULL, NULL, b) == MD_OK;
+    truth("device picture after a caption: codes in range, the same for the same seed",
+          ok && codes_in_range(a, MD_VQ_TOKENS) && memcmp(a, b, sizeof(int32_t) * MD_VQ_TOKENS) == 0);
+
+    for (int cand = 1; cand <= 3; cand += 2) {
+        md_tok_sample_opts ov = o;
+        ov.candidates = cand;
+        ok = md_tok_sample_video(sd, cond, &ov, 13, NULL, NULL, NULL, a) == MD_OK &&
+             md_tok_sample_video(sd, cond, &ov, 13, NULL, NULL, NULL, b) == MD_OK;
+        snprintf(what, sizeof what, "device video, %d first-frame candidate%s: codes in range, the same for the same "
+                 "seed", cand, cand > 1 ? "s" : "");
+        truth(what, ok && codes_in_range(a, V) && memcmp(a, b, sizeof(int32_t) * V) == 0);
+        if (md_tok_sample_video(sc, cond, &ov, 13, NULL, NULL, NULL, cpu) == MD_OK)
+            printf("     video codes equal to the CPU session's: %lld of %d\n", (long long)same_count(a, cpu, V), V);
+    }
+
+    int32_t ca[MD_TOK_CAPTION], cb[MD_TOK_CAPTION], cc[MD_TOK_CAPTION];
+    int na = 0, nb = 0, nc = 0;
+    ok = md_tok_sample_caption(sd, cond, &o, 14, NULL, ca, MD_TOK_CAPTION, &na) == MD_OK &&
+         md_tok_sample_caption(sd, cond, &o, 14, NULL, cb, MD_TOK_CAPTION, &nb) == MD_OK;
+    truth("device caption: tokens, the same for the same seed",
+          ok && na > 0 && na == nb && memcmp(ca, cb, sizeof(int32_t) * (size_t)na) == 0);
+    if (md_tok_sample_caption(sc, cond, &o, 14, NULL, cc, MD_TOK_CAPTION, &nc) == MD_OK)
+        printf("     caption: %d tokens on the device, %d on the CPU, %s\n", na, nc,
+               na == nc && memcmp(ca, cc, sizeof(int32_t) * (size_t)na) == 0 ? "the same" : "different");
+    free(a); free(b); free(cpu);
+    md_tok_session_free(sd);
+    md_tok_session_free(sc);
+    md_tok_free(&m);
 }
 
 /* ---- VQ ------------------------------------------------------------------------------------ */
@@ -1078,6 +1187,7 @@ int main(void)
     printf("     device arena high water: %.1f MiB\n", (double)md_cuda_high_water(C) / 1048576.0);
     md_cuda_close(C);
     C = NULL;
+    check_tok_session();   /* opens contexts of its own */
     const md_backend *be = check_backend();
     if (be)
         check_training(be);
