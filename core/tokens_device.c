@@ -18,6 +18,16 @@ typedef struct dev_block {
 typedef struct dev_set {              /* one set of caches: per layer k, v [rows, MD_TOK_TMAX, d] */
     int64_t rows;
     float **k, **v;
+    /* One-position steps replayed from captured graphs, graph[r] for r
+     * rows, over buffers of their own (device, and pinned host memory the
+     * graph's copies read and write). */
+    md_cuda_graph **graph;           /* [rows + 1] */
+    float *x, *h, *q, *a, *u, *all, *te, *ge, *dl, *dcond;
+    int32_t *dids, *dslots;
+    int64_t *dpos;
+    float *hcond, *hlogits;
+    int32_t *hids, *hslots;
+    int64_t *hpos;
 } dev_set;
 
 struct md_tok_device {
@@ -26,6 +36,7 @@ struct md_tok_device {
     size_t mark;                     /* the arena before this object */
     int nsets;
     dev_set *sets;
+    bool graphs;                     /* one-position steps from captured graphs (MEDLEY_CUDA_GRAPHS=0: off) */
     float *cond_w, *cond_b, *cond_all_w, *tok_emb, *pos_emb, *grid_emb, *lnf_w, *lnf_b, *head_w;
     dev_block *blocks;
 };
@@ -46,6 +57,31 @@ static float *put(md_tok_device *d, const md_tensor *t, md_status *st)
     return p;
 }
 
+/* The buffers of a set's one-position steps (see dev_set). */
+static md_status step_buffers(md_tok_device *d, dev_set *e)
+{
+    const int64_t R = e->rows, D = d->m->d;
+    md_cuda *c = d->c;
+    float **dev[] = {&e->x, &e->h, &e->q, &e->a, &e->all, &e->te, &e->ge};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        if (!(*dev[i] = md_cuda_alloc(c, sizeof(float) * (size_t)(R * D))))
+            return MD_ERR_ALLOC;
+    e->u = md_cuda_alloc(c, sizeof(float) * (size_t)(R * 4 * D));
+    e->dl = md_cuda_alloc(c, sizeof(float) * (size_t)(R * d->m->vocab));
+    e->dcond = md_cuda_alloc(c, sizeof(float) * (size_t)(R * MD_SPACE_DIM));
+    e->dids = md_cuda_alloc(c, sizeof(int32_t) * (size_t)R);
+    e->dslots = md_cuda_alloc(c, sizeof(int32_t) * (size_t)R);
+    e->dpos = md_cuda_alloc(c, sizeof(int64_t));
+    e->hcond = md_cuda_host_alloc(c, sizeof(float) * (size_t)(R * MD_SPACE_DIM));
+    e->hlogits = md_cuda_host_alloc(c, sizeof(float) * (size_t)(R * d->m->vocab));
+    e->hids = md_cuda_host_alloc(c, sizeof(int32_t) * (size_t)R);
+    e->hslots = md_cuda_host_alloc(c, sizeof(int32_t) * (size_t)R);
+    e->hpos = md_cuda_host_alloc(c, sizeof(int64_t));
+    bool ok = e->u && e->dl && e->dcond && e->dids && e->dslots && e->dpos && e->hcond && e->hlogits && e->hids &&
+              e->hslots && e->hpos;
+    return ok ? MD_OK : MD_ERR_ALLOC;
+}
+
 void md_tok_device_free(md_tok_device *d)
 {
     if (!d)
@@ -53,8 +89,17 @@ void md_tok_device_free(md_tok_device *d)
     md_cuda_sync(d->c);   /* nothing queued may still read the memory given back */
     md_cuda_rewind_to(d->c, d->mark);
     for (int i = 0; d->sets && i < d->nsets; i++) {
-        free(d->sets[i].k);
-        free(d->sets[i].v);
+        dev_set *e = &d->sets[i];
+        for (int64_t r = 0; e->graph && r <= e->rows; r++)
+            md_cuda_graph_free(e->graph[r]);
+        free(e->graph);
+        md_cuda_host_free(e->hcond);
+        md_cuda_host_free(e->hlogits);
+        md_cuda_host_free(e->hids);
+        md_cuda_host_free(e->hslots);
+        md_cuda_host_free(e->hpos);
+        free(e->k);
+        free(e->v);
     }
     free(d->sets);
     free(d->blocks);
@@ -88,8 +133,11 @@ md_status md_tok_device_new(const md_tokmodel *m, md_cuda *c, int nsets, const i
     for (int i = 0; ok && i < nsets; i++) {
         d->sets[i].rows = set_rows[i];
         ok = (d->sets[i].k = calloc((size_t)m->layers, sizeof(float *))) &&
-             (d->sets[i].v = calloc((size_t)m->layers, sizeof(float *)));
+             (d->sets[i].v = calloc((size_t)m->layers, sizeof(float *))) &&
+             (d->sets[i].graph = calloc((size_t)set_rows[i] + 1, sizeof(md_cuda_graph *)));
     }
+    const char *e = getenv("MEDLEY_CUDA_GRAPHS");
+    d->graphs = !(e && strcmp(e, "0") == 0);
     if (!ok) {
         md_tok_device_free(d);
         return MD_ERR_ALLOC;
@@ -127,6 +175,8 @@ md_status md_tok_device_new(const md_tokmodel *m, md_cuda *c, int nsets, const i
                 st = MD_ERR_ALLOC;
         }
     }
+    for (int i = 0; i < nsets && st == MD_OK; i++)
+        st = step_buffers(d, &d->sets[i]);
     if (st == MD_OK)
         st = md_cuda_sync(c);
     if (st != MD_OK) {
@@ -226,6 +276,82 @@ static md_status step(md_tok_device *d, const dev_set *set, int64_t row0, const 
     return md_cuda_download(c, logits, dl, sizeof(float) * (size_t)(B * m->vocab));
 }
 
+/* The work of a one-position step (t 1, pos0 past the prefix) for rows of
+ * set e, reading its inputs from the set's pinned buffers and leaving the
+ * logits in hlogits: the same kernels, in the same order, as step() runs
+ * for such a step, except that the position is read on the device (the
+ * position embedding's row, where the new keys and values go, how many
+ * keys attention sees), so one recording serves every position. */
+static md_status one_step_body(md_tok_device *d, dev_set *e, int64_t B)
+{
+    const md_tokmodel *m = d->m;
+    md_cuda *c = d->c;
+    const int64_t D = m->d, H = m->heads, kvs = MD_TOK_TMAX * D;
+    TRY(md_cuda_upload(c, e->dcond, e->hcond, sizeof(float) * (size_t)(B * MD_SPACE_DIM)));
+    TRY(md_cuda_upload(c, e->dids, e->hids, sizeof(int32_t) * (size_t)B));
+    TRY(md_cuda_upload(c, e->dslots, e->hslots, sizeof(int32_t) * (size_t)B));
+    TRY(md_cuda_upload(c, e->dpos, e->hpos, sizeof(int64_t)));
+    TRY(md_cuda_embedding_fwd(c, e->te, d->tok_emb, e->dids, B, D));
+    TRY(md_cuda_embedding_fwd(c, e->ge, d->grid_emb, e->dslots, B, D));
+    TRY(md_cuda_binary(c, MD_CUDA_ADD, e->te, e->te, e->ge, B * D));
+    TRY(copy3(c, e->x, D, D, e->te, D, D, B, 1, D, 0.f));
+    TRY(md_cuda_add_row_at(c, e->x, B, D, d->pos_emb, e->dpos));
+    TRY(linear(c, e->all, e->dcond, d->cond_all_w, NULL, B, D, MD_SPACE_DIM));
+    TRY(copy3(c, e->x, D, D, e->all, D, 0, B, 1, D, 1.f));
+    for (int64_t l = 0; l < m->layers; l++) {
+        const dev_block *b = &d->blocks[l];
+        TRY(md_cuda_layernorm_fwd(c, e->h, NULL, NULL, e->x, b->ln1_w, b->ln1_b, B, D, 1e-5f));
+        TRY(linear(c, e->u, e->h, b->qkv_w, b->qkv_b, B, 3 * D, D));
+        TRY(md_cuda_split_qkv_at(c, e->q, e->k[l], e->v[l], e->u, B, D, kvs, e->dpos));
+        TRY(md_cuda_attention_fwd_kv_at(c, e->a, e->q, e->k[l], e->v[l], B, 1, e->dpos, kvs, (int)H, D / H));
+        TRY(linear(c, e->h, e->a, b->proj_w, b->proj_b, B, D, D));
+        TRY(md_cuda_binary(c, MD_CUDA_ADD, e->x, e->x, e->h, B * D));
+        TRY(md_cuda_layernorm_fwd(c, e->h, NULL, NULL, e->x, b->ln2_w, b->ln2_b, B, D, 1e-5f));
+        TRY(linear(c, e->u, e->h, b->fc1_w, b->fc1_b, B, 4 * D, D));
+        TRY(md_cuda_unary_fwd(c, MD_CUDA_GELU, e->u, e->u, B * 4 * D));
+        TRY(linear(c, e->h, e->u, b->fc2_w, b->fc2_b, B, D, 4 * D));
+        TRY(md_cuda_binary(c, MD_CUDA_ADD, e->x, e->x, e->h, B * D));
+    }
+    TRY(copy3(c, e->a, D, 0, e->x, D, 0, B, 1, D, 0.f));
+    TRY(md_cuda_layernorm_fwd(c, e->h, NULL, NULL, e->a, d->lnf_w, d->lnf_b, B, D, 1e-5f));
+    TRY(linear(c, e->dl, e->h, d->head_w, NULL, B, m->vocab, D));
+    return md_cuda_download_async(c, e->hlogits, e->dl, sizeof(float) * (size_t)(B * m->vocab));
+}
+
+/* A one-position step replayed from the graph recorded for this many rows
+ * (recorded at its first use). MD_ERR_UNSUPPORTED when recording failed:
+ * the caller runs the step call by call, and so do later steps. */
+static md_status step_graph(md_tok_device *d, dev_set *e, const float *cond, int64_t B, const int32_t *ids,
+                            const int32_t *slots, int64_t pos0, float *logits)
+{
+    md_cuda *c = d->c;
+    memcpy(e->hcond, cond, sizeof(float) * (size_t)(B * MD_SPACE_DIM));
+    memcpy(e->hids, ids, sizeof(int32_t) * (size_t)B);
+    memcpy(e->hslots, slots, sizeof(int32_t) * (size_t)B);
+    *e->hpos = pos0;
+    if (!e->graph[B]) {
+        md_status st = md_cuda_capture_begin(c);
+        if (st == MD_OK) {
+            md_status body = one_step_body(d, e, B);
+            st = md_cuda_capture_end(c, body == MD_OK, &e->graph[B]);
+            if (body != MD_OK)
+                st = body;
+        }
+        if (st != MD_OK || !e->graph[B]) {
+            d->graphs = false;
+            md_log(MD_LOG_WARN, "token transformer on %s: steps cannot be recorded as a graph (%s); they run call "
+                   "by call", md_cuda_name(c), md_status_str(st));
+            return MD_ERR_UNSUPPORTED;
+        }
+    }
+    TRY(md_cuda_graph_run(c, e->graph[B]));
+    memcpy(logits, e->hlogits, sizeof(float) * (size_t)(B * d->m->vocab));
+    return MD_OK;
+}
+
+void md_tok_device_set_graphs(md_tok_device *d, bool on) { d->graphs = on; }
+bool md_tok_device_graphs(const md_tok_device *d) { return d->graphs; }
+
 static bool set_ok(const md_tok_device *d, int set, int64_t row0, int64_t rows)
 {
     if (set >= 0 && set < d->nsets && row0 >= 0 && rows >= 1 && row0 + rows <= d->sets[set].rows)
@@ -253,6 +379,11 @@ md_status md_tok_device_step(md_tok_device *d, int set, int64_t row0, const floa
                    md_cuda_name(d->c), (long long)i, ids[i], slots[i]);
             return MD_ERR_INVALID;
         }
+    }
+    if (d->graphs && t == 1 && pos0 >= P && row0 == 0) {
+        md_status st = step_graph(d, &d->sets[set], cond, rows, ids, slots, pos0, logits);
+        if (st != MD_ERR_UNSUPPORTED)
+            return st;
     }
     size_t mark = md_cuda_mark(d->c);
     md_status st = step(d, &d->sets[set], row0, cond, rows, ids, slots, t, pos0, logits);

@@ -46,6 +46,15 @@ void md_tok_device_free(md_tok_device *d);
 md_status md_tok_device_step(md_tok_device *d, int set, int64_t row0, const float *cond, int64_t rows,
                              const int32_t *ids, const int32_t *slots, int64_t t, int64_t pos0, float *logits);
 
+/* One-position steps (t 1 after the prefix, from row 0) are recorded as
+ * a CUDA graph at their first use for each row count and replayed after:
+ * one launch a step instead of about a hundred, the same kernels and
+ * bits. On by default; MEDLEY_CUDA_GRAPHS=0 in the environment, or this
+ * call, turns it off (each step then queues its kernels one by one). */
+void md_tok_device_set_graphs(md_tok_device *d, bool on);
+/* Whether graphs are on (false after a recording failed). */
+bool md_tok_device_graphs(const md_tok_device *d);
+
 /* Positions [0, positions) of row src_row of set src_set into row dst_row
  * of set dst_set (as md_kv_cache_copy_row), queued on the device. */
 md_status md_tok_device_copy_row(md_tok_device *d, int dst_set, int64_t dst_row, int src_set, int64_t src_row,

@@ -328,11 +328,12 @@ typedef struct tok_case {
     float *logits;
 } tok_case;
 
-static double tok_gpu(tok_case *t)
+static double tok_gpu(tok_case *t, bool graphs)
 {
     md_tok_device *td;
     int64_t rows = TK_ROWS;
     must(md_tok_device_new(&t->m, C, 1, &rows, &td), "md_tok_device_new");
+    md_tok_device_set_graphs(td, graphs);
     double t0 = md_time_now();
     must(md_tok_device_step(td, 0, 0, t->cond, TK_ROWS, t->open_ids, t->open_slots, TK_OPEN, 0, t->logits), "step");
     for (int s = 0; s < TK_STEPS; s++)
@@ -412,10 +413,13 @@ static void bench_tokens(void)
     t->logits = malloc(sizeof(float) * (size_t)(TK_ROWS * t->m.vocab));
     if (!t->logits)
         exit(1);
-    tok_gpu(t);   /* warm-up: cuBLAS picks its kernels */
-    double g1 = tok_gpu(t), g2 = tok_gpu(t);
-    double c1 = tok_cpu(t), c2 = tok_cpu(t);
-    row("token transformer: a picture's 258 steps x16 rows", c1 < c2 ? c1 : c2, g1 < g2 ? g1 : g2);
+    tok_gpu(t, false);   /* warm-up: cuBLAS picks its kernels */
+    double c1 = tok_cpu(t), c2 = tok_cpu(t), cm = c1 < c2 ? c1 : c2;
+    for (int graphs = 1; graphs >= 0; graphs--) {
+        double g1 = tok_gpu(t, graphs), g2 = tok_gpu(t, graphs);
+        row(graphs ? "token transformer: a picture's 258 steps x16 rows" : "  the same, steps queued call by call", cm,
+            g1 < g2 ? g1 : g2);
+    }
     free(t->logits);
     md_tok_free(&t->m);
     free(t);
@@ -466,12 +470,20 @@ static void bench_sampler(void)
         exit(1);
     static const char *names[3] = {"sampler: picture, 8 candidates", "sampler: 16-frame video, 8 candidates",
                                    "sampler: caption"};
+    setenv("MEDLEY_CUDA_GRAPHS", "0", 1);
+    md_tok_session *sp = md_tok_session_new_on(&m, 0);   /* steps queued call by call */
+    unsetenv("MEDLEY_CUDA_GRAPHS");
+    if (!sp || strcmp(md_tok_session_device(sp), "cuda:0") != 0)
+        exit(1);
     for (int what = 0; what < 3; what++) {
         best_of(sd, cond, &o, what, out, 1);   /* warm-up */
+        best_of(sp, cond, &o, what, out, 1);
         double g = best_of(sd, cond, &o, what, out, 3), c = best_of(sc, cond, &o, what, out, 2);
         row(names[what], c, g);
+        row("  the same, steps queued call by call", c, best_of(sp, cond, &o, what, out, 3));
     }
     free(out);
+    md_tok_session_free(sp);
     md_tok_session_free(sd);
     md_tok_session_free(sc);
     md_tok_free(&m);

@@ -660,6 +660,8 @@ static void check_attention(int64_t B, int64_t tq, int64_t tk, int H, int64_t dh
 
 /* ---- the token transformer's steps on the device ------------------------------------------- */
 
+static void truth(const char *what, bool ok);
+
 /* Cached steps on the device (a prefix with 20 tokens: the tiled attention
  * over the cache; single tokens and a chunk of 10: the row kernel) against
  * the CPU's training graph over the whole sequence, row by row: each
@@ -668,6 +670,7 @@ static void check_tok_steps(const md_tokmodel *m, const char *label)
 {
     enum { B = 3, TT = 60 };
     static const int chunks[] = {20, 1, 1, 1, 10, 1, 1, 25};
+    enum { NCH = sizeof chunks / sizeof chunks[0] };
     md_graph *g = md_graph_new((size_t)1 << 26);
     MD_ASSERT(g);
     md_graph_set_backend(g, md_backend_cpu());
@@ -683,45 +686,58 @@ static void check_tok_steps(const md_tokmodel *m, const char *label)
         id[i] = (int32_t)md_rng_below(&r, (uint32_t)m->vocab);
         sl[i] = (int32_t)md_rng_below(&r, MD_VQ_TOKENS + 1);
     }
-    const int64_t T = MD_TOK_PREFIX + TT;
+    const int64_t T = MD_TOK_PREFIX + TT, V = m->vocab;
     md_tensor *ref = md_tok_forward(g, m, cond, ids, slots);   /* [B*T, vocab] */
-    md_tok_device *td = NULL;
-    md_cuda_rewind(C);
-    int64_t rows = B;
-    status_ok("md_tok_device_new", md_tok_device_new(m, C, 1, &rows, &td));
-    if (!td) {
-        md_graph_free(g);
-        return;
-    }
-    float *lg = malloc(sizeof(float) * (size_t)(B * m->vocab));
-    float *want = malloc(sizeof(float) * (size_t)(B * m->vocab));
+    /* every step's logits, with the one-position steps replayed from graphs
+     * (pass 0) and queued call by call (pass 1) */
+    float *lg = malloc(sizeof(float) * (size_t)(2 * NCH * B * V));
+    float *want = malloc(sizeof(float) * (size_t)(B * V));
     int32_t *ci = malloc(sizeof(int32_t) * B * TT), *cl = malloc(sizeof(int32_t) * B * TT);
+    MD_ASSERT(lg && want && ci && cl);
     double worst = 0;
     int64_t done = 0;
-    for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
-        int64_t n = chunks[k], pos0 = done ? MD_TOK_PREFIX + done : 0;
-        for (int b = 0; b < B; b++) {
-            memcpy(ci + b * n, id + b * TT + done, sizeof(int32_t) * (size_t)n);
-            memcpy(cl + b * n, sl + b * TT + done, sizeof(int32_t) * (size_t)n);
-        }
-        md_status st = md_tok_device_step(td, 0, 0, cond->data, B, ci, cl, n, pos0, lg);
-        if (st != MD_OK) {
-            status_ok("md_tok_device_step", st);
-            worst = NAN;
+    bool ran = true, replayed = false;
+    for (int pass = 0; pass < 2 && ran; pass++) {
+        md_tok_device *td = NULL;
+        int64_t rows = B;
+        md_cuda_rewind(C);
+        status_ok("md_tok_device_new", md_tok_device_new(m, C, 1, &rows, &td));
+        if (!td) {
+            ran = false;
             break;
         }
-        done += n;
-        for (int b = 0; b < B; b++)
-            memcpy(want + b * m->vocab, (float *)ref->data + (b * T + MD_TOK_PREFIX + done - 1) * m->vocab,
-                   sizeof(float) * (size_t)m->vocab);
-        double e = nerr(lg, want, B * m->vocab);
-        worst = isnan(e) || e > worst ? e : worst;
+        md_tok_device_set_graphs(td, pass == 0);
+        done = 0;
+        for (int k = 0; k < NCH && ran; k++) {
+            int64_t n = chunks[k], pos0 = done ? MD_TOK_PREFIX + done : 0;
+            for (int b = 0; b < B; b++) {
+                memcpy(ci + b * n, id + b * TT + done, sizeof(int32_t) * (size_t)n);
+                memcpy(cl + b * n, sl + b * TT + done, sizeof(int32_t) * (size_t)n);
+            }
+            float *out = lg + (size_t)(pass * NCH + k) * (size_t)(B * V);
+            md_status st = md_tok_device_step(td, 0, 0, cond->data, B, ci, cl, n, pos0, out);
+            if (st != MD_OK) {
+                status_ok("md_tok_device_step", st);
+                ran = false;
+                break;
+            }
+            done += n;
+            for (int b = 0; b < B; b++)
+                memcpy(want + b * V, (float *)ref->data + (b * T + MD_TOK_PREFIX + done - 1) * V,
+                       sizeof(float) * (size_t)V);
+            double e = nerr(out, want, B * V);
+            worst = isnan(e) || e > worst ? e : worst;
+        }
+        if (pass == 0)
+            replayed = md_tok_device_graphs(td);   /* still on: every one-position step was a replay */
+        md_tok_device_free(td);
     }
-    char what[96];
+    char what[112];
     snprintf(what, sizeof what, "token steps on the device, %s (%lld tokens)", label, (long long)done);
-    report(what, worst, LIM_GEMM);
+    report(what, ran ? worst : NAN, LIM_GEMM);
+    snprintf(what, sizeof what, "token steps on the device, %s: graph replays give the call-by-call bits", label);
+    truth(what, ran && replayed && memcmp(lg, lg + (size_t)NCH * B * V, sizeof(float) * (size_t)(NCH * B * V)) == 0);
     free(lg); free(want); free(ci); free(cl);
-    md_tok_device_free(td);
     md_graph_free(g);
 }
 

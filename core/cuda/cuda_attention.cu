@@ -20,9 +20,11 @@
  * Running state (all threads hold the same m and l): m the largest score
  * so far, l = sum exp(score - m), acc[d] = sum exp(score - m) v[., d]. */
 __global__ void attention_fwd_kernel(float *out, float *lse, const float *q, const float *k, const float *v,
-                                     int64_t tq, int64_t tk, int64_t kvs, int64_t heads, int64_t dh, int causal,
-                                     float scale)
+                                     int64_t tq, int64_t tk, const int64_t *tk_add, int64_t kvs, int64_t heads,
+                                     int64_t dh, int causal, float scale)
 {
+    if (tk_add)
+        tk += *tk_add;
     extern __shared__ float smem[];
     float *qs = smem, *ps = smem + dh, *red = ps + ATT_THREADS;
     const int64_t row = blockIdx.x, i = row % tq, bh = row / tq, h = bh % heads, b = bh / heads;
@@ -247,8 +249,30 @@ md_status md_cuda_attention_fwd_kv(md_cuda *c, float *out, float *lse, const flo
         }
     }
     size_t shmem = sizeof(float) * (size_t)(dh + 2 * ATT_THREADS);
-    attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, lse, q, k, v, tq, tk, kv_stride,
-                                                                            heads, dh, cz, scale);
+    attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, lse, q, k, v, tq, tk, NULL,
+                                                                            kv_stride, heads, dh, cz, scale);
+    return MD_LAUNCHED(c, "attention_fwd_kernel");
+}
+
+md_status md_cuda_attention_fwd_kv_at(md_cuda *c, float *out, const float *q, const float *k, const float *v,
+                                      int64_t b, int64_t tk0, const int64_t *tk_add, int64_t kv_stride, int heads,
+                                      int64_t dh)
+{
+    if (heads < 1 || dh < 1 || dh > ATT_THREADS * ATT_DIMS || b < 0 || tk0 < 0 || !tk_add) {
+        md_log(MD_LOG_ERROR, "%s: attention at a device position: unsupported shape (B %lld, H %d, Dh %lld)",
+               c->name, (long long)b, heads, (long long)dh);
+        return MD_ERR_UNSUPPORTED;
+    }
+    int64_t rows = b * heads;
+    if (rows == 0)
+        return MD_OK;
+    if (!md_cuda_grid_ok(rows))
+        return MD_ERR_UNSUPPORTED;
+    MD_TRY(md_cuda_enter(c));
+    size_t shmem = sizeof(float) * (size_t)(dh + 2 * ATT_THREADS);
+    attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, NULL, q, k, v, 1, tk0, tk_add,
+                                                                            kv_stride, heads, dh, 1,
+                                                                            1.0f / sqrtf((float)dh));
     return MD_LAUNCHED(c, "attention_fwd_kernel");
 }
 

@@ -191,6 +191,76 @@ void md_cuda_close(md_cuda *c)
     free(c);
 }
 
+/* ---- pinned host memory, asynchronous download, captured graphs ------------------- */
+
+void *md_cuda_host_alloc(md_cuda *c, size_t bytes)
+{
+    void *p = NULL;
+    if (md_cuda_enter(c) != MD_OK || MD_CU(c, cudaMallocHost(&p, bytes ? bytes : 1)) != MD_OK)
+        return NULL;
+    return p;
+}
+
+void md_cuda_host_free(void *p)
+{
+    if (p)
+        cudaFreeHost(p);
+}
+
+md_status md_cuda_download_async(md_cuda *c, void *dst_host, const void *src_dev, size_t bytes)
+{
+    if (bytes == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    return MD_CU(c, cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, c->stream));
+}
+
+struct md_cuda_graph {
+    cudaGraphExec_t exec;
+};
+
+md_status md_cuda_capture_begin(md_cuda *c)
+{
+    MD_TRY(md_cuda_enter(c));
+    return MD_CU(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+}
+
+md_status md_cuda_capture_end(md_cuda *c, bool keep, md_cuda_graph **out)
+{
+    *out = NULL;
+    MD_TRY(md_cuda_enter(c));
+    cudaGraph_t graph = NULL;
+    md_status st = MD_CU(c, cudaStreamEndCapture(c->stream, &graph));
+    if (st == MD_OK && keep) {
+        md_cuda_graph *g = (md_cuda_graph *)calloc(1, sizeof *g);
+        if (!g)
+            st = MD_ERR_ALLOC;
+        else if ((st = MD_CU(c, cudaGraphInstantiate(&g->exec, graph, 0))) != MD_OK)
+            free(g);
+        else
+            *out = g;
+    }
+    if (graph)
+        cudaGraphDestroy(graph);
+    cudaGetLastError();   /* a failed capture leaves its error behind; it was reported above */
+    return keep ? st : MD_OK;
+}
+
+md_status md_cuda_graph_run(md_cuda *c, md_cuda_graph *g)
+{
+    MD_TRY(md_cuda_enter(c));
+    MD_TRY(MD_CU(c, cudaGraphLaunch(g->exec, c->stream)));
+    return md_cuda_sync(c);
+}
+
+void md_cuda_graph_free(md_cuda_graph *g)
+{
+    if (!g)
+        return;
+    cudaGraphExecDestroy(g->exec);
+    free(g);
+}
+
 const char *md_cuda_name(const md_cuda *c) { return c->name; }
 void *md_cuda_stream(const md_cuda *c) { return (void *)c->stream; }
 

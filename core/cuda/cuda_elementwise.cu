@@ -177,6 +177,57 @@ md_status md_cuda_add_rows(md_cuda *c, float *y, const float *x, const float *b,
     return MD_LAUNCHED(c, "add_rows_kernel");
 }
 
+__global__ void add_row_at_kernel(float *x, int64_t rows, int64_t d, const float *table, const int64_t *index)
+{
+    const float *t = table + *index * d;
+    MD_GRID_LOOP(i, rows * d) {
+        x[i] = x[i] + t[i % d];
+    }
+}
+
+md_status md_cuda_add_row_at(md_cuda *c, float *x, int64_t rows, int64_t d, const float *table,
+                             const int64_t *index)
+{
+    if (rows < 0 || d < 1) {
+        md_log(MD_LOG_ERROR, "%s: add_row_at: %lld rows of %lld", c->name, (long long)rows, (long long)d);
+        return MD_ERR_INVALID;
+    }
+    if (rows == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    add_row_at_kernel<<<md_cuda_blocks(rows * d), MD_CUDA_THREADS, 0, c->stream>>>(x, rows, d, table, index);
+    return MD_LAUNCHED(c, "add_row_at_kernel");
+}
+
+__global__ void split_qkv_at_kernel(float *q, float *k, float *v, const float *qkv, int64_t rows, int64_t d,
+                                    int64_t kvs, const int64_t *pos)
+{
+    const int64_t p = *pos;
+    MD_GRID_LOOP(i, rows * d) {
+        const int64_t r = i / d, j = i % d;
+        const float *src = qkv + r * 3 * d;
+        q[i] = src[j];
+        k[r * kvs + p * d + j] = src[d + j];
+        v[r * kvs + p * d + j] = src[2 * d + j];
+    }
+}
+
+md_status md_cuda_split_qkv_at(md_cuda *c, float *q, float *k, float *v, const float *qkv, int64_t rows, int64_t d,
+                               int64_t kv_stride, const int64_t *pos)
+{
+    if (rows < 0 || d < 1 || kv_stride < d) {
+        md_log(MD_LOG_ERROR, "%s: split_qkv_at: %lld rows of %lld, rows %lld apart", c->name, (long long)rows,
+               (long long)d, (long long)kv_stride);
+        return MD_ERR_INVALID;
+    }
+    if (rows == 0)
+        return MD_OK;
+    MD_TRY(md_cuda_enter(c));
+    split_qkv_at_kernel<<<md_cuda_blocks(rows * d), MD_CUDA_THREADS, 0, c->stream>>>(q, k, v, qkv, rows, d,
+                                                                                     kv_stride, pos);
+    return MD_LAUNCHED(c, "split_qkv_at_kernel");
+}
+
 /* One thread per column, walking the rows in order: a fixed sum order, and
  * neighbouring threads read neighbouring floats. */
 __global__ void sum_rows_kernel(float *out, const float *x, int64_t rows, int64_t d, float beta)

@@ -81,6 +81,27 @@ md_status md_cuda_set_tf32(md_cuda *c, bool on);
  * block per query row everywhere (for comparisons: bench_gpu, test_gpu). */
 void md_cuda_set_attention_rows(md_cuda *c, bool on);
 
+/* Pinned (page-locked) host memory, for copies that a captured graph
+ * repeats; NULL (logged) on failure. */
+void *md_cuda_host_alloc(md_cuda *c, size_t bytes);
+void md_cuda_host_free(void *p);
+/* Device -> host queued on the stream, no wait (md_cuda_sync or a graph
+ * run waits). */
+md_status md_cuda_download_async(md_cuda *c, void *dst_host, const void *src_dev, size_t bytes);
+
+/* Captured graphs: between md_cuda_capture_begin and _end, the work this
+ * thread queues on c's stream (kernels, cuBLAS products, copies; no waits)
+ * is recorded instead of run; md_cuda_graph_run replays it and waits.
+ * A replay reads what the recorded copies and kernels read at that moment
+ * (the same addresses), so inputs change by writing to those buffers.
+ * _end with keep false discards the capture (after a failed call inside
+ * it); with keep true a failure to record is returned, *out NULL. */
+typedef struct md_cuda_graph md_cuda_graph;
+md_status md_cuda_capture_begin(md_cuda *c);
+md_status md_cuda_capture_end(md_cuda *c, bool keep, md_cuda_graph **out);
+md_status md_cuda_graph_run(md_cuda *c, md_cuda_graph *g);
+void md_cuda_graph_free(md_cuda_graph *g);
+
 /* ---- matrix products (row-major, as md_backend's gemm) ------------------- */
 
 /* C = alpha * op(A) @ op(B) + beta * C; op(A) [M,K], op(B) [K,N]; beta 0
@@ -124,6 +145,15 @@ md_status md_cuda_binary(md_cuda *c, md_cuda_binary_op op, float *y, const float
 
 /* y [rows, d] = x + b, b [d] added to every row (a bias). */
 md_status md_cuda_add_rows(md_cuda *c, float *y, const float *x, const float *b, int64_t rows, int64_t d);
+/* x [rows, d] += table[*index] (row *index of table [?, d], read on the
+ * device when the kernel runs). */
+md_status md_cuda_add_row_at(md_cuda *c, float *x, int64_t rows, int64_t d, const float *table,
+                             const int64_t *index);
+/* A one-position step's qkv [rows, 3d] split: q [rows, d] = its first d
+ * columns; k and v (rows kv_stride apart) at position *pos (read on the
+ * device) = the next d and the last d. */
+md_status md_cuda_split_qkv_at(md_cuda *c, float *q, float *k, float *v, const float *qkv, int64_t rows, int64_t d,
+                               int64_t kv_stride, const int64_t *pos);
 /* out [d] = sum over rows of x [rows, d] (+ beta * out): a bias's gradient. */
 md_status md_cuda_sum_rows(md_cuda *c, float *out, const float *x, int64_t rows, int64_t d, float beta);
 
@@ -256,6 +286,13 @@ md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float 
 md_status md_cuda_attention_fwd_kv(md_cuda *c, float *out, float *lse, const float *q, const float *k,
                                    const float *v, int64_t b, int64_t tq, int64_t tk, int64_t kv_stride, int heads,
                                    int64_t dh, bool causal);
+
+/* md_cuda_attention_fwd_kv for one query per row (Tq 1, causal: it sees
+ * every cached key) where the key count is tk0 + *tk_add, read on the
+ * device when the kernel runs (a captured step reads its position there). */
+md_status md_cuda_attention_fwd_kv_at(md_cuda *c, float *out, const float *q, const float *k, const float *v,
+                                      int64_t b, int64_t tk0, const int64_t *tk_add, int64_t kv_stride, int heads,
+                                      int64_t dh);
 
 /* Gradients of md_cuda_attention_fwd: dq [B, Tq, H*Dh], dk, dv [B, Tk,
  * H*Dh] (overwritten) from dout and the forward's q, k, v, out and lse
