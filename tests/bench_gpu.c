@@ -308,6 +308,16 @@ static void bench_attention(int64_t t)
     md_cuda_rewind_to(C, mark);
 }
 
+/* The bundled token transformer from MEDLEY_MODELS_DIR; false (nothing
+ * loaded) where that is unset or its tokens.safetensors does not load. */
+static bool load_bundled_tokens(md_tokmodel *m)
+{
+    const char *dir = getenv("MEDLEY_MODELS_DIR");
+    char path[1024];
+    return dir && *dir && snprintf(path, sizeof path, "%s/tokens.safetensors", dir) < (int)sizeof path &&
+           md_tok_load(m, path) == MD_OK;
+}
+
 /* ---- the bundled token transformer: an image's steps ------------------------------------- */
 
 /* The steps that write one picture with 8 candidates and their
@@ -382,13 +392,10 @@ static double tok_cpu(tok_case *t)
 
 static void bench_tokens(void)
 {
-    const char *dir = getenv("MEDLEY_MODELS_DIR");
-    char path[1024];
     tok_case *t = calloc(1, sizeof *t);
     if (!t)
         exit(1);
-    if (!dir || !*dir || snprintf(path, sizeof path, "%s/tokens.safetensors", dir) >= (int)sizeof path ||
-        md_tok_load(&t->m, path) != MD_OK) {
+    if (!load_bundled_tokens(&t->m)) {
         printf("token transformer: skipped (MEDLEY_MODELS_DIR unset or no tokens.safetensors there)\n");
         free(t);
         return;
@@ -449,11 +456,8 @@ static double best_of(md_tok_session *se, const float *cond, const md_tok_sample
  * is left out), on a session on cuda:0 and on a CPU session. */
 static void bench_sampler(void)
 {
-    const char *dir = getenv("MEDLEY_MODELS_DIR");
-    char path[1024];
     md_tokmodel m;
-    if (!dir || !*dir || snprintf(path, sizeof path, "%s/tokens.safetensors", dir) >= (int)sizeof path ||
-        md_tok_load(&m, path) != MD_OK) {
+    if (!load_bundled_tokens(&m)) {
         printf("sampler: skipped (MEDLEY_MODELS_DIR unset or no tokens.safetensors there)\n");
         return;
     }

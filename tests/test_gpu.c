@@ -658,6 +658,16 @@ static void check_attention(int64_t B, int64_t tq, int64_t tk, int H, int64_t dh
     md_graph_free(g);
 }
 
+/* The bundled token transformer from MEDLEY_MODELS_DIR; false (nothing
+ * loaded) where that is unset or its tokens.safetensors does not load. */
+static bool load_bundled_tokens(md_tokmodel *m)
+{
+    const char *dir = getenv("MEDLEY_MODELS_DIR");
+    char path[1024];
+    return dir && *dir && snprintf(path, sizeof path, "%s/tokens.safetensors", dir) < (int)sizeof path &&
+           md_tok_load(m, path) == MD_OK;
+}
+
 /* ---- the token transformer's steps on the device ------------------------------------------- */
 
 static void truth(const char *what, bool ok);
@@ -758,10 +768,7 @@ static void check_tok_device(void)
         md_tok_free(&m);
     }
     /* the bundled model, where the models folder is known */
-    const char *dir = getenv("MEDLEY_MODELS_DIR");
-    char path[1024];
-    if (dir && *dir && snprintf(path, sizeof path, "%s/tokens.safetensors", dir) < (int)sizeof path &&
-        md_tok_load(&m, path) == MD_OK) {
+    if (load_bundled_tokens(&m)) {
         check_tok_steps(&m, "the bundled model");
         md_tok_free(&m);
     } else {
@@ -805,11 +812,8 @@ static int64_t same_count(const int32_t *a, const int32_t *b, int64_t n)
  * device fp32, so a draw near a tie may go the other way. */
 static void check_tok_session(void)
 {
-    const char *dir = getenv("MEDLEY_MODELS_DIR");
-    char path[1024];
     md_tokmodel m;
-    if (!dir || !*dir || snprintf(path, sizeof path, "%s/tokens.safetensors", dir) >= (int)sizeof path ||
-        md_tok_load(&m, path) != MD_OK) {
+    if (!load_bundled_tokens(&m)) {
         printf("     (sampler on the device: MEDLEY_MODELS_DIR unset or its tokens.safetensors unreadable)\n");
         return;
     }
