@@ -7,7 +7,8 @@
  * MEDLEY_DEVICE=cuda[:N]) fills gemm and gemm_batched by staging the host
  * operands through a device arena and leaves the other slots NULL; its
  * device kernels for the other ops (cuda/md_cuda.h) work on device
- * pointers and wait for device-resident graphs. backend.c, the only file
+ * pointers; the token sampler runs whole steps with them
+ * (tokens_device.h), other graphs wait for device-resident tensors. backend.c, the only file
  * that knows which backends a build has, registers it; call sites never
  * change.
  *
