@@ -206,6 +206,28 @@ static md_status copy3(md_cuda *c, float *dst, int64_t dbs, int64_t dts, const f
     return md_cuda_copy_strided(c, dst, ds, src, ss, shape, 3, beta);
 }
 
+/* The rest of block b once attention's output a [R, D] is there: the
+ * projection and its residual, then the MLP and its residual (h, u
+ * scratch). Both kinds of step share it, so they queue the same kernels. */
+static md_status block_rest(md_cuda *c, const dev_block *b, float *x, float *h, const float *a, float *u,
+                            int64_t R, int64_t D)
+{
+    TRY(linear(c, h, a, b->proj_w, b->proj_b, R, D, D));
+    TRY(md_cuda_binary(c, MD_CUDA_ADD, x, x, h, R * D));
+    TRY(md_cuda_layernorm_fwd(c, h, NULL, NULL, x, b->ln2_w, b->ln2_b, R, D, 1e-5f));
+    TRY(linear(c, u, h, b->fc1_w, b->fc1_b, R, 4 * D, D));
+    TRY(md_cuda_unary_fwd(c, MD_CUDA_GELU, u, u, R * 4 * D));
+    TRY(linear(c, h, u, b->fc2_w, b->fc2_b, R, D, 4 * D));
+    return md_cuda_binary(c, MD_CUDA_ADD, x, x, h, R * D);
+}
+
+/* dl [B, vocab] = the head over the final norm of last [B, D] (h scratch). */
+static md_status head(const md_tok_device *d, float *dl, float *h, const float *last, int64_t B)
+{
+    TRY(md_cuda_layernorm_fwd(d->c, h, NULL, NULL, last, d->lnf_w, d->lnf_b, B, d->m->d, 1e-5f));
+    return linear(d->c, dl, h, d->head_w, NULL, B, d->m->vocab, d->m->d);
+}
+
 static md_status step(md_tok_device *d, const dev_set *set, int64_t row0, const float *cond, int64_t B,
                       const int32_t *ids, const int32_t *slots, int64_t t, int64_t pos0, float *logits)
 {
@@ -261,18 +283,11 @@ static md_status step(md_tok_device *d, const dev_set *set, int64_t row0, const 
         TRY(copy3(c, kc + pos0 * D, kvs, D, u + D, T * 3 * D, 3 * D, B, T, D, 0.f));
         TRY(copy3(c, vc + pos0 * D, kvs, D, u + 2 * D, T * 3 * D, 3 * D, B, T, D, 0.f));
         TRY(md_cuda_attention_fwd_kv(c, a, NULL, q, kc, vc, B, T, tk, kvs, (int)H, D / H, true));
-        TRY(linear(c, h, a, b->proj_w, b->proj_b, R, D, D));
-        TRY(md_cuda_binary(c, MD_CUDA_ADD, x, x, h, R * D));
-        TRY(md_cuda_layernorm_fwd(c, h, NULL, NULL, x, b->ln2_w, b->ln2_b, R, D, 1e-5f));
-        TRY(linear(c, u, h, b->fc1_w, b->fc1_b, R, 4 * D, D));
-        TRY(md_cuda_unary_fwd(c, MD_CUDA_GELU, u, u, R * 4 * D));
-        TRY(linear(c, h, u, b->fc2_w, b->fc2_b, R, D, 4 * D));
-        TRY(md_cuda_binary(c, MD_CUDA_ADD, x, x, h, R * D));
+        TRY(block_rest(c, b, x, h, a, u, R, D));
     }
     /* the last position of each row -> final norm -> logits */
     TRY(copy3(c, a, D, 0, x + (T - 1) * D, T * D, 0, B, 1, D, 0.f));
-    TRY(md_cuda_layernorm_fwd(c, h, NULL, NULL, a, d->lnf_w, d->lnf_b, B, D, 1e-5f));
-    TRY(linear(c, dl, h, d->head_w, NULL, B, m->vocab, D));
+    TRY(head(d, dl, h, a, B));
     return md_cuda_download(c, logits, dl, sizeof(float) * (size_t)(B * m->vocab));
 }
 
@@ -304,17 +319,10 @@ static md_status one_step_body(md_tok_device *d, dev_set *e, int64_t B)
         TRY(linear(c, e->u, e->h, b->qkv_w, b->qkv_b, B, 3 * D, D));
         TRY(md_cuda_split_qkv_at(c, e->q, e->k[l], e->v[l], e->u, B, D, kvs, e->dpos));
         TRY(md_cuda_attention_fwd_kv_at(c, e->a, e->q, e->k[l], e->v[l], B, 1, e->dpos, kvs, (int)H, D / H));
-        TRY(linear(c, e->h, e->a, b->proj_w, b->proj_b, B, D, D));
-        TRY(md_cuda_binary(c, MD_CUDA_ADD, e->x, e->x, e->h, B * D));
-        TRY(md_cuda_layernorm_fwd(c, e->h, NULL, NULL, e->x, b->ln2_w, b->ln2_b, B, D, 1e-5f));
-        TRY(linear(c, e->u, e->h, b->fc1_w, b->fc1_b, B, 4 * D, D));
-        TRY(md_cuda_unary_fwd(c, MD_CUDA_GELU, e->u, e->u, B * 4 * D));
-        TRY(linear(c, e->h, e->u, b->fc2_w, b->fc2_b, B, D, 4 * D));
-        TRY(md_cuda_binary(c, MD_CUDA_ADD, e->x, e->x, e->h, B * D));
+        TRY(block_rest(c, b, e->x, e->h, e->a, e->u, B, D));
     }
     TRY(copy3(c, e->a, D, 0, e->x, D, 0, B, 1, D, 0.f));
-    TRY(md_cuda_layernorm_fwd(c, e->h, NULL, NULL, e->a, d->lnf_w, d->lnf_b, B, D, 1e-5f));
-    TRY(linear(c, e->dl, e->h, d->head_w, NULL, B, m->vocab, D));
+    TRY(head(d, e->dl, e->h, e->a, B));
     return md_cuda_download_async(c, e->hlogits, e->dl, sizeof(float) * (size_t)(B * m->vocab));
 }
 

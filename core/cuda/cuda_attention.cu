@@ -1,7 +1,7 @@
 /* cuda_attention.cu — attention forward (tiles of 32 query rows sharing
  * each tile of keys in shared memory, online softmax; one block per query
- * row where few rows or wide heads make tiles pointless), its backward (probabilities recomputed from
- * the forward's log-sum-exp; one block per query row for dQ and one per
+ * row where few rows or wide heads make tiles pointless), its backward
+ * (probabilities recomputed from the forward's log-sum-exp; one block per query row for dQ and one per
  * key row for dK and dV, so no output is written by two blocks and sums
  * run in a fixed order), and the VQ nearest-code search (one block per
  * vector). */
@@ -215,6 +215,18 @@ attention_fwd_tiled_kernel(float *out, float *lse, const float *q, const float *
     }
 }
 
+/* The row kernel over rows = B*H*Tq query rows (checked by the caller). */
+static md_status launch_rows(md_cuda *c, float *out, float *lse, const float *q, const float *k, const float *v,
+                             int64_t rows, int64_t tq, int64_t tk, const int64_t *tk_add, int64_t kvs, int64_t heads,
+                             int64_t dh, bool causal)
+{
+    size_t shmem = sizeof(float) * (size_t)(dh + 2 * ATT_THREADS);
+    attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, lse, q, k, v, tq, tk, tk_add, kvs,
+                                                                            heads, dh, causal ? 1 : 0,
+                                                                            1.0f / sqrtf((float)dh));
+    return MD_LAUNCHED(c, "attention_fwd_kernel");
+}
+
 md_status md_cuda_attention_fwd_kv(md_cuda *c, float *out, float *lse, const float *q, const float *k,
                                    const float *v, int64_t b, int64_t tq, int64_t tk, int64_t kv_stride, int heads,
                                    int64_t dh, bool causal)
@@ -236,22 +248,16 @@ md_status md_cuda_attention_fwd_kv(md_cuda *c, float *out, float *lse, const flo
         return MD_ERR_UNSUPPORTED;
     }
     MD_TRY(md_cuda_enter(c));
-    float scale = 1.0f / sqrtf((float)dh);
-    int cz = causal ? 1 : 0;
     if (!c->attention_rows && dh <= FT_DMAX && tq >= FT_Q / 2) {
         int64_t tiles = (tq + FT_Q - 1) / FT_Q;
         if (tiles <= 2147483647 && b * heads <= 65535) {
             dim3 grid((unsigned)tiles, (unsigned)(b * heads));
-            attention_fwd_tiled_kernel<<<grid, FT_THREADS, tiled_shmem(dh), c->stream>>>(out, lse, q, k, v, tq, tk,
-                                                                                        kv_stride, heads, dh, cz,
-                                                                                        scale);
+            attention_fwd_tiled_kernel<<<grid, FT_THREADS, tiled_shmem(dh), c->stream>>>(
+                out, lse, q, k, v, tq, tk, kv_stride, heads, dh, causal ? 1 : 0, 1.0f / sqrtf((float)dh));
             return MD_LAUNCHED(c, "attention_fwd_tiled_kernel");
         }
     }
-    size_t shmem = sizeof(float) * (size_t)(dh + 2 * ATT_THREADS);
-    attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, lse, q, k, v, tq, tk, NULL,
-                                                                            kv_stride, heads, dh, cz, scale);
-    return MD_LAUNCHED(c, "attention_fwd_kernel");
+    return launch_rows(c, out, lse, q, k, v, rows, tq, tk, NULL, kv_stride, heads, dh, causal);
 }
 
 md_status md_cuda_attention_fwd_kv_at(md_cuda *c, float *out, const float *q, const float *k, const float *v,
@@ -269,11 +275,7 @@ md_status md_cuda_attention_fwd_kv_at(md_cuda *c, float *out, const float *q, co
     if (!md_cuda_grid_ok(rows))
         return MD_ERR_UNSUPPORTED;
     MD_TRY(md_cuda_enter(c));
-    size_t shmem = sizeof(float) * (size_t)(dh + 2 * ATT_THREADS);
-    attention_fwd_kernel<<<(unsigned)rows, ATT_THREADS, shmem, c->stream>>>(out, NULL, q, k, v, 1, tk0, tk_add,
-                                                                            kv_stride, heads, dh, 1,
-                                                                            1.0f / sqrtf((float)dh));
-    return MD_LAUNCHED(c, "attention_fwd_kernel");
+    return launch_rows(c, out, NULL, q, k, v, rows, 1, tk0, tk_add, kv_stride, heads, dh, true);
 }
 
 md_status md_cuda_attention_fwd(md_cuda *c, float *out, float *lse, const float *q, const float *k,
