@@ -64,6 +64,7 @@ static md_status ld_audio(void *m, const char *p)
     return md_unet_load(m, p, MD_AUDIOGEN_MODEL, "audio decoder", "medley train audio");
 }
 static md_status ld_vocoder(void *m, const char *p) { return md_vocoder_load(m, p); }
+static md_status ld_motion(void *m, const char *p) { return md_motion_load(m, p); }
 static md_status ld_imagegen(void *m, const char *p)
 {
     return md_unet_load(m, p, MD_IMAGEGEN_MODEL, "latent diffusion decoder", "medley train diffusion");
@@ -110,6 +111,15 @@ int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
         }
         b->have_voc = true;
     }
+    snprintf(path, sizeof path, "%s/motion.safetensors", dir);
+    if (access(path, F_OK) == 0) {   /* optional: videos' frames from the token transformer without it */
+        if (load_one(dir, "motion.safetensors", "motion model", "medley train motion", b->model_id,
+                     sizeof b->model_id, ld_motion, &b->mo)) {
+            medley_bundle_free(b);
+            return 1;
+        }
+        b->have_mo = true;
+    }
     snprintf(path, sizeof path, "%s/imagegen.safetensors", dir);
     if (access(path, F_OK) == 0) {
         if (load_one(dir, "imagegen.safetensors", "latent diffusion decoder", "medley train diffusion", b->model_id,
@@ -130,6 +140,8 @@ void medley_bundle_free(medley_bundle *b)
         md_unet_free(&b->ig);
     if (b->have_voc)
         md_vocoder_free(&b->voc);
+    if (b->have_mo)
+        md_motion_free(&b->mo);
     if (b->have_tm)
         md_tok_free(&b->tm);
     if (b->have_vq)

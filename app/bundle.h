@@ -9,6 +9,7 @@
 #include "metrics.h"
 #include "audiogen.h"
 #include "imagegen.h"
+#include "motion.h"
 #include "tokens.h"
 #include "vocoder.h"
 
@@ -19,13 +20,15 @@ typedef struct medley_bundle {
     md_unet ag;                      /* the audio decoder, when its file is there */
     md_unet ig;                      /* the latent diffusion decoder, when its file is there */
     md_vocoder voc;                  /* the neural vocoder, when its file is there */
-    bool have_sp, have_vq, have_tm, have_ag, have_ig, have_voc;
+    md_motion mo;                    /* the motion model, when its file is there */
+    bool have_sp, have_vq, have_tm, have_ag, have_ig, have_voc, have_mo;
     char model_id[160];
 } medley_bundle;
 
 /* Loads the space, and with tokens the image tokenizer, the token
- * transformer and, when their files exist (have_ag, have_ig say), the
- * audio decoder, the neural vocoder and the latent diffusion decoder. Prints what is missing or damaged and how to make it;
+ * transformer and, when their files exist (have_ag, have_ig, have_voc,
+ * have_mo say), the audio decoder, the neural vocoder, the latent
+ * diffusion decoder and the motion model. Prints what is missing or damaged and how to make it;
  * returns 1 then. */
 int medley_bundle_load(medley_bundle *b, const char *models, bool tokens);
 void medley_bundle_free(medley_bundle *b);
@@ -53,6 +56,8 @@ typedef struct medley_tok_eval_opts {
     float diffusion_guidance;            /* 0: the image diffusion generator's default */
     int audio_vocoder;                   /* -1: the audio generator's default; 0 Griffin-Lim; 1 neural */
     float frame_temperature;             /* videos' frames 1..15; < 0: the generator's default */
+    int motion;                          /* videos' "motion" parameter; -2: the generator's default */
+    float motion_temperature;            /* < 0: the generator's default */
 } medley_tok_eval_opts;
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m);

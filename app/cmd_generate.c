@@ -279,6 +279,7 @@ int medley_cmd_generate(int argc, char **argv)
         fprintf(stderr, "medley generate: %s\n", md_last_error());
         goto done;
     }
+    t.cond.text = medley_job_text(&j);
     if (!medley_output_dir(outdir, "medley generate"))
         goto done;
     for (int m = 0; m < 4; m++)

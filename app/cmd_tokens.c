@@ -173,7 +173,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
         if (medley_load_judges(models, j) == 0) {
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
-            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0, 0, 0, 0, -1, -1.0f};
+            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0, 0, 0, 0, -1, -1.0f, -2, -1.0f};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)
@@ -203,7 +203,7 @@ static void to_u8(const float *x, int64_t n, uint8_t *u)
  * out_kind only picks the kind of text input). */
 static md_status make_condition(const md_world *w, const md_space *sp, md_graph *g, md_modality in,
                                 md_world_kind out_kind, bool judged, md_world_split split, int64_t i, float *cond,
-                                int want[MD_ATTR_COUNT])
+                                int want[MD_ATTR_COUNT], char text[MD_CAPTION_MAX])
 {
     md_world_kind kind = in == MD_MOD_TEXT ? (out_kind == MD_WORLD_VIDEO   ? MD_WORLD_VIDEO
                                               : out_kind == MD_WORLD_AUDIO && judged ? MD_WORLD_AUDIO
@@ -217,12 +217,12 @@ static md_status make_condition(const md_world *w, const md_space *sp, md_graph 
         return st;
     for (int a = 0; a < MD_ATTR_COUNT; a++)
         want[a] = -1;
+    text[0] = '\0';
     if (in == MD_MOD_TEXT) {
-        char cap[MD_CAPTION_MAX];
         int stated[MD_ATTR_COUNT];
-        if ((st = md_caption_make(&s, (int)(i % MD_CAPTIONS_PER_SAMPLE), cap, sizeof cap, stated)) != MD_OK)
+        if ((st = md_caption_make(&s, (int)(i % MD_CAPTIONS_PER_SAMPLE), text, MD_CAPTION_MAX, stated)) != MD_OK)
             return st;
-        const char *t = cap;
+        const char *t = text;
         if ((st = md_space_embed(sp, g, MD_MOD_TEXT, &t, 1, cond)) != MD_OK)
             return st;
         for (int a = 0; a < MD_ATTR_COUNT; a++)   /* what the caption states and the output's judge reads */
@@ -291,7 +291,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     static const md_world_kind ref_kind[3] = {MD_WORLD_IMAGE, MD_WORLD_VIDEO, MD_WORLD_AUDIO};
     for (int k = 0; k < 3 && st == MD_OK; k++)
         st = real_features(w, &j[ref_kind[k]], MD_SPLIT_TEST, nref, ref[k]);
-    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL, 0.f};
+    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL, 0.f, 0};
     for (int oi = 0; oi < 5 && st == MD_OK; oi++) {
         const bool audio = outs[oi] == MD_MOD_AUDIO, diffusion = oi == 4;
         if (eo->only >= 0 && !(eo->only & (diffusion ? (1 << MD_MOD_IMAGE) | (1 << 4) : 1 << outs[oi])))
@@ -302,7 +302,8 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             continue;
         md_generator *gen_o = audio       ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, NULL)
                               : diffusion ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, NULL)
-                                          : md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp, b->model_id, NULL);
+                                          : md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp,
+                                                               b->have_mo ? &b->mo : NULL, b->model_id, NULL);
         if (!gen_o) {
             st = MD_ERR;
             break;
@@ -320,6 +321,10 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             p[4] = so.via_caption;
             if (eo->frame_temperature >= 0)
                 p[md_gen_param_index(gen_o, "frame_temperature")] = eo->frame_temperature;
+            if (eo->motion >= -1)
+                p[md_gen_param_index(gen_o, "motion")] = eo->motion;
+            if (eo->motion_temperature >= 0)
+                p[md_gen_param_index(gen_o, "motion_temperature")] = eo->motion_temperature;
         } else {
             if (eo->audio_guidance > 0)
                 p[md_gen_param_index(gen_o, "guidance")] = eo->audio_guidance;
@@ -342,10 +347,13 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             memset(&sc, 0, sizeof sc);
             double t0 = md_time_now();
             for (int64_t i = 0; i < n && st == MD_OK; i++) {
-                md_gen_condition c = {{0}, NULL};
+                char typed[MD_CAPTION_MAX];
                 int want[MD_ATTR_COUNT], got[MD_ATTR_COUNT];
+                md_gen_condition c = {{0}, typed};
                 st = make_condition(w, &b->sp, g, (md_modality)in, ok, outs[oi] != MD_MOD_TEXT, eo->split, i, c.vec,
-                                    want);
+                                    want, typed);
+                if (!typed[0])
+                    c.text = NULL;
                 md_gen_output o;
                 if (st == MD_OK)
                     st = gen_o->run(gen_o->self, &c, p, (uint64_t)(1000 + i), NULL, NULL, NULL, &o);
@@ -383,10 +391,14 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             if (audio && vid_digit && m->cell[in][MD_MOD_VIDEO].present) {
                 int64_t same = 0;
                 for (int64_t i = 0; i < eo->n_video && st == MD_OK; i++) {
-                    md_gen_condition c = {{0}, NULL};
+                    char typed[MD_CAPTION_MAX];
                     int want[MD_ATTR_COUNT], got[MD_ATTR_COUNT];
+                    md_gen_condition c = {{0}, typed};
                     md_gen_output o;
-                    st = make_condition(w, &b->sp, g, (md_modality)in, MD_WORLD_VIDEO, true, eo->split, i, c.vec, want);
+                    st = make_condition(w, &b->sp, g, (md_modality)in, MD_WORLD_VIDEO, true, eo->split, i, c.vec, want,
+                                        typed);
+                    if (!typed[0])
+                        c.text = NULL;
                     if (st == MD_OK)
                         st = gen_o->run(gen_o->self, &c, p, (uint64_t)(1000 + i), NULL, NULL, NULL, &o);
                     if (st != MD_OK)

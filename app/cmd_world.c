@@ -435,6 +435,8 @@ int medley_cmd_eval(int argc, char **argv)
     eo.gen.only = -1;
     eo.gen.via_caption = -1;
     eo.gen.frame_temperature = -1;
+    eo.gen.motion = -2;
+    eo.gen.motion_temperature = -1;
     eo.gen.audio_vocoder = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -502,6 +504,12 @@ int medley_cmd_eval(int argc, char **argv)
             }
         } else if (strcmp(a, "--frame-temperature") == 0) {
             if (medley_parse_double(a, val, 0.0, 5.0, &eo.gen.frame_temperature)) return 2;
+        } else if (strcmp(a, "--motion") == 0) {
+            long v;
+            if (medley_parse_int(a, val, 0, 1, &v)) return 2;
+            eo.gen.motion = (int)v;
+        } else if (strcmp(a, "--motion-temperature") == 0) {
+            if (medley_parse_double(a, val, 0.0, 5.0, &eo.gen.motion_temperature)) return 2;
         } else if (strcmp(a, "--via-caption") == 0) {
             long v;
             if (medley_parse_int(a, val, 0, 1, &v)) return 2;

@@ -39,6 +39,7 @@ int medley_cmd_train_tokens(int argc, char **argv);
 int medley_cmd_train_audio(int argc, char **argv);
 int medley_cmd_train_diffusion(int argc, char **argv);
 int medley_cmd_train_vocoder(int argc, char **argv);
+int medley_cmd_train_motion(int argc, char **argv);
 int medley_cmd_generate(int argc, char **argv);
 /* A trainer's progress on stdout: every `every` steps the step and a
  * running mean of the loss, seconds since t0; other stages when done
@@ -73,6 +74,8 @@ typedef struct medley_gen_eval {
     double diffusion_guidance;   /* the image diffusion generator's guidance (0: its default) */
     long video_outputs;          /* videos per cell (0: as --outputs, default 40) */
     double frame_temperature;    /* videos' frames 1..15 (< 0: the generator's default) */
+    int motion;                  /* videos' frames 1..15 by the motion model (1) or the tokens (0); -2: default */
+    double motion_temperature;   /* the motion model's (< 0: the generator's default) */
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,

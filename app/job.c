@@ -313,6 +313,14 @@ md_status medley_job_from_json(medley_job *j, const char *json, const char *labe
 
 /* ---- composing ---- */
 
+const char *medley_job_text(const medley_job *j)
+{
+    for (int i = 0; i < j->nin; i++)
+        if (j->in[i].text && j->in[i].weight > 0)
+            return j->in[i].text;
+    return NULL;
+}
+
 md_status medley_job_compose(medley_job *j, const md_space *sp, float *cond)
 {
     float *v = malloc(sizeof(float) * MD_SPACE_DIM * (size_t)(j->nin ? j->nin : 1));
@@ -404,7 +412,8 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         if (!g->gen[m] &&
             !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, g->ws)
                           : diff_image ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, g->ws)
-                                       : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->model_id, g->ws)))
+                                       : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->have_mo ? &b->mo : NULL,
+                                                           b->model_id, g->ws)))
             return MD_ERR;
         md_gen_params_default(g->gen[m], g->pv[m]);
         g->active[m] = true;

@@ -85,6 +85,10 @@ md_status medley_job_from_json(medley_job *j, const char *json, const char *labe
 /* Reads every input and composes the condition (the inputs' modalities and
  * hashes are filled in). */
 md_status medley_job_compose(medley_job *j, const md_space *sp, float *cond);
+/* The typed text generators may read beside the condition
+ * (md_gen_condition.text): the first text input of positive weight, or
+ * NULL. */
+const char *medley_job_text(const medley_job *j);
 
 /* 16 hex digits of the FNV-1a hash of bytes (as medley_file_hash). */
 void medley_bytes_hash(const void *bytes, size_t size, char out[17]);

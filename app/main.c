@@ -69,6 +69,9 @@ static void usage(FILE *f)
             "  train vocoder  train the neural vocoder (log-mel -> samples) on the train clips, then\n"
             "            compare it with Griffin-Lim on real test clips (--compare N, 0: skip)\n"
             "            --data DIR  --steps N  --batch B  --corpus N  --ch N  --lr F  --seed S  --out DIR\n"
+            "  train motion  train the motion model (the paths a video's later frames move frame 0\n"
+            "            along; needs the space)  --paths N  --hidden N\n"
+            "            --data DIR  --steps N  --batch B  --corpus N  --lr F  --seed S  --out DIR\n"
             "  generate --in MOD:VALUE[@WEIGHT] ... --out image,video,text [--seed S] [-o DIR]\n"
             "            compose the inputs (text:\"a red seven\", image:FILE, audio:FILE,\n"
             "            video:FILE) and write the outputs with their job in their metadata;\n"
@@ -90,6 +93,8 @@ static void usage(FILE *f)
             "            --guidance F  --temperature F  --top-k N  --top-p F  --via-caption 0|1\n"
             "            --candidates N  --audio-guidance F  --diffusion-guidance F\n"
             "            --frame-temperature F (videos' frames 1-15; 0: as --temperature)\n"
+            "            --motion 0|1 (videos' frames 1-15 by the token transformer, or frame 0\n"
+            "            moved along a path of the motion model)  --motion-temperature F\n"
             "            --audio-vocoder 0|1 (Griffin-Lim or the neural vocoder)\n"
             "            --only OUTPUTS (comma-separated: text,image,image:diffusion,audio,video)\n"
             "            --video-outputs N (videos per cell)\n"
@@ -524,8 +529,10 @@ int main(int argc, char **argv)
             return medley_cmd_train_diffusion(argc - 3, argv + 3);
         if (argc >= 3 && strcmp(argv[2], "vocoder") == 0)
             return medley_cmd_train_vocoder(argc - 3, argv + 3);
-        fprintf(stderr, "medley train: expected what to train: judges, space, vqgan, tokens, audio, diffusion or "
-                        "vocoder\n");
+        if (argc >= 3 && strcmp(argv[2], "motion") == 0)
+            return medley_cmd_train_motion(argc - 3, argv + 3);
+        fprintf(stderr, "medley train: expected what to train: judges, space, vqgan, tokens, audio, diffusion, "
+                        "vocoder or motion\n");
         return 2;
     }
     if (strcmp(cmd, "eval") == 0)

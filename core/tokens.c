@@ -908,7 +908,8 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
     const int F = MD_WORLD_FRAMES - 1;
     int stride = guided ? 2 : 1, rows = F * stride;
     const int ncand = o->candidates > 1 ? o->candidates : 1;
-    const int64_t first = (int64_t)ncand * MD_VQ_TOKENS, total = first + (int64_t)F * MD_VQ_TOKENS;
+    const int64_t first = (int64_t)ncand * MD_VQ_TOKENS,
+                  total = first + (o->first_frame_only ? 0 : (int64_t)F * MD_VQ_TOKENS);
     st = ensure_wide(s, MD_TOK_TMAX);
     if (st != MD_OK)
         return st;
@@ -962,7 +963,7 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         }
         set_batch(s->small, m->layers, 2);
     }
-    if (st != MD_OK) {
+    if (st != MD_OK || o->first_frame_only) {
         md_graph_reset(s->g);
         return st;
     }

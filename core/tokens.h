@@ -102,6 +102,7 @@ typedef struct md_tok_sample_opts {
     int (*pick)(const int32_t *codes, int n, void *user);   /* codes [n, 256] -> index; NULL: the first */
     void *pick_user;
     float frame_temperature;         /* a video's frames 1..15 (0: temperature) */
+    int first_frame_only;            /* videos: frame 0 alone (codes [256]; the motion model moves it) */
 } md_tok_sample_opts;
 
 #define MD_TOK_MAX_CANDIDATES 15
@@ -141,7 +142,7 @@ void md_tok_session_free(md_tok_session *s);
 md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
                               md_tok_progress_fn progress, void *user, const volatile int *cancel,
                               int32_t *codes);
-/* 16 frames of codes [16, 256]. */
+/* 16 frames of codes [16, 256] (frame 0's alone with first_frame_only). */
 md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
                               md_tok_progress_fn progress, void *user, const volatile int *cancel,
                               int32_t *codes);

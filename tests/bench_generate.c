@@ -159,9 +159,9 @@ int main(int argc, char **argv)
            (long long)tm.d, (long long)tm.layers, (long long)tm.heads, (long long)tm.vocab, md_threads_get(), runs);
     /* one workspace lent to every generator, as medley's jobs do */
     md_gen_workspace *ws = md_gen_workspace_new();
-    md_generator *gen[3] = {md_gen_tokens_new(MD_MOD_IMAGE, &tm, &vq, &sp, "bench", ws),
-                            md_gen_tokens_new(MD_MOD_TEXT, &tm, &vq, &sp, "bench", ws),
-                            md_gen_tokens_new(MD_MOD_VIDEO, &tm, &vq, &sp, "bench", ws)};
+    md_generator *gen[3] = {md_gen_tokens_new(MD_MOD_IMAGE, &tm, &vq, &sp, NULL, "bench", ws),
+                            md_gen_tokens_new(MD_MOD_TEXT, &tm, &vq, &sp, NULL, "bench", ws),
+                            md_gen_tokens_new(MD_MOD_VIDEO, &tm, &vq, &sp, NULL, "bench", ws)};
     if (!ws || !gen[0] || !gen[1] || !gen[2]) {
         fprintf(stderr, "bench_generate: %s\n", md_last_error());
         return 1;
@@ -306,7 +306,7 @@ int main(int argc, char **argv)
     int32_t naive[MD_VQ_TOKENS], cached[MD_VQ_TOKENS];
     double tn = naive_image(&tm, c.vec, naive, 3.0f);
     md_tok_session *s = md_tok_session_new(&tm);
-    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f};
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0};
     double t0 = md_time_now();
     md_tok_sample_image(s, c.vec, &greedy, 1, NULL, NULL, NULL, cached);
     double tc = md_time_now() - t0;

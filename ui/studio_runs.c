@@ -74,6 +74,7 @@ static md_status run_job(void *task, md_job_ctx *ctx)
     if (st == MD_OK) {
         md_job_report_progress(ctx, "reading inputs", 0, 1, 0.0, NULL, 0);
         st = medley_job_compose(&sj->job, &w->bundle.sp, c.vec);
+        c.text = medley_job_text(&sj->job);
     }
     if (st == MD_OK && !(sj->job_json = medley_job_json(&sj->job, &w->gens, w->bundle.model_id)))
         st = MD_ERR_ALLOC;

@@ -8,7 +8,10 @@
 /* frames 1..15 of a video: see README (Generation) for the measurement */
 #define FRAME_TEMPERATURE 0.0
 
-enum { P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_VIA_CAPTION, P_CANDIDATES, P_FRAME_TEMPERATURE, P_COUNT };
+enum {
+    P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_VIA_CAPTION, P_CANDIDATES, P_FRAME_TEMPERATURE, P_MOTION,
+    P_MOTION_TEMPERATURE, P_COUNT
+};
 
 static const md_gen_param_spec params[P_COUNT] = {
     {"temperature", "softmax temperature of each token", MD_GEN_FLOAT, 1.0, 0.05, 5.0},
@@ -21,9 +24,14 @@ static const md_gen_param_spec params[P_COUNT] = {
                    "space finds closest to the condition", MD_GEN_INT, 8, 1, MD_TOK_MAX_CANDIDATES},
     {"frame_temperature", "videos: softmax temperature of frames 1-15 (0: as temperature)", MD_GEN_FLOAT,
      FRAME_TEMPERATURE, 0.0, 5.0},
+    {"motion", "videos: frames 1-15 move frame 0 along a path the motion model draws (1), or the token "
+               "transformer draws them (0); -1: the motion model when there is one", MD_GEN_INT, -1, -1, 1},
+    {"motion_temperature", "videos: softmax temperature of the motion model's choice of path (0: the likeliest)",
+     MD_GEN_FLOAT, 1.0, 0.0, 5.0},
 };
 
 #define PREVIEW_EVERY 64
+#define MOTION_TEXT_IDS 64               /* tokens of the typed text the motion model reads */
 #define DECODE_FRAMES 4
 
 typedef struct tok_gen {
@@ -31,6 +39,7 @@ typedef struct tok_gen {
     const md_tokmodel *tm;
     const md_vqgan *vq;
     const md_space *sp;
+    const md_motion *mo;             /* NULL: later frames by the token transformer only */
     md_tok_session *session;
     md_graph *g;                     /* detokenising */
     bool own_session, own_graph;     /* false: lent by a workspace */
@@ -116,7 +125,14 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     out->modality = t->out;
     md_tok_sample_opts o = {(float)p[P_TEMPERATURE], (int)p[P_TOP_K], (float)p[P_TOP_P], (float)p[P_GUIDANCE],
                           (int)p[P_VIA_CAPTION], (int)p[P_CANDIDATES], md_tok_pick_closest, &t->picker,
-                          (float)p[P_FRAME_TEMPERATURE]};
+                          (float)p[P_FRAME_TEMPERATURE], 0};
+    const bool motion = t->out == MD_MOD_VIDEO && (p[P_MOTION] > 0 || (p[P_MOTION] < 0 && t->mo));
+    if (motion && !t->mo) {
+        md_log(MD_LOG_ERROR, "tokens-video: motion 1 needs the motion model (motion.safetensors; train it with "
+                             "'medley train motion'), or motion 0");
+        return MD_ERR_INVALID;
+    }
+    o.first_frame_only = motion;
     if (o.candidates > 1 && o.via_caption) {
         md_log(MD_LOG_ERROR, "%s: candidates > 1 needs via_caption 0 (the caption route draws one picture)",
                t->out == MD_MOD_VIDEO ? "tokens-video" : "tokens-image");
@@ -167,9 +183,19 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
         st = t->picker.st;
     if (st == MD_OK && cancel && *cancel)
         st = MD_ABORTED;
-    for (int f = 0; st == MD_OK && f < frames; f += DECODE_FRAMES)   /* a few at a time: less memory */
+    const int drawn = motion ? 1 : frames;   /* frames the token transformer drew */
+    for (int f = 0; st == MD_OK && f < drawn; f += DECODE_FRAMES)   /* a few at a time: less memory */
         st = cancel && *cancel ? MD_ABORTED : md_vqgan_detokenize(t->vq, t->g, codes + (size_t)f * MD_VQ_TOKENS,
-                                 frames - f < DECODE_FRAMES ? frames - f : DECODE_FRAMES, x + isz * f);
+                                 drawn - f < DECODE_FRAMES ? drawn - f : DECODE_FRAMES, x + isz * f);
+    if (st == MD_OK && motion) {   /* frames 1..15: frame 0 moved along a drawn path */
+        float path[MD_MOTION_PATH];
+        int32_t ids[MOTION_TEXT_IDS];
+        size_t nids = c->text ? md_bpe_encode(t->sp->bpe, c->text, strlen(c->text), ids, MOTION_TEXT_IDS) : 0;
+        st = md_motion_draw(t->mo, t->g, c->vec, ids, (int)(nids < MOTION_TEXT_IDS ? nids : MOTION_TEXT_IDS),
+                            (float)p[P_MOTION_TEMPERATURE], seed, path, NULL);
+        if (st == MD_OK)
+            md_motion_apply(x, path, x);
+    }
     if (st == MD_OK && t->out == MD_MOD_IMAGE) {
         st = md_image_alloc(&out->image, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
         if (st == MD_OK)
@@ -207,7 +233,7 @@ static void gen_free(void *self)
 }
 
 md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md_vqgan *vq, const md_space *sp,
-                                const char *model_id, md_gen_workspace *ws)
+                                const md_motion *mo, const char *model_id, md_gen_workspace *ws)
 {
     if (out != MD_MOD_IMAGE && out != MD_MOD_VIDEO && out != MD_MOD_TEXT) {
         md_log(MD_LOG_ERROR, "the token generators write image, video or text, not %s",
@@ -227,6 +253,7 @@ md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md
         t->tm = tm;
         t->vq = vq;
         t->sp = sp;
+        t->mo = mo;
         snprintf(t->model_id, sizeof t->model_id, "%s", model_id ? model_id : "tokens");
         if (ws && !ws->tokens) {
             ws->tokens = md_tok_session_new(tm);

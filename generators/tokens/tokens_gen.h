@@ -7,11 +7,17 @@
  * with it (ws, may be NULL; see generator.h), so one runs at a time.
  *
  * Parameters: seed is the run's; temperature, top_k, top_p, guidance.
+ *
+ * Videos: frame 0 from the token transformer; frames 1-15 either from it
+ * too (motion 0), or frame 0 moved along a path the motion model
+ * (core/motion.h; mo, may be NULL) draws for the condition (motion 1; -1,
+ * the default, picks 1 when mo is given).
  */
 #ifndef MEDLEY_TOKENS_GEN_H
 #define MEDLEY_TOKENS_GEN_H
 
 #include "generator.h"
+#include "motion.h"
 #include "tokens.h"
 
 #ifdef __cplusplus
@@ -22,7 +28,7 @@ extern "C" {
  * models for outputs' metadata (copied). NULL with a message when out is
  * another modality or memory runs out. */
 md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md_vqgan *vq, const md_space *sp,
-                                const char *model_id, md_gen_workspace *ws);
+                                const md_motion *mo, const char *model_id, md_gen_workspace *ws);
 
 #ifdef __cplusplus
 }
