@@ -47,9 +47,11 @@ printf 'x' >"$tmp/afile"
 check "train into a path under a file" 1 "$exe" train vqgan --steps 1 -o "$tmp/afile/models"
 case "$LAST" in *"afile is not a folder"*) echo "ok   says why, before training";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "unknown thing to train" 2 "$exe" train unicorns
-case "$LAST" in *"judges, space, vqgan, tokens, audio, diffusion or vocoder"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
+case "$LAST" in *"judges, space, vqgan, tokens, audio, diffusion, vocoder or motion"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "vocoder: a width of 12 refused" 2 "$exe" train vocoder --ch 12
 case "$LAST" in *"--ch"*) echo "ok   names --ch";; *) echo "FAIL: $LAST"; fail=1;; esac
+check "motion: --paths 1 refused" 2 "$exe" train motion --paths 1
+case "$LAST" in *"--paths"*) echo "ok   names --paths";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "vocoder: a corpus smaller than a batch refused" 2 "$exe" train vocoder --corpus 4 --batch 8
 case "$LAST" in *"--corpus 4 is smaller than --batch 8"*) echo "ok   says so";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "bad --digit-weight refused" 2 "$exe" train space --digit-weight lots

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define S MD_WORLD_SIZE
 #define HW (S * S)
@@ -192,18 +193,18 @@ static void test_train(void)
     md_motion_train_opts o;
     md_motion_train_default_opts(&o);
     o.corpus = 1500;
-    o.steps = 600;
+    o.steps = 1000;
     o.k = 16;
     o.hidden = 128;
     o.seed = 3;
     md_motion m;
     md_motion_figures f;
     md_status st = md_motion_train(&m, &sp, &w, &o, &f);
-    CHECK(st == MD_OK, "a small motion model trains (1500 videos, 600 steps)");
+    CHECK(st == MD_OK, "a small motion model trains (1500 videos, 1000 steps)");
     if (st == MD_OK) {
         CHECK(f.fit < 0.5, "16 prototypes fit the train paths (%.3f px a frame)", f.fit);
         /* chance is 20% for five motions; frame 0's place alone tells some */
-        CHECK(f.video_moves >= 0.8 && f.video_moves >= f.none_moves + 0.25,
+        CHECK(f.video_moves >= 0.7 && f.video_moves >= f.none_moves + 0.3,
               "from the video's embedding it reads the motion of %.1f%% of %d held-out videos (no condition: "
               "%.1f%%)", 100 * f.video_moves, f.n, 100 * f.none_moves);
         CHECK(f.caption_moves > f.none_moves, "captions that state the motion help (%.1f%% against %.1f%%)",
@@ -293,6 +294,7 @@ static void test_shipped(void)
 int main(int argc, char **argv)
 {
     md_threads_init();
+    mkdir(tmpdir(), 0777);
     if (argc > 1 && strcmp(argv[1], "--train") == 0)
         test_train();
     else if (argc > 1 && strcmp(argv[1], "--shipped") == 0)
