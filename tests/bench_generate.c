@@ -154,6 +154,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_generate: %s\n", md_last_error());
         return 1;
     }
+    char pm[4096];
+    snprintf(pm, sizeof pm, "%s/motion.safetensors", models);
+    md_motion mo;
+    const bool have_mo = md_motion_load(&mo, pm) == MD_OK;   /* optional, as in medley's bundle */
     double peak_models = peak_mb();
     printf("token generators: d %lld, %lld layers, %lld heads, vocabulary %lld; %d threads; median of %d runs\n",
            (long long)tm.d, (long long)tm.layers, (long long)tm.heads, (long long)tm.vocab, md_threads_get(), runs);
@@ -161,7 +165,7 @@ int main(int argc, char **argv)
     md_gen_workspace *ws = md_gen_workspace_new();
     md_generator *gen[3] = {md_gen_tokens_new(MD_MOD_IMAGE, &tm, &vq, &sp, NULL, "bench", ws),
                             md_gen_tokens_new(MD_MOD_TEXT, &tm, &vq, &sp, NULL, "bench", ws),
-                            md_gen_tokens_new(MD_MOD_VIDEO, &tm, &vq, &sp, NULL, "bench", ws)};
+                            md_gen_tokens_new(MD_MOD_VIDEO, &tm, &vq, &sp, have_mo ? &mo : NULL, "bench", ws)};
     if (!ws || !gen[0] || !gen[1] || !gen[2]) {
         fprintf(stderr, "bench_generate: %s\n", md_last_error());
         return 1;
@@ -204,6 +208,15 @@ int main(int argc, char **argv)
     }
     if (only)
         return 0;
+    if (have_mo) {   /* a video's frames 1-15 by the token transformer instead, in the same run */
+        double p[MD_GEN_MAX_PARAMS], m, first;
+        md_gen_params_default(gen[2], p);
+        p[md_gen_param_index(gen[2], "motion")] = 0;
+        if (time_runs(gen[2], &c, p, runs < 3 ? runs : 3, &m, &first) != 0)
+            return 1;
+        printf("  %-18s %7.3f s  with frames 1-15 by the token transformer (motion 0; %.2fx the default's time)\n",
+               names[2], m, m / med[2]);
+    }
     /* candidates: n pictures side by side, the space keeping one; the
      * baseline is one candidate, in the same run */
     static const int cands[] = {1, 4, 8, 15};
@@ -330,6 +343,8 @@ int main(int argc, char **argv)
     for (int k = 0; k < 3; k++)
         md_generator_free(gen[k]);
     md_gen_workspace_free(ws);
+    if (have_mo)
+        md_motion_free(&mo);
     md_tok_free(&tm);
     md_vqgan_free(&vq);
     md_space_free(&sp);
