@@ -160,6 +160,68 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The box of the foreground kept (fg at least a third of top): the
+ * union of its 8-connected parts that do not touch the frame's edge and
+ * hold at least a tenth of the largest such part's weight — a decoder's
+ * faint seams along the edge are not the subject. When every part touches
+ * the edge, all of them. */
+static void fg_box(const float *fg, float top, int box[4])
+{
+    int16_t lab[HW], stack[HW];
+    double mass[HW / 2 + 1];
+    int bx[HW / 2 + 1][4];
+    bool edge[HW / 2 + 1];
+    int n = 0;
+    for (int i = 0; i < HW; i++)
+        lab[i] = -1;
+    for (int i = 0; i < HW; i++) {
+        if (lab[i] >= 0 || fg[i] * 3.f < top || n > HW / 2)
+            continue;
+        int sp = 0;
+        stack[sp++] = (int16_t)i;
+        lab[i] = (int16_t)n;
+        mass[n] = 0;
+        edge[n] = false;
+        bx[n][0] = bx[n][1] = S;
+        bx[n][2] = bx[n][3] = -1;
+        while (sp > 0) {
+            const int q = stack[--sp], x = q % S, y = q / S;
+            mass[n] += fg[q];
+            edge[n] |= x == 0 || y == 0 || x == S - 1 || y == S - 1;
+            bx[n][0] = x < bx[n][0] ? x : bx[n][0];
+            bx[n][1] = y < bx[n][1] ? y : bx[n][1];
+            bx[n][2] = x > bx[n][2] ? x : bx[n][2];
+            bx[n][3] = y > bx[n][3] ? y : bx[n][3];
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    const int nx = x + dx, ny = y + dy, r = ny * S + nx;
+                    if (nx >= 0 && nx < S && ny >= 0 && ny < S && lab[r] < 0 && fg[r] * 3.f >= top) {
+                        lab[r] = (int16_t)n;
+                        stack[sp++] = (int16_t)r;
+                    }
+                }
+        }
+        n++;
+    }
+    bool inner = false;
+    double most = 0;
+    for (int k = 0; k < n; k++)
+        inner |= !edge[k];
+    for (int k = 0; k < n; k++)
+        if (!inner || !edge[k])
+            most = mass[k] > most ? mass[k] : most;
+    box[0] = box[1] = S;
+    box[2] = box[3] = -1;
+    for (int k = 0; k < n; k++) {
+        if ((inner && edge[k]) || mass[k] < 0.1 * most)
+            continue;
+        box[0] = bx[k][0] < box[0] ? bx[k][0] : box[0];
+        box[1] = bx[k][1] < box[1] ? bx[k][1] : box[1];
+        box[2] = bx[k][2] > box[2] ? bx[k][2] : box[2];
+        box[3] = bx[k][3] > box[3] ? bx[k][3] : box[3];
+    }
+}
+
 void md_motion_frame(const float *frame, float bg[3], int box[4], float centre[2])
 {
     float border[4 * S];
@@ -190,28 +252,20 @@ void md_motion_frame(const float *frame, float bg[3], int box[4], float centre[2
         top = d > top ? d : top;
     }
     double sw = 0, sx = 0, sy = 0;
-    int x0 = S, y0 = S, x1 = -1, y1 = -1;
     for (int i = 0; top > 0.05f && i < HW; i++) {
         if (fg[i] * 3.f < top)
             continue;
-        const int x = i % S, y = i / S;
         sw += fg[i];
-        sx += fg[i] * (double)x;
-        sy += fg[i] * (double)y;
-        x0 = x < x0 ? x : x0;
-        x1 = x > x1 ? x : x1;
-        y0 = y < y0 ? y : y0;
-        y1 = y > y1 ? y : y1;
-    }
-    if (sw <= 0) {   /* nothing drawn: the middle, the whole frame */
-        x0 = y0 = 0;
-        x1 = y1 = S - 1;
+        sx += fg[i] * (double)(i % S);
+        sy += fg[i] * (double)(i / S);
     }
     if (box) {
-        box[0] = x0;
-        box[1] = y0;
-        box[2] = x1;
-        box[3] = y1;
+        if (sw > 0)
+            fg_box(fg, top, box);
+        else {   /* nothing drawn: the whole frame */
+            box[0] = box[1] = 0;
+            box[2] = box[3] = S - 1;
+        }
     }
     if (centre) {
         centre[0] = sw > 0 ? (float)(sx / sw) : S * 0.5f - 0.5f;

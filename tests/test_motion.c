@@ -93,6 +93,23 @@ static void test_frames(void)
           "a path that would leave the picture shifts the clip (frame 0 at x %d, frame 15 ends at %d, travel %.2f)",
           b0[0], b15[2], (double)back[30]);
 
+    /* a faint seam along the bottom edge (as a decoder leaves) is not the
+     * subject: a block near the left edge sent 30 px left still shifts */
+    block_frame(fr, 4, 20);
+    for (int x = 0; x < S; x++)
+        fr[(size_t)(S - 1) * S + x] += 0.5f;   /* red channel, last row: 0.5 of the block's 1.1 */
+    md_motion_frame(fr, bg, b0, NULL);
+    CHECK(b0[0] == 4 && b0[2] == 12 && b0[3] == 32, "the box leaves out a seam along the edge (%d %d %d %d)", b0[0],
+          b0[1], b0[2], b0[3]);
+    for (int t = 0; t < MD_WORLD_FRAMES; t++) {
+        path[2 * t] = -2.f * (float)t;
+        path[2 * t + 1] = 0.f;
+    }
+    md_motion_apply(fr, path, fr);
+    md_motion_frame(fr + (size_t)15 * 3 * HW, bg, b15, NULL);
+    CHECK(b15[0] >= 1 && b15[2] - b15[0] == 8, "and the block stays whole to the last frame (x %d..%d)", b15[0],
+          b15[2]);
+
     /* a frame without foreground reads as the whole frame, centred */
     for (int i = 0; i < 3 * HW; i++)
         f0[i] = 0.3f;
