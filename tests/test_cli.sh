@@ -183,7 +183,10 @@ if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/tokens.safetensor
     check "--from a file without a job" 1 "$exe" generate --from "$tmp/prompt.txt"
     # Ctrl-C: a clean stop, exit 130, nothing written
     g4="$tmp/gen4"; rm -rf "$g4"; mkdir -p "$g4"
-    "$exe" generate --in text:"a blue two moving up" --out video -o "$g4" --quiet >/dev/null 2>&1 &
+    # (the transformer's frames and 15 first frames: several seconds, where the
+    # motion model's video may be done within the second)
+    "$exe" generate --in text:"a blue two moving up" --out video --set video.motion=0 --candidates 15 -o "$g4" \
+        --quiet >/dev/null 2>&1 &
     pid=$!
     sleep 1
     kill -INT $pid
@@ -191,6 +194,16 @@ if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/tokens.safetensor
     left=$(ls -A "$g4")
     [ "$got" = 130 ] && [ -z "$left" ] && echo "ok   Ctrl-C cancels (exit 130), no file left" \
         || { echo "FAIL Ctrl-C: exit $got, left: $left"; fail=1; }
+    # a video moved by the motion model (when it is there): the same bytes again from its job
+    if [ -s "$MEDLEY_MODELS_DIR/motion.safetensors" ]; then
+        g9="$tmp/gen9"; g10="$tmp/gen10"; rm -rf "$g9" "$g10"
+        check "a moving video" 0 "$exe" generate --in text:"a blue two moving up" --out video --seed 3 -o "$g9" --quiet
+        check "restore the video's job" 0 "$exe" generate --from "$g9/medley-3-video.mp4" -o "$g10" --quiet
+        cmp -s "$g9/medley-3-video.mp4" "$g10/medley-3-video.mp4" && echo "ok   the same video again" \
+            || { echo "FAIL restored video differs"; fail=1; }
+    fi
+    check "motion 2 refused" 1 "$exe" generate --in text:seven --out video --set video.motion=2 -o "$g2"
+    case "$LAST" in *motion*) echo "ok   names the parameter";; *) echo "FAIL: $LAST"; fail=1;; esac
     # candidates: a parameter like the others, range-checked
     check "candidates 4" 0 "$exe" generate --in text:"a green two" --out image --candidates 4 --seed 3 -o "$g2" --quiet
     check "candidates 16 refused" 1 "$exe" generate --in text:seven --out image --candidates 16 -o "$g2"
