@@ -13,6 +13,10 @@ enum {
     P_MOTION_TEMPERATURE, P_COUNT
 };
 
+/* a video's first frames: 15, where its later frames cost nothing more (the
+ * motion model); see README (Motion) for the measurement */
+#define VIDEO_CANDIDATES MD_TOK_MAX_CANDIDATES
+
 static const md_gen_param_spec params[P_COUNT] = {
     {"temperature", "softmax temperature of each token", MD_GEN_FLOAT, 1.0, 0.05, 5.0},
     {"top_k", "sample among the k likeliest tokens (0: all)", MD_GEN_INT, 0, 0, 2048},
@@ -20,8 +24,8 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"via_caption", "pictures: write a caption first, then the picture after it (1), or from the condition "
                     "alone (0)", MD_GEN_INT, 0, 0, 1},
-    {"candidates", "pictures: draw this many side by side (a video: first frames) and keep the one the aligned "
-                   "space finds closest to the condition", MD_GEN_INT, 8, 1, MD_TOK_MAX_CANDIDATES},
+    {"candidates", "pictures: draw this many side by side (a video: first frames; 15 by default) and keep the "
+                   "one the aligned space finds closest to the condition", MD_GEN_INT, 8, 1, MD_TOK_MAX_CANDIDATES},
     {"frame_temperature", "videos: softmax temperature of frames 1-15 (0: as temperature)", MD_GEN_FLOAT,
      FRAME_TEMPERATURE, 0.0, 5.0},
     {"motion", "videos: frames 1-15 move frame 0 along a path the motion model draws (1), or the token "
@@ -40,6 +44,7 @@ typedef struct tok_gen {
     const md_vqgan *vq;
     const md_space *sp;
     const md_motion *mo;             /* NULL: later frames by the token transformer only */
+    md_gen_param_spec params[P_COUNT];   /* the table above, with this output's defaults */
     md_tok_session *session;
     md_graph *g;                     /* detokenising */
     bool own_session, own_graph;     /* false: lent by a workspace */
@@ -254,6 +259,9 @@ md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md
         t->vq = vq;
         t->sp = sp;
         t->mo = mo;
+        memcpy(t->params, params, sizeof params);
+        if (out == MD_MOD_VIDEO)
+            t->params[P_CANDIDATES].def = VIDEO_CANDIDATES;
         snprintf(t->model_id, sizeof t->model_id, "%s", model_id ? model_id : "tokens");
         if (ws && !ws->tokens) {
             ws->tokens = md_tok_session_new(tm);
@@ -276,7 +284,7 @@ md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md
     g->name = out == MD_MOD_IMAGE ? "tokens-image" : out == MD_MOD_VIDEO ? "tokens-video" : "tokens-caption";
     g->model_id = t->model_id;
     g->output = out;
-    g->params = params;
+    g->params = t->params;
     g->nparams = P_COUNT;
     g->self = t;
     g->run = run;
