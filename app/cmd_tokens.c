@@ -173,7 +173,8 @@ int medley_cmd_train_tokens(int argc, char **argv)
         if (medley_load_judges(models, j) == 0) {
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
-            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1, 0, 0, 0, 0, -1, -1.0f, -2, -1.0f};
+            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1,
+                                       0, 0, 0, 0, -1, -1.0f, -2, -1.0f};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)

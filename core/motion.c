@@ -127,8 +127,8 @@ md_status md_motion_load(md_motion *m, const char *path)
             paths[i] = (float)v;
         }
         if (!ok) {
-            md_log(MD_LOG_ERROR, "%s: the motion model has no readable motion.config (k, hidden, vocab and k paths of %d "
-                                 "numbers, each within ±%d pixels)", path, MD_MOTION_PATH, 2 * S);
+            md_log(MD_LOG_ERROR, "%s: the motion model has no readable motion.config (k, hidden, vocab and k "
+                                 "paths of %d numbers, each within ±%d pixels)", path, MD_MOTION_PATH, 2 * S);
             st = MD_ERR_FORMAT;
         }
         md_json_free(doc);
@@ -421,7 +421,8 @@ typedef struct mo_corpus {
 
 static void mo_free(mo_corpus *c)
 {
-    free(c->ids); free(c->nids); free(c->says); free(c->s); free(c->path); free(c->cap); free(c->digit); free(c->vemb); free(c->aemb);
+    free(c->ids); free(c->nids); free(c->says); free(c->s); free(c->path);
+    free(c->cap); free(c->digit); free(c->vemb); free(c->aemb);
     memset(c, 0, sizeof *c);
 }
 
@@ -455,8 +456,8 @@ static md_status mo_build(mo_corpus *c, const md_space *sp, const md_world *w, m
     const char **tp = malloc(sizeof *tp * (size_t)CHUNK * (NCAP + 1));
     float *temb = malloc(sizeof(float) * D * CHUNK * (NCAP + 1));
     md_graph *g = md_graph_new((size_t)1 << 26);
-    md_status st = c->s && c->says && c->ids && c->nids && c->path && c->cap && c->digit && c->vemb && c->aemb && vx && ax && frames &&
-                           ff && audio && texts && tp && temb && g
+    md_status st = c->s && c->says && c->ids && c->nids && c->path && c->cap && c->digit && c->vemb && c->aemb &&
+                           vx && ax && frames && ff && audio && texts && tp && temb && g
                        ? MD_OK
                        : MD_ERR_ALLOC;
     for (int i0 = 0; i0 < n && st == MD_OK; i0 += CHUNK) {
