@@ -277,7 +277,8 @@ void md_motion_measure(const float *frames, int n, float *path)
 {
     float bg[3], c0[2], c[2];
     md_motion_frame(frames, bg, NULL, c0);
-    for (int t = 0; t < n; t++) {
+    path[0] = path[1] = 0.f;
+    for (int t = 1; t < n; t++) {
         md_motion_frame(frames + (size_t)t * 3 * HW, bg, NULL, c);
         path[2 * t] = c[0] - c0[0];
         path[2 * t + 1] = c[1] - c0[1];

@@ -915,9 +915,10 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         return st;
     md_tensor *logits;
     int64_t pos;
+    const bool more = !o->first_frame_only;   /* frames 1..15 follow: frame 0 is closed in the cache */
     if (o->via_caption) {   /* frame 0 after a caption; frames 1..15 read it in context, unguided */
         st = sample_after_caption(s, cond, o, seed, md_tok_bov(m), progress, user, total, cancel, codes, &pos);
-        if (st == MD_OK) {
+        if (st == MD_OK && more) {
             int32_t id = md_tok_eof(m), sl = NOSLOT;
             set_batch(s->small, m->layers, 1);
             st = feed(s, s->g, s->conds, s->small, 1, &id, &sl, 1, pos) ? MD_OK : MD_ERR;
@@ -938,11 +939,12 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         pos = P + 1 + MD_VQ_TOKENS;
         if (st == MD_OK) {
             memcpy(codes, cand + (size_t)k * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
-            st = copy_rows(s, s->small, SET_SMALL, s->wide, SET_WIDE, stride, k * stride, stride, pos);
+            if (more)
+                st = copy_rows(s, s->small, SET_SMALL, s->wide, SET_WIDE, stride, k * stride, stride, pos);
         }
         free(cand);
         set_batch(s->small, m->layers, stride);
-        if (st == MD_OK) {   /* <eof> closes frame 0 (conds rows 0..stride-1 are the pair's) */
+        if (st == MD_OK && more) {   /* <eof> closes frame 0 (conds rows 0..stride-1 are the pair's) */
             int32_t ids[2] = {md_tok_eof(m), md_tok_eof(m)}, slots[2] = {NOSLOT, NOSLOT};
             md_graph_reset(s->g);
             st = step_ids(s, s->small, stride, ids, slots, 1, pos) ? MD_OK : MD_ERR;
@@ -956,14 +958,14 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         st = sample_codes(s, s->small, 1, guided, logits, P + 1, o, md_hash64(seed * 2 + 1), 0, total, progress,
                           user, cancel, codes);
         pos = P + 1 + MD_VQ_TOKENS;
-        if (st == MD_OK) {   /* <eof> closes frame 0 */
+        if (st == MD_OK && more) {   /* <eof> closes frame 0 */
             int32_t ids[2] = {md_tok_eof(m), md_tok_eof(m)}, slots[2] = {NOSLOT, NOSLOT};
             st = step_ids(s, s->small, stride, ids, slots, 1, pos) ? MD_OK : MD_ERR;
             pos++;
         }
         set_batch(s->small, m->layers, 2);
     }
-    if (st != MD_OK || o->first_frame_only) {
+    if (st != MD_OK || !more) {
         md_graph_reset(s->g);
         return st;
     }
