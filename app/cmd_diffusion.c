@@ -36,6 +36,7 @@ typedef struct train_args {
     const char *data, *out, *models;
     long seed, steps, batch, corpus, ch;
     double lr;
+    double ink_weight;               /* pictures: < 0 where not taken */
     const char *space;               /* pictures: "latent" or "pixels"; NULL where not taken */
 } train_args;
 
@@ -69,6 +70,8 @@ static int parse_train_args(const char *cmd, int argc, char **argv, train_args *
             }
         } else if (strcmp(a, "--lr") == 0) {
             if (medley_parse_double(a, val, 1e-6, 1.0, &t->lr)) return 2;
+        } else if (strcmp(a, "--ink-weight") == 0 && t->ink_weight >= 0.0) {
+            if (medley_parse_double(a, val, 0.0, 1000.0, &t->ink_weight)) return 2;
         } else if (strcmp(a, "--space") == 0 && t->space) {
             if (strcmp(val, "latent") != 0 && strcmp(val, "pixels") != 0 && strcmp(val, "pixels32") != 0) {
                 fprintf(stderr, "%s: --space \"%s\": expected latent, pixels or pixels32\n", cmd, val);
@@ -144,7 +147,7 @@ int medley_cmd_train_audio(int argc, char **argv)
 {
     md_audiogen_train_opts o;
     md_audiogen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, NULL};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, -1.0, NULL};
     if (parse_train_args("medley train audio", argc, argv, &t))
         return 2;
     const char *data = t.data, *out = t.out, *models = t.models;
@@ -255,11 +258,17 @@ int medley_cmd_train_diffusion(int argc, char **argv)
 {
     md_imagegen_train_opts o;
     md_imagegen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, "latent"};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, 0.0, "latent"};
     if (parse_train_args("medley train diffusion", argc, argv, &t))
         return 2;
     o.pixels = strncmp(t.space, "pixels", 6) == 0;
     o.side = strcmp(t.space, "pixels32") == 0 ? 32 : 64;
+    o.ink_weight = (float)t.ink_weight;
+    if (o.ink_weight > 0.f && !o.pixels) {
+        fprintf(stderr, "medley train diffusion: --ink-weight needs --space pixels or pixels32 (the latents have no "
+                        "ink to weigh)\n");
+        return 2;
+    }
     const char *data = t.data, *out = t.out, *models = t.models;
     o.seed = (uint64_t)t.seed;
     o.steps = t.steps;
@@ -296,10 +305,10 @@ int medley_cmd_train_diffusion(int argc, char **argv)
         md_space_free(&sp);
         return 1;
     }
-    printf("training the picture diffusion decoder (over %s, ch %d): %lld steps of %d from %d images; %d threads\n",
+    printf("training the picture diffusion decoder (over %s, ch %d, ink weight %g): %lld steps of %d from %d images; "
+           "%d threads\n",
            o.pixels ? (o.side == 32 ? "3x32x32 pixels" : "3x64x64 pixels") : "the tokenizer's 32x16x16 latents", o.ch,
-           (long long)o.steps, o.batch,
-           o.corpus, md_threads_get());
+           (double)o.ink_weight, (long long)o.steps, o.batch, o.corpus, md_threads_get());
     fflush(stdout);
     medley_train_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
     o.progress = medley_train_progress;
@@ -309,13 +318,14 @@ int medley_cmd_train_diffusion(int argc, char **argv)
     md_status st = md_imagegen_train(&u, &sp, &vq, &w, &o);
     double secs = md_time_now() - c.t0;
     if (st == MD_OK) {
-        printf("  latent diffusion: %lld parameters\n", (long long)md_paramset_numel(u.ps));
+        printf("  picture diffusion: %lld parameters\n", (long long)md_paramset_numel(u.ps));
         char recipe[512];
         snprintf(path, sizeof path, "%s/imagegen.safetensors", out);
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train diffusion\",\"space\":\"%s\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,"
-                 "\"ch\":%d,\"corpus\":%d,\"ema\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
-                 t.space, (long long)o.steps, o.batch, (double)o.lr, o.ch, o.corpus, (double)o.ema,
+                 "\"ch\":%d,\"corpus\":%d,\"ink_weight\":%g,\"ema\":%g,\"seed\":%llu,\"seconds\":%.0f,"
+                 "\"threads\":%d}",
+                 t.space, (long long)o.steps, o.batch, (double)o.lr, o.ch, o.corpus, (double)o.ink_weight, (double)o.ema,
                  (unsigned long long)o.seed, secs, md_threads_get());
         st = md_unet_save(&u, path, MD_IMAGEGEN_MODEL, recipe, w.data_hash);
         if (st == MD_OK)

@@ -48,7 +48,7 @@ static int load_image_judge(const char *models, md_judge *j, bool quiet)
 
 int medley_cmd_train_vqgan(int argc, char **argv)
 {
-    const char *data = NULL, *out = NULL, *models = NULL;
+    const char *data = NULL, *out = NULL, *models = NULL, *init = NULL;
     bool perceptual = true;
     md_vqgan_train_opts o;
     md_vqgan_train_default_opts(&o);
@@ -57,6 +57,10 @@ int medley_cmd_train_vqgan(int argc, char **argv)
         long v;
         if (strcmp(a, "--no-perceptual") == 0) {
             perceptual = false;
+            continue;
+        }
+        if (strcmp(a, "--decoder-only") == 0) {
+            o.decoder_only = true;
             continue;
         }
         if (!val) {
@@ -69,7 +73,13 @@ int medley_cmd_train_vqgan(int argc, char **argv)
             out = val;
         else if (strcmp(a, "--models") == 0)
             models = val;
-        else if (strcmp(a, "--seed") == 0) {
+        else if (strcmp(a, "--init") == 0)
+            init = val;
+        else if (strcmp(a, "--lr") == 0) {
+            double f;
+            if (medley_parse_double(a, val, 1e-6, 1.0, &f)) return 2;
+            o.lr = (float)f;
+        } else if (strcmp(a, "--seed") == 0) {
             if (medley_parse_int(a, val, 0, 2147483647L, &v)) return 2;
             o.seed = (uint64_t)v;
         } else if (strcmp(a, "--steps") == 0) {
@@ -87,6 +97,11 @@ int medley_cmd_train_vqgan(int argc, char **argv)
             return 2;
         }
         i++;
+    }
+    if (o.decoder_only && !init) {
+        fprintf(stderr, "medley train vqgan: --decoder-only needs --init FILE (the tokenizer whose encoder and codes "
+                        "are kept)\n");
+        return 2;
     }
     if (!(out = medley_output_dir(out, "medley train vqgan")))
         return 1;
@@ -106,17 +121,20 @@ int medley_cmd_train_vqgan(int argc, char **argv)
         return 1;
     }
     o.judge = have_judge ? &judge : NULL;
-    printf("training the image tokenizer: %lld steps of %d (images and video frames), 16x16 codes of %d, "
-           "perceptual term %s; %d threads\n", (long long)o.steps, o.batch, MD_VQ_CODES,
-           have_judge ? "on (image judge features)" : "off", md_threads_get());
+    printf("training the image tokenizer%s: %lld steps of %d (images and video frames), 16x16 codes of %d, "
+           "perceptual term %s; %d threads\n", o.decoder_only ? "'s decoder (encoder and codes kept)" : "",
+           (long long)o.steps, o.batch, MD_VQ_CODES, have_judge ? "on (image judge features)" : "off",
+           md_threads_get());
     vq_ctx c = {md_time_now(), 0, 0};
     o.progress = vq_progress;
     o.user = &c;
     o.cancel = &medley_cancel;
     md_vqgan v;
-    md_status st = md_vqgan_init(&v, o.seed);
+    md_status st = init ? md_vqgan_load(&v, init) : md_vqgan_init(&v, o.seed);
     if (st == MD_OK)
         st = md_vqgan_train(&v, &w, &o);
+    else if (init)
+        memset(&v, 0, sizeof v);
     double secs = md_time_now() - t0;
     if (st == MD_OK) {
         md_vqgan_eval e;
@@ -126,9 +144,11 @@ int medley_cmd_train_vqgan(int argc, char **argv)
         snprintf(path, sizeof path, "%s/vqgan.safetensors", out);
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train vqgan\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,\"beta\":%g,"
-                 "\"perceptual\":%g,\"stroke\":%g,\"seed\":%llu,\"seconds\":%.0f,\"threads\":%d}",
+                 "\"perceptual\":%g,\"stroke\":%g,\"seed\":%llu,\"init\":%s,\"decoder_only\":%s,"
+                 "\"seconds\":%.0f,\"threads\":%d}",
                  (long long)o.steps, o.batch, (double)o.lr, (double)o.beta, have_judge ? (double)o.perceptual : 0.0,
-                 (double)o.stroke, (unsigned long long)o.seed, secs, md_threads_get());
+                 (double)o.stroke, (unsigned long long)o.seed, init ? "true" : "false",
+                 o.decoder_only ? "true" : "false", secs, md_threads_get());
         st = md_vqgan_save(&v, path, recipe, w.data_hash);
         if (st == MD_OK)
             printf("saved %s (%.0f s in all)\n", path, secs);

@@ -154,6 +154,37 @@ void md_imagegen_train_default_opts(md_imagegen_train_opts *o)
     o->seed = 1;
 }
 
+void md_imagegen_ink_weights(const md_world_sample *s, const uint8_t *rgb, int side, float lambda, float *wt)
+{
+    const int step = S / side;
+    float d[3], dd = 0.f;
+    for (int k = 0; k < 3; k++) {
+        d[k] = s->ink_rgb[k] - s->bg_rgb[k];
+        dd += d[k] * d[k];
+    }
+    const bool photo = s->attr[MD_ATTR_STYLE] == 1 || dd < 1e-4f;
+    double sum = 0.0;
+    for (int i = 0; i < side; i++)
+        for (int j = 0; j < side; j++) {
+            float cov = 0.f;
+            for (int a = 0; a < step && !photo; a++)
+                for (int b = 0; b < step; b++) {
+                    const uint8_t *p = rgb + ((size_t)(i * step + a) * S + (size_t)(j * step + b)) * 3;
+                    float dot = 0.f;
+                    for (int k = 0; k < 3; k++)
+                        dot += ((float)p[k] / 255.f - s->bg_rgb[k]) * d[k];
+                    float c = dot / dd;
+                    cov += c < 0.f ? 0.f : c > 1.f ? 1.f : c;
+                }
+            float v = 1.f + lambda * cov / (float)(step * step);
+            wt[i * side + j] = v;
+            sum += v;
+        }
+    const float norm = (float)((double)side * side / sum);
+    for (int k = 0; k < side * side; k++)
+        wt[k] *= norm;
+}
+
 static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vqgan *vq, const md_world *w,
                               const md_imagegen_train_opts *o)
 {
@@ -166,13 +197,16 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vq
     c->own = malloc(sizeof(float) * (size_t)(n * D));
     c->caption = malloc(sizeof(float) * (size_t)(n * D));
     c->digit = malloc(sizeof(int) * (size_t)n);
+    const bool weighted = o->pixels && o->ink_weight > 0.f;
+    if (weighted)
+        c->weight = malloc(sizeof(float) * (size_t)n * (size_t)(o->side * o->side));
     float *qx = malloc(sizeof(float) * (size_t)(qsz * CHUNK));
     float *sx = malloc(sizeof(float) * (size_t)(isz * CHUNK));
     uint8_t *rgb = malloc((size_t)S * S * 3 * (size_t)T);
     char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * CHUNK);
     const char *cp[CHUNK];
     md_graph *g = md_graph_new((size_t)1 << 26);
-    md_status st = c->x && c->own && c->caption && c->digit && qx && sx && rgb && caps && g ? MD_OK : MD_ERR_ALLOC;
+    md_status st = c->x && c->own && c->caption && c->digit && (c->weight || !weighted) && qx && sx && rgb && caps && g ? MD_OK : MD_ERR_ALLOC;
     for (int i0 = 0; i0 < n && st == MD_OK; i0 += CHUNK) {
         if (o->cancel && *o->cancel) {
             st = MD_ABORTED;
@@ -192,6 +226,9 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vq
             }
             c->digit[i0 + b] = s.attr[MD_ATTR_DIGIT];
             md_world_render_image(w, &s, px);
+            if (weighted)
+                md_imagegen_ink_weights(&s, px, o->side, o->ink_weight,
+                            c->weight + (size_t)(i0 + b) * (size_t)(o->side * o->side));
             md_vqgan_prep_rgb(px, qx + qsz * b);
             md_judge_prep_rgb(px, sx + isz * b);
             cp[b] = caps[b];
@@ -233,6 +270,11 @@ md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, 
     if (o->corpus < 2 || o->batch < 2 || (o->pixels && o->side != S && o->side != S / 2)) {
         md_log(MD_LOG_ERROR, "image diffusion training: corpus and batch >= 2, pixels 64 or 32 a side (got %d, %d, %d)",
                o->corpus, o->batch, o->side);
+        return MD_ERR_INVALID;
+    }
+    if (!(o->ink_weight >= 0.f && o->ink_weight <= 1000.f) || (o->ink_weight > 0.f && !o->pixels)) {
+        md_log(MD_LOG_ERROR, "image diffusion training: ink weight %g: it must be 0..1000, and is taken in pixel "
+                             "space only", (double)o->ink_weight);
         return MD_ERR_INVALID;
     }
     md_unet_config cfg = o->pixels ? md_imagegen_config_pixels(o->ch, o->side) : md_imagegen_config(o->ch);

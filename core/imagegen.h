@@ -61,11 +61,21 @@ typedef struct md_imagegen_train_opts {
     int ch;                          /* 64 */
     bool pixels;                     /* pixel space instead of the latents (false) */
     int side;                        /* pixels: 64 or 32 (64) */
+    float ink_weight;                /* pixels: the loss on a handwritten digit's ink counts
+                                        1 + ink_weight times the background's (0: even) */
     uint64_t seed;
     void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;
     const volatile int *cancel;
 } md_imagegen_train_opts;
+
+/* The loss weights of one world picture (rgb 64 × 64 × 3, interleaved) at
+ * side × side (64 or 32): 1 + lambda · the ink's coverage at each position
+ * (where a pixel lies between the sample's background and ink colours,
+ * the mean over 2 × 2 at 32 a side), scaled to mean 1. A photo (style 1)
+ * weighs evenly. The thin stroke is a few per cent of the pixels; this is
+ * what lets it count in the loss. */
+void md_imagegen_ink_weights(const md_world_sample *s, const uint8_t *rgb, int side, float lambda, float *wt);
 
 void md_imagegen_train_default_opts(md_imagegen_train_opts *o);
 /* u uninitialised on entry; on MD_OK it holds the trained (EMA) model. */

@@ -484,6 +484,7 @@ void md_unet_corpus_free(md_unet_corpus *c)
     free(c->caption);
     free(c->bank);
     free(c->digit);
+    free(c->weight);
     memset(c, 0, sizeof *c);
 }
 
@@ -539,11 +540,14 @@ md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train
     float *v = malloc(sizeof(float) * (size_t)(B * size));
     float *cond = malloc(sizeof(float) * (size_t)(B * D));
     float *t = malloc(sizeof(float) * (size_t)B);
+    const int64_t hw = (int64_t)u->cfg.h * u->cfg.w;
+    /* weighted: the error is taken between pred·√w and v·√w */
+    float *sw = c->weight ? malloc(sizeof(float) * (size_t)(B * size)) : NULL;
     md_graph *g = md_graph_new((size_t)1 << 28);
     md_adamw opt;
     md_ema ema;
     bool have_opt = false, have_ema = false;
-    md_status st = x0 && xt && v && cond && t && g ? MD_OK : MD_ERR_ALLOC;
+    md_status st = x0 && xt && v && cond && t && g && (sw || !c->weight) ? MD_OK : MD_ERR_ALLOC;
     if (st == MD_OK && (st = md_adamw_init(&opt, u->ps, 0.9f, 0.99f, 1e-8f, 0.f)) == MD_OK)
         have_opt = true;
     if (st == MD_OK && (st = md_ema_init(&ema, u->ps, o->ema)) == MD_OK)
@@ -558,6 +562,10 @@ md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train
         for (int b = 0; b < B; b++) {
             const int k = (int)md_rng_below(&r, (uint32_t)c->n);
             memcpy(x0 + size * b, c->x + (size_t)k * (size_t)size, sizeof(float) * (size_t)size);
+            if (sw)
+                for (int64_t ch = 0; ch < u->cfg.cin; ch++)
+                    for (int64_t p = 0; p < hw; p++)
+                        sw[size * b + ch * hw + p] = sqrtf(c->weight[(size_t)k * (size_t)hw + (size_t)p]);
             /* stratified times: every batch spans the whole schedule */
             t[b] = ((float)b + md_rng_uniform(&r)) / (float)B;
             float uu = md_rng_uniform(&r);
@@ -577,13 +585,19 @@ md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train
                 memset(cond + D * b, 0, sizeof(float) * (size_t)D);
         }
         md_unet_noise(x0, B, size, t, md_hash64(o->seed * 0x9e37u + (uint64_t)step), xt, v);
+        if (sw)
+            for (int64_t k = 0; k < B * size; k++)
+                v[k] *= sw[k];
         md_graph_reset(g);
         md_paramset_zero_grad(u->ps);
         const int64_t shp[4] = {B, u->cfg.cin, u->cfg.h, u->cfg.w};
         md_tensor *xtt = md_tensor_wrap(g, MD_F32, xt, 4, shp);
         md_tensor *ct = md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){B, D});
         md_tensor *vt = md_tensor_wrap(g, MD_F32, v, 4, shp);
-        md_tensor *loss = md_mse(g, md_unet_forward(g, u, xtt, t, ct), vt);
+        md_tensor *pred = md_unet_forward(g, u, xtt, t, ct);
+        if (sw)
+            pred = md_mul(g, pred, md_tensor_wrap(g, MD_F32, sw, 4, shp));
+        md_tensor *loss = md_mse(g, pred, vt);
         md_graph_backward(g, loss);
         md_paramset_finish_grads(u->ps);
         md_clip_grad_norm(u->ps, 1.0f);
@@ -601,6 +615,7 @@ md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train
     if (have_opt)
         md_adamw_free(&opt);
     md_graph_free(g);
+    free(sw);
     free(t);
     free(cond);
     free(v);

@@ -105,6 +105,8 @@ typedef struct md_unet_corpus {
     float *bank;
     int bank_per_digit;
     int *digit;                      /* [n] */
+    float *weight;                   /* [n, h*w]: each position's loss weight (mean 1 an item,
+                                        shared by the channels), or NULL: all equal */
 } md_unet_corpus;
 
 void md_unet_corpus_free(md_unet_corpus *c);
@@ -131,7 +133,8 @@ typedef struct md_unet_train_opts {
 /* Trains u (initialised, of c's data shape) with v-prediction: each item
  * drawn under no condition (drop_cond), its caption (30%), a digit caption
  * of the bank (30%) or its own embedding (the rest); times stratified over
- * the batch. On MD_OK u holds the EMA weights. */
+ * the batch; the squared error weighted by c->weight where given. On MD_OK
+ * u holds the EMA weights. */
 md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train_opts *o);
 
 /* ---- DDIM sampling ---- */

@@ -379,11 +379,20 @@ md_status md_vqgan_train(md_vqgan *v, const md_world *w, const md_vqgan_train_op
         md_graph_reset(g);
         md_paramset_zero_grad(v->ps);
         md_tensor *xt = md_tensor_wrap(g, MD_F32, x, 4, (int64_t[]){B, 3, S, S});
+        if (o->decoder_only)
+            md_graph_set_grad(g, false);   /* the codes are given: no gradient reaches encoder or codebook */
         md_tensor *z = md_vqgan_encode(g, v, xt);
         md_vq_result q = md_vq(g, z, md_vqgan_codes(g, v));
-        md_tensor *y = md_vqgan_decode(g, v, q.zq, B);
+        md_tensor *zq = q.zq;
+        if (o->decoder_only) {
+            md_graph_set_grad(g, true);
+            zq = md_tensor_wrap(g, MD_F32, q.zq->data, 2, q.zq->shape);
+        }
+        md_tensor *y = md_vqgan_decode(g, v, zq, B);
         md_tensor *l1 = md_l1(g, y, xt);
-        md_tensor *loss = md_add(g, l1, md_add(g, q.codebook_loss, md_scale(g, q.commit_loss, o->beta)));
+        md_tensor *loss = o->decoder_only
+                              ? l1
+                              : md_add(g, l1, md_add(g, q.codebook_loss, md_scale(g, q.commit_loss, o->beta)));
         if (o->stroke > 0.f) {   /* squared error where the ink is: thin strokes must survive */
             md_tensor *d = md_sub(g, y, xt);
             md_tensor *sw = md_tensor_wrap(g, MD_F32, strokew, 4, (int64_t[]){B, 3, S, S});
@@ -414,7 +423,7 @@ md_status md_vqgan_train(md_vqgan *v, const md_world *w, const md_vqgan_train_op
         int64_t used = 0;
         for (int k = 0; k < MD_VQ_CODES; k++)
             used += use[k] > 0;
-        if (o->restart_every > 0 && (step + 1) % o->restart_every == 0) {
+        if (o->restart_every > 0 && !o->decoder_only && (step + 1) % o->restart_every == 0) {
             uint64_t r = md_hash64(o->seed ^ (uint64_t)step * 0x9e3779b97f4a7c15ull);
             for (int k = 0; k < MD_VQ_CODES; k++) {
                 if (use[k] == 0) {

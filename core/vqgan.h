@@ -93,6 +93,9 @@ typedef struct md_vqgan_train_opts {
     float perceptual;                /* weight of the judge-feature term, 0.2 (0 or no judge: off) */
     float stroke;                    /* weight of the squared error weighted by the ink map, 2.0 */
     int64_t restart_every;           /* dead-code restarts every N steps (200; 0 off) */
+    bool decoder_only;               /* train the decoder alone (false): the encoder and the
+                                        codebook stay as given, so every image keeps its codes
+                                        and a token model trained on them stays valid */
     uint64_t seed;
     const md_judge *judge;           /* image judge for the perceptual term, or NULL */
     void (*progress)(int64_t step, int64_t steps, float loss, float l1, float used, void *user);

@@ -283,6 +283,94 @@ static void test_dilated(void)
     md_graph_free(gd);
 }
 
+/* Weighted training: weights of one everywhere train exactly as none;
+ * uneven ones train differently. And the picture weights: mean one, the
+ * ink heavier than the background, a photo even. */
+static void test_weighted(void)
+{
+    md_unet_config c = {.cin = 2, .h = 8, .w = 12, .ch = 8, .cond_tokens = 2, .shift = 0.f, .scale = 1.f};
+    const int n = 4;
+    const int64_t size = 2 * 8 * 12, hw = 8 * 12;
+    md_unet_corpus co;
+    memset(&co, 0, sizeof co);
+    co.n = n;
+    co.x = malloc(sizeof(float) * (size_t)(n * size));
+    co.own = malloc(sizeof(float) * (size_t)(n * MD_SPACE_DIM));
+    co.caption = malloc(sizeof(float) * (size_t)(n * MD_SPACE_DIM));
+    co.bank = malloc(sizeof(float) * (size_t)(10 * 2 * MD_SPACE_DIM));
+    co.bank_per_digit = 2;
+    co.digit = malloc(sizeof(int) * (size_t)n);
+    md_rng r;
+    md_rng_init(&r, 5);
+    for (int64_t k = 0; k < n * size; k++)
+        co.x[k] = md_rng_uniform(&r) * 2.f - 1.f;
+    for (int i = 0; i < n; i++) {
+        unit_cond(10 + (uint64_t)i, co.own + MD_SPACE_DIM * i);
+        unit_cond(20 + (uint64_t)i, co.caption + MD_SPACE_DIM * i);
+        co.digit[i] = i;
+    }
+    for (int k = 0; k < 20; k++)
+        unit_cond(30 + (uint64_t)k, co.bank + MD_SPACE_DIM * k);
+    md_unet_train_opts o = {.steps = 3, .batch = 2, .lr = 1e-3f, .drop_cond = 0.1f, .ema = 0.f, .seed = 3};
+    float *params[3];
+    int64_t np = 0;
+    for (int run = 0; run < 3; run++) {
+        free(co.weight);
+        co.weight = NULL;
+        if (run > 0) {
+            co.weight = malloc(sizeof(float) * (size_t)(n * hw));
+            for (int64_t k = 0; k < n * hw; k++)
+                co.weight[k] = run == 1 ? 1.f : (k % hw < hw / 2 ? 1.8f : 0.2f);
+        }
+        md_unet u;
+        md_unet_init(&u, &c, 11);
+        CHECK(md_unet_train(&u, &co, &o) == MD_OK, "trains %s", run == 0 ? "unweighted" : run == 1 ? "under weights of one" : "under uneven weights");
+        np = md_paramset_numel(u.ps);
+        params[run] = malloc(sizeof(float) * (size_t)np);
+        memcpy(params[run], md_paramset_values(u.ps), sizeof(float) * (size_t)np);
+        md_unet_free(&u);
+    }
+    CHECK(memcmp(params[0], params[1], sizeof(float) * (size_t)np) == 0,
+          "weights of one train bit for bit as no weights (%lld parameters)", (long long)np);
+    CHECK(memcmp(params[0], params[2], sizeof(float) * (size_t)np) != 0, "uneven weights train otherwise");
+    for (int run = 0; run < 3; run++)
+        free(params[run]);
+    md_unet_corpus_free(&co);
+
+    /* a 6 × 6 block of half-covered and full ink on a background */
+    md_world_sample s;
+    memset(&s, 0, sizeof s);
+    const float ink[3] = {0.8f, 0.2f, 0.2f}, bg[3] = {0.2f, 0.2f, 0.6f};   /* whole in 8 bits */
+    memcpy(s.ink_rgb, ink, sizeof ink);
+    memcpy(s.bg_rgb, bg, sizeof bg);
+    static uint8_t rgb[64 * 64 * 3];
+    for (int i = 0; i < 64; i++)
+        for (int j = 0; j < 64; j++) {
+            float cov = i >= 20 && i < 26 && j >= 30 && j < 36 ? (j < 33 ? 0.5f : 1.f) : 0.f;
+            for (int k = 0; k < 3; k++)
+                rgb[(i * 64 + j) * 3 + k] = (uint8_t)lrintf(255.f * (bg[k] + cov * (ink[k] - bg[k])));
+        }
+    static float wt[64 * 64];
+    md_imagegen_ink_weights(&s, rgb, 64, 20.f, wt);
+    double mean = 0;
+    for (int k = 0; k < 64 * 64; k++)
+        mean += wt[k] / (64.0 * 64.0);
+    const float wb = wt[0], wh = wt[21 * 64 + 31], wf = wt[21 * 64 + 34];
+    CHECK(fabs(mean - 1.0) < 1e-4 && fabsf(wf / wb - 21.f) < 0.3f && fabsf(wh / wb - 11.f) < 0.3f,
+          "picture weights: mean %.5f; full ink %.2f and half ink %.2f times the background (21, 11)", mean,
+          (double)(wf / wb), (double)(wh / wb));
+    md_imagegen_ink_weights(&s, rgb, 32, 20.f, wt);
+    CHECK(fabsf(wt[10 * 32 + 15] / wt[0] - 11.f) < 0.3f && fabsf(wt[10 * 32 + 17] / wt[0] - 21.f) < 0.3f,
+          "at 32 a side a position weighs its 2 x 2's mean cover (%.2f, %.2f)", (double)(wt[10 * 32 + 15] / wt[0]),
+          (double)(wt[10 * 32 + 17] / wt[0]));
+    s.attr[MD_ATTR_STYLE] = 1;
+    md_imagegen_ink_weights(&s, rgb, 64, 20.f, wt);
+    bool even = true;
+    for (int k = 0; k < 64 * 64; k++)
+        even = even && wt[k] == 1.f;
+    CHECK(even, "a photo weighs evenly");
+}
+
 /* The picture generator over a pixel-space model (untrained: the checks
  * are of shape, range, determinism and refusals, not of looks). */
 static void test_picture_generator(void)
@@ -781,6 +869,7 @@ int main(int argc, char **argv)
         test_config();
         test_sampler();
         test_picture_generator();
+        test_weighted();
         test_dilated();
         return check_done();
     }

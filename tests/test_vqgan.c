@@ -169,6 +169,47 @@ static void test_tiny(const md_world *w)
     CHECK(e1.psnr >= e0.psnr + 6.0, "trained: PSNR %.2f dB, at least 6 dB above untrained (%.2f dB)", e1.psnr,
           e0.psnr);
     CHECK(e1.used >= 0.05, "restarts keep codes in use: %.1f%% of %d", 100 * e1.used, MD_VQ_CODES);
+
+    /* the decoder alone, further: every image keeps its codes, and the
+     * pictures come back closer */
+    enum { NT = 16 };
+    const int64_t isz = 3 * 64 * 64;
+    float *x = malloc(sizeof(float) * (size_t)(isz * NT));
+    uint8_t rgb[64 * 64 * 3];
+    int32_t *t0s = malloc(sizeof(int32_t) * NT * MD_VQ_TOKENS), *t1s = malloc(sizeof(int32_t) * NT * MD_VQ_TOKENS);
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    for (int i = 0; i < NT; i++) {
+        md_world_sample s;
+        md_world_draw(w, 9, MD_SPLIT_VAL, MD_WORLD_IMAGE, i, &s);
+        md_world_render_image(w, &s, rgb);
+        md_vqgan_prep_rgb(rgb, x + isz * i);
+    }
+    md_vqgan_tokenize(&v, g, x, NT, t0s);
+    const int64_t np = md_paramset_numel(v.ps);
+    float *before = malloc(sizeof(float) * (size_t)np);
+    memcpy(before, md_paramset_values(v.ps), sizeof(float) * (size_t)np);
+    o.decoder_only = true;
+    o.steps = 80;
+    o.seed = 2;
+    CHECK(md_vqgan_train(&v, w, &o) == MD_OK, "the decoder trains alone");
+    md_vqgan_tokenize(&v, g, x, NT, t1s);
+    CHECK(memcmp(t0s, t1s, sizeof(int32_t) * NT * MD_VQ_TOKENS) == 0, "every image keeps its codes");
+    /* the encoder's and the codebook's values, bit for bit */
+    int changed = 0;
+    const float *after = md_paramset_values(v.ps);
+    for (int k = 0; k < md_paramset_count(v.ps); k++) {
+        md_tensor *p = md_paramset_get(v.ps, k);
+        const int64_t off = p->data - md_paramset_values(v.ps);
+        if (p->data >= v.din_w->data)   /* the decoder's block comes after the codebook */
+            continue;
+        changed += memcmp(before + off, after + off, sizeof(float) * (size_t)md_numel(p)) != 0;
+    }
+    CHECK(changed == 0, "no encoder or codebook tensor changed (%d did)", changed);
+    md_vqgan_eval e2;
+    CHECK(md_vqgan_evaluate(&v, w, MD_SPLIT_VAL, 64, NULL, &e2) == MD_OK && e2.psnr > e1.psnr,
+          "the decoder alone, 80 steps more: PSNR %.2f dB against %.2f", e2.psnr, e1.psnr);
+    md_graph_free(g);
+    free(before); free(t0s); free(t1s); free(x);
     md_vqgan_free(&v);
 }
 
