@@ -271,8 +271,10 @@ static md_status real_features(const md_world *w, const md_judge *j, md_world_sp
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m)
 {
-    /* the fifth column is pictures by the diffusion path, beside the tokens' */
-    static const md_modality outs[5] = {MD_MOD_IMAGE, MD_MOD_VIDEO, MD_MOD_TEXT, MD_MOD_AUDIO, MD_MOD_IMAGE};
+    /* the fifth and sixth columns are pictures and videos by the diffusion
+     * path, beside the tokens' */
+    static const md_modality outs[6] = {MD_MOD_IMAGE, MD_MOD_VIDEO, MD_MOD_TEXT, MD_MOD_AUDIO, MD_MOD_IMAGE,
+                                        MD_MOD_VIDEO};
     const int64_t nref = 1000;
     md_graph *g = md_graph_new((size_t)1 << 24);
     float *ref[3] = {malloc(sizeof(float) * MD_JUDGE_FEATURES * (size_t)nref),
@@ -293,16 +295,19 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     for (int k = 0; k < 3 && st == MD_OK; k++)
         st = real_features(w, &j[ref_kind[k]], MD_SPLIT_TEST, nref, ref[k]);
     md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL, 0.f, 0};
-    for (int oi = 0; oi < 5 && st == MD_OK; oi++) {
-        const bool audio = outs[oi] == MD_MOD_AUDIO, diffusion = oi == 4;
-        if (eo->only >= 0 && !(eo->only & (diffusion ? (1 << MD_MOD_IMAGE) | (1 << 4) : 1 << outs[oi])))
+    for (int oi = 0; oi < 6 && st == MD_OK; oi++) {
+        const bool audio = outs[oi] == MD_MOD_AUDIO, diffusion = oi >= 4;
+        /* image (video) selects both of its paths; image:diffusion (bit 4)
+         * and video:diffusion (bit 5) the second alone */
+        if (eo->only >= 0 && !(eo->only & (diffusion ? (1 << outs[oi]) | (1 << oi) : 1 << outs[oi])))
             continue;
         if (audio && (!b->have_ag || eo->n_audio < 1))
             continue;
-        if (diffusion && !b->have_ig)
+        if (diffusion && (!b->have_ig || (oi == 5 && !b->have_mo)))
             continue;
         md_generator *gen_o = audio       ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, NULL)
-                              : diffusion ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, NULL)
+                              : oi == 4   ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, NULL)
+                              : oi == 5   ? md_gen_video_diffusion_new(&b->ig, &b->vq, &b->sp, &b->mo, b->model_id, NULL)
                                           : md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp,
                                                                b->have_mo ? &b->mo : NULL, b->model_id, NULL);
         if (!gen_o) {
@@ -343,7 +348,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                           : audio                    ? eo->n_audio
                                                      : eo->n_text;
         for (int in = 0; in < 4 && st == MD_OK; in++) {
-            md_eval_cell *cell = diffusion ? &m->alt_image[in] : &m->cell[in][outs[oi]];
+            md_eval_cell *cell = oi == 4 ? &m->alt_image[in] : oi == 5 ? &m->alt_video[in] : &m->cell[in][outs[oi]];
             md_attr_score sc;
             memset(&sc, 0, sizeof sc);
             double t0 = md_time_now();

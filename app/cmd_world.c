@@ -484,13 +484,15 @@ int medley_cmd_eval(int argc, char **argv)
             eo.gen.only = 0;
             for (const char *q = val; *q;) {
                 size_t n = strcspn(q, ",");
-                int hit = n == 15 && strncmp(q, "image:diffusion", 15) == 0 ? 4 : -1;   /* the second path alone */
+                int hit = n == 15 && strncmp(q, "image:diffusion", 15) == 0   ? 4   /* the second path alone */
+                          : n == 15 && strncmp(q, "video:diffusion", 15) == 0 ? 5
+                                                                              : -1;
                 for (int m = 0; m < 4; m++)
                     if (strlen(mn[m]) == n && strncmp(q, mn[m], n) == 0)
                         hit = m;
                 if (hit < 0) {
-                    fprintf(stderr, "medley eval: --only \"%.*s\": expected text, image, image:diffusion, audio or "
-                                    "video (comma-separated)\n", (int)n, q);
+                    fprintf(stderr, "medley eval: --only \"%.*s\": expected text, image, image:diffusion, audio, "
+                                    "video or video:diffusion (comma-separated)\n", (int)n, q);
                     return 2;
                 }
                 eo.gen.only |= 1 << hit;

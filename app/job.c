@@ -390,18 +390,25 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         if (!j->want[m])
             continue;
         const int route = j->route[m];
-        if (route == MEDLEY_ROUTE_DIFFUSION && m != MD_MOD_IMAGE && m != MD_MOD_AUDIO) {
-            md_log(MD_LOG_ERROR, "%s output: no diffusion path (pictures and audio have one)", medley_modality_names[m]);
+        if (route == MEDLEY_ROUTE_DIFFUSION && m == MD_MOD_TEXT) {
+            md_log(MD_LOG_ERROR, "%s output: no diffusion path (pictures, videos and audio have one)",
+                   medley_modality_names[m]);
             return MD_ERR_INVALID;
         }
         if (route == MEDLEY_ROUTE_TOKENS && m == MD_MOD_AUDIO) {
             md_log(MD_LOG_ERROR, "audio output: no token path (audio is made by diffusion)");
             return MD_ERR_INVALID;
         }
-        const bool diff_image = m == MD_MOD_IMAGE && route == MEDLEY_ROUTE_DIFFUSION;
-        if (diff_image && !b->have_ig) {
-            md_log(MD_LOG_ERROR, "image:diffusion needs the latent diffusion decoder (imagegen.safetensors in the "
-                                 "models folder; train it with 'medley train diffusion')");
+        const bool diff_image = m == MD_MOD_IMAGE && route == MEDLEY_ROUTE_DIFFUSION,
+                   diff_video = m == MD_MOD_VIDEO && route == MEDLEY_ROUTE_DIFFUSION;
+        if ((diff_image || diff_video) && !b->have_ig) {
+            md_log(MD_LOG_ERROR, "%s:diffusion needs the picture diffusion decoder (imagegen.safetensors in the "
+                                 "models folder; train it with 'medley train diffusion')", medley_modality_names[m]);
+            return MD_ERR_INVALID;
+        }
+        if (diff_video && !b->have_mo) {
+            md_log(MD_LOG_ERROR, "video:diffusion needs the motion model (motion.safetensors in the models folder; "
+                                 "train it with 'medley train motion')");
             return MD_ERR_INVALID;
         }
         if (g->gen[m] && g->route[m] != route) {   /* another path than last time */
@@ -412,6 +419,7 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         if (!g->gen[m] &&
             !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, g->ws)
                           : diff_image ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, g->ws)
+                          : diff_video ? md_gen_video_diffusion_new(&b->ig, &b->vq, &b->sp, &b->mo, b->model_id, g->ws)
                                        : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->have_mo ? &b->mo : NULL,
                                                            b->model_id, g->ws)))
             return MD_ERR;

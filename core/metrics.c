@@ -697,13 +697,15 @@ void md_eval_matrix_print(FILE *f, const md_eval_matrix *m)
                     fmt_val(b5, sizeof b5, c->fd_floor, "%.4g", false), glen ? glen : (int)strlen("—"),
                     glen ? c->generator : "—");
         }
-    for (int i = 0; i < MD_MODALITIES; i++) {
-        const md_eval_cell *c = &m->alt_image[i];
+    for (int k = 0; k < 2 * MD_MODALITIES; k++) {
+        const int i = k % MD_MODALITIES;
+        const md_eval_cell *c = k < MD_MODALITIES ? &m->alt_image[i] : &m->alt_video[i];
         if (!c->present)
             continue;
         const int glen = (int)strnlen(c->generator, sizeof c->generator);
-        fprintf(f, "%s → image (second path): n=%lld, digit %s, attributes %s, FD %s (floor %s), generator %.*s\n",
-                md_modality_names[i], (long long)c->n, fmt_val(b1, sizeof b1, c->digit_acc, "%.1f", true),
+        fprintf(f, "%s → %s (second path): n=%lld, digit %s, attributes %s, FD %s (floor %s), generator %.*s\n",
+                md_modality_names[i], k < MD_MODALITIES ? "image" : "video", (long long)c->n,
+                fmt_val(b1, sizeof b1, c->digit_acc, "%.1f", true),
                 fmt_val(b2, sizeof b2, c->attr_acc, "%.1f", true), fmt_val(b4, sizeof b4, c->fd, "%.4g", false),
                 fmt_val(b5, sizeof b5, c->fd_floor, "%.4g", false), glen, c->generator);
     }

@@ -82,6 +82,7 @@ typedef struct md_eval_matrix {
     /* pictures by the second path (diffusion), per input, beside the image
      * column (the tokens' path) */
     md_eval_cell alt_image[MD_MODALITIES];
+    md_eval_cell alt_video[MD_MODALITIES];           /* and videos by it, beside the video column */
 } md_eval_matrix;
 
 /* Prints the digit-accuracy matrix and one line per present cell with the

@@ -169,9 +169,23 @@ if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/tokens.safetensor
         check "restored by the same path" 0 "$exe" generate --from "$g7/medley-6-image.png" -o "$g8" --quiet
         cmp -s "$g7/medley-6-image.png" "$g8/medley-6-image.png" && echo "ok   the same picture again" \
             || { echo "FAIL restored picture differs"; fail=1; }
+        if [ -s "$MEDLEY_MODELS_DIR/motion.safetensors" ]; then
+            g9="$tmp/gen9"; g10="$tmp/gen10"; rm -rf "$g9" "$g10"
+            check "a video by diffusion" 0 "$exe" generate --in text:"a green two moving up" --out video:diffusion \
+                --seed 4 --set steps=10 -o "$g9" --quiet
+            check "info shows the MP4's job" 0 "$exe" info "$g9/medley-4-video.mp4"
+            case "$LAST" in *'"generator":"diffusion-video"'*'"steps":10'*) echo "ok   made by the diffusion path";;
+                *) echo "FAIL: $LAST"; fail=1;; esac
+            check "restored by the same path" 0 "$exe" generate --from "$g9/medley-4-video.mp4" -o "$g10" --quiet
+            cmp -s "$g9/medley-4-video.mp4" "$g10/medley-4-video.mp4" && echo "ok   the same video again" \
+                || { echo "FAIL restored video differs"; fail=1; }
+            check "video by diffusion, motion temperature -1" 1 "$exe" generate --in text:seven --out video:diffusion \
+                --set video.motion_temperature=-1 -o "$g2"
+            case "$LAST" in *motion_temperature*) echo "ok   names the parameter";; *) echo "FAIL: $LAST"; fail=1;; esac
+        fi
     fi
     check "an unknown path" 2 "$exe" generate --in text:seven --out image:magic
-    check "video by diffusion" 1 "$exe" generate --in text:seven --out video:diffusion -o "$g2"
+    check "text by diffusion" 1 "$exe" generate --in text:seven --out text:diffusion -o "$g2"
     case "$LAST" in *"no diffusion path"*) echo "ok   says so";; *) echo "FAIL: $LAST"; fail=1;; esac
     check "an unknown output" 2 "$exe" generate --in text:seven --out smell
     check "no input" 2 "$exe" generate --out image

@@ -58,6 +58,7 @@ struct _MedleyWindow {
     GtkSpinButton *seed;
     GtkSpinButton *guidance[4], *temperature[4], *candidates[4], *steps[4];   /* per output (NULL: none) */
     GtkCheckButton *diffusion_image;  /* pictures by the diffusion path */
+    GtkCheckButton *diffusion_video;  /* videos' first frame by the diffusion path */
     GtkCheckButton *vocoder_audio;    /* sound by the neural vocoder (else Griffin-Lim) */
     GtkToggleButton *seed_lock;
     GtkListBox *queue_list;

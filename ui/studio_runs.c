@@ -263,6 +263,8 @@ char *studio_settings_json(MedleyWindow *w)
     md_json_buf_int(&b, (int64_t)gtk_spin_button_get_value(w->seed));
     md_json_buf_key(&b, "image_diffusion");
     md_json_buf_int(&b, gtk_check_button_get_active(w->diffusion_image));
+    md_json_buf_key(&b, "video_diffusion");
+    md_json_buf_int(&b, gtk_check_button_get_active(w->diffusion_video));
     md_json_buf_key(&b, "audio_vocoder");
     md_json_buf_int(&b, gtk_check_button_get_active(w->vocoder_audio));
     md_json_buf_key(&b, "seed_locked");
@@ -313,6 +315,8 @@ void studio_settings_apply(MedleyWindow *w, const char *json)
         gtk_spin_button_set_value(w->seed, (double)k);
     if (md_json_int(md_json_get(r, "image_diffusion"), &k))
         gtk_check_button_set_active(w->diffusion_image, k != 0);
+    if (md_json_int(md_json_get(r, "video_diffusion"), &k))
+        gtk_check_button_set_active(w->diffusion_video, k != 0);
     if (md_json_int(md_json_get(r, "audio_vocoder"), &k))
         gtk_check_button_set_active(w->vocoder_audio, k != 0);
     if (md_json_int(md_json_get(r, "seed_locked"), &k))
@@ -380,11 +384,13 @@ int64_t studio_runs_generate(MedleyWindow *w)
     sj->job.seed = (uint64_t)gtk_spin_button_get_value(w->seed);
     if (gtk_check_button_get_active(w->diffusion_image))
         sj->job.route[MD_MOD_IMAGE] = MEDLEY_ROUTE_DIFFUSION;
+    if (gtk_check_button_get_active(w->diffusion_video))
+        sj->job.route[MD_MOD_VIDEO] = MEDLEY_ROUTE_DIFFUSION;
     /* each chosen output's own parameters */
     for (int m = 0; m < 4; m++)
         for (int q = 0; sj->job.want[m] && q < NPARAM_NAMES; q++) {
             GtkSpinButton *sb = param_spin(w, m, param_names[q]);
-            if (!sb || (m == MD_MOD_IMAGE && sj->job.route[m] == MEDLEY_ROUTE_DIFFUSION &&
+            if (!sb || (sj->job.route[m] == MEDLEY_ROUTE_DIFFUSION && m != MD_MOD_AUDIO &&
                         strcmp(param_names[q], "temperature") == 0))   /* diffusion has no temperature */
                 continue;
             char name[64], num[64];
@@ -819,6 +825,7 @@ gboolean studio_runs_restore(MedleyWindow *w, const char *job_json, const char *
         gtk_spin_button_set_value(w->seed, (double)j.seed);
         gtk_toggle_button_set_active(w->seed_lock, TRUE);
         gtk_check_button_set_active(w->diffusion_image, j.route[MD_MOD_IMAGE] == MEDLEY_ROUTE_DIFFUSION);
+        gtk_check_button_set_active(w->diffusion_video, j.route[MD_MOD_VIDEO] == MEDLEY_ROUTE_DIFFUSION);
         gtk_check_button_set_active(w->vocoder_audio, FALSE);
         for (int k = 0; k < j.nparams; k++) {   /* "image.guidance", or a bare name for every output */
             double v = g_ascii_strtod(j.params[k][1], NULL);

@@ -292,11 +292,14 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
 
     /* audio, and the picture by diffusion, where those models are bundled */
     if (w->bundle_loaded && w->bundle.have_ag) {
-        const bool has_ig = w->bundle.have_ig;
+        const bool has_ig = w->bundle.have_ig, has_dv = has_ig && w->bundle.have_mo;
+        const gboolean want_video = gtk_check_button_get_active(w->want[MD_MOD_VIDEO]);
         gtk_check_button_set_active(w->want[MD_MOD_TEXT], FALSE);
         gtk_check_button_set_active(w->want[MD_MOD_IMAGE], has_ig);
+        gtk_check_button_set_active(w->want[MD_MOD_VIDEO], has_dv);
         gtk_check_button_set_active(w->want[MD_MOD_AUDIO], TRUE);
         gtk_check_button_set_active(w->diffusion_image, has_ig);
+        gtk_check_button_set_active(w->diffusion_video, has_dv);
         gtk_check_button_set_active(w->vocoder_audio, w->bundle.have_voc);
         gtk_spin_button_set_value(w->steps[MD_MOD_AUDIO], 10);
         t0 = g_get_monotonic_time();
@@ -314,15 +317,20 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
                 md_audio_free(&a);
             }
         if (has_ig && r && r->job)
-            diff_ok = strstr(r->job, "\"diffusion-image\"") != NULL;
+            diff_ok = strstr(r->job, "\"diffusion-image\"") != NULL &&
+                      (!has_dv || strstr(r->job, "\"diffusion-video\"") != NULL);
         if (w->bundle.have_voc)   /* the neural vocoder asked for: the job says so */
             wav_ok = wav_ok && r && r->job && strstr(r->job, "\"vocoder\":1");
         CHECK(done && r && r->state == MD_RUN_DONE && wav_ok && diff_ok,
-              "a run with audio%s gives a 1 s WAV at 8 kHz%s (%.1f s)", has_ig ? " and a picture by diffusion" : "",
-              has_ig ? " and a picture the diffusion generator made" : "", secs);
+              "a run with audio%s gives a 1 s WAV at 8 kHz%s (%.1f s)",
+              has_dv ? ", a picture and a video by diffusion" : has_ig ? " and a picture by diffusion" : "",
+              has_dv ? ", and a picture and a video the diffusion generators made"
+                     : has_ig ? " and a picture the diffusion generator made" : "", secs);
         CHECK(find_named(GTK_WIDGET(w->result_box), "result-waveform") != NULL, "the clip's card shows its waveform");
         gtk_check_button_set_active(w->want[MD_MOD_AUDIO], FALSE);
         gtk_check_button_set_active(w->diffusion_image, FALSE);
+        gtk_check_button_set_active(w->diffusion_video, FALSE);
+        gtk_check_button_set_active(w->want[MD_MOD_VIDEO], want_video);
         gtk_check_button_set_active(w->vocoder_audio, FALSE);
     } else {
         printf("     (no audio decoder bundled: the audio run is not checked)\n");

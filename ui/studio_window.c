@@ -596,6 +596,7 @@ static void medley_window_class_init(MedleyWindowClass *k)
     BIND("steps_audio", steps[2]);
     BIND("candidates_audio", candidates[2]);
     BIND("diffusion_image", diffusion_image);
+    BIND("diffusion_video", diffusion_video);
     BIND("vocoder_audio", vocoder_audio);
     BIND("queue_list", queue_list);
     BIND("history_list", history_list);

@@ -1,25 +1,33 @@
 /* image_diffusion_gen.c — see image_diffusion_gen.h. */
 #include "image_diffusion_gen.h"
+#include "bpe.h"
 #include "judge.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_COUNT };
+enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_MOTION_TEMPERATURE, P_COUNT };
 
 #define MAX_CANDIDATES 15   /* as the token path */
 #define PREVIEW_EVERY 5
 
+#define MOTION_TEXT_IDS 64   /* tokens of the typed text the motion model reads, as the token path */
+
+/* pictures take the first four; videos all five */
 static const md_gen_param_spec params[P_COUNT] = {
     {"steps", "DDIM denoising steps", MD_GEN_INT, 25, 1, 200},
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"eta", "DDIM noise: 0 deterministic, 1 as DDPM", MD_GEN_FLOAT, 0.0, 0.0, 1.0},
-    {"candidates", "draw this many pictures side by side and keep the one the aligned space finds closest to "
-                   "the condition", MD_GEN_INT, 4, 1, MAX_CANDIDATES},
+    {"candidates", "draw this many pictures (videos: first frames) side by side and keep the one the aligned "
+                   "space finds closest to the condition", MD_GEN_INT, 4, 1, MAX_CANDIDATES},
+    {"motion_temperature", "videos: softmax temperature of the motion model's choice of path (0: the likeliest)",
+     MD_GEN_FLOAT, 1.0, 0.0, 5.0},
 };
 
 typedef struct idiff_gen {
+    md_modality out;                 /* image, or video: the picture moved by the motion model */
+    const md_motion *mo;             /* videos' motion model */
     const md_unet *u;
     const md_vqgan *vq;
     const md_space *sp;
@@ -28,6 +36,7 @@ typedef struct idiff_gen {
     char model_id[256];
     float *z, *pix;                  /* samples; their pictures [MAX_CANDIDATES, 3, 64, 64] */
     float *jx;                       /* candidates as the space reads them */
+    float *frames;                   /* videos: [16, 3, 64, 64] */
     md_image preview;
     md_gen_progress_fn progress;
     void *user;
@@ -86,13 +95,29 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
         st = pick(a, c->vec, n, &best);
     if (st == MD_OK && cancel && *cancel)
         st = MD_ABORTED;
-    if (st == MD_OK)
+    if (st == MD_OK && a->out == MD_MOD_VIDEO) {   /* frames 1..15: the picture moved along a drawn path */
+        out->modality = MD_MOD_VIDEO;
+        float path[MD_MOTION_PATH];
+        int32_t ids[MOTION_TEXT_IDS];
+        size_t nids = c->text ? md_bpe_encode(a->sp->bpe, c->text, strlen(c->text), ids, MOTION_TEXT_IDS) : 0;
+        st = md_motion_draw(a->mo, a->gd, c->vec, ids, (int)(nids < MOTION_TEXT_IDS ? nids : MOTION_TEXT_IDS),
+                            (float)p[P_MOTION_TEMPERATURE], seed, path, NULL);
+        if (st == MD_OK) {
+            md_motion_apply(a->pix + (size_t)best * MD_IMAGEGEN_PIXELS_SIZE, path, a->frames);
+            st = md_video_alloc(&out->video, MD_WORLD_SIZE, MD_WORLD_SIZE, 3, MD_WORLD_FRAMES, MD_WORLD_FPS);
+        }
+        for (int f = 0; st == MD_OK && f < MD_WORLD_FRAMES; f++) {
+            md_image im = {MD_WORLD_SIZE, MD_WORLD_SIZE, 3,
+                           out->video.pixels + (size_t)f * MD_WORLD_SIZE * MD_WORLD_SIZE * 3};
+            to_image(a->frames + (size_t)f * MD_IMAGEGEN_PIXELS_SIZE, &im);
+        }
+    } else if (st == MD_OK) {
         st = md_image_alloc(&out->image, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
-    if (st == MD_OK) {
-        to_image(a->pix + (size_t)best * MD_IMAGEGEN_PIXELS_SIZE, &out->image);
-        if (progress)
-            progress("decoding", 1, 1, 1.0, NULL, user);
+        if (st == MD_OK)
+            to_image(a->pix + (size_t)best * MD_IMAGEGEN_PIXELS_SIZE, &out->image);
     }
+    if (st == MD_OK && progress)
+        progress("decoding", 1, 1, 1.0, NULL, user);
     if (st != MD_OK)
         md_gen_output_free(out);
     return st;
@@ -109,14 +134,20 @@ static void gen_free(void *self)
     free(a->z);
     free(a->pix);
     free(a->jx);
+    free(a->frames);
     md_image_free(&a->preview);
     free(a);
 }
 
-md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, const md_space *sp,
-                                         const char *model_id, md_gen_workspace *ws)
+static md_generator *diffusion_new(md_modality out, const md_unet *u, const md_vqgan *vq, const md_space *sp,
+                                   const md_motion *mo, const char *model_id, md_gen_workspace *ws)
 {
     const md_unet_config *c = &u->cfg;
+    if (out == MD_MOD_VIDEO && !mo) {
+        md_log(MD_LOG_ERROR, "video by diffusion needs the motion model (motion.safetensors; train it with 'medley "
+                             "train motion')");
+        return NULL;
+    }
     if (!md_imagegen_is_latent(c) && !md_imagegen_is_pixels(c)) {
         md_log(MD_LOG_ERROR, "the image diffusion generator needs a model of %d x %d x %d latents or 3 x %d x %d "
                              "(or 3 x %d x %d) pixels, not %d x %d x %d: retrain it with 'medley train diffusion'",
@@ -128,6 +159,8 @@ md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, c
     idiff_gen *a = calloc(1, sizeof *a);
     md_status pst = MD_ERR_ALLOC;
     if (a) {
+        a->out = out;
+        a->mo = mo;
         a->u = u;
         a->vq = vq;
         a->sp = sp;
@@ -138,21 +171,36 @@ md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, c
         a->z = malloc(sizeof(float) * MAX_CANDIDATES * (size_t)md_unet_size(u));
         a->pix = malloc(sizeof(float) * MAX_CANDIDATES * MD_IMAGEGEN_PIXELS_SIZE);
         a->jx = malloc(sizeof(float) * MAX_CANDIDATES * (size_t)md_space_input_size(MD_MOD_IMAGE));
+        if (out == MD_MOD_VIDEO)
+            a->frames = malloc(sizeof(float) * MD_WORLD_FRAMES * MD_IMAGEGEN_PIXELS_SIZE);
         pst = md_image_alloc(&a->preview, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
     }
-    if (!g || !a || !a->g || !a->gd || !a->z || !a->pix || !a->jx || pst != MD_OK) {
+    if (!g || !a || !a->g || !a->gd || !a->z || !a->pix || !a->jx || (out == MD_MOD_VIDEO && !a->frames) ||
+        pst != MD_OK) {
         md_log(MD_LOG_ERROR, "image diffusion generator: out of memory");
         gen_free(a);
         free(g);
         return NULL;
     }
-    g->name = "diffusion-image";
+    g->name = out == MD_MOD_VIDEO ? "diffusion-video" : "diffusion-image";
     g->model_id = a->model_id;
-    g->output = MD_MOD_IMAGE;
+    g->output = out;
     g->params = params;
-    g->nparams = P_COUNT;
+    g->nparams = out == MD_MOD_VIDEO ? P_COUNT : P_MOTION_TEMPERATURE;
     g->self = a;
     g->run = run;
     g->free = gen_free;
     return g;
+}
+
+md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, const md_space *sp,
+                                         const char *model_id, md_gen_workspace *ws)
+{
+    return diffusion_new(MD_MOD_IMAGE, u, vq, sp, NULL, model_id, ws);
+}
+
+md_generator *md_gen_video_diffusion_new(const md_unet *u, const md_vqgan *vq, const md_space *sp,
+                                         const md_motion *mo, const char *model_id, md_gen_workspace *ws)
+{
+    return diffusion_new(MD_MOD_VIDEO, u, vq, sp, mo, model_id, ws);
 }

@@ -9,12 +9,19 @@
  *
  * Parameters: steps, guidance, eta, candidates; the seed is the run's.
  * Previews are the decoded estimate of the picture every few steps.
+ *
+ * Videos by diffusion ("diffusion-video"): the picture drawn so, then
+ * moved along a path the motion model (core/motion.h) draws from the
+ * condition and the typed text, as the token path moves its frame 0. There
+ * is no temporal attention: every frame is the first one moved. One more
+ * parameter, motion_temperature.
  */
 #ifndef MEDLEY_IMAGE_DIFFUSION_GEN_H
 #define MEDLEY_IMAGE_DIFFUSION_GEN_H
 
 #include "generator.h"
 #include "imagegen.h"
+#include "motion.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,6 +33,9 @@ extern "C" {
  * own). */
 md_generator *md_gen_image_diffusion_new(const md_unet *u, const md_vqgan *vq, const md_space *sp,
                                          const char *model_id, md_gen_workspace *ws);
+/* The same over a motion model (required: NULL is refused by name). */
+md_generator *md_gen_video_diffusion_new(const md_unet *u, const md_vqgan *vq, const md_space *sp,
+                                         const md_motion *mo, const char *model_id, md_gen_workspace *ws);
 
 #ifdef __cplusplus
 }
