@@ -206,7 +206,9 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vq
     char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * CHUNK);
     const char *cp[CHUNK];
     md_graph *g = md_graph_new((size_t)1 << 26);
-    md_status st = c->x && c->own && c->caption && c->digit && (c->weight || !weighted) && qx && sx && rgb && caps && g ? MD_OK : MD_ERR_ALLOC;
+    md_status st = c->x && c->own && c->caption && c->digit && (c->weight || !weighted) && qx && sx && rgb && caps && g
+                       ? MD_OK
+                       : MD_ERR_ALLOC;
     for (int i0 = 0; i0 < n && st == MD_OK; i0 += CHUNK) {
         if (o->cancel && *o->cancel) {
             st = MD_ABORTED;
@@ -228,7 +230,7 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vq
             md_world_render_image(w, &s, px);
             if (weighted)
                 md_imagegen_ink_weights(&s, px, o->side, o->ink_weight,
-                            c->weight + (size_t)(i0 + b) * (size_t)(o->side * o->side));
+                                        c->weight + (size_t)(i0 + b) * (size_t)(o->side * o->side));
             md_vqgan_prep_rgb(px, qx + qsz * b);
             md_judge_prep_rgb(px, sx + isz * b);
             cp[b] = caps[b];

@@ -331,6 +331,19 @@ void md_motion_apply(const float *frame0, const float *path, float *frames)
     }
 }
 
+md_status md_motion_move(const md_motion *m, md_graph *g, const md_bpe *bpe, const float *cond, const char *text,
+                         float temperature, uint64_t seed, float *frames)
+{
+    float path[MD_MOTION_PATH];
+    int32_t ids[MD_MOTION_TEXT_IDS];
+    size_t nids = text ? md_bpe_encode(bpe, text, strlen(text), ids, MD_MOTION_TEXT_IDS) : 0;
+    md_status st = md_motion_draw(m, g, cond, ids, (int)(nids < MD_MOTION_TEXT_IDS ? nids : MD_MOTION_TEXT_IDS),
+                                  temperature, seed, path, NULL);
+    if (st == MD_OK)
+        md_motion_apply(frames, path, frames);
+    return st;
+}
+
 /* Softmax of logits at temperature (0: argmax), then the prototype the
  * uniform u falls in. */
 static int pick(const float *logits, int k, float temperature, float u)

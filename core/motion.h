@@ -34,6 +34,7 @@
 #ifndef MEDLEY_MOTION_H
 #define MEDLEY_MOTION_H
 
+#include "bpe.h"
 #include "space.h"
 #include "tensor.h"
 #include "world.h"
@@ -87,6 +88,13 @@ md_status md_motion_draw(const md_motion *m, md_graph *g, const float *cond, con
  * pixel inside the picture all the way (centred where the box and path
  * are too wide); frames may begin at frame0. */
 void md_motion_apply(const float *frame0, const float *path, float *frames);
+/* What a video generator does with its frame 0: a path drawn for cond
+ * and the typed text (NULL: none; its first MD_MOTION_TEXT_IDS tokens of
+ * the space's BPE bpe), then frames [16, 3, 64, 64] made from frames[0]
+ * along it. */
+#define MD_MOTION_TEXT_IDS 64
+md_status md_motion_move(const md_motion *m, md_graph *g, const md_bpe *bpe, const float *cond, const char *text,
+                         float temperature, uint64_t seed, float *frames);
 
 typedef struct md_motion_train_opts {
     int64_t steps;                  /* 3000 */

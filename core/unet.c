@@ -562,10 +562,13 @@ md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train
         for (int b = 0; b < B; b++) {
             const int k = (int)md_rng_below(&r, (uint32_t)c->n);
             memcpy(x0 + size * b, c->x + (size_t)k * (size_t)size, sizeof(float) * (size_t)size);
-            if (sw)
-                for (int64_t ch = 0; ch < u->cfg.cin; ch++)
-                    for (int64_t p = 0; p < hw; p++)
-                        sw[size * b + ch * hw + p] = sqrtf(c->weight[(size_t)k * (size_t)hw + (size_t)p]);
+            if (sw) {   /* √w once a position, then the same for every channel */
+                float *row = sw + size * b;
+                for (int64_t p = 0; p < hw; p++)
+                    row[p] = sqrtf(c->weight[(size_t)k * (size_t)hw + (size_t)p]);
+                for (int64_t ch = 1; ch < u->cfg.cin; ch++)
+                    memcpy(row + ch * hw, row, sizeof(float) * (size_t)hw);
+            }
             /* stratified times: every batch spans the whole schedule */
             t[b] = ((float)b + md_rng_uniform(&r)) / (float)B;
             float uu = md_rng_uniform(&r);

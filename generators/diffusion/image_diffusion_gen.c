@@ -1,6 +1,5 @@
 /* image_diffusion_gen.c — see image_diffusion_gen.h. */
 #include "image_diffusion_gen.h"
-#include "bpe.h"
 #include "judge.h"
 
 #include <stdio.h>
@@ -11,8 +10,6 @@ enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_MOTION_TEMPERATURE, P_COUNT }
 
 #define MAX_CANDIDATES 15   /* as the token path */
 #define PREVIEW_EVERY 5
-
-#define MOTION_TEXT_IDS 64   /* tokens of the typed text the motion model reads, as the token path */
 
 /* pictures take the first four; videos all five */
 static const md_gen_param_spec params[P_COUNT] = {
@@ -97,15 +94,11 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
         st = MD_ABORTED;
     if (st == MD_OK && a->out == MD_MOD_VIDEO) {   /* frames 1..15: the picture moved along a drawn path */
         out->modality = MD_MOD_VIDEO;
-        float path[MD_MOTION_PATH];
-        int32_t ids[MOTION_TEXT_IDS];
-        size_t nids = c->text ? md_bpe_encode(a->sp->bpe, c->text, strlen(c->text), ids, MOTION_TEXT_IDS) : 0;
-        st = md_motion_draw(a->mo, a->gd, c->vec, ids, (int)(nids < MOTION_TEXT_IDS ? nids : MOTION_TEXT_IDS),
-                            (float)p[P_MOTION_TEMPERATURE], seed, path, NULL);
-        if (st == MD_OK) {
-            md_motion_apply(a->pix + (size_t)best * MD_IMAGEGEN_PIXELS_SIZE, path, a->frames);
+        memcpy(a->frames, a->pix + (size_t)best * MD_IMAGEGEN_PIXELS_SIZE, sizeof(float) * MD_IMAGEGEN_PIXELS_SIZE);
+        st = md_motion_move(a->mo, a->gd, a->sp->bpe, c->vec, c->text, (float)p[P_MOTION_TEMPERATURE], seed,
+                            a->frames);
+        if (st == MD_OK)
             st = md_video_alloc(&out->video, MD_WORLD_SIZE, MD_WORLD_SIZE, 3, MD_WORLD_FRAMES, MD_WORLD_FPS);
-        }
         for (int f = 0; st == MD_OK && f < MD_WORLD_FRAMES; f++) {
             md_image im = {MD_WORLD_SIZE, MD_WORLD_SIZE, 3,
                            out->video.pixels + (size_t)f * MD_WORLD_SIZE * MD_WORLD_SIZE * 3};

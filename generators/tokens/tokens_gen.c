@@ -35,7 +35,6 @@ static const md_gen_param_spec params[P_COUNT] = {
 };
 
 #define PREVIEW_EVERY 64
-#define MOTION_TEXT_IDS 64               /* tokens of the typed text the motion model reads */
 #define DECODE_FRAMES 4
 
 typedef struct tok_gen {
@@ -192,15 +191,8 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     for (int f = 0; st == MD_OK && f < drawn; f += DECODE_FRAMES)   /* a few at a time: less memory */
         st = cancel && *cancel ? MD_ABORTED : md_vqgan_detokenize(t->vq, t->g, codes + (size_t)f * MD_VQ_TOKENS,
                                  drawn - f < DECODE_FRAMES ? drawn - f : DECODE_FRAMES, x + isz * f);
-    if (st == MD_OK && motion) {   /* frames 1..15: frame 0 moved along a drawn path */
-        float path[MD_MOTION_PATH];
-        int32_t ids[MOTION_TEXT_IDS];
-        size_t nids = c->text ? md_bpe_encode(t->sp->bpe, c->text, strlen(c->text), ids, MOTION_TEXT_IDS) : 0;
-        st = md_motion_draw(t->mo, t->g, c->vec, ids, (int)(nids < MOTION_TEXT_IDS ? nids : MOTION_TEXT_IDS),
-                            (float)p[P_MOTION_TEMPERATURE], seed, path, NULL);
-        if (st == MD_OK)
-            md_motion_apply(x, path, x);
-    }
+    if (st == MD_OK && motion)   /* frames 1..15: frame 0 moved along a drawn path */
+        st = md_motion_move(t->mo, t->g, t->sp->bpe, c->vec, c->text, (float)p[P_MOTION_TEMPERATURE], seed, x);
     if (st == MD_OK && t->out == MD_MOD_IMAGE) {
         st = md_image_alloc(&out->image, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
         if (st == MD_OK)
