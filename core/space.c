@@ -374,17 +374,24 @@ md_status md_space_embed(const md_space *sp, md_graph *g, md_modality m, const v
 md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int n,
                                 const float *cond, int *best, float *score)
 {
-    float *v = malloc(sizeof(float) * (size_t)n * MD_SPACE_DIM);
-    md_status st = v ? md_space_embed(sp, g, m, inputs, n, v) : MD_ERR_ALLOC;
+    /* embedded EMBED at a time: the graph holds that many inputs, whatever n */
+    enum { EMBED = 8 };
+    float *v = malloc(sizeof(float) * EMBED * MD_SPACE_DIM);
+    md_status st = v ? MD_OK : MD_ERR_ALLOC;
     float bs = -2.f;   /* below any dot product of unit vectors */
     *best = 0;
-    for (int i = 0; st == MD_OK && i < n; i++) {
-        float s = 0.f;
-        for (int d = 0; d < MD_SPACE_DIM; d++)
-            s += v[(size_t)i * MD_SPACE_DIM + d] * cond[d];
-        if (s > bs) {
-            bs = s;
-            *best = i;
+    const size_t isz = m == MD_MOD_TEXT ? sizeof(const char *) : sizeof(float) * (size_t)md_space_input_size(m);
+    for (int e = 0; st == MD_OK && e < n; e += EMBED) {
+        const int ne = n - e < EMBED ? n - e : EMBED;
+        st = md_space_embed(sp, g, m, (const char *)inputs + isz * (size_t)e, ne, v);
+        for (int i = 0; st == MD_OK && i < ne; i++) {
+            float s = 0.f;
+            for (int d = 0; d < MD_SPACE_DIM; d++)
+                s += v[(size_t)i * MD_SPACE_DIM + d] * cond[d];
+            if (s > bs) {   /* the first on a tie */
+                bs = s;
+                *best = e + i;
+            }
         }
     }
     if (score)

@@ -579,10 +579,13 @@ static const float *row_logits(const step_parts *p, int r, int64_t vocab)
 }
 
 /* Samples 256 codes for `pairs` sequences whose caches already hold their
- * opening, given the logits that predict code 0. */
+ * opening, given the logits that predict code 0. Row p draws from the
+ * seed's stream key_row0 + p (a later round of candidates goes on where
+ * the round before stopped). */
 static md_status sample_codes(md_tok_session *s, md_kv_cache *caches, int pairs, bool guided, md_tensor *logits,
                               int64_t pos, const md_tok_sample_opts *o, uint64_t key, int64_t done0, int64_t total,
-                              md_tok_progress_fn progress, void *user, const volatile int *cancel, int32_t *codes)
+                              md_tok_progress_fn progress, void *user, const volatile int *cancel, int32_t *codes,
+                              int key_row0)
 {
     const md_tokmodel *m = s->m;
     const int stride = guided ? 2 : 1;
@@ -596,7 +599,7 @@ static md_status sample_codes(md_tok_session *s, md_kv_cache *caches, int pairs,
         for (int p = 0; p < pairs; p++) {
             const float *lc = row_logits(&sp, p * stride, m->vocab);
             const float *lu = guided ? row_logits(&sp, p * stride + 1, m->vocab) : NULL;
-            float u = md_rand_uniform_at(key, (uint64_t)p * 4096u + (uint64_t)i);
+            float u = md_rand_uniform_at(key, (uint64_t)(key_row0 + p) * 4096u + (uint64_t)i);
             int32_t id = draw(s, lc, lu, o, md_tok_code(m, 0), md_tok_code(m, MD_VQ_CODES), -1, NULL, 0, u);
             codes[(size_t)p * MD_VQ_TOKENS + (size_t)i] = id - md_tok_code(m, 0);
             for (int r = 0; r < stride; r++) {
@@ -736,31 +739,62 @@ static md_status copy_rows(md_tok_session *s, md_kv_cache *dst, int dset, const 
     return MD_OK;
 }
 
-/* n pictures side by side in the wide cache (P marker codes each, the last
- * code in the cache), then o->pick chooses one: *chosen. cand [n, 256].
- * The wide cache keeps batch n * stride (the caller restores it). */
+/* The small cache (stride rows: the pair when guided) holds P marker codes,
+ * read in one pass. */
+static md_status reopen_frame(md_tok_session *s, const float *cond, bool guided, int32_t marker, const int32_t *codes)
+{
+    const md_tokmodel *m = s->m;
+    enum { N = MD_VQ_TOKENS + 1 };
+    const int stride = guided ? 2 : 1;
+    int32_t ids[2 * N], slots[2 * N];
+    for (int r = 0; r < stride; r++) {
+        ids[r * N] = marker;
+        slots[r * N] = NOSLOT;
+        for (int i = 0; i < MD_VQ_TOKENS; i++) {
+            ids[r * N + 1 + i] = md_tok_code(m, codes[i]);
+            slots[r * N + 1 + i] = i;
+        }
+    }
+    clear(s->small, m->layers);
+    set_batch(s->small, m->layers, stride);
+    md_graph_reset(s->g);
+    wrap_cond(s->g, cond, 1, guided, s->conds);
+    return feed(s, s->g, s->conds, s->small, stride, ids, slots, N, 0) ? MD_OK : MD_ERR;
+}
+
+/* n pictures in rounds of up to MD_TOK_ROUND_CANDIDATES side by side in
+ * the wide cache (P marker codes each, the last code in the cache), then
+ * o->pick chooses one: *chosen. cand [n, 256]. *cached: the chosen one's
+ * row in the wide cache, or -1 where a later round has overwritten it.
+ * The wide cache keeps the last round's batch (the caller restores it). */
 static md_status sample_candidates(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
                                    int32_t marker, int n, md_tok_progress_fn progress, void *user, int64_t total,
-                                   const volatile int *cancel, int32_t *cand, int *chosen)
+                                   const volatile int *cancel, int32_t *cand, int *chosen, int *cached)
 {
     const md_tokmodel *m = s->m;
     const bool guided = o->guidance != 1.f;
-    const int stride = guided ? 2 : 1, rows = n * stride;
+    const int stride = guided ? 2 : 1;
     md_status st = ensure_wide(s, marker == md_tok_bov(m) ? MD_TOK_TMAX : P + 2 + MD_VQ_TOKENS);
     if (st != MD_OK)
         return st;
-    clear(s->wide, m->layers);
-    set_batch(s->wide, m->layers, rows);
-    md_graph_reset(s->g);
-    wrap_cond(s->g, cond, n, guided, s->conds);
-    int32_t ids[MAX_ROWS], slots[MAX_ROWS];
-    for (int r = 0; r < rows; r++) {
-        ids[r] = marker;
-        slots[r] = NOSLOT;
+    int last0 = 0;
+    for (int r0 = 0; r0 < n && st == MD_OK; r0 += MD_TOK_ROUND_CANDIDATES) {
+        const int nr = n - r0 < MD_TOK_ROUND_CANDIDATES ? n - r0 : MD_TOK_ROUND_CANDIDATES, rows = nr * stride;
+        clear(s->wide, m->layers);
+        set_batch(s->wide, m->layers, rows);
+        md_graph_reset(s->g);
+        wrap_cond(s->g, cond, nr, guided, s->conds);
+        int32_t ids[MAX_ROWS], slots[MAX_ROWS];
+        for (int r = 0; r < rows; r++) {
+            ids[r] = marker;
+            slots[r] = NOSLOT;
+        }
+        md_tensor *logits = step_ids(s, s->wide, rows, ids, slots, 1, 0);
+        st = sample_codes(s, s->wide, nr, guided, logits, P + 1, o, md_hash64(seed * 2 + 1),
+                          (int64_t)r0 * MD_VQ_TOKENS, total, progress, user, cancel, cand + (size_t)r0 * MD_VQ_TOKENS,
+                          r0);
+        last0 = r0;
     }
-    md_tensor *logits = step_ids(s, s->wide, rows, ids, slots, 1, 0);
-    st = sample_codes(s, s->wide, n, guided, logits, P + 1, o, md_hash64(seed * 2 + 1), 0, total, progress, user,
-                      cancel, cand);
     *chosen = 0;
     if (st == MD_OK && o->pick) {
         int k = o->pick(cand, n, o->pick_user);
@@ -770,6 +804,7 @@ static md_status sample_candidates(md_tok_session *s, const float *cond, const m
         }
         *chosen = k;
     }
+    *cached = *chosen >= last0 ? *chosen - last0 : -1;
     return st;
 }
 
@@ -826,9 +861,9 @@ md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok
     if (o->candidates > 1) {
         const int n = o->candidates;
         int32_t *cand = malloc(sizeof(int32_t) * (size_t)n * MD_VQ_TOKENS);
-        int k = 0;
+        int k = 0, cached;
         st = cand ? sample_candidates(s, cond, o, seed, md_tok_boi(s->m), n, progress, user,
-                                      (int64_t)n * MD_VQ_TOKENS, cancel, cand, &k)
+                                      (int64_t)n * MD_VQ_TOKENS, cancel, cand, &k, &cached)
                   : MD_ERR_ALLOC;
         if (st == MD_OK)
             memcpy(codes, cand + (size_t)k * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
@@ -842,7 +877,7 @@ md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok
     set_batch(s->small, s->m->layers, guided ? 2 : 1);
     md_tensor *logits = open_sequence(s, cond, guided, md_tok_boi(s->m));
     st = sample_codes(s, s->small, 1, guided, logits, P + 1, o, md_hash64(seed * 2 + 1), 0, MD_VQ_TOKENS, progress,
-                      user, cancel, codes);
+                      user, cancel, codes, 0);
     set_batch(s->small, s->m->layers, 2);
     md_graph_reset(s->g);
     return st;
@@ -888,7 +923,7 @@ static md_status chain_frames(md_tok_session *s, const float *cond, const md_tok
         md_tensor *logits = feed(s, s->g, s->conds, s->small, stride, ids, slots, n, 0);
         st = sample_codes(s, s->small, 1, guided, logits, P + n, &fo, md_hash64(seed * 2 + 2 + 2 * (uint64_t)t),
                           done0 + (int64_t)(t - 1) * MD_VQ_TOKENS, total, progress, user, cancel,
-                          codes + (size_t)t * MD_VQ_TOKENS);
+                          codes + (size_t)t * MD_VQ_TOKENS, 0);
     }
     s->part_rows = PART_MIN_ROWS;
     set_batch(s->small, m->layers, 2);
@@ -933,14 +968,17 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         /* first frames side by side; the chosen one's rows become the small cache */
         const int n = o->candidates;
         int32_t *cand = malloc(sizeof(int32_t) * (size_t)n * MD_VQ_TOKENS);
-        int k = 0;
-        st = cand ? sample_candidates(s, cond, o, seed, md_tok_bov(m), n, progress, user, total, cancel, cand, &k)
+        int k = 0, cached = -1;
+        st = cand ? sample_candidates(s, cond, o, seed, md_tok_bov(m), n, progress, user, total, cancel, cand, &k,
+                                      &cached)
                   : MD_ERR_ALLOC;
         pos = P + 1 + MD_VQ_TOKENS;
         if (st == MD_OK) {
             memcpy(codes, cand + (size_t)k * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
-            if (more)
-                st = copy_rows(s, s->small, SET_SMALL, s->wide, SET_WIDE, stride, k * stride, stride, pos);
+            if (more && cached >= 0)
+                st = copy_rows(s, s->small, SET_SMALL, s->wide, SET_WIDE, stride, cached * stride, stride, pos);
+            else if (more)   /* drawn in an earlier round: its opening and codes read again */
+                st = reopen_frame(s, cond, guided, md_tok_bov(m), codes);
         }
         free(cand);
         set_batch(s->small, m->layers, stride);
@@ -956,7 +994,7 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         set_batch(s->small, m->layers, stride);
         logits = open_sequence(s, cond, guided, md_tok_bov(m));
         st = sample_codes(s, s->small, 1, guided, logits, P + 1, o, md_hash64(seed * 2 + 1), 0, total, progress,
-                          user, cancel, codes);
+                          user, cancel, codes, 0);
         pos = P + 1 + MD_VQ_TOKENS;
         if (st == MD_OK && more) {   /* <eof> closes frame 0 */
             int32_t ids[2] = {md_tok_eof(m), md_tok_eof(m)}, slots[2] = {NOSLOT, NOSLOT};
@@ -991,7 +1029,7 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
     if (o->frame_temperature > 0.f)
         fo.temperature = o->frame_temperature;
     st = sample_codes(s, s->wide, F, guided, logits, pos + 1, &fo, md_hash64(seed * 2 + 2), first, total,
-                      progress, user, cancel, codes + MD_VQ_TOKENS);
+                      progress, user, cancel, codes + MD_VQ_TOKENS, 0);
     for (int64_t l = 0; l < m->layers; l++)
         s->wide[l].batch = MAX_ROWS;
     md_graph_reset(s->g);

@@ -97,16 +97,20 @@ typedef struct md_tok_sample_opts {
     int via_caption;                 /* pictures: first a caption from the condition, then the picture
                                       * after it in context (caption -> image order); video frames
                                       * 1..15 then run unguided */
-    int candidates;                  /* pictures (via_caption 0): draw this many side by side (a video:
-                                      * first frames) and keep the one pick() chooses; 0 or 1: one */
+    int candidates;                  /* pictures (via_caption 0): draw this many (a video: first
+                                      * frames), MD_TOK_ROUND_CANDIDATES side by side at a time, and
+                                      * keep the one pick() chooses; 0 or 1: one */
     int (*pick)(const int32_t *codes, int n, void *user);   /* codes [n, 256] -> index; NULL: the first */
     void *pick_user;
     float frame_temperature;         /* a video's frames 1..15 (0: temperature) */
     int first_frame_only;            /* videos: frame 0 alone (codes [256]; the motion model moves it) */
 } md_tok_sample_opts;
 
-#define MD_TOK_MAX_CANDIDATES 15
-
+#define MD_TOK_MAX_CANDIDATES 30
+/* candidates drawn side by side at once; more are drawn in further rounds
+ * of this many, each row from its own stream of the seed, so the first 15
+ * of 30 are the 15 a request for 15 draws */
+#define MD_TOK_ROUND_CANDIDATES 15
 /* A chooser for candidates (pick_user points at one): the picture whose
  * decoding (vq) the aligned space (sp, as an image) places closest to
  * cond; the first on a tie. g is scratch (reset inside). */

@@ -219,7 +219,7 @@ int main(int argc, char **argv)
     }
     /* candidates: n pictures side by side, the space keeping one; the
      * baseline is one candidate, in the same run */
-    static const int cands[] = {1, 4, 8, 15};
+    static const int cands[] = {1, 4, 8, 15, 24, 30};
     for (int k = 0; k < 3; k += 2) {
         int ci = md_gen_param_index(gen[k], "candidates");
         double one = 0;

@@ -220,7 +220,7 @@ if [ -n "${MEDLEY_MODELS_DIR:-}" ] && [ -s "$MEDLEY_MODELS_DIR/tokens.safetensor
     case "$LAST" in *motion*) echo "ok   names the parameter";; *) echo "FAIL: $LAST"; fail=1;; esac
     # candidates: a parameter like the others, range-checked
     check "candidates 4" 0 "$exe" generate --in text:"a green two" --out image --candidates 4 --seed 3 -o "$g2" --quiet
-    check "candidates 16 refused" 1 "$exe" generate --in text:seven --out image --candidates 16 -o "$g2"
+    check "candidates 31 refused" 1 "$exe" generate --in text:seven --out image --candidates 31 -o "$g2"
     case "$LAST" in *candidates*) echo "ok   names the parameter";; *) echo "FAIL: $LAST"; fail=1;; esac
     # one output's own parameter; an output that is not chosen; a bad scope
     check "--set image.guidance" 0 "$exe" generate --in text:"a green two" --out image,text --set image.guidance=5 \

@@ -126,6 +126,27 @@ static void test_tiny(const md_world *w)
     for (int k = 0; k < 2 * MD_SPACE_DIM; k++)
         err = fmax(err, fabs(a[k] - b[k]));
     CHECK(err < 2e-2, "reloaded (f16 weights) embeds within %.1e of the trained one", err);
+
+    /* choosing among more inputs than one embedding pass takes (8) */
+    enum { NPICK = 20, WANT = 13 };
+    const int64_t isz = md_space_input_size(MD_MOD_IMAGE);
+    float *imgs = malloc(sizeof(float) * NPICK * (size_t)isz), *all = malloc(sizeof(float) * NPICK * MD_SPACE_DIM);
+    md_fill_uniform(imgs, NPICK * isz, 17, 0, -1.f, 1.f);
+    md_space_embed(&sp, g, MD_MOD_IMAGE, imgs, NPICK, all);
+    int best = -1, tbest = -1;
+    float score = 0.f;
+    md_status ps = md_space_pick_closest(&sp, g, MD_MOD_IMAGE, imgs, NPICK, all + WANT * MD_SPACE_DIM, &best, &score);
+    const char *many[12] = {"a red one", "a blue two", "a green three", "a black four", "someone saying five",
+                            "a small six", "a large seven", "eight", "a white nine", "zero on grey", "a red seven",
+                            "nine moving left"};
+    float tv[MD_SPACE_DIM];
+    md_space_embed(&sp, g, MD_MOD_TEXT, &many[10], 1, tv);
+    md_status ts = md_space_pick_closest(&sp, g, MD_MOD_TEXT, many, 12, tv, &tbest, NULL);
+    CHECK(ps == MD_OK && best == WANT && fabsf(score - 1.f) < 1e-3 && ts == MD_OK && tbest == 10,
+          "the closest of %d pictures to picture %d's own vector is it (%d, cosine %.4f), and of 12 texts, text 10 "
+          "(%d)", NPICK, WANT, best, (double)score, tbest);
+    free(imgs);
+    free(all);
     md_graph_free(g);
     md_space_free(&back);
     md_space_free(&sp);

@@ -131,6 +131,71 @@ static int pick_last(const int32_t *codes, int n, void *user)
     return n - 1;
 }
 
+/* keeps every candidate's codes and picks `want` (-1: the last) */
+typedef struct pick_all {
+    int n, want;
+    int32_t codes[MD_TOK_MAX_CANDIDATES][MD_VQ_TOKENS];
+} pick_all;
+
+static int pick_keep(const int32_t *codes, int n, void *user)
+{
+    pick_all *l = user;
+    l->n = n;
+    memcpy(l->codes, codes, sizeof(int32_t) * MD_VQ_TOKENS * (size_t)n);
+    return l->want < 0 ? n - 1 : l->want;
+}
+
+/* More candidates than one round draws: the first 15 are the 15 that a
+ * request for 15 draws, and a video goes on from a chosen first frame of
+ * either round. */
+static void test_rounds(const md_tokmodel *m)
+{
+    md_tok_session *s = md_tok_session_new(m);
+    float cond[MD_SPACE_DIM];
+    random_cond(cond, 21);
+    pick_all *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
+    int32_t *v15 = malloc(vn), *v18 = malloc(vn), img[MD_VQ_TOKENS];
+    const int more = MD_TOK_ROUND_CANDIDATES + 3;
+    a->want = b->want = -1;
+    md_tok_sample_opts o15 = {1.0f, 0, 1.0f, 3.0f, 0, MD_TOK_ROUND_CANDIDATES, pick_keep, a, 0.f, 0};
+    md_tok_sample_opts o18 = o15;
+    o18.candidates = more;
+    o18.pick_user = b;
+    md_status s1 = md_tok_sample_image(s, cond, &o15, 31, NULL, NULL, NULL, img);
+    md_status s2 = md_tok_sample_image(s, cond, &o18, 31, NULL, NULL, NULL, img);
+    CHECK(s1 == MD_OK && s2 == MD_OK && a->n == MD_TOK_ROUND_CANDIDATES && b->n == more &&
+              memcmp(a->codes, b->codes, sizeof(int32_t) * MD_VQ_TOKENS * MD_TOK_ROUND_CANDIDATES) == 0 &&
+              memcmp(img, b->codes[more - 1], sizeof img) == 0,
+          "%d picture candidates: two rounds, the first 15 as a request for 15 draws them, the chosen one kept",
+          more);
+    CHECK(memcmp(b->codes[more - 1], b->codes[more - 2], sizeof img) != 0 &&
+              memcmp(b->codes[MD_TOK_ROUND_CANDIDATES], b->codes[0], sizeof img) != 0,
+          "the second round's candidates are new draws");
+    /* a video whose chosen first frame is in the second round (still in the
+     * cache), then one in the first (read again) */
+    md_status s3 = md_tok_sample_video(s, cond, &o18, 32, NULL, NULL, NULL, v18);
+    bool range = true;
+    for (size_t i = 0; i < vn / sizeof(int32_t); i++)
+        range &= v18[i] >= 0 && v18[i] < MD_VQ_CODES;
+    CHECK(s3 == MD_OK && range && memcmp(v18, b->codes[more - 1], sizeof img) == 0,
+          "a video from %d first-frame candidates, the last chosen: 16 frames in range", more);
+    a->want = b->want = 2;
+    md_status s4 = md_tok_sample_video(s, cond, &o15, 33, NULL, NULL, NULL, v15);
+    md_status s5 = md_tok_sample_video(s, cond, &o18, 33, NULL, NULL, NULL, v18);
+    int same = 0;
+    for (size_t i = MD_VQ_TOKENS; i < vn / sizeof(int32_t); i++)
+        same += v15[i] == v18[i];
+    CHECK(s4 == MD_OK && s5 == MD_OK && memcmp(v15, v18, vn) == 0,
+          "a first frame chosen from the first round, read again, goes on as it does from the cache (frames "
+          "1-15: %d of %d codes the same)", same, MD_WORLD_FRAMES * MD_VQ_TOKENS - MD_VQ_TOKENS);
+    free(v15);
+    free(v18);
+    free(a);
+    free(b);
+    md_tok_session_free(s);
+}
+
 static void test_sampling(const md_tokmodel *m)
 {
     md_tok_session *s = md_tok_session_new(m);
@@ -233,7 +298,7 @@ static void test_sampling(const md_tokmodel *m)
         refused += md_tok_sample_image(s, cond, &bad[i], 1, NULL, NULL, NULL, a) == MD_ERR_INVALID;
     md_log_set_callback(NULL, NULL);
     CHECK(refused == (int)(sizeof bad / sizeof bad[0]), "bad options refused (%d of %zu): temperature 0, top_k -1, "
-          "top_p 0 and 1.5, guidance -1, NaN, infinity, 16 candidates, candidates with via_caption, frame temperature -0.5", refused, sizeof bad / sizeof bad[0]);
+          "top_p 0 and 1.5, guidance -1, NaN, infinity, 31 candidates, candidates with via_caption, frame temperature -0.5", refused, sizeof bad / sizeof bad[0]);
 
     cancel_ctx cc = {0, 40, 0};
     md_status cs = md_tok_sample_video(s, cond, &o, 8, cancel_after, &cc, &cc.flag, vid);
@@ -740,6 +805,7 @@ int main(int argc, char **argv)
     md_log_set_callback(NULL, NULL);
     test_cache_agrees(&m);
     test_sampling(&m);
+    test_rounds(&m);
     test_chain(&m);
     test_prefix_threads();
     test_files(&m);

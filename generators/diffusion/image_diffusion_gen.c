@@ -8,7 +8,7 @@
 
 enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_MOTION_TEMPERATURE, P_COUNT };
 
-#define MAX_CANDIDATES 15   /* as the token path */
+#define MAX_CANDIDATES 30   /* as the token path (MD_TOK_MAX_CANDIDATES) */
 #define PREVIEW_EVERY 5
 
 /* pictures take the first four; videos all five */

@@ -15,7 +15,7 @@ enum {
 
 /* a video's first frames: 15, where its later frames cost nothing more (the
  * motion model); see README (Motion) for the measurement */
-#define VIDEO_CANDIDATES MD_TOK_MAX_CANDIDATES
+#define VIDEO_CANDIDATES 15
 
 static const md_gen_param_spec params[P_COUNT] = {
     {"temperature", "softmax temperature of each token", MD_GEN_FLOAT, 1.0, 0.05, 5.0},
@@ -24,8 +24,9 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"via_caption", "pictures: write a caption first, then the picture after it (1), or from the condition "
                     "alone (0)", MD_GEN_INT, 0, 0, 1},
-    {"candidates", "pictures: draw this many side by side (a video: first frames; 15 by default) and keep the "
-                   "one the aligned space finds closest to the condition", MD_GEN_INT, 8, 1, MD_TOK_MAX_CANDIDATES},
+    {"candidates", "pictures: draw this many (a video: first frames; 15 by default), 15 side by side at a "
+                   "time, and keep the one the aligned space finds closest to the condition", MD_GEN_INT, 8, 1,
+     MD_TOK_MAX_CANDIDATES},
     {"frame_temperature", "videos: softmax temperature of frames 1-15 (0: as temperature)", MD_GEN_FLOAT,
      FRAME_TEMPERATURE, 0.0, 5.0},
     {"motion", "videos: frames 1-15 move frame 0 along a path the motion model draws (1), or the token "
