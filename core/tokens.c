@@ -740,26 +740,29 @@ static md_status copy_rows(md_tok_session *s, md_kv_cache *dst, int dset, const 
 }
 
 /* The small cache (stride rows: the pair when guided) holds P marker codes,
- * read in one pass. */
+ * read again in parts of 33 positions. */
 static md_status reopen_frame(md_tok_session *s, const float *cond, bool guided, int32_t marker, const int32_t *codes)
 {
     const md_tokmodel *m = s->m;
-    enum { N = MD_VQ_TOKENS + 1 };
+    enum { N = MD_VQ_TOKENS + 1, PART = 33 };   /* read in parts: the graph of one part stays small */
     const int stride = guided ? 2 : 1;
-    int32_t ids[2 * N], slots[2 * N];
-    for (int r = 0; r < stride; r++) {
-        ids[r * N] = marker;
-        slots[r * N] = NOSLOT;
-        for (int i = 0; i < MD_VQ_TOKENS; i++) {
-            ids[r * N + 1 + i] = md_tok_code(m, codes[i]);
-            slots[r * N + 1 + i] = i;
-        }
-    }
+    int32_t ids[2 * PART], slots[2 * PART];
     clear(s->small, m->layers);
     set_batch(s->small, m->layers, stride);
     md_graph_reset(s->g);
     wrap_cond(s->g, cond, 1, guided, s->conds);
-    return feed(s, s->g, s->conds, s->small, stride, ids, slots, N, 0) ? MD_OK : MD_ERR;
+    for (int i0 = 0; i0 < N; i0 += PART) {
+        const int tn = N - i0 < PART ? N - i0 : PART;
+        for (int r = 0; r < stride; r++)
+            for (int j = 0; j < tn; j++) {   /* position i0 + j: the marker, then code i0 + j - 1 */
+                const int i = i0 + j;
+                ids[r * tn + j] = i == 0 ? marker : md_tok_code(m, codes[i - 1]);
+                slots[r * tn + j] = i == 0 ? NOSLOT : i - 1;
+            }
+        if (!feed(s, s->g, s->conds, s->small, stride, ids, slots, tn, i0 == 0 ? 0 : P + i0))
+            return MD_ERR;
+    }
+    return MD_OK;
 }
 
 /* n pictures in rounds of up to MD_TOK_ROUND_CANDIDATES side by side in

@@ -13,9 +13,10 @@ enum {
     P_MOTION_TEMPERATURE, P_COUNT
 };
 
-/* a video's first frames: 15, where its later frames cost nothing more (the
- * motion model); see README (Motion) for the measurement */
-#define VIDEO_CANDIDATES 15
+/* a video's first frames: 30 (two rounds), where its later frames cost
+ * nothing more (the motion model); see README (Choosing among candidates)
+ * for the measurement */
+#define VIDEO_CANDIDATES 30
 
 static const md_gen_param_spec params[P_COUNT] = {
     {"temperature", "softmax temperature of each token", MD_GEN_FLOAT, 1.0, 0.05, 5.0},
@@ -24,7 +25,7 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"via_caption", "pictures: write a caption first, then the picture after it (1), or from the condition "
                     "alone (0)", MD_GEN_INT, 0, 0, 1},
-    {"candidates", "pictures: draw this many (a video: first frames; 15 by default), 15 side by side at a "
+    {"candidates", "pictures: draw this many (a video: first frames; 30 by default), 15 side by side at a "
                    "time, and keep the one the aligned space finds closest to the condition", MD_GEN_INT, 8, 1,
      MD_TOK_MAX_CANDIDATES},
     {"frame_temperature", "videos: softmax temperature of frames 1-15 (0: as temperature)", MD_GEN_FLOAT,
