@@ -37,6 +37,15 @@ int medley_route_of(const char *name, size_t n)
     return -1;
 }
 
+int medley_route_candidates(int modality, int route)
+{
+    if (modality != MD_MOD_IMAGE && modality != MD_MOD_VIDEO)
+        return 0;
+    if (route == MEDLEY_ROUTE_DIFFUSION)
+        return MD_GEN_DIFFUSION_CANDIDATES;
+    return modality == MD_MOD_IMAGE ? MD_GEN_TOKENS_IMAGE_CANDIDATES : MD_GEN_TOKENS_VIDEO_CANDIDATES;
+}
+
 int medley_route_of_generator(const char *gen)
 {
     return gen && strncmp(gen, "diffusion-", 10) == 0 ? MEDLEY_ROUTE_DIFFUSION

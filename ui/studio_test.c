@@ -298,8 +298,21 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
         gtk_check_button_set_active(w->want[MD_MOD_IMAGE], has_ig);
         gtk_check_button_set_active(w->want[MD_MOD_VIDEO], has_dv);
         gtk_check_button_set_active(w->want[MD_MOD_AUDIO], TRUE);
+        const int ci = (int)gtk_spin_button_get_value(w->candidates[MD_MOD_IMAGE]),
+                  cv = (int)gtk_spin_button_get_value(w->candidates[MD_MOD_VIDEO]);
         gtk_check_button_set_active(w->diffusion_image, has_ig);
         gtk_check_button_set_active(w->diffusion_video, has_dv);
+        if (has_ig)   /* the fields held the token path's defaults: now the diffusion generators' */
+            CHECK(ci == medley_route_candidates(MD_MOD_IMAGE, MEDLEY_ROUTE_TOKENS) &&
+                      cv == medley_route_candidates(MD_MOD_VIDEO, MEDLEY_ROUTE_TOKENS) &&
+                      (int)gtk_spin_button_get_value(w->candidates[MD_MOD_IMAGE]) ==
+                          medley_route_candidates(MD_MOD_IMAGE, MEDLEY_ROUTE_DIFFUSION) &&
+                      (int)gtk_spin_button_get_value(w->candidates[MD_MOD_VIDEO]) ==
+                          (has_dv ? medley_route_candidates(MD_MOD_VIDEO, MEDLEY_ROUTE_DIFFUSION) : cv),
+                  "switching to diffusion moves candidates from the token path's defaults (%d, %d) to diffusion's "
+                  "(%d, %d)",
+                  ci, cv, (int)gtk_spin_button_get_value(w->candidates[MD_MOD_IMAGE]),
+                  (int)gtk_spin_button_get_value(w->candidates[MD_MOD_VIDEO]));
         gtk_check_button_set_active(w->vocoder_audio, w->bundle.have_voc);
         gtk_spin_button_set_value(w->steps[MD_MOD_AUDIO], 10);
         t0 = g_get_monotonic_time();
@@ -330,6 +343,9 @@ int studio_self_test(GtkApplication *app, MedleyWindow *w, const char *dir)
         gtk_check_button_set_active(w->want[MD_MOD_AUDIO], FALSE);
         gtk_check_button_set_active(w->diffusion_image, FALSE);
         gtk_check_button_set_active(w->diffusion_video, FALSE);
+        CHECK((int)gtk_spin_button_get_value(w->candidates[MD_MOD_IMAGE]) == ci &&
+                  (int)gtk_spin_button_get_value(w->candidates[MD_MOD_VIDEO]) == cv,
+              "and back to the token path's on switching back");
         gtk_check_button_set_active(w->want[MD_MOD_VIDEO], want_video);
         gtk_check_button_set_active(w->vocoder_audio, FALSE);
     } else {

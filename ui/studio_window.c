@@ -547,6 +547,19 @@ static void fill_devices(MedleyWindow *w)
     }
 }
 
+/* Each path draws its own number of candidates by default (the token
+ * path's are cheap, diffusion's dear): switching a path moves the field to
+ * the new path's default, unless the person set another value. */
+static void on_route_toggled(GtkCheckButton *b, MedleyWindow *w)
+{
+    const int m = b == w->diffusion_image ? MD_MOD_IMAGE : MD_MOD_VIDEO;
+    const bool diffusion = gtk_check_button_get_active(b);
+    const int was = medley_route_candidates(m, diffusion ? MEDLEY_ROUTE_TOKENS : MEDLEY_ROUTE_DIFFUSION),
+              now = medley_route_candidates(m, diffusion ? MEDLEY_ROUTE_DIFFUSION : MEDLEY_ROUTE_TOKENS);
+    if ((int)gtk_spin_button_get_value(w->candidates[m]) == was)
+        gtk_spin_button_set_value(w->candidates[m], now);
+}
+
 static void medley_window_init(MedleyWindow *w)
 {
     gtk_widget_init_template(GTK_WIDGET(w));
@@ -558,6 +571,8 @@ static void medley_window_init(MedleyWindow *w)
     studio_runs_init(w);
     g_signal_connect(w->text_entry, "activate", G_CALLBACK(on_entry_activate), w);
     g_signal_connect(w, "close-request", G_CALLBACK(on_close_request), NULL);
+    g_signal_connect(w->diffusion_image, "toggled", G_CALLBACK(on_route_toggled), w);
+    g_signal_connect(w->diffusion_video, "toggled", G_CALLBACK(on_route_toggled), w);
     w->autosave_id = g_timeout_add_seconds(AUTOSAVE_SECONDS, on_autosave, w);
     fill_recent(w);
     fill_devices(w);

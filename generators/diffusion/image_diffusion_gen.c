@@ -17,7 +17,7 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"eta", "DDIM noise: 0 deterministic, 1 as DDPM", MD_GEN_FLOAT, 0.0, 0.0, 1.0},
     {"candidates", "draw this many pictures (videos: first frames) side by side and keep the one the aligned "
-                   "space finds closest to the condition", MD_GEN_INT, 4, 1, MAX_CANDIDATES},
+                   "space finds closest to the condition", MD_GEN_INT, MD_GEN_DIFFUSION_CANDIDATES, 1, MAX_CANDIDATES},
     {"motion_temperature", "videos: softmax temperature of the motion model's choice of path (0: the likeliest)",
      MD_GEN_FLOAT, 1.0, 0.0, 5.0},
 };

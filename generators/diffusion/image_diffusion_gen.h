@@ -27,6 +27,9 @@
 extern "C" {
 #endif
 
+/* The candidates parameter's default (pictures and videos' first frames). */
+#define MD_GEN_DIFFUSION_CANDIDATES 4
+
 /* NULL with a message when the model is neither of the tokenizer's latent
  * shape nor of the pictures' or memory runs out. model_id is copied; ws
  * lends working memory (see generator.h; NULL: the generator keeps its

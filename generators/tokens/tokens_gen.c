@@ -13,10 +13,6 @@ enum {
     P_MOTION_TEMPERATURE, P_COUNT
 };
 
-/* a video's first frames: 30 (two rounds), where its later frames cost
- * nothing more (the motion model); see README (Choosing among candidates)
- * for the measurement */
-#define VIDEO_CANDIDATES 30
 
 static const md_gen_param_spec params[P_COUNT] = {
     {"temperature", "softmax temperature of each token", MD_GEN_FLOAT, 1.0, 0.05, 5.0},
@@ -26,7 +22,8 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"via_caption", "pictures: write a caption first, then the picture after it (1), or from the condition "
                     "alone (0)", MD_GEN_INT, 0, 0, 1},
     {"candidates", "pictures: draw this many (a video: first frames; 30 by default), 15 side by side at a "
-                   "time, and keep the one the aligned space finds closest to the condition", MD_GEN_INT, 8, 1,
+                   "time, and keep the one the aligned space finds closest to the condition", MD_GEN_INT,
+     MD_GEN_TOKENS_IMAGE_CANDIDATES, 1,
      MD_TOK_MAX_CANDIDATES},
     {"frame_temperature", "videos: softmax temperature of frames 1-15 (0: as temperature)", MD_GEN_FLOAT,
      FRAME_TEMPERATURE, 0.0, 5.0},
@@ -255,7 +252,7 @@ md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md
         t->mo = mo;
         memcpy(t->params, params, sizeof params);
         if (out == MD_MOD_VIDEO)
-            t->params[P_CANDIDATES].def = VIDEO_CANDIDATES;
+            t->params[P_CANDIDATES].def = MD_GEN_TOKENS_VIDEO_CANDIDATES;   /* README: candidates, measured */
         snprintf(t->model_id, sizeof t->model_id, "%s", model_id ? model_id : "tokens");
         if (ws && !ws->tokens) {
             ws->tokens = md_tok_session_new(tm);

@@ -24,6 +24,11 @@
 extern "C" {
 #endif
 
+/* The candidates parameter's defaults: a picture's, and a video's first
+ * frames' (its later frames cost nothing more with the motion model). */
+#define MD_GEN_TOKENS_IMAGE_CANDIDATES 8
+#define MD_GEN_TOKENS_VIDEO_CANDIDATES 30
+
 /* out: MD_MOD_IMAGE, MD_MOD_VIDEO or MD_MOD_TEXT. model_id names the
  * models for outputs' metadata (copied). NULL with a message when out is
  * another modality or memory runs out. */
