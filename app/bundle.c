@@ -65,6 +65,7 @@ static md_status ld_audio(void *m, const char *p)
 }
 static md_status ld_vocoder(void *m, const char *p) { return md_vocoder_load(m, p); }
 static md_status ld_motion(void *m, const char *p) { return md_motion_load(m, p); }
+static md_status ld_probe(void *m, const char *p) { return md_probe_load(m, p); }
 static md_status ld_imagegen(void *m, const char *p)
 {
     return md_unet_load(m, p, MD_IMAGEGEN_MODEL, "latent diffusion decoder", "medley train diffusion");
@@ -120,6 +121,26 @@ int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
         }
         b->have_mo = true;
     }
+    snprintf(path, sizeof path, "%s/probes.safetensors", dir);
+    if (access(path, F_OK) == 0) {   /* optional: candidates chosen by the cosine alone without it */
+        if (load_one(dir, "probes.safetensors", "candidate readers", "medley train probes", b->model_id,
+                     sizeof b->model_id, ld_probe, &b->pr)) {
+            medley_bundle_free(b);
+            return 1;
+        }
+        b->have_pr = true;
+        char sid[17] = "";
+        snprintf(path, sizeof path, "%s/space.safetensors", dir);
+        medley_file_hash(path, sid);
+        if (strcmp(sid, b->pr.space_id) != 0) {
+            fprintf(stderr, "medley: %s/probes.safetensors was fitted on another aligned space (%s, this one is "
+                            "%s)\n(refit it with 'medley train probes', or remove it to choose candidates by the "
+                            "cosine)\n", dir, b->pr.space_id[0] ? b->pr.space_id : "unknown", sid);
+            medley_bundle_free(b);
+            return 1;
+        }
+        b->sp.probe = &b->pr;
+    }
     snprintf(path, sizeof path, "%s/imagegen.safetensors", dir);
     if (access(path, F_OK) == 0) {
         if (load_one(dir, "imagegen.safetensors", "latent diffusion decoder", "medley train diffusion", b->model_id,
@@ -142,6 +163,8 @@ void medley_bundle_free(medley_bundle *b)
         md_vocoder_free(&b->voc);
     if (b->have_mo)
         md_motion_free(&b->mo);
+    if (b->have_pr)
+        md_probe_free(&b->pr);
     if (b->have_tm)
         md_tok_free(&b->tm);
     if (b->have_vq)

@@ -294,7 +294,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     static const md_world_kind ref_kind[3] = {MD_WORLD_IMAGE, MD_WORLD_VIDEO, MD_WORLD_AUDIO};
     for (int k = 0; k < 3 && st == MD_OK; k++)
         st = real_features(w, &j[ref_kind[k]], MD_SPLIT_TEST, nref, ref[k]);
-    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL, 0.f, 0};
+    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL, 0.f, 0, NULL, 0};
     for (int oi = 0; oi < 6 && st == MD_OK; oi++) {
         const bool audio = outs[oi] == MD_MOD_AUDIO, diffusion = oi >= 4;
         /* image (video) selects both of its paths; image:diffusion (bit 4)

@@ -514,7 +514,7 @@ int medley_cmd_eval(int argc, char **argv)
             if (medley_parse_double(a, val, 0.0, 5.0, &eo.gen.motion_temperature)) return 2;
         } else if (strcmp(a, "--via-caption") == 0) {
             long v;
-            if (medley_parse_int(a, val, 0, 1, &v)) return 2;
+            if (medley_parse_int(a, val, 0, 2, &v)) return 2;
             eo.gen.via_caption = (int)v;
         } else if (strcmp(a, "--top-k") == 0) {
             if (medley_parse_int(a, val, 0, 2048, &eo.gen.top_k)) return 2;

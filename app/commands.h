@@ -40,6 +40,7 @@ int medley_cmd_train_audio(int argc, char **argv);
 int medley_cmd_train_diffusion(int argc, char **argv);
 int medley_cmd_train_vocoder(int argc, char **argv);
 int medley_cmd_train_motion(int argc, char **argv);
+int medley_cmd_train_probes(int argc, char **argv);
 int medley_cmd_generate(int argc, char **argv);
 /* A trainer's progress on stdout: every `every` steps the step and a
  * running mean of the loss, seconds since t0; other stages when done

@@ -72,6 +72,9 @@ static void usage(FILE *f)
             "  train motion  train the motion model (the paths a video's later frames move frame 0\n"
             "            along; needs the space)  --paths N  --hidden N\n"
             "            --data DIR  --steps N  --batch B  --corpus N  --lr F  --seed S  --out DIR\n"
+            "  train probes  train the readers that choose among candidate pictures (per-attribute\n"
+            "            heads on the space; needs the space and the tokenizer)  --images N\n"
+            "            --videos N  --clips N  --iters N  --lr F  --cos-weight F  --seed S  --out DIR\n"
             "  generate --in MOD:VALUE[@WEIGHT] ... --out image,video,text [--seed S] [-o DIR]\n"
             "            compose the inputs (text:\"a red seven\", image:FILE, audio:FILE,\n"
             "            video:FILE) and write the outputs with their job in their metadata;\n"
@@ -90,7 +93,7 @@ static void usage(FILE *f)
             "            --vocoder: the neural vocoder against Griffin-Lim on real test clips\n"
             "            --data DIR  --models DIR  --json FILE  --quick N (reference samples)\n"
             "            --outputs N (per generator cell; default 100, videos 40)\n"
-            "            --guidance F  --temperature F  --top-k N  --top-p F  --via-caption 0|1\n"
+            "            --guidance F  --temperature F  --top-k N  --top-p F  --via-caption 0|1|2\n"
             "            --candidates N  --audio-guidance F  --diffusion-guidance F\n"
             "            --frame-temperature F (videos' frames 1-15; 0: as --temperature)\n"
             "            --motion 0|1 (videos' frames 1-15 by the token transformer, or frame 0\n"
@@ -532,8 +535,10 @@ int main(int argc, char **argv)
             return medley_cmd_train_vocoder(argc - 3, argv + 3);
         if (argc >= 3 && strcmp(argv[2], "motion") == 0)
             return medley_cmd_train_motion(argc - 3, argv + 3);
+        if (argc >= 3 && strcmp(argv[2], "probes") == 0)
+            return medley_cmd_train_probes(argc - 3, argv + 3);
         fprintf(stderr, "medley train: expected what to train: judges, space, vqgan, tokens, audio, diffusion, "
-                        "vocoder or motion\n");
+                        "vocoder, motion or probes\n");
         return 2;
     }
     if (strcmp(cmd, "eval") == 0)

@@ -1,5 +1,6 @@
 /* space.c — see space.h. */
 #include "space.h"
+#include "probe.h"
 #include "caption.h"
 #include "ops.h"
 #include "optim.h"
@@ -378,7 +379,7 @@ md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, 
     enum { EMBED = 8 };
     float *v = malloc(sizeof(float) * EMBED * MD_SPACE_DIM);
     md_status st = v ? MD_OK : MD_ERR_ALLOC;
-    float bs = -2.f;   /* below any dot product of unit vectors */
+    float bs = -INFINITY;
     *best = 0;
     const size_t isz = m == MD_MOD_TEXT ? sizeof(const char *) : sizeof(float) * (size_t)md_space_input_size(m);
     for (int e = 0; st == MD_OK && e < n; e += EMBED) {
@@ -388,6 +389,8 @@ md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, 
             float s = 0.f;
             for (int d = 0; d < MD_SPACE_DIM; d++)
                 s += v[(size_t)i * MD_SPACE_DIM + d] * cond[d];
+            if (m == MD_MOD_IMAGE && sp->probe)
+                s = md_probe_score(sp->probe, cond, v + (size_t)i * MD_SPACE_DIM) + sp->probe->cos_weight * s;
             if (s > bs) {   /* the first on a tie */
                 bs = s;
                 *best = e + i;

@@ -67,6 +67,9 @@ typedef struct md_space {
     md_tensor *pool_q, *video_proj;   /* [128, 1], [D, 128] */
     /* learned temperatures (log of the logit scale), one per aligned pair */
     md_tensor *log_scale[4];          /* [1], in ps[modality]; text's unused */
+    /* optional, not owned: readers that choose among candidate pictures
+     * (probe.h); NULL: by the cosine alone */
+    const struct md_probe *probe;
 } md_space;
 
 /* New space with a trained tokenizer (ownership passes to the space). */
@@ -100,7 +103,9 @@ md_status md_space_embed(const md_space *sp, md_graph *g, md_modality m, const v
 
 /* Which of n prepared inputs of one modality the space places closest to
  * cond (largest dot product; the first on ties): *best, and its score
- * when score is not NULL. Re-ranks a generator's candidates. */
+ * when score is not NULL. Re-ranks a generator's candidates. Pictures,
+ * when readers are attached (sp->probe), are scored by them instead
+ * (md_probe_score, plus the cosine times their cos_weight). */
 md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int n,
                                 const float *cond, int *best, float *score);
 

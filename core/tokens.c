@@ -380,6 +380,12 @@ static md_status check_opts(const md_tok_sample_opts *o)
                MD_TOK_MAX_CANDIDATES, o->candidates);
         return MD_ERR_INVALID;
     }
+    if (o->caption && (o->caption_len < 2 || o->caption_len > MD_TOK_CAPTION || o->caption[0] != MD_BPE_BOS ||
+                       o->caption[o->caption_len - 1] != MD_BPE_EOS || !o->via_caption)) {
+        md_log(MD_LOG_ERROR, "token sampling: a given caption holds 2..%d ids, opens with <bos>, closes with <eos> "
+                             "and needs via_caption (got %d ids)", MD_TOK_CAPTION, o->caption_len);
+        return MD_ERR_INVALID;
+    }
     if (!(o->temperature > 0.f) || !(o->temperature <= 100.f) || !(o->frame_temperature >= 0.f) ||
         !(o->frame_temperature <= 100.f) || o->top_k < 0 || !(o->top_p > 0.f) ||
         !(o->top_p <= 1.f) || !(o->guidance >= 0.f) || !(o->guidance <= 100.f)) {
@@ -649,7 +655,13 @@ static md_status sample_after_caption(md_tok_session *s, const float *cond, cons
     const bool guided = o->guidance != 1.f;
     int32_t seq[MD_TOK_CAPTION + 1], slots[MD_TOK_CAPTION + 1];
     int n = 0;
-    md_status st = md_tok_sample_caption(s, cond, o, seed, cancel, seq + 1, MD_TOK_CAPTION - 2, &n);
+    md_status st = MD_OK;
+    if (o->caption) {
+        n = o->caption_len - 2;
+        memcpy(seq + 1, o->caption + 1, sizeof(int32_t) * (size_t)n);
+    } else {
+        st = md_tok_sample_caption(s, cond, o, seed, cancel, seq + 1, MD_TOK_CAPTION - 2, &n);
+    }
     if (st != MD_OK)
         return st;
     seq[0] = MD_BPE_BOS;
@@ -1248,6 +1260,18 @@ static int put_caption(const md_space *sp, const char *text, int32_t *out)
     out[0] = MD_BPE_BOS;
     memcpy(out + 1, tmp, sizeof(int32_t) * n);
     out[n + 1] = MD_BPE_EOS;
+    return (int)n + 2;
+}
+
+int md_tok_put_caption(const md_space *sp, const char *text, int32_t *ids)
+{
+    int32_t tmp[MD_SPACE_TEXT_LEN];
+    size_t n = md_bpe_encode(sp->bpe, text, strlen(text), tmp, MD_SPACE_TEXT_LEN);
+    if (n > MD_TOK_CAPTION - 2)
+        n = MD_TOK_CAPTION - 2;
+    ids[0] = MD_BPE_BOS;
+    memcpy(ids + 1, tmp, sizeof(int32_t) * n);
+    ids[n + 1] = MD_BPE_EOS;
     return (int)n + 2;
 }
 

@@ -104,7 +104,16 @@ typedef struct md_tok_sample_opts {
     void *pick_user;
     float frame_temperature;         /* a video's frames 1..15 (0: temperature) */
     int first_frame_only;            /* videos: frame 0 alone (codes [256]; the motion model moves it) */
+    const int32_t *caption;          /* pictures, a video's frame 0: a caption given (BPE ids with <bos>
+                                      * and <eos>, md_tok_put_caption) that the picture follows in
+                                      * context (caption -> image order); NULL: none */
+    int caption_len;
 } md_tok_sample_opts;
+
+/* The typed text of a request as a caption for md_tok_sample_opts: <bos>
+ * ids <eos> into ids [MD_TOK_CAPTION]; a text longer than the caption slot
+ * keeps its first MD_TOK_CAPTION - 2 tokens. Returns the count (>= 2). */
+int md_tok_put_caption(const md_space *sp, const char *text, int32_t *ids);
 
 #define MD_TOK_MAX_CANDIDATES 30
 /* candidates drawn side by side at once; more are drawn in further rounds

@@ -332,7 +332,7 @@ int main(int argc, char **argv)
     int32_t naive[MD_VQ_TOKENS], cached[MD_VQ_TOKENS];
     double tn = naive_image(&tm, c.vec, naive, 3.0f);
     md_tok_session *s = md_tok_session_new(&tm);
-    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0};
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
     double t0 = md_time_now();
     md_tok_sample_image(s, c.vec, &greedy, 1, NULL, NULL, NULL, cached);
     double tc = md_time_now() - t0;

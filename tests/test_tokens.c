@@ -158,7 +158,7 @@ static void test_rounds(const md_tokmodel *m)
     int32_t *v15 = malloc(vn), *v18 = malloc(vn), img[MD_VQ_TOKENS];
     const int more = MD_TOK_ROUND_CANDIDATES + 3;
     a->want = b->want = -1;
-    md_tok_sample_opts o15 = {1.0f, 0, 1.0f, 3.0f, 0, MD_TOK_ROUND_CANDIDATES, pick_keep, a, 0.f, 0};
+    md_tok_sample_opts o15 = {1.0f, 0, 1.0f, 3.0f, 0, MD_TOK_ROUND_CANDIDATES, pick_keep, a, 0.f, 0, NULL, 0};
     md_tok_sample_opts o18 = o15;
     o18.candidates = more;
     o18.pick_user = b;
@@ -202,7 +202,7 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(s != NULL, "a sampling session opens");
     float cond[MD_SPACE_DIM];
     random_cond(cond, 9);
-    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0};
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
     int32_t a[MD_VQ_TOKENS], b[MD_VQ_TOKENS], c1[MD_VQ_TOKENS];
     md_threads_set(1);
     md_status st1 = md_tok_sample_image(s, cond, &o, 42, NULL, NULL, NULL, a);
@@ -215,11 +215,11 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(memcmp(a, b, sizeof a) == 0, "seed 42 gives the same codes on 1 and on 2 threads");
     md_tok_sample_image(s, cond, &o, 43, NULL, NULL, NULL, c1);
     CHECK(memcmp(a, c1, sizeof a) != 0, "seed 43 gives other codes");
-    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0};
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
     md_tok_sample_image(s, cond, &greedy, 1, NULL, NULL, NULL, a);
     md_tok_sample_image(s, cond, &greedy, 2, NULL, NULL, NULL, b);
     CHECK(memcmp(a, b, sizeof a) == 0, "top_k 1 is greedy: the seed does not matter");
-    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f, 0, 0, NULL, NULL, 0.f, 0};
+    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
     CHECK(md_tok_sample_image(s, cond, &nucleus, 3, NULL, NULL, NULL, a) == MD_OK,
           "top-k with top-p, unguided, samples");
 
@@ -237,7 +237,7 @@ static void test_sampling(const md_tokmodel *m)
 
     /* candidates: n pictures side by side, the chooser keeps one */
     pick_log pl = {0};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f, 0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f, 0, NULL, 0};
     md_status cs1 = md_tok_sample_image(s, cond, &co, 11, NULL, NULL, NULL, a);
     CHECK(cs1 == MD_OK && pl.calls == 1 && pl.n == 3 && memcmp(a, pl.codes[2], sizeof a) == 0,
           "3 candidates: the chooser sees 3 and the image is the one it chose");
@@ -284,21 +284,38 @@ static void test_sampling(const md_tokmodel *m)
         text &= ids[i] >= 0 && ids[i] < TV && ids[i] != MD_BPE_PAD && ids[i] != MD_BPE_BOS && ids[i] != MD_BPE_EOS;
     CHECK(text, "captions hold text tokens only");
 
+    /* a given caption (via_caption with o.caption): the same seed and caption give the same picture,
+     * another caption another */
+    static const int32_t cap_ok[4] = {MD_BPE_BOS, 40, 41, MD_BPE_EOS}, cap_other[4] = {MD_BPE_BOS, 50, 51, MD_BPE_EOS},
+                         cap_open[3] = {40, 41, MD_BPE_EOS};
+    {
+        md_tok_sample_opts gc = {1.0f, 0, 1.0f, 3.0f, 1, 0, NULL, NULL, 0.f, 0, cap_ok, 4};
+        int32_t gc1[MD_VQ_TOKENS], gc2[MD_VQ_TOKENS], gc3[MD_VQ_TOKENS];
+        md_status g1 = md_tok_sample_image(s, cond, &gc, 5, NULL, NULL, NULL, gc1);
+        md_status g2 = md_tok_sample_image(s, cond, &gc, 5, NULL, NULL, NULL, gc2);
+        gc.caption = cap_other;
+        md_status g3 = md_tok_sample_image(s, cond, &gc, 5, NULL, NULL, NULL, gc3);
+        CHECK(g1 == MD_OK && g2 == MD_OK && g3 == MD_OK && memcmp(gc1, gc2, sizeof gc1) == 0 &&
+              memcmp(gc1, gc3, sizeof gc1) != 0,
+              "a given caption: the same seed and caption repeat the picture, another caption changes it");
+    }
     md_log_set_callback(check_quiet_log, NULL);
     md_tok_sample_opts bad[] = {
-        {0.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0},  {1.f, -1, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0},
-        {1.f, 0, 0.f, 1.f, 0, 0, NULL, NULL, 0.f, 0},  {1.f, 0, 1.5f, 1.f, 0, 0, NULL, NULL, 0.f, 0},
-        {1.f, 0, 1.f, -1.f, 0, 0, NULL, NULL, 0.f, 0}, {NAN, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0},
-        {1.f, 0, 1.f, INFINITY, 0, 0, NULL, NULL, 0.f, 0},
-        {1.f, 0, 1.f, 1.f, 0, MD_TOK_MAX_CANDIDATES + 1, NULL, NULL, 0.f, 0},   /* too many candidates */
-        {1.f, 0, 1.f, 1.f, 1, 2, NULL, NULL, 0.f, 0},                           /* candidates with via_caption */
-        {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, -0.5f, 0}};                        /* a negative frame temperature */
+        {0.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},  {1.f, -1, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
+        {1.f, 0, 0.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},  {1.f, 0, 1.5f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
+        {1.f, 0, 1.f, -1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0}, {NAN, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
+        {1.f, 0, 1.f, INFINITY, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
+        {1.f, 0, 1.f, 1.f, 0, MD_TOK_MAX_CANDIDATES + 1, NULL, NULL, 0.f, 0, NULL, 0},   /* too many candidates */
+        {1.f, 0, 1.f, 1.f, 1, 2, NULL, NULL, 0.f, 0, NULL, 0},                           /* candidates with via_caption */
+        {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, -0.5f, 0, NULL, 0},                        /* a negative frame temperature */
+        {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, cap_ok, 4},                        /* a caption without via_caption */
+        {1.f, 0, 1.f, 1.f, 1, 0, NULL, NULL, 0.f, 0, cap_open, 3}};                     /* a caption without <bos> */
     int refused = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         refused += md_tok_sample_image(s, cond, &bad[i], 1, NULL, NULL, NULL, a) == MD_ERR_INVALID;
     md_log_set_callback(NULL, NULL);
     CHECK(refused == (int)(sizeof bad / sizeof bad[0]), "bad options refused (%d of %zu): temperature 0, top_k -1, "
-          "top_p 0 and 1.5, guidance -1, NaN, infinity, 31 candidates, candidates with via_caption, frame temperature -0.5", refused, sizeof bad / sizeof bad[0]);
+          "top_p 0 and 1.5, guidance -1, NaN, infinity, 31 candidates, candidates with via_caption, frame temperature -0.5, a caption without via_caption or <bos>", refused, sizeof bad / sizeof bad[0]);
 
     cancel_ctx cc = {0, 40, 0};
     md_status cs = md_tok_sample_video(s, cond, &o, 8, cancel_after, &cc, &cc.flag, vid);
@@ -329,7 +346,7 @@ static void test_chain(md_tokmodel *m)
     md_tok_session *s = md_tok_session_new(m);
     float cond[MD_SPACE_DIM];
     random_cond(cond, 21);
-    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0};
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
     const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
     int32_t *side = malloc(vn), *v1 = malloc(vn), *v2 = malloc(vn), *v3 = malloc(vn);
     m->video_chain = 0;
@@ -355,7 +372,7 @@ static void test_chain(md_tokmodel *m)
     CHECK(s2 == MD_OK && s3 == MD_OK && memcmp(v1, v2, vn) == 0 && memcmp(v1, v3, vn) == 0,
           "a chained video is the same for a seed on 1, 2 and 3 threads");
     pick_log pl = {0};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f, 0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f, 0, NULL, 0};
     md_status cs = md_tok_sample_video(s, cond, &co, 12, NULL, NULL, NULL, v2);
     CHECK(cs == MD_OK && pl.calls == 1 && memcmp(v2, pl.codes[2], sizeof(int32_t) * MD_VQ_TOKENS) == 0,
           "a chained video from 3 first-frame candidates keeps the chosen one");
@@ -504,7 +521,7 @@ static int test_tiny(void)
     md_graph *g = md_graph_new((size_t)1 << 24);
     float *x = malloc(sizeof(float) * (size_t)md_space_input_size(MD_MOD_IMAGE));
     int right = 0, n = 60;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0};
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
     for (int i = 0; i < n; i++) {
         md_world_sample ws;
         md_world_draw(&w, 31, MD_SPLIT_VAL, MD_WORLD_IMAGE, i, &ws);
@@ -620,9 +637,9 @@ static int test_shipped(void)
     md_graph *g = md_graph_new((size_t)1 << 24);
     const int n = 40;
     int img_right = 0, cap_right = 0, cand_right = 0;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0};
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
     md_tok_picker pk = {&vq, &sp, md_graph_new((size_t)1 << 22), NULL, MD_OK, 0.f};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f, 0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f, 0, NULL, 0};
     float x[3 * 64 * 64], jx[4 * 64 * 64];
     uint8_t rgb[64 * 64 * 3];
     double t0 = md_time_now();
@@ -732,7 +749,7 @@ static void test_repeat(int times)
     md_tok_session *s = md_tok_session_new(&tm);
     md_graph *g = md_graph_new((size_t)1 << 24);
     md_tok_picker pk = {&vq, &sp, md_graph_new((size_t)1 << 22), NULL, MD_OK, 0.f};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f, 0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f, 0, NULL, 0};
     float cond[MD_SPACE_DIM];
     const char *t = "a red seven moving left";
     md_space_embed(&sp, g, MD_MOD_TEXT, &t, 1, cond);

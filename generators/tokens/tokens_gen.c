@@ -19,8 +19,9 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"top_k", "sample among the k likeliest tokens (0: all)", MD_GEN_INT, 0, 0, 2048},
     {"top_p", "sample within the smallest set holding this much probability", MD_GEN_FLOAT, 1.0, 0.05, 1.0},
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
-    {"via_caption", "pictures: write a caption first, then the picture after it (1), or from the condition "
-                    "alone (0)", MD_GEN_INT, 0, 0, 1},
+    {"via_caption", "pictures: write a caption first, then the picture after it (1); the typed text as that "
+                    "caption (2; a caption is written where nothing was typed); or from the condition alone (0)",
+     MD_GEN_INT, 0, 0, 2},
     {"candidates", "pictures: draw this many (a video: first frames; 30 by default), 15 side by side at a "
                    "time, and keep the one the aligned space finds closest to the condition", MD_GEN_INT,
      MD_GEN_TOKENS_IMAGE_CANDIDATES, 1,
@@ -128,7 +129,7 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     out->modality = t->out;
     md_tok_sample_opts o = {(float)p[P_TEMPERATURE], (int)p[P_TOP_K], (float)p[P_TOP_P], (float)p[P_GUIDANCE],
                           (int)p[P_VIA_CAPTION], (int)p[P_CANDIDATES], md_tok_pick_closest, &t->picker,
-                          (float)p[P_FRAME_TEMPERATURE], 0};
+                          (float)p[P_FRAME_TEMPERATURE], 0, NULL, 0};
     const bool motion = t->out == MD_MOD_VIDEO && (p[P_MOTION] > 0 || (p[P_MOTION] < 0 && t->mo));
     if (motion && !t->mo) {
         md_log(MD_LOG_ERROR, "tokens-video: motion 1 needs the motion model (motion.safetensors; train it with "
@@ -136,6 +137,14 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
         return MD_ERR_INVALID;
     }
     o.first_frame_only = motion;
+    int32_t capids[MD_TOK_CAPTION];
+    if (o.via_caption == 2 && t->out != MD_MOD_TEXT) {   /* the typed text is the caption the picture follows */
+        if (c->text && *c->text) {
+            o.caption = capids;
+            o.caption_len = md_tok_put_caption(t->sp, c->text, capids);
+        }
+        o.via_caption = 1;
+    }
     if (o.candidates > 1 && o.via_caption) {
         md_log(MD_LOG_ERROR, "%s: candidates > 1 needs via_caption 0 (the caption route draws one picture)",
                t->out == MD_MOD_VIDEO ? "tokens-video" : "tokens-image");
