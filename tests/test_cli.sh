@@ -47,7 +47,7 @@ printf 'x' >"$tmp/afile"
 check "train into a path under a file" 1 "$exe" train vqgan --steps 1 -o "$tmp/afile/models"
 case "$LAST" in *"afile is not a folder"*) echo "ok   says why, before training";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "unknown thing to train" 2 "$exe" train unicorns
-case "$LAST" in *"judges, space, vqgan, tokens, audio, diffusion, vocoder or motion"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
+case "$LAST" in *"judges, space, vqgan, tokens, audio, diffusion, vocoder, motion or probes"*) echo "ok   lists what can be trained";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "vocoder: a width of 12 refused" 2 "$exe" train vocoder --ch 12
 case "$LAST" in *"--ch"*) echo "ok   names --ch";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "motion: --paths 1 refused" 2 "$exe" train motion --paths 1
