@@ -1251,28 +1251,31 @@ typedef struct seq_buf {
     int64_t T;
 } seq_buf;
 
-static int put_caption(const md_space *sp, const char *text, int32_t *out)
+/* <bos> text <eos> into out [MD_TOK_CAPTION]; a text longer than the slot
+ * keeps its first tokens (cut) or is refused with -1. */
+static int caption_ids(const md_space *sp, const char *text, int32_t *out, bool cut)
 {
     int32_t tmp[MD_SPACE_TEXT_LEN];
     size_t n = md_bpe_encode(sp->bpe, text, strlen(text), tmp, MD_SPACE_TEXT_LEN);
-    if (n > MD_TOK_CAPTION - 2)
-        return -1;
+    if (n > MD_TOK_CAPTION - 2) {
+        if (!cut)
+            return -1;
+        n = MD_TOK_CAPTION - 2;
+    }
     out[0] = MD_BPE_BOS;
     memcpy(out + 1, tmp, sizeof(int32_t) * n);
     out[n + 1] = MD_BPE_EOS;
     return (int)n + 2;
 }
 
+static int put_caption(const md_space *sp, const char *text, int32_t *out)
+{
+    return caption_ids(sp, text, out, false);
+}
+
 int md_tok_put_caption(const md_space *sp, const char *text, int32_t *ids)
 {
-    int32_t tmp[MD_SPACE_TEXT_LEN];
-    size_t n = md_bpe_encode(sp->bpe, text, strlen(text), tmp, MD_SPACE_TEXT_LEN);
-    if (n > MD_TOK_CAPTION - 2)
-        n = MD_TOK_CAPTION - 2;
-    ids[0] = MD_BPE_BOS;
-    memcpy(ids + 1, tmp, sizeof(int32_t) * n);
-    ids[n + 1] = MD_BPE_EOS;
-    return (int)n + 2;
+    return caption_ids(sp, text, ids, true);
 }
 
 static int put_frame(const md_tokmodel *m, int32_t open, const int32_t *codes, int32_t close, int32_t *ids,
