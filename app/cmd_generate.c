@@ -280,6 +280,7 @@ int medley_cmd_generate(int argc, char **argv)
         goto done;
     }
     t.cond.text = medley_job_text(&j);
+    t.cond.text_share = medley_job_text_share(&j);
     if (!medley_output_dir(outdir, "medley generate"))
         goto done;
     for (int m = 0; m < 4; m++)

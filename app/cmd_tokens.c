@@ -174,7 +174,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
             medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, 1,
-                                       0, 0, 0, 0, -1, -1.0f, -2, -1.0f};
+                                       0, 0, 0, 0, -1, -1.0f, -2, -1.0f, 0};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)
@@ -298,8 +298,12 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     for (int oi = 0; oi < 6 && st == MD_OK; oi++) {
         const bool audio = outs[oi] == MD_MOD_AUDIO, diffusion = oi >= 4;
         /* image (video) selects both of its paths; image:diffusion (bit 4)
-         * and video:diffusion (bit 5) the second alone */
-        if (eo->only >= 0 && !(eo->only & (diffusion ? (1 << outs[oi]) | (1 << oi) : 1 << outs[oi])))
+         * and video:diffusion (bit 5) the second alone, image:tokens (bit
+         * 6) and video:tokens (bit 7) the first alone */
+        const int sel = diffusion ? (1 << outs[oi]) | (1 << oi)
+                        : oi < 2  ? (1 << outs[oi]) | (1 << (6 + oi))
+                                  : 1 << outs[oi];
+        if (eo->only >= 0 && !(eo->only & sel))
             continue;
         if (audio && (!b->have_ag || eo->n_audio < 1))
             continue;
@@ -348,6 +352,8 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                           : audio                    ? eo->n_audio
                                                      : eo->n_text;
         for (int in = 0; in < 4 && st == MD_OK; in++) {
+            if (eo->inputs && !(eo->inputs & (1 << in)))
+                continue;
             md_eval_cell *cell = oi == 4 ? &m->alt_image[in] : oi == 5 ? &m->alt_video[in] : &m->cell[in][outs[oi]];
             md_attr_score sc;
             memset(&sc, 0, sizeof sc);
@@ -355,7 +361,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             for (int64_t i = 0; i < n && st == MD_OK; i++) {
                 char typed[MD_CAPTION_MAX];
                 int want[MD_ATTR_COUNT], got[MD_ATTR_COUNT];
-                md_gen_condition c = {{0}, typed};
+                md_gen_condition c = {{0}, typed, 1.f};
                 st = make_condition(w, &b->sp, g, (md_modality)in, ok, outs[oi] != MD_MOD_TEXT, eo->split, i, c.vec,
                                     want, typed);
                 if (!typed[0])
@@ -399,7 +405,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                 for (int64_t i = 0; i < eo->n_video && st == MD_OK; i++) {
                     char typed[MD_CAPTION_MAX];
                     int want[MD_ATTR_COUNT], got[MD_ATTR_COUNT];
-                    md_gen_condition c = {{0}, typed};
+                    md_gen_condition c = {{0}, typed, 1.f};
                     md_gen_output o;
                     st = make_condition(w, &b->sp, g, (md_modality)in, MD_WORLD_VIDEO, true, eo->split, i, c.vec, want,
                                         typed);

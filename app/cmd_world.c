@@ -486,13 +486,15 @@ int medley_cmd_eval(int argc, char **argv)
                 size_t n = strcspn(q, ",");
                 int hit = n == 15 && strncmp(q, "image:diffusion", 15) == 0   ? 4   /* the second path alone */
                           : n == 15 && strncmp(q, "video:diffusion", 15) == 0 ? 5
+                          : n == 12 && strncmp(q, "image:tokens", 12) == 0    ? 6   /* the first alone */
+                          : n == 12 && strncmp(q, "video:tokens", 12) == 0    ? 7
                                                                               : -1;
                 for (int m = 0; m < 4; m++)
                     if (strlen(mn[m]) == n && strncmp(q, mn[m], n) == 0)
                         hit = m;
                 if (hit < 0) {
-                    fprintf(stderr, "medley eval: --only \"%.*s\": expected text, image, image:diffusion, audio, "
-                                    "video or video:diffusion (comma-separated)\n", (int)n, q);
+                    fprintf(stderr, "medley eval: --only \"%.*s\": expected text, image, image:tokens, "
+                                    "image:diffusion, audio, video, video:tokens or video:diffusion (comma-separated)\n", (int)n, q);
                     return 2;
                 }
                 eo.gen.only |= 1 << hit;
@@ -502,6 +504,29 @@ int medley_cmd_eval(int argc, char **argv)
             }
             if (!eo.gen.only) {
                 fprintf(stderr, "medley eval: --only needs at least one output\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--inputs") == 0) {   /* a comma list: a mask of input modalities */
+            static const char *const mn[4] = {"text", "image", "audio", "video"};
+            eo.gen.inputs = 0;
+            for (const char *q = val; *q;) {
+                size_t n = strcspn(q, ",");
+                int hit = -1;
+                for (int m = 0; m < 4; m++)
+                    if (strlen(mn[m]) == n && strncmp(q, mn[m], n) == 0)
+                        hit = m;
+                if (hit < 0) {
+                    fprintf(stderr, "medley eval: --inputs \"%.*s\": expected text, image, audio or video "
+                                    "(comma-separated)\n", (int)n, q);
+                    return 2;
+                }
+                eo.gen.inputs |= 1 << hit;
+                q += n;
+                if (*q)
+                    q++;
+            }
+            if (!eo.gen.inputs) {
+                fprintf(stderr, "medley eval: --inputs needs at least one input modality\n");
                 return 2;
             }
         } else if (strcmp(a, "--frame-temperature") == 0) {

@@ -67,7 +67,8 @@ typedef struct medley_gen_eval {
     double guidance, temperature, top_p;
     long top_k;
     bool val;
-    int only;          /* a mask of output modalities (1 << MD_MOD_*; 1 << 4: pictures by diffusion alone), or -1: all */
+    int only;          /* a mask of output modalities (1 << MD_MOD_*; 1 << 4 / 5: pictures / videos by diffusion
+                        * alone, 1 << 6 / 7: by tokens alone), or -1: all */
     int via_caption;   /* -1: the generators' default */
     long candidates;   /* pictures drawn per output, the space keeping one (0: the generators' default) */
     double audio_guidance;   /* the audio generator's guidance (0: its default) */
@@ -77,6 +78,7 @@ typedef struct medley_gen_eval {
     double frame_temperature;    /* videos' frames 1..15 (< 0: the generator's default) */
     int motion;                  /* videos' frames 1..15 by the motion model (1) or the tokens (0); -2: default */
     double motion_temperature;   /* the motion model's (< 0: the generator's default) */
+    int inputs;                  /* a mask of input modalities (1 << MD_MOD_*), or 0: all four */
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,

@@ -330,6 +330,20 @@ const char *medley_job_text(const medley_job *j)
     return NULL;
 }
 
+float medley_job_text_share(const medley_job *j)
+{
+    double sum = 0.0, text = 0.0;
+    bool found = false;
+    for (int i = 0; i < j->nin; i++) {
+        sum += fabs(j->in[i].weight);
+        if (!found && j->in[i].text && j->in[i].weight > 0) {
+            text = j->in[i].weight;
+            found = true;
+        }
+    }
+    return sum > 0.0 ? (float)(text / sum) : 0.f;
+}
+
 md_status medley_job_compose(medley_job *j, const md_space *sp, float *cond)
 {
     float *v = malloc(sizeof(float) * MD_SPACE_DIM * (size_t)(j->nin ? j->nin : 1));

@@ -92,6 +92,8 @@ md_status medley_job_compose(medley_job *j, const md_space *sp, float *cond);
  * (md_gen_condition.text): the first text input of positive weight, or
  * NULL. */
 const char *medley_job_text(const medley_job *j);
+/* That text's weight over the sum of every input's |weight| (0 without one). */
+float medley_job_text_share(const medley_job *j);
 
 /* 16 hex digits of the FNV-1a hash of bytes (as medley_file_hash). */
 void medley_bytes_hash(const void *bytes, size_t size, char out[17]);

@@ -375,9 +375,9 @@ void md_tok_session_free(md_tok_session *s)
 
 static md_status check_opts(const md_tok_sample_opts *o)
 {
-    if (o->candidates < 0 || o->candidates > MD_TOK_MAX_CANDIDATES || (o->candidates > 1 && o->via_caption)) {
-        md_log(MD_LOG_ERROR, "token sampling: candidates in [1, %d], and only without via_caption (got %d)",
-               MD_TOK_MAX_CANDIDATES, o->candidates);
+    if (o->candidates < 0 || o->candidates > MD_TOK_MAX_CANDIDATES) {
+        md_log(MD_LOG_ERROR, "token sampling: candidates in [1, %d] (got %d)", MD_TOK_MAX_CANDIDATES,
+               o->candidates);
         return MD_ERR_INVALID;
     }
     if (o->caption && (o->caption_len < 2 || o->caption_len > MD_TOK_CAPTION || o->caption[0] != MD_BPE_BOS ||
@@ -641,6 +641,26 @@ static void set_batch(md_kv_cache *c, int64_t n, int64_t batch)
         c[l].batch = batch;
 }
 
+/* The opening of a picture (or a video's frame 0) drawn after a caption:
+ * <bos> caption <eos> marker into open[MD_TOK_CAPTION + 1] — the given
+ * caption, or one sampled from the condition. Returns the count, or -1. */
+static int caption_opening(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
+                           int32_t marker, const volatile int *cancel, int32_t *open, md_status *st)
+{
+    int n = 0;
+    *st = MD_OK;
+    if (o->caption) {
+        n = o->caption_len - 2;
+        memcpy(open + 1, o->caption + 1, sizeof(int32_t) * (size_t)n);
+    } else if ((*st = md_tok_sample_caption(s, cond, o, seed, cancel, open + 1, MD_TOK_CAPTION - 2, &n)) != MD_OK) {
+        return -1;
+    }
+    open[0] = MD_BPE_BOS;
+    open[n + 1] = MD_BPE_EOS;
+    open[n + 2] = marker;
+    return n + 3;
+}
+
 /* Caption first, as LWM writes pictures: a caption is sampled from the
  * condition, then the picture follows it in context (P <bos> caption <eos>
  * marker codes) in the first row of the small cache. The unconditional
@@ -654,19 +674,10 @@ static md_status sample_after_caption(md_tok_session *s, const float *cond, cons
     const md_tokmodel *m = s->m;
     const bool guided = o->guidance != 1.f;
     int32_t seq[MD_TOK_CAPTION + 1], slots[MD_TOK_CAPTION + 1];
-    int n = 0;
-    md_status st = MD_OK;
-    if (o->caption) {
-        n = o->caption_len - 2;
-        memcpy(seq + 1, o->caption + 1, sizeof(int32_t) * (size_t)n);
-    } else {
-        st = md_tok_sample_caption(s, cond, o, seed, cancel, seq + 1, MD_TOK_CAPTION - 2, &n);
-    }
+    md_status st;
+    const int n = caption_opening(s, cond, o, seed, marker, cancel, seq, &st) - 3;
     if (st != MD_OK)
         return st;
-    seq[0] = MD_BPE_BOS;
-    seq[n + 1] = MD_BPE_EOS;
-    seq[n + 2] = marker;
     for (int i = 0; i < n + 3; i++)
         slots[i] = NOSLOT;
     clear(s->small, m->layers);
@@ -751,12 +762,15 @@ static md_status copy_rows(md_tok_session *s, md_kv_cache *dst, int dset, const 
     return MD_OK;
 }
 
-/* The small cache (stride rows: the pair when guided) holds P marker codes,
- * read again in parts of 33 positions. */
-static md_status reopen_frame(md_tok_session *s, const float *cond, bool guided, int32_t marker, const int32_t *codes)
+/* The small cache (stride rows: the pair when guided) holds P, the opening
+ * (a marker, or <bos> caption <eos> marker) and the codes, read again in
+ * parts of 33 positions. */
+static md_status reopen_frame(md_tok_session *s, const float *cond, bool guided, const int32_t *open, int nopen,
+                              const int32_t *codes)
 {
     const md_tokmodel *m = s->m;
-    enum { N = MD_VQ_TOKENS + 1, PART = 33 };   /* read in parts: the graph of one part stays small */
+    enum { PART = 33 };   /* read in parts: the graph of one part stays small */
+    const int N = nopen + MD_VQ_TOKENS;
     const int stride = guided ? 2 : 1;
     int32_t ids[2 * PART], slots[2 * PART];
     clear(s->small, m->layers);
@@ -766,10 +780,10 @@ static md_status reopen_frame(md_tok_session *s, const float *cond, bool guided,
     for (int i0 = 0; i0 < N; i0 += PART) {
         const int tn = N - i0 < PART ? N - i0 : PART;
         for (int r = 0; r < stride; r++)
-            for (int j = 0; j < tn; j++) {   /* position i0 + j: the marker, then code i0 + j - 1 */
+            for (int j = 0; j < tn; j++) {   /* position i0 + j: the opening, then code i0 + j - nopen */
                 const int i = i0 + j;
-                ids[r * tn + j] = i == 0 ? marker : md_tok_code(m, codes[i - 1]);
-                slots[r * tn + j] = i == 0 ? NOSLOT : i - 1;
+                ids[r * tn + j] = i < nopen ? open[i] : md_tok_code(m, codes[i - nopen]);
+                slots[r * tn + j] = i < nopen ? NOSLOT : i - nopen;
             }
         if (!feed(s, s->g, s->conds, s->small, stride, ids, slots, tn, i0 == 0 ? 0 : P + i0))
             return MD_ERR;
@@ -778,38 +792,71 @@ static md_status reopen_frame(md_tok_session *s, const float *cond, bool guided,
 }
 
 /* n pictures in rounds of up to MD_TOK_ROUND_CANDIDATES side by side in
- * the wide cache (P marker codes each, the last code in the cache), then
- * o->pick chooses one: *chosen. cand [n, 256]. *cached: the chosen one's
- * row in the wide cache, or -1 where a later round has overwritten it.
- * The wide cache keeps the last round's batch (the caller restores it). */
+ * the wide cache, each row P, the opening open[nopen] (a marker, or <bos>
+ * caption <eos> marker; the unconditional twins read it too) and the codes
+ * (the last in the cache), then o->pick chooses one: *chosen. cand [n, 256].
+ * *cached: the chosen one's row in the wide cache, or -1 where a later
+ * round has overwritten it. The wide cache keeps the last round's batch
+ * (the caller restores it); a longer opening is read once, by the pair in
+ * the small cache, and copied to every row. */
 static md_status sample_candidates(md_tok_session *s, const float *cond, const md_tok_sample_opts *o, uint64_t seed,
-                                   int32_t marker, int n, md_tok_progress_fn progress, void *user, int64_t total,
-                                   const volatile int *cancel, int32_t *cand, int *chosen, int *cached)
+                                   const int32_t *open, int nopen, int n, md_tok_progress_fn progress, void *user,
+                                   int64_t total, const volatile int *cancel, int32_t *cand, int *chosen, int *cached)
 {
     const md_tokmodel *m = s->m;
     const bool guided = o->guidance != 1.f;
     const int stride = guided ? 2 : 1;
-    md_status st = ensure_wide(s, marker == md_tok_bov(m) ? MD_TOK_TMAX : P + 2 + MD_VQ_TOKENS);
+    const int32_t marker = open[nopen - 1];
+    md_status st = ensure_wide(s, marker == md_tok_bov(m) ? MD_TOK_TMAX : P + nopen + 1 + MD_VQ_TOKENS);
     if (st != MD_OK)
         return st;
+    float *shared = nopen > 1 ? malloc(sizeof(float) * MAX_ROWS * (size_t)m->vocab) : NULL;
+    if (nopen > 1 && !shared)
+        return MD_ERR_ALLOC;
     int last0 = 0;
     for (int r0 = 0; r0 < n && st == MD_OK; r0 += MD_TOK_ROUND_CANDIDATES) {
         const int nr = n - r0 < MD_TOK_ROUND_CANDIDATES ? n - r0 : MD_TOK_ROUND_CANDIDATES, rows = nr * stride;
+        md_tensor *logits = NULL;
         clear(s->wide, m->layers);
         set_batch(s->wide, m->layers, rows);
-        md_graph_reset(s->g);
-        wrap_cond(s->g, cond, nr, guided, s->conds);
-        int32_t ids[MAX_ROWS], slots[MAX_ROWS];
-        for (int r = 0; r < rows; r++) {
-            ids[r] = marker;
-            slots[r] = NOSLOT;
+        if (nopen > 1) {
+            int32_t ids[2 * (MD_TOK_CAPTION + 1)], slots[2 * (MD_TOK_CAPTION + 1)];
+            for (int r = 0; r < stride; r++)
+                for (int j = 0; j < nopen; j++) {
+                    ids[r * nopen + j] = open[j];
+                    slots[r * nopen + j] = NOSLOT;
+                }
+            clear(s->small, m->layers);
+            set_batch(s->small, m->layers, stride);
+            md_graph_reset(s->g);
+            wrap_cond(s->g, cond, 1, guided, s->conds);
+            md_tensor *pl = feed(s, s->g, s->conds, s->small, stride, ids, slots, nopen, 0);
+            st = pl ? copy_rows(s, s->wide, SET_WIDE, s->small, SET_SMALL, rows, 0, stride, P + nopen) : MD_ERR;
+            set_batch(s->small, m->layers, 2);
+            if (st != MD_OK)
+                break;
+            for (int r = 0; r < rows; r++)
+                memcpy(shared + (size_t)r * (size_t)m->vocab, pl->data + (size_t)(r % stride) * (size_t)m->vocab,
+                       sizeof(float) * (size_t)m->vocab);
+            md_graph_reset(s->g);
+            wrap_cond(s->g, cond, nr, guided, s->conds);
+            logits = md_tensor_wrap(s->g, MD_F32, shared, 2, (int64_t[]){rows, m->vocab});
+        } else {
+            md_graph_reset(s->g);
+            wrap_cond(s->g, cond, nr, guided, s->conds);
+            int32_t ids[MAX_ROWS], slots[MAX_ROWS];
+            for (int r = 0; r < rows; r++) {
+                ids[r] = marker;
+                slots[r] = NOSLOT;
+            }
+            logits = step_ids(s, s->wide, rows, ids, slots, 1, 0);
         }
-        md_tensor *logits = step_ids(s, s->wide, rows, ids, slots, 1, 0);
-        st = sample_codes(s, s->wide, nr, guided, logits, P + 1, o, md_hash64(seed * 2 + 1),
+        st = sample_codes(s, s->wide, nr, guided, logits, P + nopen, o, md_hash64(seed * 2 + 1),
                           (int64_t)r0 * MD_VQ_TOKENS, total, progress, user, cancel, cand + (size_t)r0 * MD_VQ_TOKENS,
                           r0);
         last0 = r0;
     }
+    free(shared);
     *chosen = 0;
     if (st == MD_OK && o->pick) {
         int k = o->pick(cand, n, o->pick_user);
@@ -864,7 +911,7 @@ md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok
     md_status st = check_opts(o);
     if (st != MD_OK)
         return st;
-    if (o->via_caption) {
+    if (o->via_caption && o->candidates <= 1) {
         int64_t pos;
         st = sample_after_caption(s, cond, o, seed, md_tok_boi(s->m), progress, user, MD_VQ_TOKENS, cancel, codes,
                                   &pos);
@@ -875,10 +922,14 @@ md_status md_tok_sample_image(md_tok_session *s, const float *cond, const md_tok
     const bool guided = o->guidance != 1.f;
     if (o->candidates > 1) {
         const int n = o->candidates;
+        int32_t open[MD_TOK_CAPTION + 1] = {md_tok_boi(s->m)};
+        int nopen = o->via_caption ? caption_opening(s, cond, o, seed, md_tok_boi(s->m), cancel, open, &st) : 1;
+        if (st != MD_OK)
+            return st;
         int32_t *cand = malloc(sizeof(int32_t) * (size_t)n * MD_VQ_TOKENS);
         int k = 0, cached;
-        st = cand ? sample_candidates(s, cond, o, seed, md_tok_boi(s->m), n, progress, user,
-                                      (int64_t)n * MD_VQ_TOKENS, cancel, cand, &k, &cached)
+        st = cand ? sample_candidates(s, cond, o, seed, open, nopen, n, progress, user, (int64_t)n * MD_VQ_TOKENS,
+                                      cancel, cand, &k, &cached)
                   : MD_ERR_ALLOC;
         if (st == MD_OK)
             memcpy(codes, cand + (size_t)k * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
@@ -966,7 +1017,7 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
     md_tensor *logits;
     int64_t pos;
     const bool more = !o->first_frame_only;   /* frames 1..15 follow: frame 0 is closed in the cache */
-    if (o->via_caption) {   /* frame 0 after a caption; frames 1..15 read it in context, unguided */
+    if (o->via_caption && ncand <= 1) {   /* frame 0 after a caption; frames 1..15 read it in context, unguided */
         st = sample_after_caption(s, cond, o, seed, md_tok_bov(m), progress, user, total, cancel, codes, &pos);
         if (st == MD_OK && more) {
             int32_t id = md_tok_eof(m), sl = NOSLOT;
@@ -980,20 +1031,25 @@ md_status md_tok_sample_video(md_tok_session *s, const float *cond, const md_tok
         stride = 1;
         rows = F;
     } else if (o->candidates > 1) {
-        /* first frames side by side; the chosen one's rows become the small cache */
+        /* first frames side by side (after the caption too, which the
+         * twins read as well); the chosen one's rows become the small cache */
         const int n = o->candidates;
+        int32_t open[MD_TOK_CAPTION + 1] = {md_tok_bov(m)};
+        int nopen = o->via_caption ? caption_opening(s, cond, o, seed, md_tok_bov(m), cancel, open, &st) : 1;
+        if (st != MD_OK)
+            return st;
         int32_t *cand = malloc(sizeof(int32_t) * (size_t)n * MD_VQ_TOKENS);
         int k = 0, cached = -1;
-        st = cand ? sample_candidates(s, cond, o, seed, md_tok_bov(m), n, progress, user, total, cancel, cand, &k,
+        st = cand ? sample_candidates(s, cond, o, seed, open, nopen, n, progress, user, total, cancel, cand, &k,
                                       &cached)
                   : MD_ERR_ALLOC;
-        pos = P + 1 + MD_VQ_TOKENS;
+        pos = P + nopen + MD_VQ_TOKENS;
         if (st == MD_OK) {
             memcpy(codes, cand + (size_t)k * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
             if (more && cached >= 0)
                 st = copy_rows(s, s->small, SET_SMALL, s->wide, SET_WIDE, stride, cached * stride, stride, pos);
             else if (more)   /* drawn in an earlier round: its opening and codes read again */
-                st = reopen_frame(s, cond, guided, md_tok_bov(m), codes);
+                st = reopen_frame(s, cond, guided, open, nopen, codes);
         }
         free(cand);
         set_batch(s->small, m->layers, stride);

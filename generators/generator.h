@@ -37,6 +37,8 @@ typedef struct md_gen_param_spec {
 typedef struct md_gen_condition {
     float vec[MD_SPACE_DIM];         /* the composed condition (unit vector) */
     const char *text;                /* the typed text among the inputs, or NULL */
+    float text_share;                /* that text's weight over the inputs' total |weight| (0..1; 1: the
+                                      * text alone); 0 where unknown */
 } md_gen_condition;
 
 typedef struct md_gen_output {

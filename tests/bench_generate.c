@@ -171,7 +171,7 @@ int main(int argc, char **argv)
         return 1;
     }
     md_graph *g = md_graph_new((size_t)1 << 24);
-    md_gen_condition c = {{0}, NULL};
+    md_gen_condition c = {{0}, NULL, 0.f};
     const char *prompt = "a red seven moving left";
     md_space_embed(&sp, g, MD_MOD_TEXT, &prompt, 1, c.vec);
     if (repeat > 0) {   /* the same default video again and again, with previews, as a job makes it */
@@ -247,7 +247,7 @@ int main(int argc, char **argv)
     md_generator *agen = have_ag ? md_gen_audio_new(&ag, have_voc ? &voc : NULL, &sp, "bench", ws) : NULL;
     if (agen) {
         const char *say = "a voice saying seven";
-        md_gen_condition ca = {{0}, NULL};
+        md_gen_condition ca = {{0}, NULL, 0.f};
         md_space_embed(&sp, g, MD_MOD_TEXT, &say, 1, ca.vec);
         double p[MD_GEN_MAX_PARAMS], base, first;
         md_gen_params_default(agen, p);

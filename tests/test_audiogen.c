@@ -201,7 +201,7 @@ static void test_sampler(void)
     md_log_set_callback(NULL, NULL);
     /* vocoders: Griffin-Lim by default without a neural one; asking for
      * the neural one then is refused by name */
-    md_gen_condition gc = {{0}, NULL};
+    md_gen_condition gc = {{0}, NULL, 0.f};
     unit_cond(3, gc.vec);
     md_gen_output ga = {0};
     md_gen_params_default(gen, p);
@@ -396,7 +396,7 @@ static void test_picture_generator(void)
         md_gen_params_default(gen, p);
         CHECK(md_gen_param_set(gen, p, "candidates", "1") == MD_OK && md_gen_param_set(gen, p, "steps", "3") == MD_OK,
               "parameters set");
-        md_gen_condition c = {{0}, NULL};
+        md_gen_condition c = {{0}, NULL, 0.f};
         unit_cond(5, c.vec);
         md_gen_output a, b, d;
         md_status s1 = gen->run(gen->self, &c, p, 11, NULL, NULL, NULL, &a);
@@ -474,7 +474,7 @@ static void test_picture_generator(void)
         if (ok) {
             md_gen_params_default(hg, p);
             ok = md_gen_param_set(hg, p, "candidates", "1") == MD_OK && md_gen_param_set(hg, p, "steps", "2") == MD_OK;
-            md_gen_condition c = {{0}, NULL};
+            md_gen_condition c = {{0}, NULL, 0.f};
             unit_cond(5, c.vec);
             ok = ok && hg->run(hg->self, &c, p, 3, NULL, NULL, NULL, &o) == MD_OK;
             ok = ok && o.image.width == MD_WORLD_SIZE && o.image.height == MD_WORLD_SIZE;

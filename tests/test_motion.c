@@ -262,7 +262,7 @@ static void test_shipped(void)
     pv[md_gen_param_index(gen, "candidates")] = 2;
     int right = 0, n = 0;
     for (int a = 0; a < 5 && gen && plain && g && x; a++) {
-        md_gen_condition c = {{0}, asks[a]};
+        md_gen_condition c = {{0}, asks[a], 0.f};
         const char *tp[1] = {asks[a]};
         if (md_space_embed(&sp, g, MD_MOD_TEXT, tp, 1, c.vec) != MD_OK)
             break;
@@ -288,7 +288,7 @@ static void test_shipped(void)
     /* measured with the bundled models: see README; chance is 2 of 10 */
     CHECK(n == 10 && right >= 6, "the judge reads the asked motion in %d of %d videos", right, n);
     /* without the motion model, motion 1 is refused by name */
-    md_gen_condition c = {{0}, NULL};
+    md_gen_condition c = {{0}, NULL, 0.f};
     c.vec[0] = 1.f;
     pv[md_gen_param_index(plain, "motion")] = 1;
     md_gen_output out;

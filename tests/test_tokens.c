@@ -196,6 +196,72 @@ static void test_rounds(const md_tokmodel *m)
     md_tok_session_free(s);
 }
 
+/* Candidates after a given caption: every row (and its twin) reads the
+ * caption, then draws; unguided, candidate 0 is the one picture the caption
+ * route draws alone, and a video goes on from a chosen first frame whether
+ * it is still in the cache or read again after the caption. */
+static void test_caption_candidates(const md_tokmodel *m)
+{
+    static const int32_t cap[4] = {MD_BPE_BOS, 40, 41, MD_BPE_EOS}, cap2[5] = {MD_BPE_BOS, 50, 51, 52, MD_BPE_EOS};
+    md_tok_session *s = md_tok_session_new(m);
+    float cond[MD_SPACE_DIM];
+    random_cond(cond, 23);
+    pick_all *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
+    int32_t *v1 = malloc(vn), *v2 = malloc(vn), one[MD_VQ_TOKENS], img[MD_VQ_TOKENS];
+    md_tok_sample_opts o1 = {1.0f, 0, 1.0f, 1.0f, 1, 1, NULL, NULL, 0.f, 0, cap, 4};
+    md_tok_sample_opts o3 = o1;
+    o3.candidates = 3;
+    o3.pick = pick_keep;
+    o3.pick_user = a;
+    a->want = 0;
+    md_status s1 = md_tok_sample_image(s, cond, &o1, 41, NULL, NULL, NULL, one);
+    md_status s2 = md_tok_sample_image(s, cond, &o3, 41, NULL, NULL, NULL, img);
+    CHECK(s1 == MD_OK && s2 == MD_OK && a->n == 3 && memcmp(one, img, sizeof img) == 0 &&
+              memcmp(a->codes[0], a->codes[1], sizeof img) != 0 && memcmp(a->codes[1], a->codes[2], sizeof img) != 0,
+          "3 candidates after a given caption, unguided: the first is the picture the caption route draws alone, "
+          "the others differ");
+    o3.guidance = 3.0f;
+    a->want = 2;
+    md_status s3 = md_tok_sample_image(s, cond, &o3, 42, NULL, NULL, NULL, img);
+    int32_t again[MD_VQ_TOKENS];
+    memcpy(again, a->codes[2], sizeof again);
+    md_status s4 = md_tok_sample_image(s, cond, &o3, 42, NULL, NULL, NULL, one);
+    CHECK(s3 == MD_OK && s4 == MD_OK && memcmp(img, again, sizeof img) == 0 && memcmp(img, one, sizeof img) == 0,
+          "guided candidates after a caption: the chosen one kept, the same seed repeats it");
+    o3.caption = cap2;
+    o3.caption_len = 5;
+    md_status s5 = md_tok_sample_image(s, cond, &o3, 42, NULL, NULL, NULL, one);
+    CHECK(s5 == MD_OK && memcmp(img, one, sizeof img) != 0, "another caption, other candidates");
+    /* videos: unguided, candidate 0 of 2 goes on as the caption route's own video */
+    md_tok_sample_opts v = o1;
+    md_status s6 = md_tok_sample_video(s, cond, &v, 43, NULL, NULL, NULL, v1);
+    v.candidates = 2;
+    v.pick = pick_keep;
+    v.pick_user = a;
+    a->want = 0;
+    md_status s7 = md_tok_sample_video(s, cond, &v, 43, NULL, NULL, NULL, v2);
+    CHECK(s6 == MD_OK && s7 == MD_OK && memcmp(v1, v2, vn) == 0,
+          "a video from 2 first-frame candidates after a caption, unguided, the first chosen: the caption "
+          "route's own 16 frames");
+    /* guided: a first frame of the first round, from the cache (15) or read
+     * again after the caption (18) */
+    v.guidance = 3.0f;
+    v.candidates = MD_TOK_ROUND_CANDIDATES;
+    a->want = b->want = 2;
+    md_status s8 = md_tok_sample_video(s, cond, &v, 44, NULL, NULL, NULL, v1);
+    v.candidates = MD_TOK_ROUND_CANDIDATES + 3;
+    v.pick_user = b;
+    md_status s9 = md_tok_sample_video(s, cond, &v, 44, NULL, NULL, NULL, v2);
+    CHECK(s8 == MD_OK && s9 == MD_OK && memcmp(v1, v2, vn) == 0 && memcmp(v1, a->codes[2], sizeof img) == 0,
+          "after a caption, a first frame read again goes on as it does from the cache");
+    free(v1);
+    free(v2);
+    free(a);
+    free(b);
+    md_tok_session_free(s);
+}
+
 static void test_sampling(const md_tokmodel *m)
 {
     md_tok_session *s = md_tok_session_new(m);
@@ -306,7 +372,6 @@ static void test_sampling(const md_tokmodel *m)
         {1.f, 0, 1.f, -1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0}, {NAN, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
         {1.f, 0, 1.f, INFINITY, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
         {1.f, 0, 1.f, 1.f, 0, MD_TOK_MAX_CANDIDATES + 1, NULL, NULL, 0.f, 0, NULL, 0},   /* too many candidates */
-        {1.f, 0, 1.f, 1.f, 1, 2, NULL, NULL, 0.f, 0, NULL, 0},                           /* candidates with via_caption */
         {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, -0.5f, 0, NULL, 0},                        /* a negative frame temperature */
         {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, cap_ok, 4},                        /* a caption without via_caption */
         {1.f, 0, 1.f, 1.f, 1, 0, NULL, NULL, 0.f, 0, cap_open, 3}};                     /* a caption without <bos> */
@@ -315,7 +380,7 @@ static void test_sampling(const md_tokmodel *m)
         refused += md_tok_sample_image(s, cond, &bad[i], 1, NULL, NULL, NULL, a) == MD_ERR_INVALID;
     md_log_set_callback(NULL, NULL);
     CHECK(refused == (int)(sizeof bad / sizeof bad[0]), "bad options refused (%d of %zu): temperature 0, top_k -1, "
-          "top_p 0 and 1.5, guidance -1, NaN, infinity, 31 candidates, candidates with via_caption, frame temperature -0.5, a caption without via_caption or <bos>", refused, sizeof bad / sizeof bad[0]);
+          "top_p 0 and 1.5, guidance -1, NaN, infinity, 31 candidates, frame temperature -0.5, a caption without via_caption or <bos>", refused, sizeof bad / sizeof bad[0]);
 
     cancel_ctx cc = {0, 40, 0};
     md_status cs = md_tok_sample_video(s, cond, &o, 8, cancel_after, &cc, &cc.flag, vid);
@@ -823,6 +888,7 @@ int main(int argc, char **argv)
     test_cache_agrees(&m);
     test_sampling(&m);
     test_rounds(&m);
+    test_caption_candidates(&m);
     test_chain(&m);
     test_prefix_threads();
     test_files(&m);

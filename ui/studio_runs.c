@@ -68,13 +68,14 @@ static md_status run_job(void *task, md_job_ctx *ctx)
         md_log(MD_LOG_ERROR, "%s", w->bundle_error);
         st = MD_ERR;
     }
-    md_gen_condition c = {{0}, NULL};
+    md_gen_condition c = {{0}, NULL, 0.f};
     if (st == MD_OK)
         st = medley_gens_prepare(&w->gens, &sj->job, &w->bundle);
     if (st == MD_OK) {
         md_job_report_progress(ctx, "reading inputs", 0, 1, 0.0, NULL, 0);
         st = medley_job_compose(&sj->job, &w->bundle.sp, c.vec);
         c.text = medley_job_text(&sj->job);
+        c.text_share = medley_job_text_share(&sj->job);
     }
     if (st == MD_OK && !(sj->job_json = medley_job_json(&sj->job, &w->gens, w->bundle.model_id)))
         st = MD_ERR_ALLOC;

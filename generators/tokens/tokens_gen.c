@@ -20,7 +20,8 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"top_p", "sample within the smallest set holding this much probability", MD_GEN_FLOAT, 1.0, 0.05, 1.0},
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"via_caption", "pictures: write a caption first, then the picture after it (1); the typed text as that "
-                    "caption (2; a caption is written where nothing was typed); or from the condition alone (0)",
+                    "caption where it carries more than half the inputs' weight, else from the condition "
+                    "alone (2); or from the condition alone (0)",
      MD_GEN_INT, 0, 0, 2},
     {"candidates", "pictures: draw this many (a video: first frames; 30 by default), 15 side by side at a "
                    "time, and keep the one the aligned space finds closest to the condition", MD_GEN_INT,
@@ -138,17 +139,16 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     }
     o.first_frame_only = motion;
     int32_t capids[MD_TOK_CAPTION];
-    if (o.via_caption == 2 && t->out != MD_MOD_TEXT) {   /* the typed text is the caption the picture follows */
-        if (c->text && *c->text) {
+    if (o.via_caption == 2 && t->out != MD_MOD_TEXT) {
+        /* the typed text is the caption the picture follows where it leads
+         * the request (more than half its weight); else the condition alone */
+        if (c->text && *c->text && c->text_share > 0.5f) {
             o.caption = capids;
             o.caption_len = md_tok_put_caption(t->sp, c->text, capids);
+            o.via_caption = 1;
+        } else {
+            o.via_caption = 0;
         }
-        o.via_caption = 1;
-    }
-    if (o.candidates > 1 && o.via_caption) {
-        md_log(MD_LOG_ERROR, "%s: candidates > 1 needs via_caption 0 (the caption route draws one picture)",
-               t->out == MD_MOD_VIDEO ? "tokens-video" : "tokens-image");
-        return MD_ERR_INVALID;
     }
     t->first = (int64_t)(o.candidates > 1 ? o.candidates : 1) * MD_VQ_TOKENS;
     t->picker = (md_tok_picker){t->vq, t->sp, t->g, c->vec, MD_OK, 0.f};
