@@ -52,7 +52,7 @@ typedef struct medley_tok_eval_opts {
     md_world_split split;
     bool verbose;                        /* a line per cell on stderr */
     int only;                            /* a mask of output modalities (1 << MD_MOD_*), or -1: all */
-    int via_caption;                     /* pictures after a sampled caption (1) or from the condition (0) */
+    int via_caption;                     /* the generators' via_caption (-1: their default) */
     int candidates;                      /* pictures (clips) drawn per output (0: the generator's default) */
     int64_t n_audio;                     /* audio outputs per cell (when the audio decoder is there) */
     float audio_guidance;                /* 0: the audio generator's default */

@@ -171,8 +171,8 @@ int main(int argc, char **argv)
         return 1;
     }
     md_graph *g = md_graph_new((size_t)1 << 24);
-    md_gen_condition c = {{0}, NULL, 0.f};
     const char *prompt = "a red seven moving left";
+    md_gen_condition c = {{0}, prompt, 1.f};   /* a typed request, as `medley generate --in text:...` makes */
     md_space_embed(&sp, g, MD_MOD_TEXT, &prompt, 1, c.vec);
     if (repeat > 0) {   /* the same default video again and again, with previews, as a job makes it */
         double p[MD_GEN_MAX_PARAMS];
@@ -216,6 +216,17 @@ int main(int argc, char **argv)
             return 1;
         printf("  %-18s %7.3f s  with frames 1-15 by the token transformer (motion 0; %.2fx the default's time)\n",
                names[2], m, m / med[2]);
+    }
+    /* pictures and videos from the condition alone (via_caption 0: no
+     * caption before the codes), against the default's time */
+    for (int k = 0; k < 3; k += 2) {
+        double p[MD_GEN_MAX_PARAMS], m, first;
+        md_gen_params_default(gen[k], p);
+        p[md_gen_param_index(gen[k], "via_caption")] = 0;
+        if (time_runs(gen[k], &c, p, runs < 3 ? runs : 3, &m, &first) != 0)
+            return 1;
+        printf("  %-18s %7.3f s  from the condition alone, not after the typed text (via_caption 0; %.2fx the "
+               "default's time)\n", names[k], m, m / med[k]);
     }
     /* candidates: n pictures side by side, the space keeping one; the
      * baseline is one candidate, in the same run */

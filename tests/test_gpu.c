@@ -853,6 +853,14 @@ static void check_tok_session(void)
          md_tok_sample_image(sd, cond, &oc, 12, NULL, NULL, NULL, b) == MD_OK;
     truth("device picture after a caption: codes in range, the same for the same seed",
           ok && codes_in_range(a, MD_VQ_TOKENS) && memcmp(a, b, sizeof(int32_t) * MD_VQ_TOKENS) == 0);
+    oc.candidates = 3;   /* the caption read by the pair, copied to every row of the wide cache */
+    ok = md_tok_sample_image(sd, cond, &oc, 12, NULL, NULL, NULL, a) == MD_OK &&
+         md_tok_sample_image(sd, cond, &oc, 12, NULL, NULL, NULL, b) == MD_OK;
+    truth("device picture, 3 candidates after a caption: codes in range, the same for the same seed",
+          ok && codes_in_range(a, MD_VQ_TOKENS) && memcmp(a, b, sizeof(int32_t) * MD_VQ_TOKENS) == 0);
+    if (md_tok_sample_image(sc, cond, &oc, 12, NULL, NULL, NULL, cpu) == MD_OK)
+        printf("     picture codes after a caption equal to the CPU session's: %lld of %d\n",
+               (long long)same_count(a, cpu, MD_VQ_TOKENS), MD_VQ_TOKENS);
 
     for (int cand = 1; cand <= 3; cand += 2) {
         md_tok_sample_opts ov = o;

@@ -262,7 +262,7 @@ static void test_shipped(void)
     pv[md_gen_param_index(gen, "candidates")] = 2;
     int right = 0, n = 0;
     for (int a = 0; a < 5 && gen && plain && g && x; a++) {
-        md_gen_condition c = {{0}, asks[a], 0.f};
+        md_gen_condition c = {{0}, asks[a], 1.f};   /* typed alone, as `medley generate --in text:...` */
         const char *tp[1] = {asks[a]};
         if (md_space_embed(&sp, g, MD_MOD_TEXT, tp, 1, c.vec) != MD_OK)
             break;
@@ -287,6 +287,37 @@ static void test_shipped(void)
     }
     /* measured with the bundled models: see README; chance is 2 of 10 */
     CHECK(n == 10 && right >= 6, "the judge reads the asked motion in %d of %d videos", right, n);
+    /* via_caption 2 (the default): a picture follows the typed text where it
+     * leads the request (more than half the weight), else the condition
+     * alone, bit for bit as via_caption 0 */
+    md_generator *img = md_gen_tokens_new(MD_MOD_IMAGE, &tm, &vq, &sp, NULL, "test", NULL);
+    md_gen_condition tc = {{0}, asks[0], 1.f};
+    const char *tp[1] = {asks[0]};
+    double pi[MD_GEN_MAX_PARAMS];
+    md_gen_output o[3];
+    memset(o, 0, sizeof o);
+    double via_def = -1;
+    md_status ts = img && md_space_embed(&sp, g, MD_MOD_TEXT, tp, 1, tc.vec) == MD_OK ? MD_OK : MD_ERR;
+    if (ts == MD_OK) {
+        md_gen_params_default(img, pi);
+        pi[md_gen_param_index(img, "candidates")] = 2;
+        via_def = pi[md_gen_param_index(img, "via_caption")];
+        ts = img->run(img->self, &tc, pi, 3, NULL, NULL, NULL, &o[0]);
+        tc.text_share = 0.5f;
+        if (ts == MD_OK)
+            ts = img->run(img->self, &tc, pi, 3, NULL, NULL, NULL, &o[1]);
+        pi[md_gen_param_index(img, "via_caption")] = 0;
+        if (ts == MD_OK)
+            ts = img->run(img->self, &tc, pi, 3, NULL, NULL, NULL, &o[2]);
+    }
+    const size_t ib = sizeof(float) * 3 * (size_t)HW;
+    CHECK(ts == MD_OK && via_def == 2 &&
+              memcmp(o[1].image.pixels, o[2].image.pixels, ib) == 0 &&
+              memcmp(o[0].image.pixels, o[2].image.pixels, ib) != 0,
+          "pictures: the typed text alone is the caption they follow; at half the weight the condition alone is");
+    for (int k = 0; k < 3; k++)
+        md_gen_output_free(&o[k]);
+    md_generator_free(img);
     /* without the motion model, motion 1 is refused by name */
     md_gen_condition c = {{0}, NULL, 0.f};
     c.vec[0] = 1.f;

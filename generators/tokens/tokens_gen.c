@@ -21,7 +21,7 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"via_caption", "pictures: write a caption first, then the picture after it (1); the typed text as that "
                     "caption where it carries more than half the inputs' weight, else from the condition "
-                    "alone (2); or from the condition alone (0)",
+                    "alone (2, pictures' and videos' default); or from the condition alone (0)",
      MD_GEN_INT, 0, 0, 2},
     {"candidates", "pictures: draw this many (a video: first frames; 30 by default), 15 side by side at a "
                    "time, and keep the one the aligned space finds closest to the condition", MD_GEN_INT,
@@ -262,6 +262,8 @@ md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md
         memcpy(t->params, params, sizeof params);
         if (out == MD_MOD_VIDEO)
             t->params[P_CANDIDATES].def = MD_GEN_TOKENS_VIDEO_CANDIDATES;   /* README: candidates, measured */
+        if (out != MD_MOD_TEXT)   /* README: colour follows the typed text, measured */
+            t->params[P_VIA_CAPTION].def = 2;
         snprintf(t->model_id, sizeof t->model_id, "%s", model_id ? model_id : "tokens");
         if (ws && !ws->tokens) {
             ws->tokens = md_tok_session_new(tm);
