@@ -38,6 +38,7 @@ typedef struct train_args {
     double lr;
     double ink_weight;               /* pictures: < 0 where not taken */
     const char *space;               /* pictures: "latent" or "pixels"; NULL where not taken */
+    const char *init;                /* pictures: a model file to go on from (NULL: fresh weights) */
 } train_args;
 
 static int parse_train_args(const char *cmd, int argc, char **argv, train_args *t)
@@ -78,6 +79,8 @@ static int parse_train_args(const char *cmd, int argc, char **argv, train_args *
                 return 2;
             }
             t->space = val;
+        } else if (strcmp(a, "--init") == 0 && t->space) {
+            t->init = val;
         } else {
             fprintf(stderr, "%s: unknown option \"%s\"\n", cmd, a);
             return 2;
@@ -147,7 +150,7 @@ int medley_cmd_train_audio(int argc, char **argv)
 {
     md_audiogen_train_opts o;
     md_audiogen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, -1.0, NULL};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, -1.0, NULL, NULL};
     if (parse_train_args("medley train audio", argc, argv, &t))
         return 2;
     const char *data = t.data, *out = t.out, *models = t.models;
@@ -258,7 +261,7 @@ int medley_cmd_train_diffusion(int argc, char **argv)
 {
     md_imagegen_train_opts o;
     md_imagegen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, 0.0, "latent"};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, 0.0, "latent", NULL};
     if (parse_train_args("medley train diffusion", argc, argv, &t))
         return 2;
     o.pixels = strncmp(t.space, "pixels", 6) == 0;
@@ -293,6 +296,19 @@ int medley_cmd_train_diffusion(int argc, char **argv)
         md_space_free(&sp);
         return 1;
     }
+    md_unet init;
+    bool have_init = false;
+    if (t.init) {
+        if (md_unet_load(&init, t.init, MD_IMAGEGEN_MODEL, "picture diffusion decoder", "medley train diffusion") !=
+            MD_OK) {
+            fprintf(stderr, "medley train diffusion: --init: %s\n", md_last_error());
+            md_vqgan_free(&vq);
+            md_space_free(&sp);
+            return 1;
+        }
+        have_init = true;
+        o.init = &init;
+    }
     md_judge judge;
     snprintf(path, sizeof path, "%s/judge-image.safetensors", dir);
     bool have_judge = md_judge_load(&judge, path, MD_WORLD_IMAGE) == MD_OK;
@@ -301,14 +317,17 @@ int medley_cmd_train_diffusion(int argc, char **argv)
         fprintf(stderr, "medley: %s\n", md_last_error());
         if (have_judge)
             md_judge_free(&judge);
+        if (have_init)
+            md_unet_free(&init);
         md_vqgan_free(&vq);
         md_space_free(&sp);
         return 1;
     }
-    printf("training the picture diffusion decoder (over %s, ch %d, ink weight %g): %lld steps of %d from %d images; "
+    printf("training the picture diffusion decoder (over %s, ch %d, ink weight %g): %lld steps of %d from %d images%s%s; "
            "%d threads\n",
            o.pixels ? (o.side == 32 ? "3x32x32 pixels" : "3x64x64 pixels") : "the tokenizer's 32x16x16 latents", o.ch,
-           (double)o.ink_weight, (long long)o.steps, o.batch, o.corpus, md_threads_get());
+           (double)o.ink_weight, (long long)o.steps, o.batch, o.corpus, t.init ? ", going on from " : "",
+           t.init ? t.init : "", md_threads_get());
     fflush(stdout);
     medley_train_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
     o.progress = medley_train_progress;
@@ -324,9 +343,9 @@ int medley_cmd_train_diffusion(int argc, char **argv)
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train diffusion\",\"space\":\"%s\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,"
                  "\"ch\":%d,\"corpus\":%d,\"ink_weight\":%g,\"ema\":%g,\"seed\":%llu,\"seconds\":%.0f,"
-                 "\"threads\":%d}",
+                 "\"threads\":%d,\"init\":%s}",
                  t.space, (long long)o.steps, o.batch, (double)o.lr, o.ch, o.corpus, (double)o.ink_weight, (double)o.ema,
-                 (unsigned long long)o.seed, secs, md_threads_get());
+                 (unsigned long long)o.seed, secs, md_threads_get(), have_init ? "true" : "false");
         st = md_unet_save(&u, path, MD_IMAGEGEN_MODEL, recipe, w.data_hash);
         if (st == MD_OK)
             printf("saved %s (%.0f s in all)\n", path, secs);
@@ -339,6 +358,8 @@ int medley_cmd_train_diffusion(int argc, char **argv)
         fprintf(stderr, "medley train diffusion: %s\n", st == MD_ABORTED ? "cancelled" : md_last_error());
     if (have_judge)
         md_judge_free(&judge);
+    if (have_init)
+        md_unet_free(&init);
     md_world_close(&w);
     md_vqgan_free(&vq);
     md_space_free(&sp);

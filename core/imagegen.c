@@ -280,12 +280,38 @@ md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, 
         return MD_ERR_INVALID;
     }
     md_unet_config cfg = o->pixels ? md_imagegen_config_pixels(o->ch, o->side) : md_imagegen_config(o->ch);
+    const md_unet_config *ic = o->init ? &o->init->cfg : NULL;
+    if (ic && (ic->cin != cfg.cin || ic->h != cfg.h || ic->w != cfg.w || ic->ch != cfg.ch ||
+               ic->cond_tokens != cfg.cond_tokens)) {
+        md_log(MD_LOG_ERROR, "image diffusion training: the model to go on from is %d x %d x %d, ch %d; this run asks "
+                             "for %d x %d x %d, ch %d (give the same --space and --ch)",
+               ic->cin, ic->h, ic->w, ic->ch, cfg.cin, cfg.h, cfg.w, cfg.ch);
+        return MD_ERR_INVALID;
+    }
     md_unet_corpus c;
     md_status st = corpus_build(&c, sp, vq, w, o);
     if (st != MD_OK)
         return st;
-    md_unet_corpus_normalise(&c, (int64_t)cfg.cin * cfg.h * cfg.w, &cfg);
-    if ((st = md_unet_init(u, &cfg, o->seed)) == MD_OK) {
+    const int64_t size = (int64_t)cfg.cin * cfg.h * cfg.w;
+    if (ic) {   /* the weights were trained on data normalised this way */
+        cfg.shift = ic->shift;
+        cfg.scale = ic->scale;
+        for (int64_t i = 0; i < (int64_t)c.n * size; i++)
+            c.x[i] = (c.x[i] - cfg.shift) * cfg.scale;
+    } else {
+        md_unet_corpus_normalise(&c, size, &cfg);
+    }
+    if ((st = md_unet_init(u, &cfg, o->seed)) == MD_OK && ic) {
+        if (md_paramset_numel(u->ps) == md_paramset_numel(o->init->ps))
+            memcpy(md_paramset_values(u->ps), md_paramset_values(o->init->ps),
+                   sizeof(float) * (size_t)md_paramset_numel(u->ps));
+        else {
+            md_log(MD_LOG_ERROR, "image diffusion training: the model to go on from has another parameter count");
+            md_unet_free(u);
+            st = MD_ERR_INVALID;
+        }
+    }
+    if (st == MD_OK) {
         md_unet_train_opts to = {o->steps, o->batch, o->lr, o->drop_cond, o->ema, o->seed,
                                  o->progress, o->user, o->cancel};
         if ((st = md_unet_train(u, &c, &to)) != MD_OK)

@@ -64,6 +64,8 @@ typedef struct md_imagegen_train_opts {
     float ink_weight;                /* pixels: the loss on a handwritten digit's ink counts
                                         1 + ink_weight times the background's (0: even) */
     uint64_t seed;
+    const md_unet *init;             /* NULL: fresh weights; else go on from this model (the same data
+                                      * space and ch), keeping its data normalisation */
     void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;
     const volatile int *cancel;

@@ -747,6 +747,70 @@ static void test_tiny(const md_world *w)
     md_space_free(&sp);
 }
 
+/* Picture diffusion training going on from a model (--init): its weights
+ * and data normalisation are where the run starts; another shape is
+ * refused by name. */
+static void test_picture_init(const md_world *w)
+{
+    char path[4096];
+    md_space sp;
+    md_vqgan vq;
+    if (md_space_load(&sp, check_model_path(path, sizeof path, "space.safetensors")) != MD_OK) {
+        CHECK(false, "the bundled space loads: %s", md_last_error());
+        return;
+    }
+    if (md_vqgan_load(&vq, check_model_path(path, sizeof path, "vqgan.safetensors")) != MD_OK) {
+        CHECK(false, "the bundled tokenizer loads: %s", md_last_error());
+        md_space_free(&sp);
+        return;
+    }
+    md_imagegen_train_opts o;
+    md_imagegen_train_default_opts(&o);
+    o.pixels = true;
+    o.side = 32;
+    o.ch = 8;
+    o.corpus = 48;
+    o.batch = 4;
+    o.steps = 20;
+    o.lr = 3e-3f;
+    md_unet a, b, c;
+    md_status sa = md_imagegen_train(&a, &sp, &vq, w, &o);
+    o.init = &a;
+    o.seed = 2;   /* another draw of the corpus */
+    o.steps = 2;
+    o.lr = 1e-7f;
+    md_status sb = sa == MD_OK ? md_imagegen_train(&b, &sp, &vq, w, &o) : MD_ERR;
+    o.init = NULL;
+    md_status sc = md_imagegen_train(&c, &sp, &vq, w, &o);
+    double dab = 0, dac = 0;
+    if (sa == MD_OK && sb == MD_OK && sc == MD_OK) {
+        const float *va = md_paramset_values(a.ps), *vb = md_paramset_values(b.ps), *vc = md_paramset_values(c.ps);
+        for (int64_t i = 0; i < md_paramset_numel(a.ps); i++) {
+            dab = fmax(dab, fabs((double)va[i] - vb[i]));
+            dac = fmax(dac, fabs((double)va[i] - vc[i]));
+        }
+    }
+    CHECK(sb == MD_OK && dab < 1e-4 && dac > 1e-2 && b.cfg.shift == a.cfg.shift && b.cfg.scale == a.cfg.scale,
+          "a picture decoder goes on from another: its weights (within %.1e; a fresh one differs by %.2f) and "
+          "normalisation", dab, dac);
+    o.init = sa == MD_OK ? &a : NULL;
+    o.ch = 16;
+    md_log_set_callback(check_quiet_log, NULL);
+    md_unet d;
+    md_status sd = o.init ? md_imagegen_train(&d, &sp, &vq, w, &o) : MD_ERR;
+    md_log_set_callback(NULL, NULL);
+    CHECK(sd == MD_ERR_INVALID && strstr(md_last_error(), "ch 8") != NULL,
+          "going on from a model of another width is refused: %s", md_last_error());
+    if (sa == MD_OK)
+        md_unet_free(&a);
+    if (sb == MD_OK)
+        md_unet_free(&b);
+    if (sc == MD_OK)
+        md_unet_free(&c);
+    md_vqgan_free(&vq);
+    md_space_free(&sp);
+}
+
 /* The bundled neural vocoder on 40 real test clips: measured 2026-11-27
  * (100 clips) at spectral convergence 0.456 and 94% heard (Griffin-Lim:
  * 0.377 and 99%). */
@@ -905,8 +969,10 @@ int main(int argc, char **argv)
         test_vocoder(&w);
         test_neural_vocoder(&w);
     }
-    else if (strcmp(argv[1], "--tiny") == 0)
+    else if (strcmp(argv[1], "--tiny") == 0) {
+        test_picture_init(&w);
         test_tiny(&w);
+    }
     md_world_close(&w);
     return check_done();
 }
