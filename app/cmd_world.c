@@ -429,6 +429,39 @@ static int eval_judges(const eval_opts *eo, md_world *w, md_judge j[3])
     return bad;
 }
 
+/* A comma list of modalities as a mask (1 << MD_MOD_*); with paths, also
+ * the output paths image:diffusion, video:diffusion (bits 4, 5),
+ * image:tokens and video:tokens (6, 7). Returns 2 after saying why. */
+static int modality_mask(const char *opt, const char *val, bool paths, int *mask)
+{
+    static const char *const names[8] = {"text", "image", "audio", "video", "image:diffusion", "video:diffusion",
+                                         "image:tokens", "video:tokens"};
+    const int count = paths ? 8 : 4;
+    *mask = 0;
+    for (const char *q = val; *q;) {
+        size_t n = strcspn(q, ",");
+        int hit = -1;
+        for (int m = 0; m < count; m++)
+            if (strlen(names[m]) == n && strncmp(q, names[m], n) == 0)
+                hit = m;
+        if (hit < 0) {
+            fprintf(stderr, "medley eval: %s \"%.*s\": expected %s (comma-separated)\n", opt, (int)n, q,
+                    paths ? "text, image, image:tokens, image:diffusion, audio, video, video:tokens or video:diffusion"
+                          : "text, image, audio or video");
+            return 2;
+        }
+        *mask |= 1 << hit;
+        q += n;
+        if (*q)
+            q++;
+    }
+    if (!*mask) {
+        fprintf(stderr, "medley eval: %s needs at least one modality\n", opt);
+        return 2;
+    }
+    return 0;
+}
+
 int medley_cmd_eval(int argc, char **argv)
 {
     eval_opts eo = {0};
@@ -479,56 +512,9 @@ int medley_cmd_eval(int argc, char **argv)
             if (medley_parse_double(a, val, 0.01, a[2] == 'g' ? 20.0 : a[3] == 'o' ? 1.0 : 5.0, &f))
                 return 2;
             *(a[2] == 'g' ? &eo.gen.guidance : a[2] == 't' && a[3] == 'e' ? &eo.gen.temperature : &eo.gen.top_p) = f;
-        } else if (strcmp(a, "--only") == 0) {   /* a comma list: a mask of output modalities */
-            static const char *const mn[4] = {"text", "image", "audio", "video"};
-            eo.gen.only = 0;
-            for (const char *q = val; *q;) {
-                size_t n = strcspn(q, ",");
-                int hit = n == 15 && strncmp(q, "image:diffusion", 15) == 0   ? 4   /* the second path alone */
-                          : n == 15 && strncmp(q, "video:diffusion", 15) == 0 ? 5
-                          : n == 12 && strncmp(q, "image:tokens", 12) == 0    ? 6   /* the first alone */
-                          : n == 12 && strncmp(q, "video:tokens", 12) == 0    ? 7
-                                                                              : -1;
-                for (int m = 0; m < 4; m++)
-                    if (strlen(mn[m]) == n && strncmp(q, mn[m], n) == 0)
-                        hit = m;
-                if (hit < 0) {
-                    fprintf(stderr, "medley eval: --only \"%.*s\": expected text, image, image:tokens, "
-                                    "image:diffusion, audio, video, video:tokens or video:diffusion (comma-separated)\n", (int)n, q);
-                    return 2;
-                }
-                eo.gen.only |= 1 << hit;
-                q += n;
-                if (*q)
-                    q++;
-            }
-            if (!eo.gen.only) {
-                fprintf(stderr, "medley eval: --only needs at least one output\n");
+        } else if (strcmp(a, "--only") == 0 || strcmp(a, "--inputs") == 0) {
+            if (modality_mask(a, val, a[2] == 'o', a[2] == 'o' ? &eo.gen.only : &eo.gen.inputs))
                 return 2;
-            }
-        } else if (strcmp(a, "--inputs") == 0) {   /* a comma list: a mask of input modalities */
-            static const char *const mn[4] = {"text", "image", "audio", "video"};
-            eo.gen.inputs = 0;
-            for (const char *q = val; *q;) {
-                size_t n = strcspn(q, ",");
-                int hit = -1;
-                for (int m = 0; m < 4; m++)
-                    if (strlen(mn[m]) == n && strncmp(q, mn[m], n) == 0)
-                        hit = m;
-                if (hit < 0) {
-                    fprintf(stderr, "medley eval: --inputs \"%.*s\": expected text, image, audio or video "
-                                    "(comma-separated)\n", (int)n, q);
-                    return 2;
-                }
-                eo.gen.inputs |= 1 << hit;
-                q += n;
-                if (*q)
-                    q++;
-            }
-            if (!eo.gen.inputs) {
-                fprintf(stderr, "medley eval: --inputs needs at least one input modality\n");
-                return 2;
-            }
         } else if (strcmp(a, "--frame-temperature") == 0) {
             if (medley_parse_double(a, val, 0.0, 5.0, &eo.gen.frame_temperature)) return 2;
         } else if (strcmp(a, "--motion") == 0) {

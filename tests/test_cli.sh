@@ -58,6 +58,11 @@ check "bad --digit-weight refused" 2 "$exe" train space --digit-weight lots
 check "pictures in an unknown space" 2 "$exe" train diffusion --space voxels
 case "$LAST" in *'"voxels"'*latent*pixels*) echo "ok   names the value and the choices";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "--space is for pictures" 2 "$exe" train audio --space pixels
+check "--init is for pictures" 2 "$exe" train audio --init x.safetensors
+check "diffusion: --init from a missing file" 1 "$exe" train diffusion --init "$tmp/none.safetensors" --steps 1 -o "$tmp/ig"
+case "$LAST" in *none.safetensors*) echo "ok   names the file";; *) echo "FAIL: $LAST"; fail=1;; esac
+check "eval: an unknown input modality" 2 "$exe" eval --inputs smell
+case "$LAST" in *'"smell"'*text*video*) echo "ok   names the value and the choices";; *) echo "FAIL: $LAST"; fail=1;; esac
 # The demo world commands (need the data folder; skipped without it).
 if [ -n "${MEDLEY_DATA_DIR:-}" ]; then
     check "corpus without a subcommand" 2 "$exe" corpus
