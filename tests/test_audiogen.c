@@ -866,7 +866,7 @@ static void test_shipped(void)
 /* The bundled picture diffusion decoder, where there is one: from 40
  * digit-only prompts (4 per digit, one sample each, 25 steps, guidance
  * 3), the share of pictures where the image judge reads the asked digit. */
-#define SHIPPED_PICTURE_BOUND 0.175   /* measured 22.5% (9 of 40), 2026-11-27; chance 10% */
+#define SHIPPED_PICTURE_BOUND 0.225   /* measured 30% (12 of 40), 2026-11-29 (the model before: 9); chance 10% */
 static void test_shipped_pictures(void)
 {
     char path[4096];
