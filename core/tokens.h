@@ -94,12 +94,15 @@ typedef struct md_tok_sample_opts {
     int top_k;                       /* 0: off */
     float top_p;                     /* (0, 1]; 1: off */
     float guidance;                  /* classifier-free scale; 1: conditional only (no second pass) */
-    int via_caption;                 /* pictures: first a caption from the condition, then the picture
-                                      * after it in context (caption -> image order); video frames
-                                      * 1..15 then run unguided */
-    int candidates;                  /* pictures (via_caption 0): draw this many (a video: first
-                                      * frames), MD_TOK_ROUND_CANDIDATES side by side at a time, and
-                                      * keep the one pick() chooses; 0 or 1: one */
+    int via_caption;                 /* pictures: first a caption (given, or sampled from the
+                                      * condition), then the picture after it in context (caption ->
+                                      * image order). With one candidate the unconditional twin runs
+                                      * apart without the caption and a video's frames 1..15 run
+                                      * unguided; with candidates every row and its twin read the
+                                      * caption */
+    int candidates;                  /* pictures: draw this many (a video: first frames),
+                                      * MD_TOK_ROUND_CANDIDATES side by side at a time, and keep the
+                                      * one pick() chooses; 0 or 1: one */
     int (*pick)(const int32_t *codes, int n, void *user);   /* codes [n, 256] -> index; NULL: the first */
     void *pick_user;
     float frame_temperature;         /* a video's frames 1..15 (0: temperature) */
