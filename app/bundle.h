@@ -48,7 +48,7 @@ typedef struct medley_tok_eval_opts {
     int64_t n_image, n_video, n_text;    /* outputs per cell */
     float temperature;
     int top_k;
-    float top_p, guidance;
+    float top_p, guidance;               /* top_p 0: the generators' default */
     md_world_split split;
     bool verbose;                        /* a line per cell on stderr */
     int only;                            /* a mask of output modalities (1 << MD_MOD_*), or -1: all */

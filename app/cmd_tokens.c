@@ -173,7 +173,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
         if (medley_load_judges(models, j) == 0) {
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
-            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_VAL, true, -1, -1,
+            medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 0.0f, 3.0f, MD_SPLIT_VAL, true, -1, -1,
                                        0, 0, 0, 0, -1, -1.0f, -2, -1.0f, 0};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
@@ -326,7 +326,8 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
         } else if (!audio) {
             p[0] = so.temperature;
             p[1] = so.top_k;
-            p[2] = so.top_p;
+            if (so.top_p > 0.f)   /* 0: the generator's default */
+                p[2] = so.top_p;
             p[3] = so.guidance;
             if (eo->via_caption >= 0)
                 p[md_gen_param_index(gen_o, "via_caption")] = eo->via_caption;

@@ -80,7 +80,7 @@ int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json,
     medley_bundle bundle;
     if (medley_bundle_load(&bundle, models, true) == 0) {
         int64_t nq = outputs ? outputs : 100;
-        medley_tok_eval_opts eo = {nq, outputs ? outputs : 40, nq, 1.0f, 0, 1.0f, 3.0f, MD_SPLIT_TEST, true,
+        medley_tok_eval_opts eo = {nq, outputs ? outputs : 40, nq, 1.0f, 0, 0.0f, 3.0f, MD_SPLIT_TEST, true,
                                    ge->only, ge->via_caption, 0, 0, 0, 0, -1, -1.0f, -2, -1.0f, 0};
         if (ge->guidance > 0) eo.guidance = (float)ge->guidance;
         if (ge->temperature > 0) eo.temperature = (float)ge->temperature;
@@ -98,7 +98,7 @@ int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json,
         eo.diffusion_guidance = (float)ge->diffusion_guidance;
         if (ge->video_outputs > 0)
             eo.n_video = ge->video_outputs;
-        printf("token generators (%s), held-out %s inputs; temperature %g, top-k %d, top-p %g, guidance %g, candidates %d (0: default):\n",
+        printf("token generators (%s), held-out %s inputs; temperature %g, top-k %d, top-p %g (0: default), guidance %g, candidates %d (0: default):\n",
                bundle.model_id, ge->val ? "validation" : "test", (double)eo.temperature, eo.top_k, (double)eo.top_p,
                (double)eo.guidance, eo.candidates);
         fflush(stdout);
