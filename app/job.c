@@ -322,26 +322,28 @@ md_status medley_job_from_json(medley_job *j, const char *json, const char *labe
 
 /* ---- composing ---- */
 
-const char *medley_job_text(const medley_job *j)
+/* The typed text that leads: the first text input of positive weight (-1: none). */
+static int job_text_index(const medley_job *j)
 {
     for (int i = 0; i < j->nin; i++)
         if (j->in[i].text && j->in[i].weight > 0)
-            return j->in[i].text;
-    return NULL;
+            return i;
+    return -1;
+}
+
+const char *medley_job_text(const medley_job *j)
+{
+    int i = job_text_index(j);
+    return i >= 0 ? j->in[i].text : NULL;
 }
 
 float medley_job_text_share(const medley_job *j)
 {
-    double sum = 0.0, text = 0.0;
-    bool found = false;
-    for (int i = 0; i < j->nin; i++) {
+    const int t = job_text_index(j);
+    double sum = 0.0;
+    for (int i = 0; i < j->nin; i++)
         sum += fabs(j->in[i].weight);
-        if (!found && j->in[i].text && j->in[i].weight > 0) {
-            text = j->in[i].weight;
-            found = true;
-        }
-    }
-    return sum > 0.0 ? (float)(text / sum) : 0.f;
+    return t >= 0 && sum > 0.0 ? (float)(j->in[t].weight / sum) : 0.f;
 }
 
 md_status medley_job_compose(medley_job *j, const md_space *sp, float *cond)
