@@ -61,6 +61,7 @@ typedef struct medley_tok_eval_opts {
     float frame_temperature;             /* videos' frames 1..15; < 0: the generator's default */
     int motion;                          /* videos' "motion" parameter; -2: the generator's default */
     float motion_temperature;            /* < 0: the generator's default */
+    float caption_check;                 /* < 0: the generator's default */
     int inputs;                          /* a mask of input modalities (1 << MD_MOD_*), or 0: all four */
 } medley_tok_eval_opts;
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,

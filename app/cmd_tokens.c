@@ -174,7 +174,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
             medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 0.0f, 3.0f, MD_SPLIT_VAL, true, -1, -1,
-                                       0, 0, 0, 0, -1, -1.0f, -2, -1.0f, 0};
+                                       0, 0, 0, 0, -1, -1.0f, -2, -1.0f, -1.0f, 0};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)
@@ -294,7 +294,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     static const md_world_kind ref_kind[3] = {MD_WORLD_IMAGE, MD_WORLD_VIDEO, MD_WORLD_AUDIO};
     for (int k = 0; k < 3 && st == MD_OK; k++)
         st = real_features(w, &j[ref_kind[k]], MD_SPLIT_TEST, nref, ref[k]);
-    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL, 0.f, 0, NULL, 0};
+    md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f};
     for (int oi = 0; oi < 6 && st == MD_OK; oi++) {
         const bool audio = outs[oi] == MD_MOD_AUDIO, diffusion = oi >= 4;
         /* image (video) selects both of its paths; image:diffusion (bit 4)
@@ -337,6 +337,8 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                 p[md_gen_param_index(gen_o, "motion")] = eo->motion;
             if (eo->motion_temperature >= 0)
                 p[md_gen_param_index(gen_o, "motion_temperature")] = eo->motion_temperature;
+            if (eo->caption_check >= 0)
+                p[md_gen_param_index(gen_o, "caption_check")] = eo->caption_check;
         } else {
             if (eo->audio_guidance > 0)
                 p[md_gen_param_index(gen_o, "guidance")] = eo->audio_guidance;

@@ -470,6 +470,7 @@ int medley_cmd_eval(int argc, char **argv)
     eo.gen.frame_temperature = -1;
     eo.gen.motion = -2;
     eo.gen.motion_temperature = -1;
+    eo.gen.caption_check = -1;
     eo.gen.audio_vocoder = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -523,6 +524,8 @@ int medley_cmd_eval(int argc, char **argv)
             eo.gen.motion = (int)v;
         } else if (strcmp(a, "--motion-temperature") == 0) {
             if (medley_parse_double(a, val, 0.0, 5.0, &eo.gen.motion_temperature)) return 2;
+        } else if (strcmp(a, "--caption-check") == 0) {
+            if (medley_parse_double(a, val, 0.0, 2.0, &eo.gen.caption_check)) return 2;
         } else if (strcmp(a, "--via-caption") == 0) {
             long v;
             if (medley_parse_int(a, val, 0, 2, &v)) return 2;

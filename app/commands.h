@@ -78,6 +78,7 @@ typedef struct medley_gen_eval {
     double frame_temperature;    /* videos' frames 1..15 (< 0: the generator's default) */
     int motion;                  /* videos' frames 1..15 by the motion model (1) or the tokens (0); -2: default */
     double motion_temperature;   /* the motion model's (< 0: the generator's default) */
+    double caption_check;        /* pictures' caption re-check margin (< 0: the generator's default) */
     int inputs;                  /* a mask of input modalities (1 << MD_MOD_*), or 0: all four */
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */

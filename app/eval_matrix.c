@@ -81,7 +81,7 @@ int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json,
     if (medley_bundle_load(&bundle, models, true) == 0) {
         int64_t nq = outputs ? outputs : 100;
         medley_tok_eval_opts eo = {nq, outputs ? outputs : 40, nq, 1.0f, 0, 0.0f, 3.0f, MD_SPLIT_TEST, true,
-                                   ge->only, ge->via_caption, 0, 0, 0, 0, -1, -1.0f, -2, -1.0f, 0};
+                                   ge->only, ge->via_caption, 0, 0, 0, 0, -1, -1.0f, -2, -1.0f, -1.0f, 0};
         if (ge->guidance > 0) eo.guidance = (float)ge->guidance;
         if (ge->temperature > 0) eo.temperature = (float)ge->temperature;
         if (ge->top_p > 0) eo.top_p = (float)ge->top_p;
@@ -91,6 +91,7 @@ int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json,
         eo.frame_temperature = (float)ge->frame_temperature;
         eo.motion = ge->motion;
         eo.motion_temperature = (float)ge->motion_temperature;
+        eo.caption_check = (float)ge->caption_check;
         eo.n_audio = nq;
         eo.audio_guidance = (float)ge->audio_guidance;
         eo.audio_vocoder = ge->audio_vocoder;

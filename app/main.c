@@ -96,6 +96,8 @@ static void usage(FILE *f)
             "            --outputs N (per generator cell; default 100, videos 40)\n"
             "            --guidance F  --temperature F  --top-k N  --top-p F  --via-caption 0|1|2\n"
             "            --candidates N  --audio-guidance F  --diffusion-guidance F\n"
+            "            --caption-check F (pictures after the typed text: re-choose candidates\n"
+            "            within F of the space's choice by the text's likelihood as their caption)\n"
             "            --frame-temperature F (videos' frames 1-15; 0: as --temperature)\n"
             "            --motion 0|1 (videos' frames 1-15 by the token transformer, or frame 0\n"
             "            moved along a path of the motion model)  --motion-temperature F\n"

@@ -372,15 +372,13 @@ md_status md_space_embed(const md_space *sp, md_graph *g, md_modality m, const v
     return MD_OK;
 }
 
-md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int n,
-                                const float *cond, int *best, float *score)
+md_status md_space_scores(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int n,
+                          const float *cond, float *scores)
 {
     /* embedded EMBED at a time: the graph holds that many inputs, whatever n */
     enum { EMBED = 8 };
     float *v = malloc(sizeof(float) * EMBED * MD_SPACE_DIM);
     md_status st = v ? MD_OK : MD_ERR_ALLOC;
-    float bs = -INFINITY;
-    *best = 0;
     const size_t isz = m == MD_MOD_TEXT ? sizeof(const char *) : sizeof(float) * (size_t)md_space_input_size(m);
     for (int e = 0; st == MD_OK && e < n; e += EMBED) {
         const int ne = n - e < EMBED ? n - e : EMBED;
@@ -391,15 +389,28 @@ md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, 
                 s += v[(size_t)i * MD_SPACE_DIM + d] * cond[d];
             if (m == MD_MOD_IMAGE && sp->probe)
                 s = md_probe_score(sp->probe, cond, v + (size_t)i * MD_SPACE_DIM) + sp->probe->cos_weight * s;
-            if (s > bs) {   /* the first on a tie */
-                bs = s;
-                *best = e + i;
-            }
+            scores[e + i] = s;
         }
     }
+    free(v);
+    return st;
+}
+
+md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int n,
+                                const float *cond, int *best, float *score)
+{
+    float *sc = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    md_status st = sc ? md_space_scores(sp, g, m, inputs, n, cond, sc) : MD_ERR_ALLOC;
+    float bs = -INFINITY;
+    *best = 0;
+    for (int i = 0; st == MD_OK && i < n; i++)
+        if (sc[i] > bs) {   /* the first on a tie */
+            bs = sc[i];
+            *best = i;
+        }
     if (score)
         *score = bs;
-    free(v);
+    free(sc);
     return st;
 }
 

@@ -108,6 +108,10 @@ md_status md_space_embed(const md_space *sp, md_graph *g, md_modality m, const v
  * (md_probe_score, plus the cosine times their cos_weight). */
 md_status md_space_pick_closest(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int n,
                                 const float *cond, int *best, float *score);
+/* The score md_space_pick_closest ranks by, of each of n prepared inputs:
+ * scores [n]. */
+md_status md_space_scores(const md_space *sp, md_graph *g, md_modality m, const void *inputs, int n,
+                          const float *cond, float *scores);
 
 /* Composition: out = normalize(sum w_i v_i / sum w_i); v [n, D]. A zero
  * (|sum w| < 1e-6) or non-finite total weight, or a zero result, is

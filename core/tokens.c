@@ -395,6 +395,10 @@ static md_status check_opts(const md_tok_sample_opts *o)
                (double)o->guidance);
         return MD_ERR_INVALID;
     }
+    if (!(o->caption_margin >= 0.f) || !(o->caption_margin <= 100.f)) {
+        md_log(MD_LOG_ERROR, "token sampling: caption_margin in [0, 100] (got %g)", (double)o->caption_margin);
+        return MD_ERR_INVALID;
+    }
     return MD_OK;
 }
 
@@ -426,6 +430,50 @@ static int cmp_desc(const void *a, const void *b)
     if (x != y)
         return x > y ? -1 : 1;
     return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+/* The smallest prefix of order[0..n), ranked by descending probability (ties
+ * by id), holding top_p of the mass; it is left ranked at the front and its
+ * length returned. Only as many ids as the nucleus needs are ranked: the
+ * largest k are selected (k doubling from 32) until they hold the mass, and
+ * only they are sorted. Every id outside the selection is <= the smallest
+ * inside it, so the ranked prefix is the full ranking's own whenever its last
+ * kept id is strictly above that smallest; on a tie there the whole list is
+ * ranked, as a full sort would. */
+static int mass_prefix(const float *p, const int32_t *order, int n, double want)
+{
+    double acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += p[order[i]];
+        if (acc >= want)
+            return i + 1;
+    }
+    return n;
+}
+
+static int nucleus(const float *p, int32_t *order, int n, float top_p)
+{
+    double tot = 0;
+    for (int i = 0; i < n; i++)
+        tot += p[order[i]];
+    double want = (double)top_p * tot, mass = 0;
+    g_sort_p = p;
+    int k = 0;
+    for (int step = 32; k < n && mass < want; step *= 2) {
+        int add = step < n - k ? step : n - k;
+        if (add < n - k)
+            select_top(p, order + k, n - k, add);
+        for (int i = k; i < k + add; i++)
+            mass += p[order[i]];
+        k += add;
+    }
+    qsort(order, (size_t)k, sizeof *order, cmp_desc);
+    int keep = mass_prefix(p, order, k, want);
+    if (k < n && !(p[order[keep - 1]] > p[order[k - 1]])) {
+        qsort(order, (size_t)n, sizeof *order, cmp_desc);
+        keep = mass_prefix(p, order, n, want);
+    }
+    return keep;
 }
 
 /* Draws one id in [lo, hi) (and `extra` when >= 0) from conditional logits
@@ -460,23 +508,8 @@ static int32_t draw(md_tok_session *s, const float *lc, const float *lu, const m
         select_top(p, order, n, o->top_k);
         n = o->top_k;
     }
-    if (o->top_p < 1.f) {
-        g_sort_p = p;
-        qsort(order, (size_t)n, sizeof *order, cmp_desc);
-        double tot = 0;
-        for (int i = 0; i < n; i++)
-            tot += p[order[i]];
-        double acc = 0;
-        int keep = n;
-        for (int i = 0; i < n; i++) {
-            acc += p[order[i]];
-            if (acc >= o->top_p * tot) {
-                keep = i + 1;
-                break;
-            }
-        }
-        n = keep;
-    }
+    if (o->top_p < 1.f)
+        n = nucleus(p, order, n, o->top_p);
     sum = 0;
     for (int i = 0; i < n; i++)
         sum += p[order[i]];
@@ -791,6 +824,37 @@ static md_status reopen_frame(md_tok_session *s, const float *cond, bool guided,
     return MD_OK;
 }
 
+/* The candidates scoring within o->caption_margin of the chosen one
+ * (scores from pick) are chosen among again by log P(caption | picture);
+ * the first on a tie. *rescored: the wide cache was used. */
+static md_status recheck_caption(md_tok_session *s, const md_tok_sample_opts *o, const int32_t *cand, int n,
+                                 const float *scores, int *chosen, bool *rescored)
+{
+    int idx[MD_TOK_MAX_CANDIDATES], m = 0;
+    for (int i = 0; i < n && i < MD_TOK_MAX_CANDIDATES; i++)
+        if (scores[i] >= scores[*chosen] - o->caption_margin)
+            idx[m++] = i;
+    if (m < 2)
+        return MD_OK;
+    int32_t *sub = malloc(sizeof(int32_t) * (size_t)m * MD_VQ_TOKENS);
+    float ll[MD_TOK_MAX_CANDIDATES];
+    if (!sub)
+        return MD_ERR_ALLOC;
+    for (int i = 0; i < m; i++)
+        memcpy(sub + (size_t)i * MD_VQ_TOKENS, cand + (size_t)idx[i] * MD_VQ_TOKENS, sizeof(int32_t) * MD_VQ_TOKENS);
+    *rescored = true;
+    md_status st = md_tok_caption_logprob(s, NULL, sub, m, o->caption, o->caption_len, ll);
+    free(sub);
+    if (st != MD_OK)
+        return st;
+    int best = 0;
+    for (int i = 1; i < m; i++)
+        if (ll[i] > ll[best])
+            best = i;
+    *chosen = idx[best];
+    return MD_OK;
+}
+
 /* n pictures in rounds of up to MD_TOK_ROUND_CANDIDATES side by side in
  * the wide cache, each row P, the opening open[nopen] (a marker, or <bos>
  * caption <eos> marker; the unconditional twins read it too) and the codes
@@ -858,19 +922,105 @@ static md_status sample_candidates(md_tok_session *s, const float *cond, const m
     }
     free(shared);
     *chosen = 0;
+    float *scores = o->pick ? malloc(sizeof(float) * (size_t)n) : NULL;
+    if (st == MD_OK && o->pick && !scores)
+        st = MD_ERR_ALLOC;
     if (st == MD_OK && o->pick) {
-        int k = o->pick(cand, n, o->pick_user);
+        int k = o->pick(cand, n, o->pick_user, scores);
         if (k < 0 || k >= n) {
             md_log(MD_LOG_ERROR, "token sampling: the candidate chooser returned %d of %d", k, n);
             st = MD_ERR;
         }
         *chosen = k;
     }
+    bool rescored = false;
+    if (st == MD_OK && o->pick && o->caption && o->caption_margin > 0.f)
+        st = recheck_caption(s, o, cand, n, scores, chosen, &rescored);
+    free(scores);
+    if (rescored) {   /* the scoring wrote over the wide cache */
+        *cached = -1;
+        return st;
+    }
     *cached = *chosen >= last0 ? *chosen - last0 : -1;
     return st;
 }
 
-int md_tok_pick_closest(const int32_t *codes, int n, void *user)
+/* log P(caption | picture): each picture read in the image -> caption
+ * order (P <boi> codes <eoi> <bos> caption <eos>), unguided, in the wide
+ * cache, up to MAX_ROWS pictures side by side; the caption's words and its
+ * <eos> are scored. */
+md_status md_tok_caption_logprob(md_tok_session *s, const float *cond, const int32_t *codes, int n,
+                                 const int32_t *caption, int caption_len, float *ll)
+{
+    const md_tokmodel *m = s->m;
+    /* positions fed at once: about FEED tokens over all rows, so the graph of
+     * one part stays as small as a step's (memory; more at once is barely
+     * quicker on the CPU) */
+    enum { FEED = 264, PART_MIN = 8 };
+    const int N = MD_VQ_TOKENS + 3;   /* <boi> codes <eoi> <bos> */
+    if (n < 1 || caption_len < 2 || caption_len > MD_TOK_CAPTION || caption[0] != MD_BPE_BOS ||
+        caption[caption_len - 1] != MD_BPE_EOS) {
+        md_log(MD_LOG_ERROR, "caption scoring: %d pictures and a caption of %d ids (wants <bos> ... <eos>, at most %d)",
+               n, caption_len, MD_TOK_CAPTION);
+        return MD_ERR_INVALID;
+    }
+    md_status st = ensure_wide(s, P + N + MD_TOK_CAPTION);
+    int32_t *ids = malloc(sizeof(int32_t) * (FEED + MAX_ROWS * PART_MIN)),
+            *slots = malloc(sizeof(int32_t) * (FEED + MAX_ROWS * PART_MIN));
+    if (st == MD_OK && (!ids || !slots))
+        st = MD_ERR_ALLOC;
+    for (int r0 = 0; r0 < n && st == MD_OK; r0 += MAX_ROWS) {
+        const int rows = n - r0 < MAX_ROWS ? n - r0 : MAX_ROWS;
+        clear(s->wide, m->layers);
+        set_batch(s->wide, m->layers, rows);
+        for (int r = 0; r < rows; r++)
+            memcpy(s->conds + (size_t)r * MD_SPACE_DIM, cond ? cond : s->zeros, sizeof(float) * MD_SPACE_DIM);
+        md_tensor *logits = NULL;
+        const int part = FEED / rows < PART_MIN ? PART_MIN : FEED / rows;
+        for (int i0 = 0; i0 < N && st == MD_OK; i0 += part) {
+            const int tn = N - i0 < part ? N - i0 : part;
+            for (int r = 0; r < rows; r++)
+                for (int j = 0; j < tn; j++) {
+                    const int i = i0 + j, c = i - 1;
+                    ids[r * tn + j] = i == 0 ? md_tok_boi(m)
+                                      : c < MD_VQ_TOKENS ? md_tok_code(m, codes[(size_t)(r0 + r) * MD_VQ_TOKENS + c])
+                                      : c == MD_VQ_TOKENS ? md_tok_eoi(m)
+                                                          : MD_BPE_BOS;
+                    slots[r * tn + j] = c >= 0 && c < MD_VQ_TOKENS ? c : NOSLOT;
+                }
+            logits = step_ids(s, s->wide, rows, ids, slots, tn, i0 == 0 ? 0 : P + i0);
+            st = logits ? MD_OK : MD_ERR;
+        }
+        for (int r = 0; r < rows; r++)
+            ll[r0 + r] = 0.f;
+        for (int j = 1; j < caption_len && st == MD_OK; j++) {
+            for (int r = 0; r < rows; r++) {
+                const float *l = logits->data + (size_t)r * (size_t)m->vocab;
+                float mx = -INFINITY;
+                for (int64_t v = 0; v < m->vocab; v++)
+                    mx = l[v] > mx ? l[v] : mx;
+                double z = 0;
+                for (int64_t v = 0; v < m->vocab; v++)
+                    z += exp((double)(l[v] - mx));
+                ll[r0 + r] += (float)((double)(l[caption[j]] - mx) - log(z));
+                ids[r] = caption[j];
+                slots[r] = NOSLOT;
+            }
+            if (j + 1 < caption_len) {
+                logits = step_ids(s, s->wide, rows, ids, slots, 1, P + N + j - 1);
+                st = logits ? MD_OK : MD_ERR;
+            }
+        }
+    }
+    if (s->wide)
+        set_batch(s->wide, m->layers, MAX_ROWS);
+    md_graph_reset(s->g);
+    free(ids);
+    free(slots);
+    return st;
+}
+
+int md_tok_pick_closest(const int32_t *codes, int n, void *user, float *scores)
 {
     md_tok_picker *pk = user;
     enum { CHUNK = 4 };
@@ -893,9 +1043,16 @@ int md_tok_pick_closest(const int32_t *codes, int n, void *user)
         }
     }
     int best = 0;
-    float best_s = -2.f;
+    float best_s = -2.f, *sc = scores ? scores : malloc(sizeof(float) * (size_t)n);
     if (st == MD_OK)
-        st = md_space_pick_closest(pk->sp, pk->g, MD_MOD_IMAGE, prep, n, pk->cond, &best, &best_s);
+        st = sc ? md_space_scores(pk->sp, pk->g, MD_MOD_IMAGE, prep, n, pk->cond, sc) : MD_ERR_ALLOC;
+    for (int i = 0; st == MD_OK && i < n; i++)
+        if (i == 0 || sc[i] > best_s) {   /* the first on a tie */
+            best_s = sc[i];
+            best = i;
+        }
+    if (sc != scores)
+        free(sc);
     pk->st = st;
     pk->score = best_s;
     md_image_free(&im);

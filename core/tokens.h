@@ -103,7 +103,9 @@ typedef struct md_tok_sample_opts {
     int candidates;                  /* pictures: draw this many (a video: first frames),
                                       * MD_TOK_ROUND_CANDIDATES side by side at a time, and keep the
                                       * one pick() chooses; 0 or 1: one */
-    int (*pick)(const int32_t *codes, int n, void *user);   /* codes [n, 256] -> index; NULL: the first */
+    int (*pick)(const int32_t *codes, int n, void *user, float *scores);   /* codes [n, 256] -> index,
+                                      * and each one's score (higher: closer) into scores [n];
+                                      * NULL: the first */
     void *pick_user;
     float frame_temperature;         /* a video's frames 1..15 (0: temperature) */
     int first_frame_only;            /* videos: frame 0 alone (codes [256]; the motion model moves it) */
@@ -111,6 +113,10 @@ typedef struct md_tok_sample_opts {
                                       * and <eos>, md_tok_put_caption) that the picture follows in
                                       * context (caption -> image order); NULL: none */
     int caption_len;
+    float caption_margin;            /* with a caption given and candidates: those scoring within this
+                                      * of pick()'s choice are chosen among again by the transformer's
+                                      * log P(caption | picture) (md_tok_caption_logprob, no
+                                      * condition); 0: pick()'s choice stands */
 } md_tok_sample_opts;
 
 /* The typed text of a request as a caption for md_tok_sample_opts: <bos>
@@ -134,7 +140,7 @@ typedef struct md_tok_picker {
     md_status st;                    /* of the last call (the sampler then keeps candidate 0) */
     float score;                     /* the chosen candidate's cosine */
 } md_tok_picker;
-int md_tok_pick_closest(const int32_t *codes, int n, void *picker);
+int md_tok_pick_closest(const int32_t *codes, int n, void *picker, float *scores);
 
 /* Progress inside a generation: tokens done of total; cancel is polled at
  * every token. */
@@ -152,6 +158,12 @@ md_tok_session *md_tok_session_new_on(const md_tokmodel *m, int device);
 /* Where the session's steps run: "cpu" or "cuda:N". */
 const char *md_tok_session_device(const md_tok_session *s);
 void md_tok_session_free(md_tok_session *s);
+
+/* ll[n]: log P(caption | picture) for each of n pictures (codes [n, 256]),
+ * read in the image -> caption order after condition cond (NULL: none);
+ * caption as md_tok_put_caption writes it. Uses the session's wide cache. */
+md_status md_tok_caption_logprob(md_tok_session *s, const float *cond, const int32_t *codes, int n,
+                                 const int32_t *caption, int caption_len, float *ll);
 
 /* 256 codes of one image for cond (MD_SPACE_DIM); codes out [256] in
  * 0..1023. MD_ABORTED when cancelled. */

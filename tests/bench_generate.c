@@ -228,6 +228,28 @@ int main(int argc, char **argv)
         printf("  %-18s %7.3f s  from the condition alone, not after the typed text (via_caption 0; %.2fx the "
                "default's time)\n", names[k], m, m / med[k]);
     }
+    /* pictures and videos after the typed text chosen by the space alone
+     * (caption_check 0), against the default's re-check of the closest */
+    for (int k = 0; k < 3; k += 2) {
+        double p[MD_GEN_MAX_PARAMS], m, first;
+        md_gen_params_default(gen[k], p);
+        p[md_gen_param_index(gen[k], "caption_check")] = 0;
+        if (time_runs(gen[k], &c, p, runs < 3 ? runs : 3, &m, &first) != 0)
+            return 1;
+        printf("  %-18s %7.3f s  chosen by the space alone, no caption re-check (caption_check 0; %.2fx the "
+               "default's time)\n", names[k], m, m / med[k]);
+    }
+    /* pictures and videos sampled from the whole distribution (top_p 1),
+     * against the default nucleus's time */
+    for (int k = 0; k < 3; k += 2) {
+        double p[MD_GEN_MAX_PARAMS], m, first;
+        md_gen_params_default(gen[k], p);
+        p[md_gen_param_index(gen[k], "top_p")] = 1;
+        if (time_runs(gen[k], &c, p, runs < 3 ? runs : 3, &m, &first) != 0)
+            return 1;
+        printf("  %-18s %7.3f s  from the whole distribution, not the nucleus (top_p 1; %.2fx the default's time)\n",
+               names[k], m, m / med[k]);
+    }
     /* candidates: n pictures side by side, the space keeping one; the
      * baseline is one candidate, in the same run */
     static const int cands[] = {1, 4, 8, 15, 24, 30};
@@ -343,7 +365,7 @@ int main(int argc, char **argv)
     int32_t naive[MD_VQ_TOKENS], cached[MD_VQ_TOKENS];
     double tn = naive_image(&tm, c.vec, naive, 3.0f);
     md_tok_session *s = md_tok_session_new(&tm);
-    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f};
     double t0 = md_time_now();
     md_tok_sample_image(s, c.vec, &greedy, 1, NULL, NULL, NULL, cached);
     double tc = md_time_now() - t0;

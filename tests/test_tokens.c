@@ -122,25 +122,30 @@ typedef struct pick_log {
     int32_t codes[3][MD_VQ_TOKENS];
 } pick_log;
 
-static int pick_last(const int32_t *codes, int n, void *user)
+static int pick_last(const int32_t *codes, int n, void *user, float *scores)
 {
     pick_log *l = user;
+    for (int i = 0; i < n; i++)
+        scores[i] = (float)i;
     l->calls++;
     l->n = n;
     memcpy(l->codes, codes, sizeof(int32_t) * MD_VQ_TOKENS * (size_t)(n < 3 ? n : 3));
     return n - 1;
 }
 
-/* keeps every candidate's codes and picks `want` (-1: the last) */
+/* keeps every candidate's codes and picks `want` (-1: the last); each
+ * candidate's score is score[i] */
 typedef struct pick_all {
     int n, want;
     int32_t codes[MD_TOK_MAX_CANDIDATES][MD_VQ_TOKENS];
+    float score[MD_TOK_MAX_CANDIDATES];
 } pick_all;
 
-static int pick_keep(const int32_t *codes, int n, void *user)
+static int pick_keep(const int32_t *codes, int n, void *user, float *scores)
 {
     pick_all *l = user;
     l->n = n;
+    memcpy(scores, l->score, sizeof(float) * (size_t)n);
     memcpy(l->codes, codes, sizeof(int32_t) * MD_VQ_TOKENS * (size_t)n);
     return l->want < 0 ? n - 1 : l->want;
 }
@@ -158,7 +163,7 @@ static void test_rounds(const md_tokmodel *m)
     int32_t *v15 = malloc(vn), *v18 = malloc(vn), img[MD_VQ_TOKENS];
     const int more = MD_TOK_ROUND_CANDIDATES + 3;
     a->want = b->want = -1;
-    md_tok_sample_opts o15 = {1.0f, 0, 1.0f, 3.0f, 0, MD_TOK_ROUND_CANDIDATES, pick_keep, a, 0.f, 0, NULL, 0};
+    md_tok_sample_opts o15 = {1.0f, 0, 1.0f, 3.0f, 0, MD_TOK_ROUND_CANDIDATES, pick_keep, a, 0.f, 0, NULL, 0, 0.f};
     md_tok_sample_opts o18 = o15;
     o18.candidates = more;
     o18.pick_user = b;
@@ -209,7 +214,7 @@ static void test_caption_candidates(const md_tokmodel *m)
     pick_all *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
     const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
     int32_t *v1 = malloc(vn), *v2 = malloc(vn), one[MD_VQ_TOKENS], img[MD_VQ_TOKENS];
-    md_tok_sample_opts o1 = {1.0f, 0, 1.0f, 1.0f, 1, 1, NULL, NULL, 0.f, 0, cap, 4};
+    md_tok_sample_opts o1 = {1.0f, 0, 1.0f, 1.0f, 1, 1, NULL, NULL, 0.f, 0, cap, 4, 0.f};
     md_tok_sample_opts o3 = o1;
     o3.candidates = 3;
     o3.pick = pick_keep;
@@ -262,13 +267,129 @@ static void test_caption_candidates(const md_tokmodel *m)
     md_tok_session_free(s);
 }
 
+/* log P(caption | picture) as the cached sampler reads it equals the full
+ * graph's over the whole sequence, whatever the pictures beside it; and
+ * candidates within the margin are chosen among again by it. */
+static void test_caption_logprob(const md_tokmodel *m)
+{
+    static const int32_t cap[5] = {MD_BPE_BOS, 40, 41, 42, MD_BPE_EOS}, cap2[4] = {MD_BPE_BOS, 50, 51, MD_BPE_EOS};
+    enum { R = 3, T = MD_VQ_TOKENS + 3 + 5 - 1 };   /* <boi> codes <eoi> <bos> 40 41 42 <eos> */
+    md_tok_session *s = md_tok_session_new(m);
+    md_graph *g = md_graph_new((size_t)1 << 24);
+    int32_t *codes = malloc(sizeof(int32_t) * R * MD_VQ_TOKENS), *ids = malloc(sizeof(int32_t) * R * T),
+            *slots = malloc(sizeof(int32_t) * R * T);
+    float ll[R], one = 0.f, llc[R], ll2[R], zeros[R * MD_SPACE_DIM] = {0}, cond[MD_SPACE_DIM];
+    random_cond(cond, 31);
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < MD_VQ_TOKENS; i++)
+            codes[r * MD_VQ_TOKENS + i] = (r * 97 + i * 31 + (i * i) % 13) % MD_VQ_CODES;
+    md_status st = md_tok_caption_logprob(s, NULL, codes, R, cap, 5, ll);
+    md_status st1 = md_tok_caption_logprob(s, NULL, codes + MD_VQ_TOKENS, 1, cap, 5, &one);
+    md_status stc = md_tok_caption_logprob(s, cond, codes, R, cap, 5, llc);
+    md_status st2 = md_tok_caption_logprob(s, NULL, codes, R, cap2, 4, ll2);
+    /* the reference: every position of the whole sequence at once */
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < T; i++) {
+            const int c = i - 1;
+            ids[r * T + i] = i == 0 ? md_tok_boi(m) : c < MD_VQ_TOKENS ? md_tok_code(m, codes[r * MD_VQ_TOKENS + c])
+                             : c == MD_VQ_TOKENS ? md_tok_eoi(m) : cap[c - MD_VQ_TOKENS - 1];
+            slots[r * T + i] = c >= 0 && c < MD_VQ_TOKENS ? c : MD_VQ_TOKENS;
+        }
+    md_tensor *ct = md_tensor_wrap(g, MD_F32, zeros, 2, (int64_t[]){R, MD_SPACE_DIM});
+    md_tensor *it = md_tensor_wrap(g, MD_I32, ids, 2, (int64_t[]){R, T});
+    md_tensor *sl = md_tensor_wrap(g, MD_I32, slots, 2, (int64_t[]){R, T});
+    md_tensor *lg = md_tok_forward(g, m, ct, it, sl);
+    double worst = 0;
+    for (int r = 0; r < R && lg; r++) {
+        double ref = 0;
+        for (int j = 1; j < 5; j++) {   /* position P - 1 + i predicts ids[i] */
+            const float *l = lg->data + ((size_t)r * (MD_TOK_PREFIX + T) + MD_TOK_PREFIX - 1 + MD_VQ_TOKENS + 2 + j) *
+                                            (size_t)m->vocab;
+            double mx = -INFINITY, z = 0;
+            for (int64_t v = 0; v < m->vocab; v++)
+                mx = l[v] > mx ? l[v] : mx;
+            for (int64_t v = 0; v < m->vocab; v++)
+                z += exp(l[v] - mx);
+            ref += l[cap[j]] - mx - log(z);
+        }
+        double d = fabs(ref - ll[r]) / (1.0 + fabs(ref));
+        worst = d > worst ? d : worst;
+    }
+    CHECK(st == MD_OK && lg && worst < 1e-4 && ll[0] < 0.f && ll[0] != ll[1],
+          "log P(caption | picture) from the cache matches the full graph (worst relative error %.1e; %.3f, %.3f, %.3f)",
+          worst, (double)ll[0], (double)ll[1], (double)ll[2]);
+    CHECK(st1 == MD_OK && fabsf(one - ll[1]) <= 1e-5f * (1.f + fabsf(one)),
+          "a picture scored alone scores as beside two others (%.6f, %.6f)", (double)one, (double)ll[1]);
+    CHECK(stc == MD_OK && st2 == MD_OK && llc[0] != ll[0] && ll2[0] != ll[0],
+          "after a condition, and for another caption, the scores change");
+    md_log_set_callback(check_quiet_log, NULL);
+    static const int32_t open_only[3] = {MD_BPE_BOS, 40, 41};
+    CHECK(md_tok_caption_logprob(s, NULL, codes, R, open_only, 3, ll) == MD_ERR_INVALID &&
+              md_tok_caption_logprob(s, NULL, codes, 0, cap, 5, ll) == MD_ERR_INVALID,
+          "caption scoring refuses a caption without <eos> and no pictures");
+    md_log_set_callback(NULL, NULL);
+
+    /* the re-check: every candidate scores the same (0), so within any margin
+     * the likeliest caption reader wins; a margin of 0 keeps pick()'s choice */
+    pick_all *a = calloc(1, sizeof *a);
+    int32_t img[MD_VQ_TOKENS], kept[MD_VQ_TOKENS];
+    float l4[4];
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 1, 4, pick_keep, a, 0.f, 0, cap, 5, 0.5f};
+    md_status s1 = md_tok_sample_image(s, cond, &o, 51, NULL, NULL, NULL, img);
+    md_status s2 = md_tok_caption_logprob(s, NULL, &a->codes[0][0], 4, cap, 5, l4);
+    int best = 0;
+    for (int i = 1; i < 4; i++)
+        best = l4[i] > l4[best] ? i : best;
+    CHECK(s1 == MD_OK && s2 == MD_OK && memcmp(img, a->codes[best], sizeof img) == 0,
+          "within the margin, the candidate whose caption reads likeliest is kept (candidate %d of 4)", best);
+    /* the likeliest now scores 1 below the chooser's choice: outside the margin */
+    const int chooser = best == 0 ? 1 : 0;
+    a->want = chooser;
+    a->score[best] = -1.f;
+    int others = -1;
+    for (int i = 0; i < 4; i++)
+        if (i != best && (others < 0 || l4[i] > l4[others]))
+            others = i;
+    md_status s3 = md_tok_sample_image(s, cond, &o, 51, NULL, NULL, NULL, img);
+    o.caption_margin = 0.f;
+    md_status s4 = md_tok_sample_image(s, cond, &o, 51, NULL, NULL, NULL, kept);
+    a->want = 0;
+    CHECK(s3 == MD_OK && s4 == MD_OK && memcmp(img, a->codes[others], sizeof img) == 0 &&
+              memcmp(kept, a->codes[chooser], sizeof kept) == 0,
+          "only candidates within the margin are read again; a margin of 0 keeps the chooser's");
+    /* a video's first frame chosen by the re-check goes on as when chosen directly */
+    const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
+    int32_t *v1 = malloc(vn), *v2 = malloc(vn);
+    memset(a->score, 0, sizeof a->score);
+    o.caption_margin = 0.5f;
+    md_status s5 = md_tok_sample_video(s, cond, &o, 52, NULL, NULL, NULL, v1);
+    md_status s6 = md_tok_caption_logprob(s, NULL, &a->codes[0][0], 4, cap, 5, l4);
+    best = 0;
+    for (int i = 1; i < 4; i++)
+        best = l4[i] > l4[best] ? i : best;
+    a->want = best;
+    o.caption_margin = 0.f;
+    md_status s7 = md_tok_sample_video(s, cond, &o, 52, NULL, NULL, NULL, v2);
+    CHECK(s5 == MD_OK && s6 == MD_OK && s7 == MD_OK && memcmp(v1, v2, vn) == 0 &&
+              memcmp(v1, a->codes[best], sizeof img) == 0,
+          "a video whose first frame the re-check chose (%d) is the video of that frame chosen directly", best);
+    free(v1);
+    free(v2);
+    free(a);
+    free(codes);
+    free(ids);
+    free(slots);
+    md_graph_free(g);
+    md_tok_session_free(s);
+}
+
 static void test_sampling(const md_tokmodel *m)
 {
     md_tok_session *s = md_tok_session_new(m);
     CHECK(s != NULL, "a sampling session opens");
     float cond[MD_SPACE_DIM];
     random_cond(cond, 9);
-    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f};
     int32_t a[MD_VQ_TOKENS], b[MD_VQ_TOKENS], c1[MD_VQ_TOKENS];
     md_threads_set(1);
     md_status st1 = md_tok_sample_image(s, cond, &o, 42, NULL, NULL, NULL, a);
@@ -281,11 +402,11 @@ static void test_sampling(const md_tokmodel *m)
     CHECK(memcmp(a, b, sizeof a) == 0, "seed 42 gives the same codes on 1 and on 2 threads");
     md_tok_sample_image(s, cond, &o, 43, NULL, NULL, NULL, c1);
     CHECK(memcmp(a, c1, sizeof a) != 0, "seed 43 gives other codes");
-    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
+    md_tok_sample_opts greedy = {1.0f, 1, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f};
     md_tok_sample_image(s, cond, &greedy, 1, NULL, NULL, NULL, a);
     md_tok_sample_image(s, cond, &greedy, 2, NULL, NULL, NULL, b);
     CHECK(memcmp(a, b, sizeof a) == 0, "top_k 1 is greedy: the seed does not matter");
-    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
+    md_tok_sample_opts nucleus = {0.7f, 50, 0.9f, 1.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f};
     CHECK(md_tok_sample_image(s, cond, &nucleus, 3, NULL, NULL, NULL, a) == MD_OK,
           "top-k with top-p, unguided, samples");
 
@@ -303,7 +424,7 @@ static void test_sampling(const md_tokmodel *m)
 
     /* candidates: n pictures side by side, the chooser keeps one */
     pick_log pl = {0};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f, 0, NULL, 0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f, 0, NULL, 0, 0.f};
     md_status cs1 = md_tok_sample_image(s, cond, &co, 11, NULL, NULL, NULL, a);
     CHECK(cs1 == MD_OK && pl.calls == 1 && pl.n == 3 && memcmp(a, pl.codes[2], sizeof a) == 0,
           "3 candidates: the chooser sees 3 and the image is the one it chose");
@@ -355,7 +476,7 @@ static void test_sampling(const md_tokmodel *m)
     static const int32_t cap_ok[4] = {MD_BPE_BOS, 40, 41, MD_BPE_EOS}, cap_other[4] = {MD_BPE_BOS, 50, 51, MD_BPE_EOS},
                          cap_open[3] = {40, 41, MD_BPE_EOS};
     {
-        md_tok_sample_opts gc = {1.0f, 0, 1.0f, 3.0f, 1, 0, NULL, NULL, 0.f, 0, cap_ok, 4};
+        md_tok_sample_opts gc = {1.0f, 0, 1.0f, 3.0f, 1, 0, NULL, NULL, 0.f, 0, cap_ok, 4, 0.f};
         int32_t gc1[MD_VQ_TOKENS], gc2[MD_VQ_TOKENS], gc3[MD_VQ_TOKENS];
         md_status g1 = md_tok_sample_image(s, cond, &gc, 5, NULL, NULL, NULL, gc1);
         md_status g2 = md_tok_sample_image(s, cond, &gc, 5, NULL, NULL, NULL, gc2);
@@ -367,20 +488,22 @@ static void test_sampling(const md_tokmodel *m)
     }
     md_log_set_callback(check_quiet_log, NULL);
     md_tok_sample_opts bad[] = {
-        {0.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},  {1.f, -1, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
-        {1.f, 0, 0.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},  {1.f, 0, 1.5f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
-        {1.f, 0, 1.f, -1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0}, {NAN, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
-        {1.f, 0, 1.f, INFINITY, 0, 0, NULL, NULL, 0.f, 0, NULL, 0},
-        {1.f, 0, 1.f, 1.f, 0, MD_TOK_MAX_CANDIDATES + 1, NULL, NULL, 0.f, 0, NULL, 0},   /* too many candidates */
-        {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, -0.5f, 0, NULL, 0},                        /* a negative frame temperature */
-        {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, cap_ok, 4},                        /* a caption without via_caption */
-        {1.f, 0, 1.f, 1.f, 1, 0, NULL, NULL, 0.f, 0, cap_open, 3}};                     /* a caption without <bos> */
+        {0.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f},  {1.f, -1, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f},
+        {1.f, 0, 0.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f},  {1.f, 0, 1.5f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f},
+        {1.f, 0, 1.f, -1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f}, {NAN, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f},
+        {1.f, 0, 1.f, INFINITY, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f},
+        {1.f, 0, 1.f, 1.f, 0, MD_TOK_MAX_CANDIDATES + 1, NULL, NULL, 0.f, 0, NULL, 0, 0.f},   /* too many candidates */
+        {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, -0.5f, 0, NULL, 0, 0.f},                        /* a negative frame temperature */
+        {1.f, 0, 1.f, 1.f, 0, 0, NULL, NULL, 0.f, 0, cap_ok, 4, 0.f},                        /* a caption without via_caption */
+        {1.f, 0, 1.f, 1.f, 1, 0, NULL, NULL, 0.f, 0, cap_open, 3, 0.f},                      /* a caption without <bos> */
+        {1.f, 0, 1.f, 1.f, 1, 3, NULL, NULL, 0.f, 0, cap_ok, 4, -0.1f},                      /* a negative margin */
+        {1.f, 0, 1.f, 1.f, 1, 3, NULL, NULL, 0.f, 0, cap_ok, 4, NAN}};                       /* a margin not a number */
     int refused = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         refused += md_tok_sample_image(s, cond, &bad[i], 1, NULL, NULL, NULL, a) == MD_ERR_INVALID;
     md_log_set_callback(NULL, NULL);
     CHECK(refused == (int)(sizeof bad / sizeof bad[0]), "bad options refused (%d of %zu): temperature 0, top_k -1, "
-          "top_p 0 and 1.5, guidance -1, NaN, infinity, 31 candidates, frame temperature -0.5, a caption without via_caption or <bos>", refused, sizeof bad / sizeof bad[0]);
+          "top_p 0 and 1.5, guidance -1, NaN, infinity, 31 candidates, frame temperature -0.5, a caption without via_caption or <bos>, a caption margin -0.1 or NaN", refused, sizeof bad / sizeof bad[0]);
 
     cancel_ctx cc = {0, 40, 0};
     md_status cs = md_tok_sample_video(s, cond, &o, 8, cancel_after, &cc, &cc.flag, vid);
@@ -411,7 +534,7 @@ static void test_chain(md_tokmodel *m)
     md_tok_session *s = md_tok_session_new(m);
     float cond[MD_SPACE_DIM];
     random_cond(cond, 21);
-    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
+    md_tok_sample_opts o = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f};
     const size_t vn = sizeof(int32_t) * MD_WORLD_FRAMES * MD_VQ_TOKENS;
     int32_t *side = malloc(vn), *v1 = malloc(vn), *v2 = malloc(vn), *v3 = malloc(vn);
     m->video_chain = 0;
@@ -437,7 +560,7 @@ static void test_chain(md_tokmodel *m)
     CHECK(s2 == MD_OK && s3 == MD_OK && memcmp(v1, v2, vn) == 0 && memcmp(v1, v3, vn) == 0,
           "a chained video is the same for a seed on 1, 2 and 3 threads");
     pick_log pl = {0};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f, 0, NULL, 0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 3, pick_last, &pl, 0.f, 0, NULL, 0, 0.f};
     md_status cs = md_tok_sample_video(s, cond, &co, 12, NULL, NULL, NULL, v2);
     CHECK(cs == MD_OK && pl.calls == 1 && memcmp(v2, pl.codes[2], sizeof(int32_t) * MD_VQ_TOKENS) == 0,
           "a chained video from 3 first-frame candidates keeps the chosen one");
@@ -586,7 +709,7 @@ static int test_tiny(void)
     md_graph *g = md_graph_new((size_t)1 << 24);
     float *x = malloc(sizeof(float) * (size_t)md_space_input_size(MD_MOD_IMAGE));
     int right = 0, n = 60;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f};
     for (int i = 0; i < n; i++) {
         md_world_sample ws;
         md_world_draw(&w, 31, MD_SPLIT_VAL, MD_WORLD_IMAGE, i, &ws);
@@ -702,9 +825,9 @@ static int test_shipped(void)
     md_graph *g = md_graph_new((size_t)1 << 24);
     const int n = 40;
     int img_right = 0, cap_right = 0, cand_right = 0;
-    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0};
+    md_tok_sample_opts so = {1.0f, 0, 1.0f, 3.0f, 0, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f};
     md_tok_picker pk = {&vq, &sp, md_graph_new((size_t)1 << 22), NULL, MD_OK, 0.f};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f, 0, NULL, 0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f, 0, NULL, 0, 0.f};
     float x[3 * 64 * 64], jx[4 * 64 * 64];
     uint8_t rgb[64 * 64 * 3];
     double t0 = md_time_now();
@@ -814,7 +937,7 @@ static void test_repeat(int times)
     md_tok_session *s = md_tok_session_new(&tm);
     md_graph *g = md_graph_new((size_t)1 << 24);
     md_tok_picker pk = {&vq, &sp, md_graph_new((size_t)1 << 22), NULL, MD_OK, 0.f};
-    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f, 0, NULL, 0};
+    md_tok_sample_opts co = {1.0f, 0, 1.0f, 3.0f, 0, 8, md_tok_pick_closest, &pk, 0.f, 0, NULL, 0, 0.f};
     float cond[MD_SPACE_DIM];
     const char *t = "a red seven moving left";
     md_space_embed(&sp, g, MD_MOD_TEXT, &t, 1, cond);
@@ -889,6 +1012,7 @@ int main(int argc, char **argv)
     test_sampling(&m);
     test_rounds(&m);
     test_caption_candidates(&m);
+    test_caption_logprob(&m);
     test_chain(&m);
     test_prefix_threads();
     test_files(&m);

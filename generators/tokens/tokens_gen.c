@@ -10,7 +10,7 @@
 
 enum {
     P_TEMPERATURE, P_TOP_K, P_TOP_P, P_GUIDANCE, P_VIA_CAPTION, P_CANDIDATES, P_FRAME_TEMPERATURE, P_MOTION,
-    P_MOTION_TEMPERATURE, P_COUNT
+    P_MOTION_TEMPERATURE, P_CAPTION_CHECK, P_COUNT
 };
 
 
@@ -33,6 +33,9 @@ static const md_gen_param_spec params[P_COUNT] = {
                "transformer draws them (0); -1: the motion model when there is one", MD_GEN_INT, -1, -1, 1},
     {"motion_temperature", "videos: softmax temperature of the motion model's choice of path (0: the likeliest)",
      MD_GEN_FLOAT, 1.0, 0.0, 5.0},
+    {"caption_check", "pictures after the typed text: candidates the aligned space scores within this of its "
+                      "choice are chosen among again by how likely the transformer finds the typed text as "
+                      "their caption (0: the space's choice)", MD_GEN_FLOAT, 0.0, 0.0, 2.0},
 };
 
 #define PREVIEW_EVERY 64
@@ -130,7 +133,7 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     out->modality = t->out;
     md_tok_sample_opts o = {(float)p[P_TEMPERATURE], (int)p[P_TOP_K], (float)p[P_TOP_P], (float)p[P_GUIDANCE],
                           (int)p[P_VIA_CAPTION], (int)p[P_CANDIDATES], md_tok_pick_closest, &t->picker,
-                          (float)p[P_FRAME_TEMPERATURE], 0, NULL, 0};
+                          (float)p[P_FRAME_TEMPERATURE], 0, NULL, 0, (float)p[P_CAPTION_CHECK]};
     const bool motion = t->out == MD_MOD_VIDEO && (p[P_MOTION] > 0 || (p[P_MOTION] < 0 && t->mo));
     if (motion && !t->mo) {
         md_log(MD_LOG_ERROR, "tokens-video: motion 1 needs the motion model (motion.safetensors; train it with "
@@ -260,10 +263,14 @@ md_generator *md_gen_tokens_new(md_modality out, const md_tokmodel *tm, const md
         t->sp = sp;
         t->mo = mo;
         memcpy(t->params, params, sizeof params);
-        if (out == MD_MOD_VIDEO)
-            t->params[P_CANDIDATES].def = MD_GEN_TOKENS_VIDEO_CANDIDATES;   /* README: candidates, measured */
-        if (out != MD_MOD_TEXT)   /* README: colour follows the typed text, measured */
+        if (out == MD_MOD_VIDEO) {   /* README: candidates; the caption re-check (pictures: time), measured */
+            t->params[P_CANDIDATES].def = MD_GEN_TOKENS_VIDEO_CANDIDATES;
+            t->params[P_CAPTION_CHECK].def = 0.01;
+        }
+        if (out != MD_MOD_TEXT) {   /* README: colour follows the typed text; top-p 0.9, measured */
             t->params[P_VIA_CAPTION].def = 2;
+            t->params[P_TOP_P].def = 0.9;
+        }
         snprintf(t->model_id, sizeof t->model_id, "%s", model_id ? model_id : "tokens");
         if (ws && !ws->tokens) {
             ws->tokens = md_tok_session_new(tm);
