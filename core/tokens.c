@@ -947,16 +947,16 @@ static md_status sample_candidates(md_tok_session *s, const float *cond, const m
 
 /* log P(caption | picture): each picture read in the image -> caption
  * order (P <boi> codes <eoi> <bos> caption <eos>), unguided, in the wide
- * cache, up to MAX_ROWS pictures side by side; the caption's words and its
+ * cache, up to ROWS pictures side by side; the caption's words and its
  * <eos> are scored. */
 md_status md_tok_caption_logprob(md_tok_session *s, const float *cond, const int32_t *codes, int n,
                                  const int32_t *caption, int caption_len, float *ll)
 {
     const md_tokmodel *m = s->m;
-    /* positions fed at once: about FEED tokens over all rows, so the graph of
-     * one part stays as small as a step's (memory; more at once is barely
-     * quicker on the CPU) */
-    enum { FEED = 264, PART_MIN = 8 };
+    /* up to ROWS pictures at a time, fed about FEED positions over all rows
+     * at once: the graph of a part stays about as small as a sampling
+     * step's, so scoring adds little to the session's memory */
+    enum { ROWS = 8, FEED = 64, PART_MIN = 4 };
     const int N = MD_VQ_TOKENS + 3;   /* <boi> codes <eoi> <bos> */
     if (n < 1 || caption_len < 2 || caption_len > MD_TOK_CAPTION || caption[0] != MD_BPE_BOS ||
         caption[caption_len - 1] != MD_BPE_EOS) {
@@ -965,12 +965,12 @@ md_status md_tok_caption_logprob(md_tok_session *s, const float *cond, const int
         return MD_ERR_INVALID;
     }
     md_status st = ensure_wide(s, P + N + MD_TOK_CAPTION);
-    int32_t *ids = malloc(sizeof(int32_t) * (FEED + MAX_ROWS * PART_MIN)),
-            *slots = malloc(sizeof(int32_t) * (FEED + MAX_ROWS * PART_MIN));
+    int32_t *ids = malloc(sizeof(int32_t) * (FEED + ROWS * PART_MIN)),
+            *slots = malloc(sizeof(int32_t) * (FEED + ROWS * PART_MIN));
     if (st == MD_OK && (!ids || !slots))
         st = MD_ERR_ALLOC;
-    for (int r0 = 0; r0 < n && st == MD_OK; r0 += MAX_ROWS) {
-        const int rows = n - r0 < MAX_ROWS ? n - r0 : MAX_ROWS;
+    for (int r0 = 0; r0 < n && st == MD_OK; r0 += ROWS) {
+        const int rows = n - r0 < ROWS ? n - r0 : ROWS;
         clear(s->wide, m->layers);
         set_batch(s->wide, m->layers, rows);
         for (int r = 0; r < rows; r++)

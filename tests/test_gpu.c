@@ -862,6 +862,23 @@ static void check_tok_session(void)
         printf("     picture codes after a caption equal to the CPU session's: %lld of %d\n",
                (long long)same_count(a, cpu, MD_VQ_TOKENS), MD_VQ_TOKENS);
 
+    {   /* the caption re-check's score: log P(caption | picture) on the device against the CPU's */
+        static const int32_t cap[4] = {MD_BPE_BOS, 40, 41, MD_BPE_EOS};
+        float ld[3], lc[3];
+        for (int i = 0; i < 3 * MD_VQ_TOKENS; i++)
+            a[i] = (i * 31 + (i * i) % 17) % MD_VQ_CODES;
+        ok = md_tok_caption_logprob(sd, NULL, a, 3, cap, 4, ld) == MD_OK &&
+             md_tok_caption_logprob(sc, NULL, a, 3, cap, 4, lc) == MD_OK;
+        double worst = 0;
+        for (int i = 0; ok && i < 3; i++) {
+            double d = fabs((double)ld[i] - lc[i]) / (1.0 + fabs((double)lc[i]));
+            worst = d > worst ? d : worst;
+        }
+        snprintf(what, sizeof what, "device log P(caption | picture) of 3 pictures: the CPU's within 1e-3 (worst "
+                 "relative %.1e)", worst);
+        truth(what, ok && worst < 1e-3);
+    }
+
     for (int cand = 1; cand <= 3; cand += 2) {
         md_tok_sample_opts ov = o;
         ov.candidates = cand;
