@@ -432,14 +432,7 @@ static int cmp_desc(const void *a, const void *b)
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-/* The smallest prefix of order[0..n), ranked by descending probability (ties
- * by id), holding top_p of the mass; it is left ranked at the front and its
- * length returned. Only as many ids as the nucleus needs are ranked: the
- * largest k are selected (k doubling from 32) until they hold the mass, and
- * only they are sorted. Every id outside the selection is <= the smallest
- * inside it, so the ranked prefix is the full ranking's own whenever its last
- * kept id is strictly above that smallest; on a tie there the whole list is
- * ranked, as a full sort would. */
+/* How many of order[0..n), in that order, first hold `want` of the mass. */
 static int mass_prefix(const float *p, const int32_t *order, int n, double want)
 {
     double acc = 0;
@@ -451,6 +444,14 @@ static int mass_prefix(const float *p, const int32_t *order, int n, double want)
     return n;
 }
 
+/* The smallest prefix of order[0..n), ranked by descending probability (ties
+ * by id), holding top_p of the mass; it is left ranked at the front and its
+ * length returned. Only as many ids as the nucleus needs are ranked: the
+ * largest k are selected (k doubling from 32) until they hold the mass, and
+ * only they are sorted. Every id outside the selection is <= the smallest
+ * inside it, so the ranked prefix is the full ranking's own whenever its last
+ * kept id is strictly above that smallest; on a tie there the whole list is
+ * ranked, as a full sort would. */
 static int nucleus(const float *p, int32_t *order, int n, float top_p)
 {
     double tot = 0;
@@ -831,7 +832,7 @@ static md_status recheck_caption(md_tok_session *s, const md_tok_sample_opts *o,
                                  const float *scores, int *chosen, bool *rescored)
 {
     int idx[MD_TOK_MAX_CANDIDATES], m = 0;
-    for (int i = 0; i < n && i < MD_TOK_MAX_CANDIDATES; i++)
+    for (int i = 0; i < n; i++)
         if (scores[i] >= scores[*chosen] - o->caption_margin)
             idx[m++] = i;
     if (m < 2)
@@ -922,9 +923,7 @@ static md_status sample_candidates(md_tok_session *s, const float *cond, const m
     }
     free(shared);
     *chosen = 0;
-    float *scores = o->pick ? malloc(sizeof(float) * (size_t)n) : NULL;
-    if (st == MD_OK && o->pick && !scores)
-        st = MD_ERR_ALLOC;
+    float scores[MD_TOK_MAX_CANDIDATES];   /* n <= MD_TOK_MAX_CANDIDATES (check_opts) */
     if (st == MD_OK && o->pick) {
         int k = o->pick(cand, n, o->pick_user, scores);
         if (k < 0 || k >= n) {
@@ -936,7 +935,6 @@ static md_status sample_candidates(md_tok_session *s, const float *cond, const m
     bool rescored = false;
     if (st == MD_OK && o->pick && o->caption && o->caption_margin > 0.f)
         st = recheck_caption(s, o, cand, n, scores, chosen, &rescored);
-    free(scores);
     if (rescored) {   /* the scoring wrote over the wide cache */
         *cached = -1;
         return st;

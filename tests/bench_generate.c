@@ -217,39 +217,28 @@ int main(int argc, char **argv)
         printf("  %-18s %7.3f s  with frames 1-15 by the token transformer (motion 0; %.2fx the default's time)\n",
                names[2], m, m / med[2]);
     }
-    /* pictures and videos from the condition alone (via_caption 0: no
-     * caption before the codes), against the default's time */
-    for (int k = 0; k < 3; k += 2) {
-        double p[MD_GEN_MAX_PARAMS], m, first;
-        md_gen_params_default(gen[k], p);
-        p[md_gen_param_index(gen[k], "via_caption")] = 0;
-        if (time_runs(gen[k], &c, p, runs < 3 ? runs : 3, &m, &first) != 0)
-            return 1;
-        printf("  %-18s %7.3f s  from the condition alone, not after the typed text (via_caption 0; %.2fx the "
-               "default's time)\n", names[k], m, m / med[k]);
-    }
-    /* pictures and videos after the typed text chosen by the space alone
-     * (caption_check 0), against the default's re-check of the closest */
-    for (int k = 0; k < 3; k += 2) {
-        double p[MD_GEN_MAX_PARAMS], m, first;
-        md_gen_params_default(gen[k], p);
-        p[md_gen_param_index(gen[k], "caption_check")] = 0;
-        if (time_runs(gen[k], &c, p, runs < 3 ? runs : 3, &m, &first) != 0)
-            return 1;
-        printf("  %-18s %7.3f s  chosen by the space alone, no caption re-check (caption_check 0; %.2fx the "
-               "default's time)\n", names[k], m, m / med[k]);
-    }
-    /* pictures and videos sampled from the whole distribution (top_p 1),
-     * against the default nucleus's time */
-    for (int k = 0; k < 3; k += 2) {
-        double p[MD_GEN_MAX_PARAMS], m, first;
-        md_gen_params_default(gen[k], p);
-        p[md_gen_param_index(gen[k], "top_p")] = 1;
-        if (time_runs(gen[k], &c, p, runs < 3 ? runs : 3, &m, &first) != 0)
-            return 1;
-        printf("  %-18s %7.3f s  from the whole distribution, not the nucleus (top_p 1; %.2fx the default's time)\n",
-               names[k], m, m / med[k]);
-    }
+    /* pictures and videos with one setting away from the default, against
+     * the default's time: from the condition alone (no caption before the
+     * codes), chosen by the space alone, from the whole distribution */
+    static const struct {
+        const char *param;
+        double value;
+        const char *what;
+    } away[] = {
+        {"via_caption", 0, "from the condition alone, not after the typed text"},
+        {"caption_check", 0, "chosen by the space alone, no caption re-check"},
+        {"top_p", 1, "from the whole distribution, not the nucleus"},
+    };
+    for (size_t a = 0; a < sizeof away / sizeof away[0]; a++)
+        for (int k = 0; k < 3; k += 2) {
+            double p[MD_GEN_MAX_PARAMS], m, first;
+            md_gen_params_default(gen[k], p);
+            p[md_gen_param_index(gen[k], away[a].param)] = away[a].value;
+            if (time_runs(gen[k], &c, p, runs < 3 ? runs : 3, &m, &first) != 0)
+                return 1;
+            printf("  %-18s %7.3f s  %s (%s %g; %.2fx the default's time)\n", names[k], m, away[a].what,
+                   away[a].param, away[a].value, m / med[k]);
+        }
     /* candidates: n pictures side by side, the space keeping one; the
      * baseline is one candidate, in the same run */
     static const int cands[] = {1, 4, 8, 15, 24, 30};
