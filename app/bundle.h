@@ -63,6 +63,9 @@ typedef struct medley_tok_eval_opts {
     float motion_temperature;            /* < 0: the generator's default */
     float caption_check;                 /* < 0: the generator's default */
     int inputs;                          /* a mask of input modalities (1 << MD_MOD_*), or 0: all four */
+    int audio_candidates;                /* clips drawn per audio output (0: the audio generator's default) */
+    const char *const *set;              /* n_set "GENERATOR.NAME=VALUE": a generator's parameter */
+    int n_set;
 } medley_tok_eval_opts;
 int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bundle *b,
                        const medley_tok_eval_opts *eo, md_eval_matrix *m);

@@ -174,7 +174,7 @@ int medley_cmd_train_tokens(int argc, char **argv)
             md_eval_matrix m;
             memset(&m, 0, sizeof m);
             medley_tok_eval_opts eo = {quick, quick, quick, 1.0f, 0, 0.0f, 3.0f, MD_SPLIT_VAL, true, -1, -1,
-                                       0, 0, 0, 0, -1, -1.0f, -2, -1.0f, -1.0f, 0};
+                                       0, 0, 0, 0, -1, -1.0f, -2, -1.0f, -1.0f, 0, 0, NULL, 0};
             if (medley_eval_tokens(&w, j, &b, &eo, &m) == 0)
                 md_eval_matrix_print(stdout, &m);
             for (int k = 0; k < 3; k++)
@@ -348,6 +348,22 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
         int ci = md_gen_param_index(gen_o, "candidates");
         if (eo->candidates > 0 && ci >= 0)
             p[ci] = eo->candidates > gen_o->params[ci].hi ? gen_o->params[ci].hi : eo->candidates;
+        if (audio && eo->audio_candidates > 0 && ci >= 0)
+            p[ci] = eo->audio_candidates > gen_o->params[ci].hi ? gen_o->params[ci].hi : eo->audio_candidates;
+        /* GENERATOR.NAME=VALUE, for this generator alone */
+        const size_t gl = strlen(gen_o->name);
+        for (int k = 0; k < eo->n_set && st == MD_OK; k++) {
+            const char *s = eo->set[k], *eq = strchr(s, '=');
+            char name[64];
+            if (strncmp(s, gen_o->name, gl) != 0 || s[gl] != '.' || !eq || eq - (s + gl + 1) >= (ptrdiff_t)sizeof name)
+                continue;
+            snprintf(name, sizeof name, "%.*s", (int)(eq - (s + gl + 1)), s + gl + 1);
+            st = md_gen_param_set(gen_o, p, name, eq + 1);
+        }
+        if (st != MD_OK) {
+            md_generator_free(gen_o);
+            break;
+        }
         const md_world_kind ok = outs[oi] == MD_MOD_IMAGE ? MD_WORLD_IMAGE
                                  : outs[oi] == MD_MOD_VIDEO ? MD_WORLD_VIDEO
                                                            : MD_WORLD_AUDIO;   /* text: judged by parsing */
@@ -403,9 +419,9 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             /* video and audio together: the clip made from each video
              * input's condition (the same seed) must say the digit the
              * video shows */
-            double agree = NAN;
+            double agree = NAN, clip_acc = NAN;
             if (audio && vid_digit && m->cell[in][MD_MOD_VIDEO].present) {
-                int64_t same = 0;
+                int64_t same = 0, asked = 0;
                 for (int64_t i = 0; i < eo->n_video && st == MD_OK; i++) {
                     char typed[MD_CAPTION_MAX];
                     int want[MD_ATTR_COUNT], got[MD_ATTR_COUNT];
@@ -424,10 +440,13 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                     if (st == MD_OK)
                         st = md_judge_read(&j[MD_WORLD_AUDIO], g, jx, 1, (int(*)[MD_ATTR_COUNT])got, NULL);
                     same += st == MD_OK && got[MD_ATTR_DIGIT] == vid_digit[(size_t)in * (size_t)eo->n_video + (size_t)i];
+                    asked += st == MD_OK && got[MD_ATTR_DIGIT] == want[MD_ATTR_DIGIT];
+                    if (getenv("MD_DEBUG_AV")) fprintf(stderr, "AV %lld want %d clip %d video %d: %s\n", (long long)i, want[MD_ATTR_DIGIT], got[MD_ATTR_DIGIT], vid_digit[(size_t)in * (size_t)eo->n_video + (size_t)i], typed);
                 }
                 if (st != MD_OK)
                     break;
                 agree = eo->n_video > 0 ? (double)same / (double)eo->n_video : NAN;
+                clip_acc = eo->n_video > 0 ? (double)asked / (double)eo->n_video : NAN;
                 m->av_agree[in] = agree;
             }
             cell->present = true;
@@ -453,7 +472,8 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                     fprintf(stderr, "  motion %.1f%%", 100 * md_attr_score_acc(&sc, MD_ATTR_MOTION));
                 fprintf(stderr, "  FD %.1f (floor %.1f)", cell->fd, cell->fd_floor);
                 if (!isnan(agree))
-                    fprintf(stderr, "  video+audio agreement %.1f%% (of %lld)", 100 * agree, (long long)eo->n_video);
+                    fprintf(stderr, "  video+audio agreement %.1f%% (of %lld; their clips say the asked digit %.1f%%)",
+                            100 * agree, (long long)eo->n_video, 100 * clip_acc);
                 fprintf(stderr, "  (%lld, %.1f s)\n", (long long)n, md_time_now() - t0);
             }
         }

@@ -534,6 +534,24 @@ int medley_cmd_eval(int argc, char **argv)
             if (medley_parse_int(a, val, 0, 2048, &eo.gen.top_k)) return 2;
         } else if (strcmp(a, "--candidates") == 0) {
             if (medley_parse_int(a, val, 1, MD_TOK_MAX_CANDIDATES, &eo.gen.candidates)) return 2;
+        } else if (strcmp(a, "--set") == 0) {
+            static const char *const gens[] = {"tokens-image.", "tokens-video.", "tokens-caption.", "diffusion-image.",
+                                               "diffusion-video.", "diffusion-audio."};
+            bool known = false;
+            for (size_t k = 0; k < sizeof gens / sizeof gens[0]; k++)
+                known |= strncmp(val, gens[k], strlen(gens[k])) == 0;
+            if (!known || !strchr(val, '=')) {
+                fprintf(stderr, "medley eval: --set %s: expected GENERATOR.NAME=VALUE with GENERATOR one of tokens-image, "
+                                "tokens-video, tokens-caption, diffusion-image, diffusion-video, diffusion-audio\n", val);
+                return 2;
+            }
+            if (eo.gen.n_set >= 8) {
+                fprintf(stderr, "medley eval: --set: at most 8\n");
+                return 2;
+            }
+            eo.gen.set[eo.gen.n_set++] = val;
+        } else if (strcmp(a, "--audio-candidates") == 0) {
+            if (medley_parse_int(a, val, 1, 8, &eo.gen.audio_candidates)) return 2;
         } else if (strcmp(a, "--audio-vocoder") == 0) {
             long v;
             if (medley_parse_int(a, val, 0, 1, &v)) return 2;

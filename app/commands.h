@@ -80,6 +80,9 @@ typedef struct medley_gen_eval {
     double motion_temperature;   /* the motion model's (< 0: the generator's default) */
     double caption_check;        /* pictures' caption re-check margin (< 0: the generator's default) */
     int inputs;                  /* a mask of input modalities (1 << MD_MOD_*), or 0: all four */
+    long audio_candidates;       /* clips drawn per audio output (0: the audio generator's default) */
+    const char *set[8];          /* n_set "GENERATOR.NAME=VALUE" (diffusion-image.steps=50): set last */
+    int n_set;
 } medley_gen_eval;
 /* outputs: per generator cell (0: 100 images, 40 videos, 100 captions). */
 int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json, long quick, const char *models,

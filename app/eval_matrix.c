@@ -81,7 +81,8 @@ int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json,
     if (medley_bundle_load(&bundle, models, true) == 0) {
         int64_t nq = outputs ? outputs : 100;
         medley_tok_eval_opts eo = {nq, outputs ? outputs : 40, nq, 1.0f, 0, 0.0f, 3.0f, MD_SPLIT_TEST, true,
-                                   ge->only, ge->via_caption, 0, 0, 0, 0, -1, -1.0f, -2, -1.0f, -1.0f, 0};
+                                   ge->only, ge->via_caption, 0, 0, 0, 0, -1, -1.0f, -2, -1.0f, -1.0f, 0, 0,
+                                   ge->set, ge->n_set};
         if (ge->guidance > 0) eo.guidance = (float)ge->guidance;
         if (ge->temperature > 0) eo.temperature = (float)ge->temperature;
         if (ge->top_p > 0) eo.top_p = (float)ge->top_p;
@@ -95,6 +96,7 @@ int medley_eval_matrix(const md_world *w, const md_judge j[3], const char *json,
         eo.n_audio = nq;
         eo.audio_guidance = (float)ge->audio_guidance;
         eo.audio_vocoder = ge->audio_vocoder;
+        eo.audio_candidates = (int)ge->audio_candidates;
         eo.inputs = ge->inputs;
         eo.diffusion_guidance = (float)ge->diffusion_guidance;
         if (ge->video_outputs > 0)

@@ -4,6 +4,7 @@
 #include "judge.h"
 #include "ops.h"
 #include "rng.h"
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,148 @@ static void enlarge(const float *x, float *y)
                 y[((size_t)c * S + (size_t)i) * S + (size_t)j] = top + wy * (bot - top);
             }
         }
+}
+
+/* The adjoint of enlarge: gy [3, 64, 64] -> gx [3, 32, 32] (overwritten). */
+static void enlarge_adjoint(const float *gy, float *gx)
+{
+    const int h = S / 2;
+    memset(gx, 0, sizeof(float) * (size_t)(3 * h * h));
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < S; i++) {
+            float fy = 0.5f * (float)i - 0.25f;
+            int y0 = fy < 0.f ? 0 : (int)fy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;
+            float wy = fy < 0.f ? 0.f : fy - (float)y0;
+            for (int j = 0; j < S; j++) {
+                float fx = 0.5f * (float)j - 0.25f;
+                int x0 = fx < 0.f ? 0 : (int)fx, x1 = x0 + 1 < h ? x0 + 1 : h - 1;
+                float wx = fx < 0.f ? 0.f : fx - (float)x0;
+                const float gv = gy[((size_t)c * S + (size_t)i) * S + (size_t)j];
+                float *r0 = gx + ((size_t)c * h + (size_t)y0) * h, *r1 = gx + ((size_t)c * h + (size_t)y1) * h;
+                r0[x0] += (1.f - wy) * (1.f - wx) * gv;
+                r0[x1] += (1.f - wy) * wx * gv;
+                r1[x0] += wy * (1.f - wx) * gv;
+                r1[x1] += wy * wx * gv;
+            }
+        }
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static md_status space_grad_rows(const md_unet *u, const md_space *sp, md_graph *g, const float *x, int n,
+                                 const float *cond, float *grad, float *score)
+{
+    const int64_t hw = (int64_t)S * S, psz = MD_IMAGEGEN_PIXELS_SIZE, usz = md_unet_size(u), D = MD_SPACE_DIM;
+    const int64_t jsz = md_space_input_size(MD_MOD_IMAGE);
+    const bool half = u->cfg.h != S;
+    md_graph_reset(g);
+    md_status st = MD_OK;
+    md_tensor *in = md_tensor_new(g, MD_F32, 4, (int64_t[]){n, MD_JUDGE_IMAGE_CHANNELS, S, S}, true);
+    float *pix = md_graph_scratch(g, sizeof(float) * (size_t)(n * psz));
+    uint8_t *arg = md_graph_scratch(g, (size_t)(n * hw));   /* the ink's channel at each pixel */
+    float *bg = md_graph_scratch(g, sizeof(float) * (size_t)(3 * n));
+    float *dout = md_graph_scratch(g, sizeof(float) * (size_t)(n * D));
+    float *gp = md_graph_scratch(g, sizeof(float) * (size_t)psz);
+    if (!in || !pix || !arg || !bg || !dout || !gp)
+        st = MD_ERR_ALLOC;
+    for (int i = 0; i < n && st == MD_OK; i++) {
+        float *p = pix + i * psz, *xi = in->data + i * jsz;
+        if (half)
+            enlarge(x + i * usz, p);
+        else
+            memcpy(p, x + i * usz, sizeof(float) * (size_t)psz);
+        for (int c = 0; c < 3; c++) {
+            float border[4 * S];
+            int nb = 0;
+            for (int k = 0; k < S; k++) {
+                border[nb++] = p[c * hw + k];
+                border[nb++] = p[c * hw + (S - 1) * S + k];
+                if (k > 0 && k < S - 1) {
+                    border[nb++] = p[c * hw + k * S];
+                    border[nb++] = p[c * hw + k * S + S - 1];
+                }
+            }
+            qsort(border, (size_t)nb, sizeof(float), cmp_float);
+            bg[3 * i + c] = border[(nb + 1) / 2 - 1];
+        }
+        for (int64_t k = 0; k < hw; k++) {
+            float d = -1.f;
+            int a = 0;
+            for (int c = 0; c < 3; c++) {
+                float v = p[c * hw + k];
+                v = v < -1.f ? -1.f : v > 1.f ? 1.f : v;
+                xi[c * hw + k] = v;
+                float e = fabsf(v - bg[3 * i + c]);
+                if (e > d) {
+                    d = e;
+                    a = c;
+                }
+            }
+            arg[i * hw + k] = (uint8_t)a;
+            xi[3 * hw + k] = d - 1.f;   /* 255 levels span 2 here: |Δ| in these units is the prep's |Δ| / 255 · 2 */
+        }
+        memcpy(dout + D * i, cond, sizeof(float) * (size_t)D);
+    }
+    md_tensor *e = st == MD_OK ? md_space_image(g, sp, in) : NULL;
+    if (st == MD_OK && (!e || !in->grad))
+        st = MD_ERR_ALLOC;
+    if (st == MD_OK) {
+        memset(in->grad, 0, sizeof(float) * (size_t)(n * jsz));
+        md_graph_backward_from(g, e, dout);
+        for (int i = 0; i < n; i++) {
+            const float *p = pix + i * psz, *gi = in->grad + i * jsz;
+            float *gq = half ? gp : grad + i * usz;
+            for (int64_t k = 0; k < hw; k++) {
+                const int a = arg[i * hw + k];
+                for (int c = 0; c < 3; c++) {
+                    float v = p[c * hw + k], gv = gi[c * hw + k];
+                    if (c == a) {
+                        float vc = v < -1.f ? -1.f : v > 1.f ? 1.f : v;
+                        gv += (vc >= bg[3 * i + c] ? 1.f : -1.f) * gi[3 * hw + k];
+                    }
+                    gq[c * hw + k] = v > -1.f && v < 1.f ? gv : 0.f;   /* the clamp passes nothing outside */
+                }
+            }
+            if (half)
+                enlarge_adjoint(gp, grad + i * usz);
+            if (score) {
+                double s = 0.0;
+                for (int64_t d = 0; d < D; d++)
+                    s += (double)e->data[i * D + d] * cond[d];
+                score[i] = (float)s;
+            }
+        }
+    }
+    return st;
+}
+
+md_status md_imagegen_space_grad(const md_unet *u, const md_space *sp, md_graph *g, const float *x, int n,
+                                 const float *cond, float *grad, float *score)
+{
+    if (!md_imagegen_is_pixels(&u->cfg)) {
+        md_log(MD_LOG_ERROR, "space guidance needs a picture model over pixels; this one works on latents");
+        return MD_ERR_INVALID;
+    }
+    const int64_t usz = md_unet_size(u);
+    const bool grad_was = md_graph_grad_enabled(g), train_was = md_graph_training(g);
+    md_graph_set_grad(g, true);
+    md_graph_set_training(g, false);
+    md_status st = MD_OK;
+    /* MD_IMAGEGEN_GRAD_ROWS pictures at a time: the graph holds one chunk's
+     * activations and gradients, however many candidates there are */
+    for (int r0 = 0; r0 < n && st == MD_OK; r0 += MD_IMAGEGEN_GRAD_ROWS) {
+        const int nr = n - r0 < MD_IMAGEGEN_GRAD_ROWS ? n - r0 : MD_IMAGEGEN_GRAD_ROWS;
+        st = space_grad_rows(u, sp, g, x + (size_t)r0 * (size_t)usz, nr, cond, grad + (size_t)r0 * (size_t)usz,
+                             score ? score + r0 : NULL);
+    }
+    md_graph_reset(g);
+    md_graph_set_grad(g, grad_was);
+    md_graph_set_training(g, train_was);
+    return st;
 }
 
 bool md_imagegen_is_latent(const md_unet_config *c)

@@ -51,6 +51,19 @@ md_status md_imagegen_codes(const md_vqgan *vq, md_graph *g, const float *z, int
 md_status md_imagegen_pixels(const md_unet *u, const md_vqgan *vq, md_graph *g, const float *x, int64_t n,
                              float *pix);
 
+/* Space guidance, for pixel models: how each of n samples x [n, size] (the
+ * model's data units) should change to sit closer to cond in the aligned
+ * space: grad [n, size] receives d cos(E(picture(x_i)), cond) / d x_i, with
+ * E the space's image encoder reading the picture as it reads a prepared
+ * image (md_judge_prep_rgb: R, G, B and the ink channel, the border's
+ * median colour held constant), picture() the enlargement and clamp of
+ * md_imagegen_pixels; score[i] (may be NULL) the cosine. MD_ERR_INVALID for
+ * a latent model. g is scratch (reset inside; left without gradients as
+ * found). */
+#define MD_IMAGEGEN_GRAD_ROWS 2   /* pictures through the encoder and back at once */
+md_status md_imagegen_space_grad(const md_unet *u, const md_space *sp, md_graph *g, const float *x, int n,
+                                 const float *cond, float *grad, float *score);
+
 typedef struct md_imagegen_train_opts {
     int64_t steps;                   /* 3000 */
     int batch;                       /* 48 */

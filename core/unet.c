@@ -389,13 +389,24 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
         md_log(MD_LOG_ERROR, "diffusion: eta is %g; it must be 0..1", (double)o->eta);
         return MD_ERR_INVALID;
     }
+    if (!(o->steer >= 0.f && o->steer <= 10.f)) {
+        md_log(MD_LOG_ERROR, "diffusion: steer is %g; it must be 0..10", (double)o->steer);
+        return MD_ERR_INVALID;
+    }
+    if (!(o->steer_until >= 0.f && o->steer_until <= 1.f)) {
+        md_log(MD_LOG_ERROR, "diffusion: steer_until is %g; it must be 0..1", (double)o->steer_until);
+        return MD_ERR_INVALID;
+    }
     if (n < 1 || n > 64) {
         md_log(MD_LOG_ERROR, "diffusion: %d samples at once; 1..64 can be drawn", n);
         return MD_ERR_INVALID;
     }
     const int64_t size = md_unet_size(u), D = MD_SPACE_DIM;
-    const bool guided = o->guidance != 1.f;
+    const bool guided = o->guidance != 1.f, steered = o->guide && o->steer > 0.f && o->steer_until > 0.f;
     const int rows = guided ? 2 * n : n;
+    float *sg = steered ? malloc(sizeof(float) * (size_t)(size * n)) : NULL;   /* x0 (data units), then its gradient */
+    if (steered && !sg)
+        return MD_ERR_ALLOC;
     float *x = malloc(sizeof(float) * (size_t)(size * n));
     float *xin = malloc(sizeof(float) * (size_t)(size * rows));
     float *conds = calloc((size_t)(D * rows), sizeof(float));
@@ -403,7 +414,7 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
     float *x0 = malloc(sizeof(float) * (size_t)(size * n));
     float *vout = malloc(sizeof(float) * (size_t)(size * rows));
     if (!x || !xin || !conds || !tt || !x0 || !vout) {
-        free(x); free(xin); free(conds); free(tt); free(x0); free(vout);
+        free(x); free(xin); free(conds); free(tt); free(x0); free(vout); free(sg);
         return MD_ERR_ALLOC;
     }
     for (int r = 0; r < n; r++)   /* rows n..2n-1 (guided) stay zeros: no condition */
@@ -444,6 +455,29 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
             break;
         const float *vp = vout;
         const float sa = (float)sqrt(a), sb = (float)sqrt(1.0 - a);
+        const bool steer_now = steered && s + 1 < o->steps && (double)s < (double)o->steps * o->steer_until;
+        if (steer_now) {
+            /* the x0 estimates in data units, for the guide; its gradient
+             * becomes each sample's move, scaled to an RMS of steer */
+            for (int64_t k = 0; k < size * n; k++) {
+                float v = guided ? vp[size * n + k] + gs * (vp[k] - vp[size * n + k]) : vp[k];
+                float p0 = sa * x[k] - sb * v;
+                p0 = p0 < -4.f ? -4.f : p0 > 4.f ? 4.f : p0;
+                sg[k] = p0 / u->cfg.scale + u->cfg.shift;
+            }
+            if ((st = o->guide(sg, n, sg, o->guide_user)) != MD_OK)
+                break;
+            for (int i = 0; i < n; i++) {
+                double ss = 0.0;
+                for (int64_t k = 0; k < size; k++) {
+                    sg[i * size + k] /= u->cfg.scale;   /* d/d(normalised) = d/d(data) / scale */
+                    ss += (double)sg[i * size + k] * sg[i * size + k];
+                }
+                const float m = ss > 0.0 ? o->steer / (float)sqrt(ss / (double)size) : 0.f;
+                for (int64_t k = 0; k < size; k++)
+                    sg[i * size + k] *= m;
+            }
+        }
         const double sig = o->eta * sqrt((1.0 - an) / (1.0 - a)) * sqrt(fmax(0.0, 1.0 - a / an));
         const float san = (float)sqrt(an), sdir = (float)sqrt(fmax(0.0, 1.0 - an - sig * sig));
         for (int64_t k = 0; k < size * n; k++) {
@@ -452,6 +486,8 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
             float p0 = sa * xk - sb * v;            /* x0 estimate */
             p0 = p0 < -4.f ? -4.f : p0 > 4.f ? 4.f : p0;
             float eps = (xk - sa * p0) / (sb > 1e-6f ? sb : 1e-6f);
+            if (steer_now)   /* the noise estimate stays; the step heads for the moved x0 */
+                p0 += sg[k];
             x0[k] = p0;
             float nx = san * p0 + sdir * eps;
             if (sig > 0.0)
@@ -471,7 +507,7 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
             out[k] = x[k] / u->cfg.scale + u->cfg.shift;
     md_graph_reset(g);
     md_graph_set_grad(g, grad);
-    free(x); free(xin); free(conds); free(tt); free(x0); free(vout);
+    free(x); free(xin); free(conds); free(tt); free(x0); free(vout); free(sg);
     return st;
 }
 

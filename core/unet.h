@@ -138,11 +138,24 @@ typedef struct md_unet_train_opts {
 md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train_opts *o);
 
 /* ---- DDIM sampling ---- */
+/* Steering: for n estimates x0 [n, size] (data units) fills grad [n, size]
+ * with the gradient of a score to raise (in data units). */
+typedef md_status (*md_unet_guide_fn)(const float *x0, int n, float *grad, void *user);
 typedef struct md_unet_sample_opts {
     int steps;                       /* >= 1 */
     float guidance;                  /* >= 0; 1: conditional only (one pass a step) */
     float eta;                       /* 0 (deterministic DDIM) .. 1 (DDPM-like) */
     int preview_every;               /* a preview every N steps (0: none) */
+    /* optional: over the first steer_until of the steps, each sample's x0
+     * estimate moves along guide's gradient, scaled to an RMS of steer (in
+     * the model's normalised units), before the step is taken; the later
+     * steps are left to the model, which settles the moved estimates back
+     * into pictures of its own. NULL, steer 0 or steer_until 0: none, and
+     * the sampler's numbers are exactly those without it. */
+    md_unet_guide_fn guide;
+    void *guide_user;
+    float steer;                     /* 0 .. 10 */
+    float steer_until;               /* 0 .. 1 */
 } md_unet_sample_opts;
 
 /* Called after each step with the current estimate of x0 (data units, not

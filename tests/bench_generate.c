@@ -318,18 +318,24 @@ int main(int argc, char **argv)
     bool have_ig = md_unet_load(&ig, p5, MD_IMAGEGEN_MODEL, "latent diffusion decoder", "medley train diffusion") == MD_OK;
     md_generator *igen = have_ig ? md_gen_image_diffusion_new(&ig, &vq, &sp, "bench", ws) : NULL;
     if (igen) {
-        static const int ic[] = {0, 1, 8};   /* 0: the default */
-        for (size_t q = 0; q < 3; q++) {
+        static const int ic[] = {0, 1, 8, 0};   /* 0: the default */
+        const int ci = md_gen_param_index(igen, "candidates"), si = md_gen_param_index(igen, "steer");
+        double dmed = 0.0;
+        for (size_t q = 0; q < 4; q++) {
             double pq[MD_GEN_MAX_PARAMS], m, first;
             md_gen_params_default(igen, pq);
-            int ci = md_gen_param_index(igen, "candidates");
             if (ic[q])
                 pq[ci] = ic[q];
-            if (time_runs(igen, &c, pq, q == 0 ? runs : (runs < 3 ? runs : 3), &m, &first) != 0)
+            if (q == 3)   /* the default without space guidance */
+                pq[si] = 0.0;
+            if (time_runs(igen, &c, pq, q == 0 || q == 3 ? runs : (runs < 3 ? runs : 3), &m, &first) != 0)
                 return 1;
-            printf("  %-18s %7.3f s  by diffusion, %d steps, %d candidate(s) (goal <= 1.0 s: %s; %.2fx the token "
-                   "path's default; peak memory so far %.0f MB)\n", "image", m, (int)pq[md_gen_param_index(igen, "steps")],
-                   (int)pq[ci], m <= 1.0 ? "met" : "NOT met", m / med[0], peak_mb());
+            if (q == 0)
+                dmed = m;
+            printf("  %-18s %7.3f s  by diffusion, %d steps, %d candidate(s), steer %g (goal <= 1.0 s: %s; %.2fx the "
+                   "token path's default, %.2fx diffusion's default; peak memory so far %.0f MB)\n", "image", m,
+                   (int)pq[md_gen_param_index(igen, "steps")], (int)pq[ci], pq[si], m <= 1.0 ? "met" : "NOT met",
+                   m / med[0], m / dmed, peak_mb());
         }
         /* a video whose frame 0 is drawn so and moved by the motion model */
         md_generator *vgen = have_mo ? md_gen_video_diffusion_new(&ig, &vq, &sp, &mo, "bench", ws) : NULL;

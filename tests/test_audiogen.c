@@ -18,6 +18,7 @@
  */
 #include "audio_gen.h"
 #include "image_diffusion_gen.h"
+#include "bpe.h"
 #include "caption.h"
 #include "check.h"
 #include "dsp.h"
@@ -394,7 +395,9 @@ static void test_picture_generator(void)
     if (gen) {
         double p[MD_GEN_MAX_PARAMS];
         md_gen_params_default(gen, p);
-        CHECK(md_gen_param_set(gen, p, "candidates", "1") == MD_OK && md_gen_param_set(gen, p, "steps", "3") == MD_OK,
+        /* steer 0: this space is empty (steering is test_space_guidance's) */
+        CHECK(md_gen_param_set(gen, p, "candidates", "1") == MD_OK && md_gen_param_set(gen, p, "steps", "3") == MD_OK &&
+                  md_gen_param_set(gen, p, "steer", "0") == MD_OK,
               "parameters set");
         md_gen_condition c = {{0}, NULL, 0.f};
         unit_cond(5, c.vec);
@@ -473,7 +476,8 @@ static void test_picture_generator(void)
         bool ok = hg != NULL;
         if (ok) {
             md_gen_params_default(hg, p);
-            ok = md_gen_param_set(hg, p, "candidates", "1") == MD_OK && md_gen_param_set(hg, p, "steps", "2") == MD_OK;
+            ok = md_gen_param_set(hg, p, "candidates", "1") == MD_OK && md_gen_param_set(hg, p, "steps", "2") == MD_OK &&
+                 md_gen_param_set(hg, p, "steer", "0") == MD_OK;
             md_gen_condition c = {{0}, NULL, 0.f};
             unit_cond(5, c.vec);
             ok = ok && hg->run(hg->self, &c, p, 3, NULL, NULL, NULL, &o) == MD_OK;
@@ -491,6 +495,162 @@ static void test_picture_generator(void)
           "a model of neither shape is refused: %s", md_last_error());
     md_log_set_callback(NULL, NULL);
     md_unet_free(&u);
+}
+
+/* Space guidance: the gradient of the space's score against finite
+ * differences, and the sampler's steering. */
+static md_status fixed_guide(const float *x0, int n, float *grad, void *user)
+{
+    (void)x0;
+    const md_unet *u = user;
+    const int64_t size = md_unet_size(u);
+    for (int64_t k = 0; k < size * n; k++)
+        grad[k] = k % 2 ? 1.f : -1.f;
+    return MD_OK;
+}
+
+static md_status failing_guide(const float *x0, int n, float *grad, void *user)
+{
+    (void)x0; (void)n; (void)grad; (void)user;
+    md_log(MD_LOG_ERROR, "the guide failed on purpose");
+    return MD_ERR_INVALID;
+}
+
+typedef struct steer_ctx {
+    const md_unet *u;
+    const md_space *sp;
+    md_graph *g;
+    const float *cond;
+} steer_ctx;
+
+static md_status space_guide(const float *x0, int n, float *grad, void *user)
+{
+    steer_ctx *c = user;
+    return md_imagegen_space_grad(c->u, c->sp, c->g, x0, n, c->cond, grad, NULL);
+}
+
+static void test_space_guidance(void)
+{
+    md_bpe *bpe = NULL;
+    md_space sp;
+    CHECK(md_bpe_train(NULL, NULL, 0, 300, NULL, &bpe) == MD_OK && md_space_init(&sp, bpe, 5) == MD_OK,
+          "a space of random weights");
+    md_unet u;
+    md_unet_config hc = md_imagegen_config_pixels(8, 32);
+    CHECK(md_unet_init(&u, &hc, 4) == MD_OK, "a half-size pixel model");
+    const int64_t size = md_unet_size(&u), h = 32;
+    md_graph *g = md_graph_new((size_t)1 << 22);
+    float cond[MD_SPACE_DIM];
+    unit_cond(9, cond);
+    float *x = malloc(sizeof(float) * (size_t)(2 * size)), *gr = malloc(sizeof(float) * (size_t)(2 * size));
+    float *d = malloc(sizeof(float) * (size_t)(2 * size)), *xp = malloc(sizeof(float) * (size_t)(2 * size));
+    for (int64_t k = 0; k < 2 * size; k++) {
+        const int64_t i = (k % (h * h)) / h, j = k % h;
+        x[k] = 0.7f * sinf(0.37f * (float)k) * (k % 5 == 0 ? 1.f : 0.4f);
+        /* the direction leaves the edge rows and columns alone: they hold
+         * the border whose median colour the gradient takes as constant */
+        d[k] = i == 0 || j == 0 || i == h - 1 || j == h - 1 ? 0.f : md_rand_normal_at(77, (uint64_t)k);
+    }
+    float s0[2], sp_[2], sm[2];
+    CHECK(md_imagegen_space_grad(&u, &sp, g, x, 2, cond, gr, s0) == MD_OK, "the space's gradient of two pictures");
+    const float eps = 5e-5f;   /* small: the ink channel's max and abs have kinks */
+    for (int64_t k = 0; k < 2 * size; k++)
+        xp[k] = x[k] + eps * d[k];
+    md_imagegen_space_grad(&u, &sp, g, xp, 2, cond, gr + 0, sp_);   /* gr rewritten below */
+    for (int64_t k = 0; k < 2 * size; k++)
+        xp[k] = x[k] - eps * d[k];
+    md_imagegen_space_grad(&u, &sp, g, xp, 2, cond, gr, sm);
+    md_imagegen_space_grad(&u, &sp, g, x, 2, cond, gr, s0);
+    double worst = 0.0;
+    for (int i = 0; i < 2; i++) {
+        double an = 0.0;
+        for (int64_t k = 0; k < size; k++)
+            an += (double)gr[i * size + k] * d[i * size + k];
+        const double fd = ((double)sp_[i] - sm[i]) / (2.0 * eps);
+        worst = fmax(worst, fabs(fd - an) / fmax(fabs(an), 1e-3));
+        printf("  picture %d: score %.5f, directional derivative %.6f, finite difference %.6f\n", i, (double)s0[i], an,
+               fd);
+    }
+    CHECK(worst < 0.03, "the gradient matches finite differences through enlargement, ink channel and encoder "
+                        "(worst relative error %.4f)", worst);
+
+    /* the sampler: steering off is exactly no steering; on, it moves the
+     * samples and raises the space's score */
+    float *a = malloc(sizeof(float) * (size_t)(2 * size)), *b = malloc(sizeof(float) * (size_t)(2 * size));
+    md_unet_sample_opts so = {.steps = 6, .guidance = 3.f, .eta = 0.f};
+    md_unet_sample(&u, g, cond, 2, &so, 21, NULL, NULL, NULL, a);
+    md_unet_sample_opts zero = so;
+    zero.guide = fixed_guide;
+    zero.guide_user = &u;
+    zero.steer_until = 1.f;
+    md_unet_sample(&u, g, cond, 2, &zero, 21, NULL, NULL, NULL, b);
+    CHECK(memcmp(a, b, sizeof(float) * (size_t)(2 * size)) == 0, "steer 0: the same bits as without a guide");
+    zero.steer = 0.5f;
+    zero.steer_until = 0.f;
+    md_unet_sample(&u, g, cond, 2, &zero, 21, NULL, NULL, NULL, b);
+    CHECK(memcmp(a, b, sizeof(float) * (size_t)(2 * size)) == 0, "steer_until 0: the same bits too");
+    steer_ctx ctx = {&u, &sp, md_graph_new((size_t)1 << 22), cond};
+    md_unet_sample_opts on = so;
+    on.guide = space_guide;
+    on.guide_user = &ctx;
+    on.steer = 0.5f;
+    on.steer_until = 1.f;
+    float sa[2], sb[2];
+    CHECK(md_unet_sample(&u, g, cond, 2, &on, 21, NULL, NULL, NULL, b) == MD_OK, "steered sampling runs");
+    md_imagegen_space_grad(&u, &sp, g, a, 2, cond, gr, sa);
+    md_imagegen_space_grad(&u, &sp, g, b, 2, cond, gr, sb);
+    CHECK(sb[0] > sa[0] && sb[1] > sa[1], "and brings both samples closer to the condition (cosine %.4f -> %.4f, "
+                                          "%.4f -> %.4f)", (double)sa[0], (double)sb[0], (double)sa[1], (double)sb[1]);
+    md_log_set_callback(check_quiet_log, NULL);
+    md_unet_sample_opts bad = on;
+    bad.steer = 11.f;
+    CHECK(md_unet_sample(&u, g, cond, 1, &bad, 1, NULL, NULL, NULL, b) == MD_ERR_INVALID &&
+              strstr(md_last_error(), "steer"), "steer 11 refused: %s", md_last_error());
+    bad = on;
+    bad.steer_until = NAN;
+    CHECK(md_unet_sample(&u, g, cond, 1, &bad, 1, NULL, NULL, NULL, b) == MD_ERR_INVALID &&
+              strstr(md_last_error(), "steer_until"), "steer_until NaN refused: %s", md_last_error());
+    bad = on;
+    bad.guide = failing_guide;
+    CHECK(md_unet_sample(&u, g, cond, 1, &bad, 1, NULL, NULL, NULL, b) == MD_ERR_INVALID &&
+              strstr(md_last_error(), "on purpose"), "a guide's error stops the sampler with it: %s", md_last_error());
+    md_unet latent;
+    md_unet_config lc = md_imagegen_config(8);
+    md_unet_init(&latent, &lc, 1);
+    CHECK(md_imagegen_space_grad(&latent, &sp, g, x, 1, cond, gr, NULL) == MD_ERR_INVALID &&
+              strstr(md_last_error(), "latents"), "a latent model has no space gradient: %s", md_last_error());
+    md_unet_free(&latent);
+    /* the generator's parameters */
+    md_generator *gen = md_gen_image_diffusion_new(&u, NULL, &sp, "test", NULL);
+    double p[MD_GEN_MAX_PARAMS];
+    if (gen)
+        md_gen_params_default(gen, p);
+    CHECK(gen && md_gen_param_set(gen, p, "steer", "-0.1") == MD_ERR_INVALID &&
+              md_gen_param_set(gen, p, "steer_until", "1.5") == MD_ERR_INVALID,
+          "the generator refuses steer -0.1 and steer_until 1.5: %s", md_last_error());
+    md_log_set_callback(NULL, NULL);
+    if (gen) {
+        md_gen_output o1, o2;
+        md_gen_condition c = {{0}, NULL, 0.f};
+        memcpy(c.vec, cond, sizeof cond);
+        md_gen_param_set(gen, p, "steps", "4");
+        md_gen_param_set(gen, p, "candidates", "2");
+        md_gen_param_set(gen, p, "steer", "0.5");
+        bool ok = gen->run(gen->self, &c, p, 5, NULL, NULL, NULL, &o1) == MD_OK;
+        ok = ok && gen->run(gen->self, &c, p, 5, NULL, NULL, NULL, &o2) == MD_OK;
+        CHECK(ok && memcmp(o1.image.pixels, o2.image.pixels, sizeof(float) * MD_WORLD_SIZE * MD_WORLD_SIZE * 3) == 0,
+              "a steered picture: the same seed, the same bits");
+        if (ok) {
+            md_gen_output_free(&o1);
+            md_gen_output_free(&o2);
+        }
+        md_generator_free(gen);
+    }
+    md_graph_free(ctx.g);
+    md_graph_free(g);
+    free(a); free(b); free(x); free(gr); free(d); free(xp);
+    md_unet_free(&u);
+    md_space_free(&sp);   /* and its tokenizer */
 }
 
 /* Real test clips through the mel and back: spectral convergence and what
@@ -941,6 +1101,7 @@ int main(int argc, char **argv)
         test_config();
         test_sampler();
         test_picture_generator();
+        test_space_guidance();
         test_weighted();
         test_dilated();
         return check_done();

@@ -93,7 +93,7 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     a->user = user;
     a->n = (int)p[P_CANDIDATES];
     a->share = 0.9;
-    md_unet_sample_opts so = {(int)p[P_STEPS], (float)p[P_GUIDANCE], (float)p[P_ETA], PREVIEW_EVERY};
+    md_unet_sample_opts so = {(int)p[P_STEPS], (float)p[P_GUIDANCE], (float)p[P_ETA], PREVIEW_EVERY, NULL, NULL, 0.f, 0.f};
     md_status st = md_unet_sample(a->u, a->g, c->vec, a->n, &so, seed, on_step, a, cancel, a->x);
     int best = 0;
     if (st == MD_OK && a->n > 1)

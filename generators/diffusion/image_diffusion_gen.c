@@ -6,18 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_MOTION_TEMPERATURE, P_COUNT };
+enum { P_STEPS, P_GUIDANCE, P_ETA, P_CANDIDATES, P_STEER, P_STEER_UNTIL, P_MOTION_TEMPERATURE, P_COUNT };
 
 #define MAX_CANDIDATES 30   /* as the token path (MD_TOK_MAX_CANDIDATES) */
 #define PREVIEW_EVERY 5
 
-/* pictures take the first four; videos all five */
+/* pictures take the first six; videos all seven */
 static const md_gen_param_spec params[P_COUNT] = {
     {"steps", "DDIM denoising steps", MD_GEN_INT, 25, 1, 200},
     {"guidance", "classifier-free guidance scale (1: none)", MD_GEN_FLOAT, 3.0, 0.0, 20.0},
     {"eta", "DDIM noise: 0 deterministic, 1 as DDPM", MD_GEN_FLOAT, 0.0, 0.0, 1.0},
     {"candidates", "draw this many pictures (videos: first frames) side by side and keep the one the aligned "
                    "space finds closest to the condition", MD_GEN_INT, MD_GEN_DIFFUSION_CANDIDATES, 1, MAX_CANDIDATES},
+    {"steer", "space guidance: at every step each picture's estimate moves this far (RMS, in the model's units) "
+              "toward the condition along the aligned space's image encoder's gradient (0: none; pixel models)",
+     MD_GEN_FLOAT, MD_GEN_DIFFUSION_STEER, 0.0, 10.0},
+    {"steer_until", "the share of the steps, from the first, that space guidance steers; the rest are the "
+                    "model's own", MD_GEN_FLOAT, 0.6, 0.0, 1.0},
     {"motion_temperature", "videos: softmax temperature of the motion model's choice of path (0: the likeliest)",
      MD_GEN_FLOAT, 1.0, 0.0, 5.0},
 };
@@ -28,7 +33,8 @@ typedef struct idiff_gen {
     const md_unet *u;
     const md_vqgan *vq;
     const md_space *sp;
-    md_graph *g, *gd;                /* sampling (the workspace's when lent); decoding and picking */
+    md_graph *g;                     /* the workspace's when lent: sampling, steering, decoding, picking and
+                                      * moving, one after another, so it grows to the largest alone */
     bool own_graph;
     char model_id[256];
     float *z, *pix;                  /* samples; their pictures [MAX_CANDIDATES, 3, 64, 64] */
@@ -37,6 +43,7 @@ typedef struct idiff_gen {
     md_image preview;
     md_gen_progress_fn progress;
     void *user;
+    const float *cond;               /* during a run: the condition steering follows */
 } idiff_gen;
 
 static void to_image(const float *x, md_image *im)
@@ -55,7 +62,7 @@ static void on_step(int step, int steps, const float *x0, void *user)
     if (!a->progress)
         return;
     const md_image *pv = NULL;
-    if (x0 && md_imagegen_pixels(a->u, a->vq, a->gd, x0, 1, a->pix) == MD_OK) {
+    if (x0 && md_imagegen_pixels(a->u, a->vq, a->g, x0, 1, a->pix) == MD_OK) {
         to_image(a->pix, &a->preview);
         pv = &a->preview;
     }
@@ -71,7 +78,14 @@ static md_status pick(idiff_gen *a, const float *cond, int n, int *best)
         md_vqgan_to_rgb(a->pix + (size_t)i * MD_IMAGEGEN_PIXELS_SIZE, rgb);
         md_judge_prep_rgb(rgb, a->jx + jsz * i);
     }
-    return md_space_pick_closest(a->sp, a->gd, MD_MOD_IMAGE, a->jx, n, cond, best, NULL);
+    return md_space_pick_closest(a->sp, a->g, MD_MOD_IMAGE, a->jx, n, cond, best, NULL);
+}
+
+static md_status steer_grad(const float *x0, int n, float *grad, void *user)
+{
+    idiff_gen *a = user;
+    /* the sampler's graph holds nothing between its steps' chunks */
+    return md_imagegen_space_grad(a->u, a->sp, a->g, x0, n, a->cond, grad, NULL);
 }
 
 static md_status run(void *self, const md_gen_condition *c, const double *p, uint64_t seed,
@@ -83,10 +97,13 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     a->progress = progress;
     a->user = user;
     const int n = (int)p[P_CANDIDATES];
-    md_unet_sample_opts so = {(int)p[P_STEPS], (float)p[P_GUIDANCE], (float)p[P_ETA], PREVIEW_EVERY};
+    const bool steer = p[P_STEER] > 0.0 && md_imagegen_is_pixels(&a->u->cfg);
+    a->cond = c->vec;
+    md_unet_sample_opts so = {(int)p[P_STEPS], (float)p[P_GUIDANCE], (float)p[P_ETA], PREVIEW_EVERY,
+                              steer ? steer_grad : NULL, a, steer ? (float)p[P_STEER] : 0.f, (float)p[P_STEER_UNTIL]};
     md_status st = md_unet_sample(a->u, a->g, c->vec, n, &so, seed, on_step, a, cancel, a->z);
     if (st == MD_OK)
-        st = md_imagegen_pixels(a->u, a->vq, a->gd, a->z, n, a->pix);
+        st = md_imagegen_pixels(a->u, a->vq, a->g, a->z, n, a->pix);
     int best = 0;
     if (st == MD_OK && n > 1)
         st = pick(a, c->vec, n, &best);
@@ -95,7 +112,7 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     if (st == MD_OK && a->out == MD_MOD_VIDEO) {   /* frames 1..15: the picture moved along a drawn path */
         out->modality = MD_MOD_VIDEO;
         memcpy(a->frames, a->pix + (size_t)best * MD_IMAGEGEN_PIXELS_SIZE, sizeof(float) * MD_IMAGEGEN_PIXELS_SIZE);
-        st = md_motion_move(a->mo, a->gd, a->sp->bpe, c->vec, c->text, (float)p[P_MOTION_TEMPERATURE], seed,
+        st = md_motion_move(a->mo, a->g, a->sp->bpe, c->vec, c->text, (float)p[P_MOTION_TEMPERATURE], seed,
                             a->frames);
         if (st == MD_OK)
             st = md_video_alloc(&out->video, MD_WORLD_SIZE, MD_WORLD_SIZE, 3, MD_WORLD_FRAMES, MD_WORLD_FPS);
@@ -123,7 +140,6 @@ static void gen_free(void *self)
         return;
     if (a->own_graph)
         md_graph_free(a->g);
-    md_graph_free(a->gd);
     free(a->z);
     free(a->pix);
     free(a->jx);
@@ -159,8 +175,7 @@ static md_generator *diffusion_new(md_modality out, const md_unet *u, const md_v
         a->sp = sp;
         snprintf(a->model_id, sizeof a->model_id, "%s", model_id ? model_id : "imagegen");
         a->own_graph = !ws;
-        a->g = ws ? ws->graph : md_graph_new((size_t)1 << 22);   /* grows to one denoising step once */
-        a->gd = md_graph_new((size_t)1 << 22);
+        a->g = ws ? ws->graph : md_graph_new((size_t)1 << 22);   /* grows once to its largest use */
         a->z = malloc(sizeof(float) * MAX_CANDIDATES * (size_t)md_unet_size(u));
         a->pix = malloc(sizeof(float) * MAX_CANDIDATES * MD_IMAGEGEN_PIXELS_SIZE);
         a->jx = malloc(sizeof(float) * MAX_CANDIDATES * (size_t)md_space_input_size(MD_MOD_IMAGE));
@@ -168,7 +183,7 @@ static md_generator *diffusion_new(md_modality out, const md_unet *u, const md_v
             a->frames = malloc(sizeof(float) * MD_WORLD_FRAMES * MD_IMAGEGEN_PIXELS_SIZE);
         pst = md_image_alloc(&a->preview, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
     }
-    if (!g || !a || !a->g || !a->gd || !a->z || !a->pix || !a->jx || (out == MD_MOD_VIDEO && !a->frames) ||
+    if (!g || !a || !a->g || !a->z || !a->pix || !a->jx || (out == MD_MOD_VIDEO && !a->frames) ||
         pst != MD_OK) {
         md_log(MD_LOG_ERROR, "image diffusion generator: out of memory");
         gen_free(a);

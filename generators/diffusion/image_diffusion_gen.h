@@ -29,6 +29,8 @@ extern "C" {
 
 /* The candidates parameter's default (pictures and videos' first frames). */
 #define MD_GEN_DIFFUSION_CANDIDATES 4
+/* The steer parameter's default (space guidance; 0: none). */
+#define MD_GEN_DIFFUSION_STEER 0.2
 
 /* NULL with a message when the model is neither of the tokenizer's latent
  * shape nor of the pictures' or memory runs out. model_id is copied; ws
