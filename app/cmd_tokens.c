@@ -441,7 +441,6 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                         st = md_judge_read(&j[MD_WORLD_AUDIO], g, jx, 1, (int(*)[MD_ATTR_COUNT])got, NULL);
                     same += st == MD_OK && got[MD_ATTR_DIGIT] == vid_digit[(size_t)in * (size_t)eo->n_video + (size_t)i];
                     asked += st == MD_OK && got[MD_ATTR_DIGIT] == want[MD_ATTR_DIGIT];
-                    if (getenv("MD_DEBUG_AV")) fprintf(stderr, "AV %lld want %d clip %d video %d: %s\n", (long long)i, want[MD_ATTR_DIGIT], got[MD_ATTR_DIGIT], vid_digit[(size_t)in * (size_t)eo->n_video + (size_t)i], typed);
                 }
                 if (st != MD_OK)
                     break;

@@ -92,6 +92,17 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* t as a constant of g: the same values, no gradient kept for it */
+static md_tensor *frozen(md_graph *g, md_tensor *t)
+{
+    if (!t)
+        return NULL;
+    md_tensor *f = md_tensor_wrap(g, t->dtype, t->data, t->ndim, t->shape);
+    if (f)
+        f->half = t->half;
+    return f;
+}
+
 static md_status space_grad_rows(const md_unet *u, const md_space *sp, md_graph *g, const float *x, int n,
                                  const float *cond, float *grad, float *score)
 {
@@ -146,7 +157,28 @@ static md_status space_grad_rows(const md_unet *u, const md_space *sp, md_graph 
         }
         memcpy(dout + D * i, cond, sizeof(float) * (size_t)D);
     }
-    md_tensor *e = st == MD_OK ? md_space_image(g, sp, in) : NULL;
+    /* the encoder's weights as constants: the backward pass then computes
+     * the input's gradient alone, not the weights' (about half its work) */
+    md_space fz = *sp;
+    md_judge *j = &fz.image_net;
+    for (int k = 0; k < MD_JUDGE_CONVS; k++) {
+        j->conv_w[k] = frozen(g, j->conv_w[k]);
+        j->conv_b[k] = frozen(g, j->conv_b[k]);
+        j->gn_w[k] = frozen(g, j->gn_w[k]);
+        j->gn_b[k] = frozen(g, j->gn_b[k]);
+    }
+    j->att_w = frozen(g, j->att_w);
+    j->att_b = frozen(g, j->att_b);
+    j->where_w = frozen(g, j->where_w);
+    j->where_b = frozen(g, j->where_b);
+    j->fc_w = frozen(g, j->fc_w);
+    j->fc_b = frozen(g, j->fc_b);
+    for (int k = 0; k < MD_ATTR_COUNT; k++) {
+        j->head_w[k] = frozen(g, j->head_w[k]);
+        j->head_b[k] = frozen(g, j->head_b[k]);
+    }
+    fz.image_proj = frozen(g, fz.image_proj);
+    md_tensor *e = st == MD_OK ? md_space_image(g, &fz, in) : NULL;
     if (st == MD_OK && (!e || !in->grad))
         st = MD_ERR_ALLOC;
     if (st == MD_OK) {

@@ -22,7 +22,7 @@ static const md_gen_param_spec params[P_COUNT] = {
               "toward the condition along the aligned space's image encoder's gradient (0: none; pixel models)",
      MD_GEN_FLOAT, MD_GEN_DIFFUSION_STEER, 0.0, 10.0},
     {"steer_until", "the share of the steps, from the first, that space guidance steers; the rest are the "
-                    "model's own", MD_GEN_FLOAT, 0.6, 0.0, 1.0},
+                    "model's own", MD_GEN_FLOAT, MD_GEN_DIFFUSION_STEER_UNTIL, 0.0, 1.0},
     {"motion_temperature", "videos: softmax temperature of the motion model's choice of path (0: the likeliest)",
      MD_GEN_FLOAT, 1.0, 0.0, 5.0},
 };

@@ -31,6 +31,7 @@ extern "C" {
 #define MD_GEN_DIFFUSION_CANDIDATES 4
 /* The steer parameter's default (space guidance; 0: none). */
 #define MD_GEN_DIFFUSION_STEER 0.2
+#define MD_GEN_DIFFUSION_STEER_UNTIL 0.6
 
 /* NULL with a message when the model is neither of the tokenizer's latent
  * shape nor of the pictures' or memory runs out. model_id is copied; ws
