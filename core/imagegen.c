@@ -41,20 +41,29 @@ static void halve(const float *x, float *y)
             }
 }
 
-/* [3, 32, 32] -> [3, 64, 64], bilinear with the pixel centres aligned
- * (output pixel i samples input position i/2 - 1/4, edges held) */
+/* Where output pixel i of 64 samples the 32 a side: between inputs i0 and
+ * i1 at weight w toward i1 (position i/2 - 1/4, edges held). enlarge and
+ * its adjoint share it, so the two stay each other's transpose. */
+static void enlarge_tap(int i, int *i0, int *i1, float *w)
+{
+    const int h = S / 2;
+    const float f = 0.5f * (float)i - 0.25f;
+    *i0 = f < 0.f ? 0 : (int)f;
+    *i1 = *i0 + 1 < h ? *i0 + 1 : h - 1;
+    *w = f < 0.f ? 0.f : f - (float)*i0;
+}
+
+/* [3, 32, 32] -> [3, 64, 64], bilinear with the pixel centres aligned */
 static void enlarge(const float *x, float *y)
 {
     const int h = S / 2;
     for (int c = 0; c < 3; c++)
         for (int i = 0; i < S; i++) {
-            float fy = 0.5f * (float)i - 0.25f;
-            int y0 = fy < 0.f ? 0 : (int)fy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;
-            float wy = fy < 0.f ? 0.f : fy - (float)y0;
+            int y0, y1, x0, x1;
+            float wy, wx;
+            enlarge_tap(i, &y0, &y1, &wy);
             for (int j = 0; j < S; j++) {
-                float fx = 0.5f * (float)j - 0.25f;
-                int x0 = fx < 0.f ? 0 : (int)fx, x1 = x0 + 1 < h ? x0 + 1 : h - 1;
-                float wx = fx < 0.f ? 0.f : fx - (float)x0;
+                enlarge_tap(j, &x0, &x1, &wx);
                 const float *r0 = x + ((size_t)c * h + (size_t)y0) * h, *r1 = x + ((size_t)c * h + (size_t)y1) * h;
                 float top = r0[x0] + wx * (r0[x1] - r0[x0]), bot = r1[x0] + wx * (r1[x1] - r1[x0]);
                 y[((size_t)c * S + (size_t)i) * S + (size_t)j] = top + wy * (bot - top);
@@ -69,13 +78,11 @@ static void enlarge_adjoint(const float *gy, float *gx)
     memset(gx, 0, sizeof(float) * (size_t)(3 * h * h));
     for (int c = 0; c < 3; c++)
         for (int i = 0; i < S; i++) {
-            float fy = 0.5f * (float)i - 0.25f;
-            int y0 = fy < 0.f ? 0 : (int)fy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;
-            float wy = fy < 0.f ? 0.f : fy - (float)y0;
+            int y0, y1, x0, x1;
+            float wy, wx;
+            enlarge_tap(i, &y0, &y1, &wy);
             for (int j = 0; j < S; j++) {
-                float fx = 0.5f * (float)j - 0.25f;
-                int x0 = fx < 0.f ? 0 : (int)fx, x1 = x0 + 1 < h ? x0 + 1 : h - 1;
-                float wx = fx < 0.f ? 0.f : fx - (float)x0;
+                enlarge_tap(j, &x0, &x1, &wx);
                 const float gv = gy[((size_t)c * S + (size_t)i) * S + (size_t)j];
                 float *r0 = gx + ((size_t)c * h + (size_t)y0) * h, *r1 = gx + ((size_t)c * h + (size_t)y1) * h;
                 r0[x0] += (1.f - wy) * (1.f - wx) * gv;

@@ -18,8 +18,9 @@ static const md_gen_param_spec params[P_COUNT] = {
     {"eta", "DDIM noise: 0 deterministic, 1 as DDPM", MD_GEN_FLOAT, 0.0, 0.0, 1.0},
     {"candidates", "draw this many pictures (videos: first frames) side by side and keep the one the aligned "
                    "space finds closest to the condition", MD_GEN_INT, MD_GEN_DIFFUSION_CANDIDATES, 1, MAX_CANDIDATES},
-    {"steer", "space guidance: at every step each picture's estimate moves this far (RMS, in the model's units) "
-              "toward the condition along the aligned space's image encoder's gradient (0: none; pixel models)",
+    {"steer", "space guidance: at each steered step each picture's estimate moves this far (RMS, in the model's "
+              "units) toward the condition along the aligned space's image encoder's gradient (0: none; pixel "
+              "models)",
      MD_GEN_FLOAT, MD_GEN_DIFFUSION_STEER, 0.0, 10.0},
     {"steer_until", "the share of the steps, from the first, that space guidance steers; the rest are the "
                     "model's own", MD_GEN_FLOAT, MD_GEN_DIFFUSION_STEER_UNTIL, 0.0, 1.0},
