@@ -46,6 +46,8 @@ int medley_route_candidates(int modality, int route)
     return modality == MD_MOD_IMAGE ? MD_GEN_TOKENS_IMAGE_CANDIDATES : MD_GEN_TOKENS_VIDEO_CANDIDATES;
 }
 
+double medley_diffusion_steer(void) { return MD_GEN_DIFFUSION_STEER; }
+
 int medley_route_of_generator(const char *gen)
 {
     return gen && strncmp(gen, "diffusion-", 10) == 0 ? MEDLEY_ROUTE_DIFFUSION

@@ -66,6 +66,8 @@ int medley_modality_of(const char *name, size_t n);  /* -1: none */
 /* The candidates a route's generator draws by default for an image or a
  * video output (MEDLEY_ROUTE_DEFAULT: the token path); 0 for others. */
 int medley_route_candidates(int modality, int route);
+/* The diffusion generators' default space guidance ("steer"). */
+double medley_diffusion_steer(void);
 
 void medley_job_init(medley_job *j);
 void medley_job_free(medley_job *j);

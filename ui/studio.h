@@ -56,7 +56,7 @@ struct _MedleyWindow {
     GtkEntry *text_entry;
     GtkCheckButton *want[4];
     GtkSpinButton *seed;
-    GtkSpinButton *guidance[4], *temperature[4], *candidates[4], *steps[4];   /* per output (NULL: none) */
+    GtkSpinButton *guidance[4], *temperature[4], *candidates[4], *steps[4], *steer[4];   /* per output (NULL: none) */
     GtkCheckButton *diffusion_image;  /* pictures by the diffusion path */
     GtkCheckButton *diffusion_video;  /* videos' first frame by the diffusion path */
     GtkCheckButton *vocoder_audio;    /* sound by the neural vocoder (else Griffin-Lim) */

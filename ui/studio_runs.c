@@ -243,11 +243,13 @@ static GtkSpinButton *param_spin(MedleyWindow *w, int m, const char *name)
         return w->candidates[m];
     if (strcmp(name, "steps") == 0)
         return w->steps[m];
+    if (strcmp(name, "steer") == 0)
+        return w->steer[m];
     return NULL;
 }
 
-#define NPARAM_NAMES 4
-static const char *const param_names[NPARAM_NAMES] = {"guidance", "temperature", "candidates", "steps"};
+#define NPARAM_NAMES 5
+static const char *const param_names[NPARAM_NAMES] = {"guidance", "temperature", "candidates", "steps", "steer"};
 
 char *studio_settings_json(MedleyWindow *w)
 {
@@ -391,8 +393,9 @@ int64_t studio_runs_generate(MedleyWindow *w)
     for (int m = 0; m < 4; m++)
         for (int q = 0; sj->job.want[m] && q < NPARAM_NAMES; q++) {
             GtkSpinButton *sb = param_spin(w, m, param_names[q]);
-            if (!sb || (sj->job.route[m] == MEDLEY_ROUTE_DIFFUSION && m != MD_MOD_AUDIO &&
-                        strcmp(param_names[q], "temperature") == 0))   /* diffusion has no temperature */
+            const bool diffusion = sj->job.route[m] == MEDLEY_ROUTE_DIFFUSION;
+            if (!sb || (diffusion && m != MD_MOD_AUDIO && strcmp(param_names[q], "temperature") == 0) ||
+                (!diffusion && strcmp(param_names[q], "steer") == 0))   /* each path reads only its own */
                 continue;
             char name[64], num[64];
             snprintf(name, sizeof name, "%s.%s", mod_names[m], param_names[q]);

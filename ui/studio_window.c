@@ -547,6 +547,15 @@ static void fill_devices(MedleyWindow *w)
     }
 }
 
+/* Temperature is the token path's, steer the diffusion path's: the field the
+ * chosen path does not read is greyed out (and left out of the job). */
+static void route_fields(MedleyWindow *w, int m)
+{
+    const bool diffusion = gtk_check_button_get_active(m == MD_MOD_IMAGE ? w->diffusion_image : w->diffusion_video);
+    gtk_widget_set_sensitive(GTK_WIDGET(w->temperature[m]), !diffusion);
+    gtk_widget_set_sensitive(GTK_WIDGET(w->steer[m]), diffusion);
+}
+
 /* Each path draws its own number of candidates by default (the token
  * path's are cheap, diffusion's dear): switching a path moves the field to
  * the new path's default, unless the person set another value. */
@@ -558,6 +567,7 @@ static void on_route_toggled(GtkCheckButton *b, MedleyWindow *w)
               now = medley_route_candidates(m, diffusion ? MEDLEY_ROUTE_DIFFUSION : MEDLEY_ROUTE_TOKENS);
     if ((int)gtk_spin_button_get_value(w->candidates[m]) == was)
         gtk_spin_button_set_value(w->candidates[m], now);
+    route_fields(w, m);
 }
 
 static void medley_window_init(MedleyWindow *w)
@@ -573,6 +583,10 @@ static void medley_window_init(MedleyWindow *w)
     g_signal_connect(w, "close-request", G_CALLBACK(on_close_request), NULL);
     g_signal_connect(w->diffusion_image, "toggled", G_CALLBACK(on_route_toggled), w);
     g_signal_connect(w->diffusion_video, "toggled", G_CALLBACK(on_route_toggled), w);
+    gtk_spin_button_set_value(w->steer[MD_MOD_IMAGE], medley_diffusion_steer());
+    gtk_spin_button_set_value(w->steer[MD_MOD_VIDEO], medley_diffusion_steer());
+    route_fields(w, MD_MOD_IMAGE);
+    route_fields(w, MD_MOD_VIDEO);
     w->autosave_id = g_timeout_add_seconds(AUTOSAVE_SECONDS, on_autosave, w);
     fill_recent(w);
     fill_devices(w);
@@ -607,6 +621,8 @@ static void medley_window_class_init(MedleyWindowClass *k)
     BIND("temperature_video", temperature[3]);
     BIND("candidates_image", candidates[1]);
     BIND("candidates_video", candidates[3]);
+    BIND("steer_image", steer[1]);
+    BIND("steer_video", steer[3]);
     BIND("guidance_audio", guidance[2]);
     BIND("steps_audio", steps[2]);
     BIND("candidates_audio", candidates[2]);
