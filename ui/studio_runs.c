@@ -393,9 +393,7 @@ int64_t studio_runs_generate(MedleyWindow *w)
     for (int m = 0; m < 4; m++)
         for (int q = 0; sj->job.want[m] && q < NPARAM_NAMES; q++) {
             GtkSpinButton *sb = param_spin(w, m, param_names[q]);
-            const bool diffusion = sj->job.route[m] == MEDLEY_ROUTE_DIFFUSION;
-            if (!sb || (diffusion && m != MD_MOD_AUDIO && strcmp(param_names[q], "temperature") == 0) ||
-                (!diffusion && strcmp(param_names[q], "steer") == 0))   /* each path reads only its own */
+            if (!sb || !gtk_widget_get_sensitive(GTK_WIDGET(sb)))   /* greyed out: the chosen path does not read it */
                 continue;
             char name[64], num[64];
             snprintf(name, sizeof name, "%s.%s", mod_names[m], param_names[q]);
