@@ -71,6 +71,11 @@ static md_status ld_imagegen(void *m, const char *p)
     return md_unet_load(m, p, MD_IMAGEGEN_MODEL, "latent diffusion decoder", "medley train diffusion");
 }
 
+static md_status ld_videogen(void *m, const char *p)
+{
+    return md_unet_load(m, p, MD_VIDEOGEN_MODEL, "video diffusion model", "medley train diffusion --space video32");
+}
+
 int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
 {
     memset(b, 0, sizeof *b);
@@ -150,6 +155,15 @@ int medley_bundle_load(medley_bundle *b, const char *models, bool tokens)
         }
         b->have_ig = true;
     }
+    snprintf(path, sizeof path, "%s/videogen.safetensors", dir);
+    if (access(path, F_OK) == 0) {   /* optional: video:diffusion moves a picture without it */
+        if (load_one(dir, "videogen.safetensors", "video diffusion model", "medley train diffusion --space video32",
+                     b->model_id, sizeof b->model_id, ld_videogen, &b->vg)) {
+            medley_bundle_free(b);
+            return 1;
+        }
+        b->have_vg = true;
+    }
     return 0;
 }
 
@@ -159,6 +173,8 @@ void medley_bundle_free(medley_bundle *b)
         md_unet_free(&b->ag);
     if (b->have_ig)
         md_unet_free(&b->ig);
+    if (b->have_vg)
+        md_unet_free(&b->vg);
     if (b->have_voc)
         md_vocoder_free(&b->voc);
     if (b->have_mo)

@@ -20,17 +20,18 @@ typedef struct medley_bundle {
     md_tokmodel tm;
     md_unet ag;                      /* the audio decoder, when its file is there */
     md_unet ig;                      /* the latent diffusion decoder, when its file is there */
+    md_unet vg;                      /* the video diffusion model, when its file is there */
     md_vocoder voc;                  /* the neural vocoder, when its file is there */
     md_motion mo;                    /* the motion model, when its file is there */
     md_probe pr;                     /* the candidate readers, when their file is there (attached to sp) */
-    bool have_sp, have_vq, have_tm, have_ag, have_ig, have_voc, have_mo, have_pr;
+    bool have_sp, have_vq, have_tm, have_ag, have_ig, have_vg, have_voc, have_mo, have_pr;
     char model_id[160];
 } medley_bundle;
 
 /* Loads the space, and with tokens the image tokenizer, the token
  * transformer and, when their files exist (have_ag, have_ig, have_voc,
- * have_mo, have_pr say), the audio decoder, the neural vocoder, the latent
- * diffusion decoder, the motion model and the candidate readers (which
+ * have_mo, have_pr, have_vg say), the audio decoder, the neural vocoder, the latent
+ * diffusion decoder, the video diffusion model, the motion model and the candidate readers (which
  * must have been fitted on this space; they are attached to it). Prints what is missing or damaged and how to make it;
  * returns 1 then. */
 int medley_bundle_load(medley_bundle *b, const char *models, bool tokens);

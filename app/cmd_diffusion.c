@@ -7,6 +7,7 @@
 #include "tokens.h"
 #include "caption.h"
 #include "commands.h"
+#include "safetensors.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ typedef struct train_args {
     double ink_weight;               /* pictures: < 0 where not taken */
     const char *space;               /* pictures: "latent" or "pixels"; NULL where not taken */
     const char *init;                /* pictures: a model file to go on from (NULL: fresh weights) */
+    double noise_share;              /* videos: < 0 where not taken */
 } train_args;
 
 static int parse_train_args(const char *cmd, int argc, char **argv, train_args *t)
@@ -74,11 +76,14 @@ static int parse_train_args(const char *cmd, int argc, char **argv, train_args *
         } else if (strcmp(a, "--ink-weight") == 0 && t->ink_weight >= 0.0) {
             if (medley_parse_double(a, val, 0.0, 1000.0, &t->ink_weight)) return 2;
         } else if (strcmp(a, "--space") == 0 && t->space) {
-            if (strcmp(val, "latent") != 0 && strcmp(val, "pixels") != 0 && strcmp(val, "pixels32") != 0) {
-                fprintf(stderr, "%s: --space \"%s\": expected latent, pixels or pixels32\n", cmd, val);
+            if (strcmp(val, "latent") != 0 && strcmp(val, "pixels") != 0 && strcmp(val, "pixels32") != 0 &&
+                strcmp(val, "video32") != 0) {
+                fprintf(stderr, "%s: --space \"%s\": expected latent, pixels, pixels32 or video32\n", cmd, val);
                 return 2;
             }
             t->space = val;
+        } else if (strcmp(a, "--noise-share") == 0 && t->noise_share >= 0.0) {
+            if (medley_parse_double(a, val, 0.0, 0.95, &t->noise_share)) return 2;
         } else if (strcmp(a, "--init") == 0 && t->space) {
             t->init = val;
         } else {
@@ -150,7 +155,7 @@ int medley_cmd_train_audio(int argc, char **argv)
 {
     md_audiogen_train_opts o;
     md_audiogen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, -1.0, NULL, NULL};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, -1.0, NULL, NULL, -1.0};
     if (parse_train_args("medley train audio", argc, argv, &t))
         return 2;
     const char *data = t.data, *out = t.out, *models = t.models;
@@ -261,11 +266,18 @@ int medley_cmd_train_diffusion(int argc, char **argv)
 {
     md_imagegen_train_opts o;
     md_imagegen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, 0.0, "latent", NULL};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, 0.0, "latent", NULL, 0.5};
     if (parse_train_args("medley train diffusion", argc, argv, &t))
         return 2;
-    o.pixels = strncmp(t.space, "pixels", 6) == 0;
-    o.side = strcmp(t.space, "pixels32") == 0 ? 32 : 64;
+    const bool video = strcmp(t.space, "video32") == 0;
+    o.pixels = strncmp(t.space, "pixels", 6) == 0 || video;
+    o.side = strcmp(t.space, "pixels32") == 0 || video ? 32 : 64;
+    o.frames = video ? MD_WORLD_FRAMES : 0;
+    o.noise_share = video ? (float)t.noise_share : 0.f;
+    if (video && o.corpus > 8000) {   /* 196 KB a video */
+        fprintf(stderr, "medley train diffusion: --corpus %d: at most 8000 videos\n", o.corpus);
+        return 2;
+    }
     o.ink_weight = (float)t.ink_weight;
     if (o.ink_weight > 0.f && !o.pixels) {
         fprintf(stderr, "medley train diffusion: --ink-weight needs --space pixels or pixels32 (the latents have no "
@@ -299,8 +311,17 @@ int medley_cmd_train_diffusion(int argc, char **argv)
     md_unet init;
     bool have_init = false;
     if (t.init) {
-        if (md_unet_load(&init, t.init, MD_IMAGEGEN_MODEL, "picture diffusion decoder", "medley train diffusion") !=
-            MD_OK) {
+        /* a video run goes on from a video model or starts from a picture model */
+        bool init_video = false;
+        md_st_file *f;
+        if (video && md_st_open(t.init, &f) == MD_OK) {
+            const char *kind = md_st_meta(f, "medley.model");
+            init_video = kind && strcmp(kind, MD_VIDEOGEN_MODEL) == 0;
+            md_st_close(f);
+        }
+        if (md_unet_load(&init, t.init, init_video ? MD_VIDEOGEN_MODEL : MD_IMAGEGEN_MODEL,
+                         init_video ? "video diffusion decoder" : "picture diffusion decoder",
+                         "medley train diffusion") != MD_OK) {
             fprintf(stderr, "medley train diffusion: --init: %s\n", md_last_error());
             md_vqgan_free(&vq);
             md_space_free(&sp);
@@ -323,10 +344,12 @@ int medley_cmd_train_diffusion(int argc, char **argv)
         md_space_free(&sp);
         return 1;
     }
-    printf("training the picture diffusion decoder (over %s, ch %d, ink weight %g): %lld steps of %d from %d images%s%s; "
-           "%d threads\n",
-           o.pixels ? (o.side == 32 ? "3x32x32 pixels" : "3x64x64 pixels") : "the tokenizer's 32x16x16 latents", o.ch,
-           (double)o.ink_weight, (long long)o.steps, o.batch, o.corpus, t.init ? ", going on from " : "",
+    printf("training the %s diffusion decoder (over %s, ch %d, ink weight %g): %lld steps of %d from %d %s%s%s; "
+           "%d threads\n", video ? "video" : "picture",
+           video ? "16 frames of 3x32x32 pixels" : o.pixels ? (o.side == 32 ? "3x32x32 pixels" : "3x64x64 pixels")
+                                                          : "the tokenizer's 32x16x16 latents", o.ch,
+           (double)o.ink_weight, (long long)o.steps, o.batch, o.corpus, video ? "videos" : "images",
+           t.init ? ", going on from " : "",
            t.init ? t.init : "", md_threads_get());
     fflush(stdout);
     medley_train_ctx c = {md_time_now(), 0, o.steps >= 1000 ? 100 : 10};
@@ -337,20 +360,20 @@ int medley_cmd_train_diffusion(int argc, char **argv)
     md_status st = md_imagegen_train(&u, &sp, &vq, &w, &o);
     double secs = md_time_now() - c.t0;
     if (st == MD_OK) {
-        printf("  picture diffusion: %lld parameters\n", (long long)md_paramset_numel(u.ps));
+        printf("  %s diffusion: %lld parameters\n", video ? "video" : "picture", (long long)md_paramset_numel(u.ps));
         char recipe[512];
-        snprintf(path, sizeof path, "%s/imagegen.safetensors", out);
+        snprintf(path, sizeof path, "%s/%s.safetensors", out, video ? MD_VIDEOGEN_MODEL : MD_IMAGEGEN_MODEL);
         snprintf(recipe, sizeof recipe,
                  "{\"command\":\"medley train diffusion\",\"space\":\"%s\",\"steps\":%lld,\"batch\":%d,\"lr\":%g,"
                  "\"ch\":%d,\"corpus\":%d,\"ink_weight\":%g,\"ema\":%g,\"seed\":%llu,\"seconds\":%.0f,"
                  "\"threads\":%d,\"init\":%s}",
                  t.space, (long long)o.steps, o.batch, (double)o.lr, o.ch, o.corpus, (double)o.ink_weight, (double)o.ema,
                  (unsigned long long)o.seed, secs, md_threads_get(), have_init ? "true" : "false");
-        st = md_unet_save(&u, path, MD_IMAGEGEN_MODEL, recipe, w.data_hash);
+        st = md_unet_save(&u, path, video ? MD_VIDEOGEN_MODEL : MD_IMAGEGEN_MODEL, recipe, w.data_hash);
         if (st == MD_OK)
             printf("saved %s (%.0f s in all)\n", path, secs);
         double acc;
-        if (st == MD_OK && have_judge && medley_image_check(&u, &sp, &vq, &judge, 2, 25, 3.f, &acc) == 0)
+        if (st == MD_OK && have_judge && !video && medley_image_check(&u, &sp, &vq, &judge, 2, 25, 3.f, &acc) == 0)
             printf("  image judge sees the asked digit in %.0f%% of 20 pictures from digit prompts\n", 100 * acc);
         md_unet_free(&u);
     }

@@ -7,6 +7,7 @@
 #include "audio_gen.h"
 #include "audio_io.h"
 #include "image_diffusion_gen.h"
+#include "video_diffusion_gen.h"
 #include "tokens_gen.h"
 #include "video_io.h"
 
@@ -428,12 +429,13 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         }
         const bool diff_image = m == MD_MOD_IMAGE && route == MEDLEY_ROUTE_DIFFUSION,
                    diff_video = m == MD_MOD_VIDEO && route == MEDLEY_ROUTE_DIFFUSION;
-        if ((diff_image || diff_video) && !b->have_ig) {
+        const bool temporal = diff_video && b->have_vg;   /* the video model; else a picture moved */
+        if ((diff_image || (diff_video && !temporal)) && !b->have_ig) {
             md_log(MD_LOG_ERROR, "%s:diffusion needs the picture diffusion decoder (imagegen.safetensors in the "
                                  "models folder; train it with 'medley train diffusion')", medley_modality_names[m]);
             return MD_ERR_INVALID;
         }
-        if (diff_video && !b->have_mo) {
+        if (diff_video && !temporal && !b->have_mo) {
             md_log(MD_LOG_ERROR, "video:diffusion needs the motion model (motion.safetensors in the models folder; "
                                  "train it with 'medley train motion')");
             return MD_ERR_INVALID;
@@ -446,6 +448,7 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         if (!g->gen[m] &&
             !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, g->ws)
                           : diff_image ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, g->ws)
+                          : temporal   ? md_gen_video_diffusion_temporal_new(&b->vg, &b->sp, b->model_id, g->ws)
                           : diff_video ? md_gen_video_diffusion_new(&b->ig, &b->vq, &b->sp, &b->mo, b->model_id, g->ws)
                                        : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->have_mo ? &b->mo : NULL,
                                                            b->model_id, g->ws)))

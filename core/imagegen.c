@@ -25,9 +25,22 @@ md_unet_config md_imagegen_config_pixels(int ch, int side)
     return c;
 }
 
+md_unet_config md_videogen_config(int ch, float noise_share)
+{
+    md_unet_config c = md_imagegen_config_pixels(ch, S / 2);
+    c.frames = MD_WORLD_FRAMES;
+    c.noise_share = noise_share;
+    return c;
+}
+
+bool md_videogen_is_video(const md_unet_config *c)
+{
+    return c->frames == MD_WORLD_FRAMES && c->cin == 3 && c->h == S / 2 && c->w == S / 2;
+}
+
 bool md_imagegen_is_pixels(const md_unet_config *c)
 {
-    return c->cin == 3 && c->h == c->w && (c->h == S || c->h == S / 2);
+    return md_unet_frames(c) == 1 && c->cin == 3 && c->h == c->w && (c->h == S || c->h == S / 2);
 }
 
 /* [3, 64, 64] -> [3, 32, 32]: the mean of each 2 × 2 */
@@ -447,6 +460,77 @@ static md_status corpus_build(md_unet_corpus *c, const md_space *sp, const md_vq
     return st;
 }
 
+/* Videos of the world's train split at 32 × 32 a frame, [n, F, 3, 32,
+ * 32]: each with its caption's embedding, its own (the space's video
+ * encoder) and its digit. */
+static md_status video_corpus_build(md_unet_corpus *c, const md_space *sp, const md_world *w,
+                                    const md_imagegen_train_opts *o)
+{
+    memset(c, 0, sizeof *c);
+    const int n = c->n = o->corpus, F = MD_WORLD_FRAMES, th = md_threads_get();
+    const int64_t D = MD_SPACE_DIM, vsz = md_space_input_size(MD_MOD_VIDEO), qsz = (int64_t)3 * S * S,
+                  fsz = (int64_t)3 * (S / 2) * (S / 2), size = F * fsz, rsz = (int64_t)S * S * 3 * F;
+    c->x = malloc(sizeof(float) * (size_t)n * (size_t)size);
+    c->own = malloc(sizeof(float) * (size_t)(n * D));
+    c->caption = malloc(sizeof(float) * (size_t)(n * D));
+    c->digit = malloc(sizeof(int) * (size_t)n);
+    float *vx = malloc(sizeof(float) * (size_t)(vsz * CHUNK));
+    float *qx = malloc(sizeof(float) * (size_t)(qsz * th));
+    uint8_t *fr = malloc((size_t)rsz * (size_t)th);
+    float *au = malloc(sizeof(float) * MD_WORLD_AUDIO_SAMPLES * (size_t)th);
+    char(*caps)[MD_CAPTION_MAX] = malloc(sizeof *caps * CHUNK);
+    const char *cp[CHUNK];
+    md_graph *g = md_graph_new((size_t)1 << 26);
+    md_status st = c->x && c->own && c->caption && c->digit && vx && qx && fr && au && caps && g ? MD_OK : MD_ERR_ALLOC;
+    for (int i0 = 0; i0 < n && st == MD_OK; i0 += CHUNK) {
+        if (o->cancel && *o->cancel) {
+            st = MD_ABORTED;
+            break;
+        }
+        const int nb = n - i0 < CHUNK ? n - i0 : CHUNK;
+        volatile int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(th)
+        for (int b = 0; b < nb; b++) {
+            const int me = omp_get_thread_num();
+            md_world_sample s;
+            uint8_t *f8 = fr + (size_t)rsz * (size_t)me;
+            float *q = qx + qsz * me;
+            if (md_world_draw(w, o->seed, MD_SPLIT_TRAIN, MD_WORLD_VIDEO, i0 + b, &s) != MD_OK ||
+                md_caption_make(&s, (int)(md_hash64(o->seed * 37 + (uint64_t)(i0 + b)) % 1000), caps[b],
+                                MD_CAPTION_MAX, NULL) != MD_OK) {
+                bad = 1;
+                continue;
+            }
+            c->digit[i0 + b] = s.attr[MD_ATTR_DIGIT];
+            md_world_render_video(w, &s, f8, au + MD_WORLD_AUDIO_SAMPLES * (size_t)me);
+            float *dst = c->x + (size_t)(i0 + b) * (size_t)size;
+            for (int f = 0; f < F; f++) {
+                md_vqgan_prep_rgb(f8 + (size_t)S * S * 3 * (size_t)f, q);
+                halve(q, dst + fsz * f);
+            }
+            md_judge_prep_frames(f8, vx + vsz * b);
+            cp[b] = caps[b];
+        }
+        if (bad) {
+            md_log(MD_LOG_ERROR, "video diffusion: drawing a video of the corpus failed");
+            st = MD_ERR;
+            break;
+        }
+        st = md_space_embed(sp, g, MD_MOD_VIDEO, vx, nb, c->own + (size_t)i0 * D);
+        if (st == MD_OK)
+            st = md_space_embed(sp, g, MD_MOD_TEXT, cp, nb, c->caption + (size_t)i0 * D);
+        if (o->progress && st == MD_OK)
+            o->progress("encoding videos", i0 + nb, n, 0.f, o->user);
+    }
+    if (st == MD_OK)
+        st = md_unet_corpus_bank(c, sp, g, o->seed);
+    md_graph_free(g);
+    free(caps); free(au); free(fr); free(qx); free(vx);
+    if (st != MD_OK)
+        md_unet_corpus_free(c);
+    return st;
+}
+
 md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, const md_world *w,
                             const md_imagegen_train_opts *o)
 {
@@ -461,20 +545,30 @@ md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, 
                              "space only", (double)o->ink_weight);
         return MD_ERR_INVALID;
     }
-    md_unet_config cfg = o->pixels ? md_imagegen_config_pixels(o->ch, o->side) : md_imagegen_config(o->ch);
+    const bool video = o->frames > 1;
+    if (video && (o->frames != MD_WORLD_FRAMES || !o->pixels || o->side != S / 2 || o->ink_weight > 0.f)) {
+        md_log(MD_LOG_ERROR, "video diffusion training: videos are %d frames of 32 x 32 pixels, without ink weights",
+               MD_WORLD_FRAMES);
+        return MD_ERR_INVALID;
+    }
+    md_unet_config cfg = video      ? md_videogen_config(o->ch, o->noise_share)
+                         : o->pixels ? md_imagegen_config_pixels(o->ch, o->side)
+                                     : md_imagegen_config(o->ch);
     const md_unet_config *ic = o->init ? &o->init->cfg : NULL;
     if (ic && (ic->cin != cfg.cin || ic->h != cfg.h || ic->w != cfg.w || ic->ch != cfg.ch ||
-               ic->cond_tokens != cfg.cond_tokens)) {
+               ic->cond_tokens != cfg.cond_tokens ||
+               (md_unet_frames(ic) > 1 && (ic->frames != cfg.frames || ic->noise_share != cfg.noise_share)) ||
+               (md_unet_frames(ic) > 1 && !video))) {
         md_log(MD_LOG_ERROR, "image diffusion training: the model to go on from is %d x %d x %d, ch %d; this run asks "
                              "for %d x %d x %d, ch %d (give the same --space and --ch)",
                ic->cin, ic->h, ic->w, ic->ch, cfg.cin, cfg.h, cfg.w, cfg.ch);
         return MD_ERR_INVALID;
     }
     md_unet_corpus c;
-    md_status st = corpus_build(&c, sp, vq, w, o);
+    md_status st = video ? video_corpus_build(&c, sp, w, o) : corpus_build(&c, sp, vq, w, o);
     if (st != MD_OK)
         return st;
-    const int64_t size = (int64_t)cfg.cin * cfg.h * cfg.w;
+    const int64_t size = (int64_t)md_unet_frames(&cfg) * cfg.cin * cfg.h * cfg.w;
     if (ic) {   /* the weights were trained on data normalised this way */
         cfg.shift = ic->shift;
         cfg.scale = ic->scale;
@@ -484,7 +578,9 @@ md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, 
         md_unet_corpus_normalise(&c, size, &cfg);
     }
     if ((st = md_unet_init(u, &cfg, o->seed)) == MD_OK && ic) {
-        if (md_paramset_numel(u->ps) == md_paramset_numel(o->init->ps))
+        if (video && md_unet_frames(ic) == 1)   /* a picture model: its layers; the temporal ones start at zero */
+            md_unet_copy_shared(u, o->init);
+        else if (md_paramset_numel(u->ps) == md_paramset_numel(o->init->ps))
             memcpy(md_paramset_values(u->ps), md_paramset_values(o->init->ps),
                    sizeof(float) * (size_t)md_paramset_numel(u->ps));
         else {
@@ -501,4 +597,34 @@ md_status md_imagegen_train(md_unet *u, const md_space *sp, const md_vqgan *vq, 
     }
     md_unet_corpus_free(&c);
     return st;
+}
+
+/* A video model read as a picture model of its frames: for the helpers
+ * that only look at the data shape. */
+static md_unet frame_view(const md_unet *u)
+{
+    md_unet v = *u;
+    v.cfg.frames = 1;
+    return v;
+}
+
+md_status md_videogen_frames(const md_unet *u, const float *x, int64_t n, float *pix)
+{
+    if (!md_videogen_is_video(&u->cfg)) {
+        md_log(MD_LOG_ERROR, "video diffusion: the model is not one of %d frames of 3 x 32 x 32", MD_WORLD_FRAMES);
+        return MD_ERR_INVALID;
+    }
+    md_unet v = frame_view(u);
+    return md_imagegen_pixels(&v, NULL, NULL, x, n * MD_WORLD_FRAMES, pix);
+}
+
+md_status md_videogen_space_grad(const md_unet *u, const md_space *sp, md_graph *g, const float *x, int n,
+                                 const float *cond, float *grad)
+{
+    if (!md_videogen_is_video(&u->cfg)) {
+        md_log(MD_LOG_ERROR, "video diffusion: the model is not one of %d frames of 3 x 32 x 32", MD_WORLD_FRAMES);
+        return MD_ERR_INVALID;
+    }
+    md_unet v = frame_view(u);
+    return md_imagegen_space_grad(&v, sp, g, x, n * MD_WORLD_FRAMES, cond, grad, NULL);
 }

@@ -38,6 +38,24 @@ md_unet_config md_imagegen_config_pixels(int ch, int side);
 bool md_imagegen_is_pixels(const md_unet_config *c);
 bool md_imagegen_is_latent(const md_unet_config *c);
 
+/* Videos by diffusion (MD_VIDEOGEN_MODEL): the pixel model at 32 × 32 over
+ * the world's 16 frames, with temporal attention across them (unet.h);
+ * trained from a picture model's weights (md_imagegen_train with frames
+ * 16), conditioned as pictures are, with each video's own embedding from
+ * the space's video encoder. Frames are enlarged to 64 × 64 as pictures
+ * are. */
+#define MD_VIDEOGEN_MODEL "videogen"
+md_unet_config md_videogen_config(int ch, float noise_share);
+bool md_videogen_is_video(const md_unet_config *c);
+/* n samples of a video model x [n, 16 · 3 · 32 · 32] -> frames [n · 16, 3,
+ * 64, 64] in [-1, 1] (enlarged and clamped as pictures are). */
+md_status md_videogen_frames(const md_unet *u, const float *x, int64_t n, float *pix);
+/* Space guidance for videos: each frame of each of n samples moved as
+ * md_imagegen_space_grad moves a picture toward cond (the frames all show
+ * the asked digit), grad [n, size]. */
+md_status md_videogen_space_grad(const md_unet *u, const md_space *sp, md_graph *g, const float *x, int n,
+                                 const float *cond, float *grad);
+
 /* n prepared images ([n, 3, 64, 64], md_vqgan_prep_rgb) -> latents [n,
  * MD_IMAGEGEN_SIZE]. g is scratch. */
 md_status md_imagegen_latents(const md_vqgan *vq, md_graph *g, const float *x, int64_t n, float *z);
@@ -76,9 +94,13 @@ typedef struct md_imagegen_train_opts {
     int side;                        /* pixels: 64 or 32 (64) */
     float ink_weight;                /* pixels: the loss on a handwritten digit's ink counts
                                         1 + ink_weight times the background's (0: even) */
+    int frames;                      /* 0: pictures; MD_WORLD_FRAMES: videos (pixels at 32, from corpus
+                                      * videos; batch counts videos) */
+    float noise_share;               /* videos: the noise's variance the frames share (unet.h) */
     uint64_t seed;
     const md_unet *init;             /* NULL: fresh weights; else go on from this model (the same data
-                                      * space and ch), keeping its data normalisation */
+                                      * space and ch), keeping its data normalisation; a video run may go
+                                      * on from a picture model (its layers; temporal ones fresh) */
     void (*progress)(const char *stage, int64_t step, int64_t steps, float loss, void *user);
     void *user;
     const volatile int *cancel;

@@ -104,6 +104,10 @@ static md_status check_config(const md_unet_config *c)
         bad = "cond_tokens (1..16)";
     else if (!isfinite(c->shift) || !(c->scale > 0.f) || !isfinite(c->scale))
         bad = "shift and scale (finite, scale > 0)";
+    else if (c->frames < 0 || c->frames > 32)
+        bad = "frames (0..32)";
+    else if (!(c->noise_share >= 0.f && c->noise_share <= 0.95f))
+        bad = "noise_share (0..0.95)";
     if (bad) {
         md_log(MD_LOG_ERROR, "diffusion model: bad configuration: %s", bad);
         return MD_ERR_INVALID;
@@ -146,9 +150,32 @@ md_status md_unet_init(md_unet *u, const md_unet_config *cfg, uint64_t seed)
     res_decl(ps, "up0.res", 2 * c0, c0, e, &u->r5);
     norm_decl(ps, "out.norm", c0, &u->out_gn_w, &u->out_gn_b);
     conv_decl(ps, "out", cfg->cin, c0, 3, &u->out_w, &u->out_b);
+    const int64_t tw[MD_UNET_TEMPORAL] = {c1, c2, c1};
+    const int F = md_unet_frames(cfg);
+    for (int k = 0; k < MD_UNET_TEMPORAL && F > 1; k++) {
+        char n[32];
+        md_unet_temporal *ta = &u->ta[k];
+        snprintf(n, sizeof n, "temporal%d.norm", k);
+        norm_decl(ps, n, tw[k], &ta->ln_w, &ta->ln_b);
+        snprintf(n, sizeof n, "temporal%d", k);
+        ta->pos = p_add(ps, n, "frame", 2, (int64_t[]){F, tw[k]});
+        snprintf(n, sizeof n, "temporal%d.qkv", k);
+        lin_decl(ps, n, 3 * tw[k], tw[k], &ta->qkv_w, &ta->qkv_b);
+        snprintf(n, sizeof n, "temporal%d.proj", k);
+        lin_decl(ps, n, tw[k], tw[k], &ta->proj_w, &ta->proj_b);
+    }
     if ((st = md_paramset_alloc(ps)) != MD_OK) {
         md_unet_free(u);
         return st;
+    }
+    for (int k = 0; k < MD_UNET_TEMPORAL && F > 1; k++) {
+        md_unet_temporal *ta = &u->ta[k];
+        md_init_const(ta->ln_w, 1.f);
+        md_init_const(ta->ln_b, 0.f);
+        md_init_uniform(ta->pos, seed + 70 + (uint64_t)k, -0.1f, 0.1f);
+        uni_init(ta->qkv_w, ta->qkv_b, seed + 80 + (uint64_t)k, tw[k], 1.f);
+        md_init_const(ta->proj_w, 0.f);   /* a picture model at the start */
+        md_init_const(ta->proj_b, 0.f);
     }
     uni_init(u->t1_w, u->t1_b, seed + 1, c0, 1.f);
     uni_init(u->t2_w, u->t2_b, seed + 2, e, 1.f);
@@ -188,15 +215,41 @@ void md_unet_free(md_unet *u)
     memset(u, 0, sizeof *u);
 }
 
+int md_unet_frames(const md_unet_config *c)
+{
+    return c->frames > 1 ? c->frames : 1;
+}
+
 int64_t md_unet_size(const md_unet *u)
 {
-    return (int64_t)u->cfg.cin * u->cfg.h * u->cfg.w;
+    return (int64_t)md_unet_frames(&u->cfg) * u->cfg.cin * u->cfg.h * u->cfg.w;
+}
+
+int64_t md_unet_copy_shared(md_unet *dst, const md_unet *src)
+{
+    int64_t copied = 0;
+    for (int i = 0; i < md_paramset_count(dst->ps); i++) {
+        md_tensor *d = md_paramset_get(dst->ps, i);
+        const md_tensor *s = md_paramset_find(src->ps, d->name);
+        if (!s || s->ndim != d->ndim || md_numel(s) != md_numel(d))
+            continue;
+        bool same = true;
+        for (int k = 0; k < d->ndim; k++)
+            same = same && s->shape[k] == d->shape[k];
+        if (!same)
+            continue;
+        memcpy(d->data, s->data, sizeof(float) * (size_t)md_numel(d));
+        copied += md_numel(d);
+    }
+    return copied;
 }
 
 static void config_json(const md_unet_config *c, char *buf, size_t n)
 {
-    snprintf(buf, n, "{\"cin\":%d,\"h\":%d,\"w\":%d,\"ch\":%d,\"cond_tokens\":%d,\"shift\":%.9g,\"scale\":%.9g}",
-             c->cin, c->h, c->w, c->ch, c->cond_tokens, (double)c->shift, (double)c->scale);
+    snprintf(buf, n, "{\"cin\":%d,\"h\":%d,\"w\":%d,\"ch\":%d,\"cond_tokens\":%d,\"shift\":%.9g,\"scale\":%.9g,"
+             "\"frames\":%d,\"noise_share\":%.9g}",
+             c->cin, c->h, c->w, c->ch, c->cond_tokens, (double)c->shift, (double)c->scale, md_unet_frames(c),
+             (double)c->noise_share);
 }
 
 md_status md_unet_save(const md_unet *u, const char *path, const char *model, const char *recipe_json,
@@ -252,6 +305,10 @@ md_status md_unet_load(md_unet *u, const char *path, const char *model, const ch
                 !cfg_float(o, "shift", &c.shift) || !cfg_float(o, "scale", &c.scale)) {
                 md_log(MD_LOG_ERROR, "%s: the %s's unet.config lacks a field or has a bad one", path, noun);
                 st = MD_ERR_FORMAT;
+            } else if ((md_json_get(o, "frames") && !cfg_int(o, "frames", &c.frames)) ||   /* absent: pictures */
+                       (md_json_get(o, "noise_share") && !cfg_float(o, "noise_share", &c.noise_share))) {
+                md_log(MD_LOG_ERROR, "%s: the %s's unet.config has a bad frames or noise_share", path, noun);
+                st = MD_ERR_FORMAT;
             }
         }
         md_json_free(doc);
@@ -295,8 +352,24 @@ static md_tensor *from_seq(md_graph *g, md_tensor *s, const md_tensor *like)
     return md_reshape(g, md_transpose(g, s, 1, 2), 4, like->shape);
 }
 
+/* Self-attention across the F frames of each video at every position:
+ * h [N·F, C, H, W] -> the same shape, h plus the attention's output. */
+static md_tensor *temporal_forward(md_graph *g, const md_unet_temporal *ta, md_tensor *h, int F)
+{
+    const int64_t nf = h->shape[0], C = h->shape[1], P = h->shape[2] * h->shape[3], N = nf / F;
+    md_tensor *s = md_permute(g, md_reshape(g, h, 4, (int64_t[]){N, F, C, P}), (int[]){0, 3, 1, 2});
+    s = md_reshape(g, s, 3, (int64_t[]){N * P, F, C});
+    md_tensor *a = md_add(g, md_layernorm(g, s, ta->ln_w, ta->ln_b, 1e-5f), ta->pos);
+    a = md_attention_qkv(g, md_linear(g, a, ta->qkv_w, ta->qkv_b), C >= HEAD_DIM ? (int)(C / HEAD_DIM) : 1, false);
+    a = md_linear(g, a, ta->proj_w, ta->proj_b);
+    a = md_permute(g, md_reshape(g, a, 4, (int64_t[]){N, P, F, C}), (int[]){0, 2, 3, 1});
+    return md_add(g, h, md_reshape(g, a, 4, h->shape));
+}
+
 md_tensor *md_unet_forward(md_graph *g, const md_unet *u, md_tensor *x, const float *t, md_tensor *cond)
 {
+    const int F = md_unet_frames(&u->cfg);
+    MD_ASSERT(x->shape[0] % F == 0);
     const md_unet_config *c = &u->cfg;
     const int64_t n = x->shape[0], c0 = c->ch, c2 = 4 * c0, T = c->cond_tokens;
     MD_ASSERT(x->ndim == 4 && x->shape[1] == c->cin && x->shape[2] == c->h && x->shape[3] == c->w);
@@ -318,6 +391,8 @@ md_tensor *md_unet_forward(md_graph *g, const md_unet *u, md_tensor *x, const fl
     md_tensor *s0 = res_forward(g, &u->r0, h, se);
     h = md_conv2d(g, s0, u->down_w[0], u->down_b[0], 2, 1, 1);
     md_tensor *s1 = res_forward(g, &u->r1, h, se);
+    if (F > 1)
+        s1 = temporal_forward(g, &u->ta[0], s1, F);
     h = md_conv2d(g, s1, u->down_w[1], u->down_b[1], 2, 1, 1);
     h = res_forward(g, &u->r2, h, se);
     /* self-attention over the lowest level's positions */
@@ -338,10 +413,14 @@ md_tensor *md_unet_forward(md_graph *g, const md_unet *u, md_tensor *x, const fl
         sq = md_add(g, sq, md_linear(g, a, u->xa_proj_w, u->xa_proj_b));
         h = md_contiguous(g, from_seq(g, sq, h));
     }
+    if (F > 1)
+        h = temporal_forward(g, &u->ta[1], h, F);
     h = res_forward(g, &u->r3, h, se);
     h = md_conv2d(g, md_upsample_nearest2d(g, h, 2), u->up_w[1], u->up_b[1], 1, 1, 1);
     md_tensor *cat1[2] = {h, s1};
     h = res_forward(g, &u->r4, md_concat(g, cat1, 2, 1), se);
+    if (F > 1)
+        h = temporal_forward(g, &u->ta[2], h, F);
     h = md_conv2d(g, md_upsample_nearest2d(g, h, 2), u->up_w[0], u->up_b[0], 1, 1, 1);
     md_tensor *cat0[2] = {h, s0};
     h = res_forward(g, &u->r5, md_concat(g, cat0, 2, 1), se);
@@ -358,13 +437,26 @@ double md_unet_alpha_bar(double t)
     return a < 1e-6 ? 1e-6 : a > 0.99999 ? 0.99999 : a;
 }
 
-void md_unet_noise(const float *x0, int64_t n, int64_t size, const float *t, uint64_t seed, float *xt, float *v)
+/* The noise at flat position idx of items of size values: independent, or
+ * mixed across a video's frames (see md_unet_noise). */
+static float eps_at(const md_unet_config *c, uint64_t seed, int64_t size, int64_t idx)
+{
+    const float own = md_rand_normal_at(seed, (uint64_t)idx);
+    if (!c || md_unet_frames(c) == 1 || !(c->noise_share > 0.f))
+        return own;
+    const int64_t fsz = size / md_unet_frames(c), i = idx / size, k = (idx % size) % fsz;
+    const float shared = md_rand_normal_at(seed ^ 0x7f4a7c159e3779b9ull, (uint64_t)(i * fsz + k));
+    return sqrtf(c->noise_share) * shared + sqrtf(1.f - c->noise_share) * own;
+}
+
+void md_unet_noise(const md_unet_config *c, const float *x0, int64_t n, int64_t size, const float *t, uint64_t seed,
+                   float *xt, float *v)
 {
     for (int64_t i = 0; i < n; i++) {
         double a = md_unet_alpha_bar(t[i]);
         float sa = (float)sqrt(a), sb = (float)sqrt(1.0 - a);
         for (int64_t k = 0; k < size; k++) {
-            float eps = md_rand_normal_at(seed, (uint64_t)(i * size + k));
+            float eps = eps_at(c, seed, size, i * size + k);
             float x = x0[i * size + k];
             xt[i * size + k] = sa * x + sb * eps;
             v[i * size + k] = sa * eps - sb * x;
@@ -409,18 +501,19 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
         return MD_ERR_ALLOC;
     float *x = malloc(sizeof(float) * (size_t)(size * n));
     float *xin = malloc(sizeof(float) * (size_t)(size * rows));
-    float *conds = calloc((size_t)(D * rows), sizeof(float));
-    float *tt = malloc(sizeof(float) * (size_t)rows);
+    const int F = md_unet_frames(&u->cfg);   /* a video's frames share its time and condition */
+    float *conds = calloc((size_t)(D * rows * F), sizeof(float));
+    float *tt = malloc(sizeof(float) * (size_t)(rows * F));
     float *x0 = malloc(sizeof(float) * (size_t)(size * n));
     float *vout = malloc(sizeof(float) * (size_t)(size * rows));
     if (!x || !xin || !conds || !tt || !x0 || !vout) {
         free(x); free(xin); free(conds); free(tt); free(x0); free(vout); free(sg);
         return MD_ERR_ALLOC;
     }
-    for (int r = 0; r < n; r++)   /* rows n..2n-1 (guided) stay zeros: no condition */
+    for (int r = 0; r < n * F; r++)   /* rows n..2n-1 (guided) stay zeros: no condition */
         memcpy(conds + D * r, cond, sizeof(float) * (size_t)D);
     for (int64_t k = 0; k < size * n; k++)
-        x[k] = md_rand_normal_at(seed, (uint64_t)k);
+        x[k] = eps_at(&u->cfg, seed, size, k);
     bool grad = md_graph_grad_enabled(g);
     md_graph_set_grad(g, false);
     md_status st = MD_OK;
@@ -432,8 +525,9 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
         }
         const double t = 1.0 - (double)s / o->steps, tn = 1.0 - (double)(s + 1) / o->steps;
         const double a = md_unet_alpha_bar(t), an = tn <= 0.0 ? 1.0 : md_unet_alpha_bar(tn);
-        for (int r = 0; r < rows; r++) {
+        for (int r = 0; r < rows * F; r++)
             tt[r] = (float)t;
+        for (int r = 0; r < rows; r++) {
             memcpy(xin + size * r, x + size * (r % n), sizeof(float) * (size_t)size);
         }
         /* MD_UNET_SAMPLE_ROWS rows at a time: the graph holds one chunk's
@@ -442,9 +536,9 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
             const int64_t nr = rows - r0 < MD_UNET_SAMPLE_ROWS ? rows - r0 : MD_UNET_SAMPLE_ROWS;
             md_graph_reset(g);
             md_tensor *xt = md_tensor_wrap(g, MD_F32, xin + size * r0, 4,
-                                           (int64_t[]){nr, u->cfg.cin, u->cfg.h, u->cfg.w});
-            md_tensor *ct = md_tensor_wrap(g, MD_F32, conds + D * r0, 2, (int64_t[]){nr, D});
-            md_tensor *vt = md_unet_forward(g, u, xt, tt + r0, ct);
+                                           (int64_t[]){nr * F, u->cfg.cin, u->cfg.h, u->cfg.w});
+            md_tensor *ct = md_tensor_wrap(g, MD_F32, conds + D * r0 * F, 2, (int64_t[]){nr * F, D});
+            md_tensor *vt = md_unet_forward(g, u, xt, tt + r0 * F, ct);
             if (!vt) {
                 st = MD_ERR_ALLOC;
                 break;
@@ -491,7 +585,7 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
             x0[k] = p0;
             float nx = san * p0 + sdir * eps;
             if (sig > 0.0)
-                nx += (float)sig * md_rand_normal_at(seed ^ 0x5bd1e995u, (uint64_t)((s + 1) * size * n + k));
+                nx += (float)sig * eps_at(&u->cfg, seed ^ 0x5bd1e995u, size, (int64_t)(s + 1) * size * n + k);
             x[k] = nx;
         }
         if (step) {
@@ -574,8 +668,9 @@ md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train
     float *x0 = malloc(sizeof(float) * (size_t)(B * size));
     float *xt = malloc(sizeof(float) * (size_t)(B * size));
     float *v = malloc(sizeof(float) * (size_t)(B * size));
-    float *cond = malloc(sizeof(float) * (size_t)(B * D));
-    float *t = malloc(sizeof(float) * (size_t)B);
+    const int F = md_unet_frames(&u->cfg);   /* a video's frames share its time and condition */
+    float *cond = malloc(sizeof(float) * (size_t)(B * F * D));
+    float *t = malloc(sizeof(float) * (size_t)B), *tf = malloc(sizeof(float) * (size_t)(B * F));
     const int64_t hw = (int64_t)u->cfg.h * u->cfg.w;
     /* weighted: the error is taken between pred·√w and v·√w */
     float *sw = c->weight ? malloc(sizeof(float) * (size_t)(B * size)) : NULL;
@@ -583,7 +678,11 @@ md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train
     md_adamw opt;
     md_ema ema;
     bool have_opt = false, have_ema = false;
-    md_status st = x0 && xt && v && cond && t && g && (sw || !c->weight) ? MD_OK : MD_ERR_ALLOC;
+    md_status st = x0 && xt && v && cond && t && tf && g && (sw || !c->weight) ? MD_OK : MD_ERR_ALLOC;
+    if (st == MD_OK && c->weight && F > 1) {
+        md_log(MD_LOG_ERROR, "diffusion training: loss weights are for pictures, not videos");
+        st = MD_ERR_INVALID;
+    }
     if (st == MD_OK && (st = md_adamw_init(&opt, u->ps, 0.9f, 0.99f, 1e-8f, 0.f)) == MD_OK)
         have_opt = true;
     if (st == MD_OK && (st = md_ema_init(&ema, u->ps, o->ema)) == MD_OK)
@@ -618,22 +717,26 @@ md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train
                                  md_rng_below(&r, (uint32_t)c->bank_per_digit)) * (size_t)D;
             else
                 src = c->own + D * k;
-            if (src)
-                memcpy(cond + D * b, src, sizeof(float) * (size_t)D);
-            else
-                memset(cond + D * b, 0, sizeof(float) * (size_t)D);
+            for (int f = 0; f < F; f++) {
+                float *row = cond + D * (b * F + f);
+                if (src)
+                    memcpy(row, src, sizeof(float) * (size_t)D);
+                else
+                    memset(row, 0, sizeof(float) * (size_t)D);
+                tf[b * F + f] = t[b];
+            }
         }
-        md_unet_noise(x0, B, size, t, md_hash64(o->seed * 0x9e37u + (uint64_t)step), xt, v);
+        md_unet_noise(&u->cfg, x0, B, size, t, md_hash64(o->seed * 0x9e37u + (uint64_t)step), xt, v);
         if (sw)
             for (int64_t k = 0; k < B * size; k++)
                 v[k] *= sw[k];
         md_graph_reset(g);
         md_paramset_zero_grad(u->ps);
-        const int64_t shp[4] = {B, u->cfg.cin, u->cfg.h, u->cfg.w};
+        const int64_t shp[4] = {B * F, u->cfg.cin, u->cfg.h, u->cfg.w};
         md_tensor *xtt = md_tensor_wrap(g, MD_F32, xt, 4, shp);
-        md_tensor *ct = md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){B, D});
+        md_tensor *ct = md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){B * F, D});
         md_tensor *vt = md_tensor_wrap(g, MD_F32, v, 4, shp);
-        md_tensor *pred = md_unet_forward(g, u, xtt, t, ct);
+        md_tensor *pred = md_unet_forward(g, u, xtt, tf, ct);
         if (sw)
             pred = md_mul(g, pred, md_tensor_wrap(g, MD_F32, sw, 4, shp));
         md_tensor *loss = md_mse(g, pred, vt);
@@ -655,6 +758,7 @@ md_status md_unet_train(md_unet *u, const md_unet_corpus *c, const md_unet_train
         md_adamw_free(&opt);
     md_graph_free(g);
     free(sw);
+    free(tf);
     free(t);
     free(cond);
     free(v);

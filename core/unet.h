@@ -13,7 +13,18 @@
  *   up     nearest ×2, conv c1 -> c0; concat skip 0; res 2c0 -> c0
  *   out    GroupNorm SiLU conv c0 -> cin
  *
- * with c0 = ch, c1 = 2ch, c2 = 4ch. Every residual block adds a per-channel
+ * with c0 = ch, c1 = 2ch, c2 = 4ch.
+ *
+ * Videos (frames F > 1): an item is F frames [F, cin, h, w], which the
+ * spatial layers above see as F pictures; temporal self-attention across
+ * the F frames, at every position, follows the first level-1 block, the
+ * lowest level's cross-attention and the up-path's level-1 block (layer
+ * norm, a learnt frame embedding, attention, an output projection that
+ * starts at zero, added back). At the start a video model is therefore a
+ * picture model drawing F pictures; a picture model's weights load into it
+ * by name (md_unet_copy_shared).
+ *
+ * Every residual block adds a per-channel
  * projection of the embedding e = MLP(sinusoid(1000 t)) + W·cond after its
  * first convolution. The condition (a unit vector of the space, or zeros:
  * "no condition", learnt through condition dropout) also becomes
@@ -48,7 +59,15 @@ typedef struct md_unet_config {
     int ch;                          /* base width (multiple of 8) */
     int cond_tokens;                 /* condition tokens for cross-attention (>= 1) */
     float shift, scale;              /* data normalisation: (x - shift) * scale */
+    int frames;                      /* 0 or 1: pictures; 2..32: videos of this many frames */
+    float noise_share;               /* videos: the share of the noise's variance their frames have in
+                                      * common (0 .. 0.95; 0: independent), in training and sampling */
 } md_unet_config;
+
+typedef struct md_unet_temporal {   /* self-attention across a video's frames */
+    md_tensor *ln_w, *ln_b, *pos, *qkv_w, *qkv_b, *proj_w, *proj_b;
+} md_unet_temporal;
+#define MD_UNET_TEMPORAL 3
 
 typedef struct md_unet_res {         /* residual block with the embedding added */
     md_tensor *gn1_w, *gn1_b, *conv1_w, *conv1_b, *emb_w, *emb_b, *gn2_w, *gn2_b, *conv2_w, *conv2_b;
@@ -66,12 +85,18 @@ typedef struct md_unet {
     md_tensor *sa_gn_w, *sa_gn_b, *sa_qkv_w, *sa_qkv_b, *sa_proj_w, *sa_proj_b;
     md_tensor *xa_ln_w, *xa_ln_b, *xa_q_w, *xa_kv_w, *xa_proj_w, *xa_proj_b;
     md_tensor *out_gn_w, *out_gn_b, *out_w, *out_b;
+    md_unet_temporal ta[MD_UNET_TEMPORAL];              /* videos only */
 } md_unet;
 
 /* Checks cfg (MD_ERR_INVALID naming the field) and builds the model. */
 md_status md_unet_init(md_unet *u, const md_unet_config *cfg, uint64_t seed);
 void md_unet_free(md_unet *u);
-int64_t md_unet_size(const md_unet *u);   /* cin * h * w */
+int64_t md_unet_size(const md_unet *u);   /* an item: frames * cin * h * w */
+int md_unet_frames(const md_unet_config *c);   /* 1 for pictures */
+/* Copies every parameter of src whose name and shape dst also has (a
+ * picture model into a video model of the same widths); returns how many
+ * values were copied. */
+int64_t md_unet_copy_shared(md_unet *dst, const md_unet *src);
 
 /* model: the kind written as medley.model ("audiogen"); noun and retrain
  * name it in errors. */
@@ -79,17 +104,22 @@ md_status md_unet_save(const md_unet *u, const char *path, const char *model, co
                        const char *data_hash);
 md_status md_unet_load(md_unet *u, const char *path, const char *model, const char *noun, const char *retrain);
 
-/* v-prediction. x [N, cin, h, w] (normalised, noised), t: N times in [0, 1]
- * (host memory), cond [N, MD_SPACE_DIM]. */
+/* v-prediction. x [N·F, cin, h, w] (normalised, noised; F = frames, each
+ * item's frames in a row), t: N·F times in [0, 1] (host memory; a video's
+ * frames share one), cond [N·F, MD_SPACE_DIM] (likewise). */
 md_tensor *md_unet_forward(md_graph *g, const md_unet *u, md_tensor *x, const float *t, md_tensor *cond);
 
 /* ᾱ(t) of the schedule. */
 double md_unet_alpha_bar(double t);
 
 /* One training batch's inputs: for normalised x0 [n, size] and times t[n],
- * noise from (seed, position): xt = √ᾱ x0 + √(1-ᾱ) ε and the target v. */
-void md_unet_noise(const float *x0, int64_t n, int64_t size, const float *t, uint64_t seed, float *xt,
-                   float *v);
+ * noise from (seed, position): xt = √ᾱ x0 + √(1-ᾱ) ε and the target v.
+ * For a video model (c with frames > 1 and a noise share ρ) each frame's
+ * ε is √ρ times one draw the video's frames share plus √(1-ρ) times its
+ * own (a mixed noise prior: the frames start alike); c NULL or ρ 0:
+ * independent. */
+void md_unet_noise(const md_unet_config *c, const float *x0, int64_t n, int64_t size, const float *t, uint64_t seed,
+                   float *xt, float *v);
 
 /* ---- training ---- */
 

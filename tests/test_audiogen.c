@@ -22,6 +22,7 @@
  */
 #include "audio_gen.h"
 #include "image_diffusion_gen.h"
+#include "video_diffusion_gen.h"
 #include "bpe.h"
 #include "caption.h"
 #include "check.h"
@@ -384,6 +385,135 @@ static void test_weighted(void)
     CHECK(even, "a photo weighs evenly");
 }
 
+/* Video models: the temporal layers start as nothing (a picture model's
+ * weights give its pictures frame by frame), then tie the frames; the
+ * mixed noise shares the asked variance; the file keeps frames and the
+ * share; the sampler is deterministic across threads. */
+static void test_video_unet(void)
+{
+    md_unet_config pc = {.cin = 3, .h = 8, .w = 8, .ch = 8, .cond_tokens = 2, .shift = 0.f, .scale = 1.f};
+    md_unet_config vc = pc;
+    vc.frames = 4;
+    vc.noise_share = 0.5f;
+    md_log_set_callback(check_quiet_log, NULL);
+    md_unet bad;
+    md_unet_config bc = vc;
+    bc.frames = 40;
+    CHECK(md_unet_init(&bad, &bc, 1) == MD_ERR_INVALID && strstr(md_last_error(), "frames"),
+          "40 frames are refused: %s", md_last_error());
+    bc = vc;
+    bc.noise_share = 0.99f;
+    CHECK(md_unet_init(&bad, &bc, 1) == MD_ERR_INVALID && strstr(md_last_error(), "noise_share"),
+          "a noise share of 0.99 is refused: %s", md_last_error());
+    md_log_set_callback(NULL, NULL);
+    md_unet p, v;
+    if (md_unet_init(&p, &pc, 7) != MD_OK || md_unet_init(&v, &vc, 99) != MD_OK) {
+        CHECK(false, "a picture and a video U-Net initialise: %s", md_last_error());
+        return;
+    }
+    const int64_t copied = md_unet_copy_shared(&v, &p);
+    CHECK(copied == md_paramset_numel(p.ps) && md_paramset_numel(v.ps) > copied,
+          "a picture model's %lld values load into the video model (%lld in all)", (long long)copied,
+          (long long)md_paramset_numel(v.ps));
+    CHECK(md_unet_size(&v) == 4 * md_unet_size(&p), "a video item is 4 frames");
+    const int64_t fsz = md_unet_size(&p), D = MD_SPACE_DIM;
+    float *x = malloc(sizeof(float) * (size_t)(4 * fsz)), *cond = malloc(sizeof(float) * (size_t)(4 * D));
+    float *out[3];
+    for (int k = 0; k < 3; k++)
+        out[k] = malloc(sizeof(float) * (size_t)(4 * fsz));
+    float t[4] = {0.6f, 0.6f, 0.6f, 0.6f};
+    for (int64_t k = 0; k < 4 * fsz; k++)
+        x[k] = md_rand_normal_at(5, (uint64_t)k);
+    for (int f = 0; f < 4; f++)
+        unit_cond(3, cond + D * f);
+    md_graph *g = md_graph_new((size_t)1 << 22);
+    md_graph_set_grad(g, false);
+    const int64_t shp[4] = {4, 3, 8, 8};
+    for (int k = 0; k < 2; k++) {
+        md_graph_reset(g);
+        md_tensor *y = md_unet_forward(g, k ? &v : &p, md_tensor_wrap(g, MD_F32, x, 4, shp), t,
+                                       md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){4, D}));
+        memcpy(out[k], y->data, sizeof(float) * (size_t)(4 * fsz));
+    }
+    double d = 0;
+    for (int64_t k = 0; k < 4 * fsz; k++)
+        d = fmax(d, fabs((double)out[0][k] - out[1][k]));
+    CHECK(d < 1e-5, "untrained temporal layers add nothing: the video model gives the picture model's frames "
+                    "(max difference %.2g)", d);
+    for (int k = 0; k < MD_UNET_TEMPORAL; k++)
+        md_init_uniform(v.ta[k].proj_w, 40 + (uint64_t)k, -0.3f, 0.3f);
+    /* frame 0 changed: the picture model's frame 2 stays, the video model's moves */
+    double moved[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        for (int run = 0; run < 2; run++) {
+            if (run)
+                for (int64_t q = 0; q < fsz; q++)
+                    x[q] += 0.5f;
+            md_graph_reset(g);
+            md_tensor *y = md_unet_forward(g, k ? &v : &p, md_tensor_wrap(g, MD_F32, x, 4, shp), t,
+                                           md_tensor_wrap(g, MD_F32, cond, 2, (int64_t[]){4, D}));
+            memcpy(out[run ? 2 : 1], y->data, sizeof(float) * (size_t)(4 * fsz));
+            if (run)
+                for (int64_t q = 0; q < fsz; q++)
+                    x[q] -= 0.5f;
+        }
+        for (int64_t q = 2 * fsz; q < 3 * fsz; q++)
+            moved[k] = fmax(moved[k], fabs((double)out[1][q] - out[2][q]));
+    }
+    CHECK(moved[0] == 0.0 && moved[1] > 1e-3,
+          "temporal attention ties the frames: frame 2 moves by %.3g when frame 0 changes (a picture model: %.3g)",
+          moved[1], moved[0]);
+
+    /* mixed noise: frames correlate by the share; pictures' noise is unchanged */
+    const int64_t n = 4, size = md_unet_size(&v);
+    float *x0 = calloc((size_t)(n * size), sizeof(float)), *xt = malloc(sizeof(float) * (size_t)(n * size));
+    float *vv = malloc(sizeof(float) * (size_t)(n * size)), *xt2 = malloc(sizeof(float) * (size_t)(n * size));
+    float tt[4] = {1.f, 1.f, 1.f, 1.f};
+    md_unet_noise(&v.cfg, x0, n, size, tt, 11, xt, vv);
+    double s01 = 0, s00 = 0, s11 = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t q = 0; q < fsz; q++) {
+            double a = xt[i * size + q], b = xt[i * size + fsz + q];
+            s01 += a * b;
+            s00 += a * a;
+            s11 += b * b;
+        }
+    const double corr = s01 / sqrt(s00 * s11);
+    md_unet_noise(&p.cfg, x0, n, size, tt, 11, xt2, vv);
+    md_unet_noise(NULL, x0, n, size, tt, 11, xt, vv);
+    CHECK(fabs(corr - 0.5) < 0.08 && memcmp(xt2, xt, sizeof(float) * (size_t)(n * size)) == 0,
+          "a video's frames share their noise by the share (correlation %.3f, asked 0.5); a picture model's noise "
+          "is the independent draw", corr);
+
+    /* file and sampler */
+    char path[512];
+    snprintf(path, sizeof path, "%s/test_vunet.safetensors", tmpdir());
+    md_unet l;
+    CHECK(md_unet_save(&v, path, MD_VIDEOGEN_MODEL, "{}", "") == MD_OK &&
+              md_unet_load(&l, path, MD_VIDEOGEN_MODEL, "video diffusion model", "medley train diffusion") == MD_OK &&
+              l.cfg.frames == 4 && l.cfg.noise_share == 0.5f && md_paramset_numel(l.ps) == md_paramset_numel(v.ps),
+          "a video model's file keeps its frames and noise share");
+    md_unet_free(&l);
+    md_unet_sample_opts so = {.steps = 4, .guidance = 3.f, .eta = 0.f};
+    float *a = malloc(sizeof(float) * (size_t)(2 * size)), *b = malloc(sizeof(float) * (size_t)(2 * size));
+    const int prev = md_threads_get();
+    md_threads_set(1);
+    md_status s1 = md_unet_sample(&v, g, cond, 2, &so, 8, NULL, NULL, NULL, a);
+    md_threads_set(2);
+    md_status s2 = md_unet_sample(&v, g, cond, 2, &so, 8, NULL, NULL, NULL, b);
+    md_threads_set(prev);
+    CHECK(s1 == MD_OK && s2 == MD_OK && memcmp(a, b, sizeof(float) * (size_t)(2 * size)) == 0,
+          "two videos sample to the same bits on 1 and 2 threads");
+    free(a); free(b); free(x0); free(xt); free(xt2); free(vv);
+    for (int k = 0; k < 3; k++)
+        free(out[k]);
+    free(x);
+    free(cond);
+    md_graph_free(g);
+    md_unet_free(&p);
+    md_unet_free(&v);
+}
+
 /* The picture generator over a pixel-space model (untrained: the checks
  * are of shape, range, determinism and refusals, not of looks). */
 static void test_picture_generator(void)
@@ -497,7 +627,46 @@ static void test_picture_generator(void)
     md_log_set_callback(check_quiet_log, NULL);
     CHECK(md_gen_image_diffusion_new(&u, NULL, &sp, "test", NULL) == NULL && strstr(md_last_error(), "pixels"),
           "a model of neither shape is refused: %s", md_last_error());
+    CHECK(md_gen_video_diffusion_temporal_new(&u, &sp, "test", NULL) == NULL && strstr(md_last_error(), "frames"),
+          "the video generator refuses a picture-shaped model: %s", md_last_error());
     md_log_set_callback(NULL, NULL);
+    md_unet_free(&u);
+
+    /* videos by the video model: 16 frames at 64 x 64, the same bits for a seed */
+    md_unet_config vc = md_videogen_config(8, 0.5f);
+    CHECK(md_unet_init(&u, &vc, 4) == MD_OK && md_videogen_is_video(&u.cfg), "a video model (16 x 3 x 32 x 32)");
+    md_log_set_callback(check_quiet_log, NULL);
+    CHECK(md_gen_image_diffusion_new(&u, NULL, &sp, "test", NULL) == NULL,
+          "the picture generator refuses a video model: %s", md_last_error());
+    md_log_set_callback(NULL, NULL);
+    md_generator *vg = md_gen_video_diffusion_temporal_new(&u, &sp, "test", NULL);
+    bool vok = vg && vg->output == MD_MOD_VIDEO && strcmp(vg->name, "diffusion-video") == 0;
+    if (vok) {
+        double p[MD_GEN_MAX_PARAMS];
+        md_gen_params_default(vg, p);
+        vok = md_gen_param_set(vg, p, "steps", "2") == MD_OK && md_gen_param_set(vg, p, "steer", "0") == MD_OK &&
+              md_gen_param_set(vg, p, "candidates", "1") == MD_OK;
+        md_gen_condition c = {{0}, NULL, 0.f};
+        unit_cond(6, c.vec);
+        md_gen_output a, b;
+        md_status s1 = vok ? vg->run(vg->self, &c, p, 21, NULL, NULL, NULL, &a) : MD_ERR;
+        md_status s2 = vok ? vg->run(vg->self, &c, p, 21, NULL, NULL, NULL, &b) : MD_ERR;
+        vok = s1 == MD_OK && s2 == MD_OK;
+        if (vok) {
+            const size_t np = (size_t)MD_WORLD_FRAMES * MD_WORLD_SIZE * MD_WORLD_SIZE * 3;
+            vok = a.video.frames == MD_WORLD_FRAMES && a.video.width == MD_WORLD_SIZE &&
+                  a.video.height == MD_WORLD_SIZE && memcmp(a.video.pixels, b.video.pixels, sizeof(float) * np) == 0;
+            for (size_t k = 0; k < np && vok; k++)
+                vok = a.video.pixels[k] >= 0.f && a.video.pixels[k] <= 1.f;
+        }
+        if (s1 == MD_OK)
+            md_gen_output_free(&a);
+        if (s2 == MD_OK)
+            md_gen_output_free(&b);
+    }
+    CHECK(vok, "the video generator draws 16 frames of 64 x 64 in [0, 1], the same bits for a seed");
+    if (vg)
+        md_generator_free(vg);
     md_unet_free(&u);
 }
 
@@ -957,6 +1126,59 @@ static void test_picture_init(const md_world *w)
     CHECK(sb == MD_OK && dab < 1e-4 && dac > 1e-2 && b.cfg.shift == a.cfg.shift && b.cfg.scale == a.cfg.scale,
           "a picture decoder goes on from another: its weights (within %.1e; a fresh one differs by %.2f) and "
           "normalisation", dab, dac);
+    /* a video model from it: its layers, the temporal ones fresh; trained
+     * on the world's videos (a tiny rate: the weights stay the picture's) */
+    md_imagegen_train_opts vo;
+    md_imagegen_train_default_opts(&vo);
+    vo.pixels = true;
+    vo.side = 32;
+    vo.ch = 8;
+    vo.frames = MD_WORLD_FRAMES;
+    vo.noise_share = 0.5f;
+    vo.corpus = 4;
+    vo.batch = 2;
+    vo.steps = 2;
+    vo.lr = 1e-7f;
+    vo.init = sa == MD_OK ? &a : NULL;
+    md_unet vm;
+    md_status sv = vo.init ? md_imagegen_train(&vm, &sp, &vq, w, &vo) : MD_ERR;
+    double dv = INFINITY;
+    if (sv == MD_OK) {
+        dv = 0;
+        for (int i = 0; i < md_paramset_count(a.ps); i++) {
+            const md_tensor *pa = md_paramset_get(a.ps, i), *pv = md_paramset_find(vm.ps, pa->name);
+            for (int64_t k = 0; pv && k < md_numel(pa); k++)
+                dv = fmax(dv, fabs((double)pa->data[k] - pv->data[k]));
+            if (!pv)
+                dv = INFINITY;
+        }
+    }
+    CHECK(sv == MD_OK && md_videogen_is_video(&vm.cfg) && vm.cfg.noise_share == 0.5f && dv < 1e-4 &&
+              vm.cfg.shift == a.cfg.shift && vm.cfg.scale == a.cfg.scale,
+          "a video model trains on the world's videos from a picture model's layers (within %.1e) and "
+          "normalisation", dv);
+    if (sv == MD_OK) {   /* two candidates, steered by the bundled space, the space's video encoder choosing */
+        md_generator *vg = md_gen_video_diffusion_temporal_new(&vm, &sp, "test", NULL);
+        double p[MD_GEN_MAX_PARAMS];
+        md_gen_output out;
+        bool ok = vg != NULL;
+        if (ok) {
+            md_gen_params_default(vg, p);
+            ok = md_gen_param_set(vg, p, "steps", "3") == MD_OK && md_gen_param_set(vg, p, "candidates", "2") == MD_OK;
+            md_gen_condition vc = {{0}, NULL, 0.f};
+            const char *cap = "a video of a three";
+            md_graph *tg = md_graph_new((size_t)1 << 24);
+            ok = ok && tg && md_space_embed(&sp, tg, MD_MOD_TEXT, &cap, 1, vc.vec) == MD_OK;
+            md_graph_free(tg);
+            ok = ok && vg->run(vg->self, &vc, p, 5, NULL, NULL, NULL, &out) == MD_OK;
+            ok = ok && out.video.frames == MD_WORLD_FRAMES && out.video.width == MD_WORLD_SIZE;
+            if (ok)
+                md_gen_output_free(&out);
+            md_generator_free(vg);
+        }
+        CHECK(ok, "its generator draws two steered candidates and keeps one video of 16 frames");
+        md_unet_free(&vm);
+    }
     o.init = sa == MD_OK ? &a : NULL;
     o.ch = 16;
     md_log_set_callback(check_quiet_log, NULL);
@@ -1120,6 +1342,7 @@ int main(int argc, char **argv)
         test_config();
         test_sampler();
         test_picture_generator();
+        test_video_unet();
         test_space_guidance();
         test_weighted();
         test_dilated();
