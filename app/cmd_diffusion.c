@@ -41,6 +41,7 @@ typedef struct train_args {
     const char *space;               /* pictures: "latent" or "pixels"; NULL where not taken */
     const char *init;                /* pictures: a model file to go on from (NULL: fresh weights) */
     double noise_share;              /* videos: < 0 where not taken */
+    bool noise_share_given, corpus_given, batch_given;
 } train_args;
 
 static int parse_train_args(const char *cmd, int argc, char **argv, train_args *t)
@@ -63,8 +64,10 @@ static int parse_train_args(const char *cmd, int argc, char **argv, train_args *
             if (medley_parse_int(a, val, 1, 10000000L, &t->steps)) return 2;
         } else if (strcmp(a, "--batch") == 0) {
             if (medley_parse_int(a, val, 2, 1024, &t->batch)) return 2;
+            t->batch_given = true;
         } else if (strcmp(a, "--corpus") == 0) {
             if (medley_parse_int(a, val, 2, 1000000L, &t->corpus)) return 2;
+            t->corpus_given = true;
         } else if (strcmp(a, "--ch") == 0) {
             if (medley_parse_int(a, val, 8, 256, &t->ch)) return 2;
             if (t->ch % 8) {
@@ -84,6 +87,7 @@ static int parse_train_args(const char *cmd, int argc, char **argv, train_args *
             t->space = val;
         } else if (strcmp(a, "--noise-share") == 0 && t->noise_share >= 0.0) {
             if (medley_parse_double(a, val, 0.0, 0.95, &t->noise_share)) return 2;
+            t->noise_share_given = true;
         } else if (strcmp(a, "--init") == 0 && t->space) {
             t->init = val;
         } else {
@@ -155,7 +159,7 @@ int medley_cmd_train_audio(int argc, char **argv)
 {
     md_audiogen_train_opts o;
     md_audiogen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, -1.0, NULL, NULL, -1.0};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, -1.0, NULL, NULL, -1.0, false, false, false};
     if (parse_train_args("medley train audio", argc, argv, &t))
         return 2;
     const char *data = t.data, *out = t.out, *models = t.models;
@@ -266,7 +270,7 @@ int medley_cmd_train_diffusion(int argc, char **argv)
 {
     md_imagegen_train_opts o;
     md_imagegen_train_default_opts(&o);
-    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, 0.0, "latent", NULL, 0.5};
+    train_args t = {NULL, NULL, NULL, (long)o.seed, (long)o.steps, o.batch, o.corpus, o.ch, o.lr, 0.0, "latent", NULL, 0.9, false, false, false};
     if (parse_train_args("medley train diffusion", argc, argv, &t))
         return 2;
     const bool video = strcmp(t.space, "video32") == 0;
@@ -274,8 +278,22 @@ int medley_cmd_train_diffusion(int argc, char **argv)
     o.side = strcmp(t.space, "pixels32") == 0 || video ? 32 : 64;
     o.frames = video ? MD_WORLD_FRAMES : 0;
     o.noise_share = video ? (float)t.noise_share : 0.f;
-    if (video && o.corpus > 8000) {   /* 196 KB a video */
-        fprintf(stderr, "medley train diffusion: --corpus %d: at most 8000 videos\n", o.corpus);
+    if (!video && t.noise_share_given) {
+        fprintf(stderr, "medley train diffusion: --noise-share is for videos (--space video32)\n");
+        return 2;
+    }
+    if (video && !t.init) {
+        fprintf(stderr, "medley train diffusion: --space video32 starts from a picture model: give --init "
+                        "imagegen.safetensors (or a video model to go on from)\n");
+        return 2;
+    }
+    if (video && !t.corpus_given)   /* videos: 196 KB each, 16 frames a batch item */
+        t.corpus = 3000;
+    if (video && !t.batch_given)
+        t.batch = 2;
+    if (video && (t.corpus > 8000 || t.batch > 16)) {
+        fprintf(stderr, "medley train diffusion: --corpus %ld --batch %ld: videos take at most 8000 and 16\n",
+                t.corpus, t.batch);
         return 2;
     }
     o.ink_weight = (float)t.ink_weight;

@@ -6,6 +6,7 @@
 #include "metrics.h"
 #include "audio_gen.h"
 #include "image_diffusion_gen.h"
+#include "video_diffusion_gen.h"
 #include "tokens_gen.h"
 
 #include <math.h>
@@ -295,7 +296,13 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
     for (int k = 0; k < 3 && st == MD_OK; k++)
         st = real_features(w, &j[ref_kind[k]], MD_SPLIT_TEST, nref, ref[k]);
     md_tok_sample_opts so = {eo->temperature, eo->top_k, eo->top_p, eo->guidance, eo->via_caption, 0, NULL, NULL, 0.f, 0, NULL, 0, 0.f};
-    for (int oi = 0; oi < 6 && st == MD_OK; oi++) {
+    /* audio last, so that its video+audio agreement can read the videos of
+     * either path: the token path's when its cell ran, else diffusion's */
+    static const int order[6] = {0, 1, 2, 4, 5, 3};
+    int vid_path[4] = {0, 0, 0, 0};   /* which path's videos vid_digit holds for each input: 0 none, 1 tokens,
+                                       * 2 diffusion */
+    for (int oo = 0; oo < 6 && st == MD_OK; oo++) {
+        const int oi = order[oo];
         const bool audio = outs[oi] == MD_MOD_AUDIO, diffusion = oi >= 4;
         /* image (video) selects both of its paths; image:diffusion (bit 4)
          * and video:diffusion (bit 5) the second alone, image:tokens (bit
@@ -307,10 +314,13 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             continue;
         if (audio && (!b->have_ag || eo->n_audio < 1))
             continue;
-        if (diffusion && (!b->have_ig || (oi == 5 && !b->have_mo)))
+        /* videos by diffusion: the video model when bundled, else frame 0 moved */
+        const bool temporal = oi == 5 && b->have_vg;
+        if (diffusion && !temporal && (!b->have_ig || (oi == 5 && !b->have_mo)))
             continue;
         md_generator *gen_o = audio       ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, NULL)
                               : oi == 4   ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, NULL)
+                              : temporal  ? md_gen_video_diffusion_temporal_new(&b->vg, &b->sp, b->have_mo ? &b->mo : NULL, b->model_id, NULL)
                               : oi == 5   ? md_gen_video_diffusion_new(&b->ig, &b->vq, &b->sp, &b->mo, b->model_id, NULL)
                                           : md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp,
                                                                b->have_mo ? &b->mo : NULL, b->model_id, NULL);
@@ -411,16 +421,18 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                 md_gen_output_free(&o);
                 if (st == MD_OK)
                     md_attr_score_add(&sc, want, got);
-                if (st == MD_OK && outs[oi] == MD_MOD_VIDEO && vid_digit)
+                if (st == MD_OK && outs[oi] == MD_MOD_VIDEO && vid_digit && (!diffusion || vid_path[in] != 1))
                     vid_digit[(size_t)in * (size_t)n + (size_t)i] = got[MD_ATTR_DIGIT];
             }
             if (st != MD_OK)
                 break;
+            if (outs[oi] == MD_MOD_VIDEO && vid_path[in] != 1)
+                vid_path[in] = diffusion ? 2 : 1;
             /* video and audio together: the clip made from each video
              * input's condition (the same seed) must say the digit the
              * video shows */
             double agree = NAN, clip_acc = NAN;
-            if (audio && vid_digit && m->cell[in][MD_MOD_VIDEO].present) {
+            if (audio && vid_digit && vid_path[in]) {
                 int64_t same = 0, asked = 0;
                 for (int64_t i = 0; i < eo->n_video && st == MD_OK; i++) {
                     char typed[MD_CAPTION_MAX];
@@ -471,8 +483,10 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
                     fprintf(stderr, "  motion %.1f%%", 100 * md_attr_score_acc(&sc, MD_ATTR_MOTION));
                 fprintf(stderr, "  FD %.1f (floor %.1f)", cell->fd, cell->fd_floor);
                 if (!isnan(agree))
-                    fprintf(stderr, "  video+audio agreement %.1f%% (of %lld; their clips say the asked digit %.1f%%)",
-                            100 * agree, (long long)eo->n_video, 100 * clip_acc);
+                    fprintf(stderr, "  video+audio agreement %.1f%% (of %lld, videos by %s; their clips say the asked "
+                                    "digit %.1f%%)",
+                            100 * agree, (long long)eo->n_video, vid_path[in] == 2 ? "diffusion" : "tokens",
+                            100 * clip_acc);
                 fprintf(stderr, "  (%lld, %.1f s)\n", (long long)n, md_time_now() - t0);
             }
         }

@@ -42,8 +42,8 @@ int medley_route_candidates(int modality, int route)
 {
     if (modality != MD_MOD_IMAGE && modality != MD_MOD_VIDEO)
         return 0;
-    if (route == MEDLEY_ROUTE_DIFFUSION)
-        return MD_GEN_DIFFUSION_CANDIDATES;
+    if (route == MEDLEY_ROUTE_DIFFUSION)   /* a video by the video model: 16 frames a candidate */
+        return modality == MD_MOD_IMAGE ? MD_GEN_DIFFUSION_CANDIDATES : MD_GEN_VIDEO_DIFFUSION_CANDIDATES;
     return modality == MD_MOD_IMAGE ? MD_GEN_TOKENS_IMAGE_CANDIDATES : MD_GEN_TOKENS_VIDEO_CANDIDATES;
 }
 
@@ -448,7 +448,7 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         if (!g->gen[m] &&
             !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, g->ws)
                           : diff_image ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, g->ws)
-                          : temporal   ? md_gen_video_diffusion_temporal_new(&b->vg, &b->sp, b->model_id, g->ws)
+                          : temporal   ? md_gen_video_diffusion_temporal_new(&b->vg, &b->sp, b->have_mo ? &b->mo : NULL, b->model_id, g->ws)
                           : diff_video ? md_gen_video_diffusion_new(&b->ig, &b->vq, &b->sp, &b->mo, b->model_id, g->ws)
                                        : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->have_mo ? &b->mo : NULL,
                                                            b->model_id, g->ws)))

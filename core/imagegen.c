@@ -3,6 +3,7 @@
 #include "caption.h"
 #include "judge.h"
 #include "ops.h"
+#include "motion.h"
 #include "rng.h"
 #include <math.h>
 #include <omp.h>
@@ -628,3 +629,51 @@ md_status md_videogen_space_grad(const md_unet *u, const md_space *sp, md_graph 
     md_unet v = frame_view(u);
     return md_imagegen_space_grad(&v, sp, g, x, n * MD_WORLD_FRAMES, cond, grad, NULL);
 }
+
+/* Frame x [3, h, w] moved by (dx, dy) pixels (bilinear; the edges
+ * extend) into y. */
+static void shift_frame(const float *x, int h, int w, float dx, float dy, float *y)
+{
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < w; j++) {
+                float sy = (float)i - dy, sx = (float)j - dx;
+                sy = sy < 0.f ? 0.f : sy > (float)(h - 1) ? (float)(h - 1) : sy;
+                sx = sx < 0.f ? 0.f : sx > (float)(w - 1) ? (float)(w - 1) : sx;
+                const int y0 = (int)sy, x0 = (int)sx, y1 = y0 + 1 < h ? y0 + 1 : y0, x1 = x0 + 1 < w ? x0 + 1 : x0;
+                const float fy = sy - (float)y0, fx = sx - (float)x0;
+                const float *p = x + (size_t)c * h * w;
+                y[((size_t)c * h + i) * w + j] = (1.f - fy) * ((1.f - fx) * p[y0 * w + x0] + fx * p[y0 * w + x1]) +
+                                                 fy * ((1.f - fx) * p[y1 * w + x0] + fx * p[y1 * w + x1]);
+            }
+}
+
+md_status md_videogen_place(const md_unet *u, const float *path, const float *xi, float *pix, float *out)
+{
+    const int64_t fsz = md_unet_size(u) / MD_WORLD_FRAMES;
+    const int side = u->cfg.h, S64 = MD_WORLD_SIZE;
+    const float scale = (float)side / (float)S64;   /* the model's pixels per frame pixel */
+    md_status st = md_videogen_frames(u, xi, 1, pix);
+    if (st != MD_OK)
+        return st;
+    float ctr[MD_WORLD_FRAMES][2], anchor[2] = {0.f, 0.f}, lo[2] = {0.f, 0.f}, hi[2] = {0.f, 0.f};
+    for (int f = 0; f < MD_WORLD_FRAMES; f++) {
+        float bg[3];
+        md_motion_frame(pix + (size_t)f * MD_IMAGEGEN_PIXELS_SIZE, bg, NULL, ctr[f]);
+        for (int d = 0; d < 2; d++) {
+            anchor[d] += (ctr[f][d] - path[2 * f + d]) / (float)MD_WORLD_FRAMES;
+            lo[d] = fminf(lo[d], path[2 * f + d]);
+            hi[d] = fmaxf(hi[d], path[2 * f + d]);
+        }
+    }
+    for (int d = 0; d < 2; d++) {   /* the path's centres a margin inside the picture, where they fit */
+        const float m = 10.f, amin = m - lo[d], amax = (float)(S64 - 1) - m - hi[d];
+        if (amin <= amax)
+            anchor[d] = anchor[d] < amin ? amin : anchor[d] > amax ? amax : anchor[d];
+    }
+    for (int f = 0; f < MD_WORLD_FRAMES; f++)
+        shift_frame(xi + fsz * f, side, side, (anchor[0] + path[2 * f] - ctr[f][0]) * scale,
+                    (anchor[1] + path[2 * f + 1] - ctr[f][1]) * scale, out + fsz * f);
+    return MD_OK;
+}
+

@@ -50,6 +50,14 @@ bool md_videogen_is_video(const md_unet_config *c);
 /* n samples of a video model x [n, 16 · 3 · 32 · 32] -> frames [n · 16, 3,
  * 64, 64] in [-1, 1] (enlarged and clamped as pictures are). */
 md_status md_videogen_frames(const md_unet *u, const float *x, int64_t n, float *pix);
+/* Motion placement: one sample xi [size] of a video model with every
+ * frame moved (bilinear, the edges extended) so that its digit's centre
+ * (md_motion_frame's, read at 64 × 64) follows path [16, 2] (pixels at
+ * 64, frame 0 at the origin), anchored where the frames' centres less the
+ * path sit on average and kept 10 pixels inside the picture where the
+ * path fits: out [size]. Each frame keeps its own drawing; only where it
+ * sits changes. pix: scratch of [16, 3, 64, 64]. */
+md_status md_videogen_place(const md_unet *u, const float *path, const float *xi, float *pix, float *out);
 /* Space guidance for videos: each frame of each of n samples moved as
  * md_imagegen_space_grad moves a picture toward cond (the frames all show
  * the asked digit), grad [n, size]. */

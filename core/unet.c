@@ -532,8 +532,9 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
         }
         /* MD_UNET_SAMPLE_ROWS rows at a time: the graph holds one chunk's
          * activations, so memory does not grow with the candidates */
-        for (int r0 = 0; r0 < rows; r0 += MD_UNET_SAMPLE_ROWS) {
-            const int64_t nr = rows - r0 < MD_UNET_SAMPLE_ROWS ? rows - r0 : MD_UNET_SAMPLE_ROWS;
+        const int chunk = F > 1 ? 1 : MD_UNET_SAMPLE_ROWS;   /* a video is already F pictures' work */
+        for (int r0 = 0; r0 < rows; r0 += chunk) {
+            const int64_t nr = rows - r0 < chunk ? rows - r0 : chunk;
             md_graph_reset(g);
             md_tensor *xt = md_tensor_wrap(g, MD_F32, xin + size * r0, 4,
                                            (int64_t[]){nr * F, u->cfg.cin, u->cfg.h, u->cfg.w});

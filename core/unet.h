@@ -193,7 +193,8 @@ typedef struct md_unet_sample_opts {
 typedef void (*md_unet_step_fn)(int step, int steps, const float *x0, void *user);
 
 /* Rows (candidates, and their unconditioned twins under guidance) the
- * sampler runs through the network at once. */
+ * sampler runs through the network at once; a video model's rows one at a
+ * time (each is its frames' worth of pictures). */
 #define MD_UNET_SAMPLE_ROWS 2
 
 /* n samples for one condition (cond: MD_SPACE_DIM floats), out [n, size] in

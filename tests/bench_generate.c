@@ -13,12 +13,14 @@
 #include "rng.h"
 #include "audio_gen.h"
 #include "image_diffusion_gen.h"
+#include "video_diffusion_gen.h"
 #include "tokens_gen.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 static int cmp_d(const void *a, const void *b)
@@ -353,6 +355,28 @@ int main(int argc, char **argv)
     } else {
         printf("  image by diffusion: no latent diffusion decoder in %s\n", models);
     }
+    /* videos by the video model: all 16 frames by diffusion, temporal attention */
+    snprintf(p5, sizeof p5, "%s/videogen.safetensors", models);
+    md_unet vgm;
+    bool have_vg = access(p5, F_OK) == 0 &&
+                   md_unet_load(&vgm, p5, MD_VIDEOGEN_MODEL, "video diffusion model", "medley train diffusion") == MD_OK;
+    md_generator *tgen = have_vg ? md_gen_video_diffusion_temporal_new(&vgm, &sp, have_mo ? &mo : NULL, "bench", ws) : NULL;
+    for (int q = 0; tgen && q < 2; q++) {   /* the defaults; then without space guidance */
+        double pq[MD_GEN_MAX_PARAMS], m, first;
+        md_gen_params_default(tgen, pq);
+        if (q == 1)
+            pq[md_gen_param_index(tgen, "steer")] = 0.0;
+        if (time_runs(tgen, &c, pq, q == 0 ? runs : (runs < 3 ? runs : 3), &m, &first) != 0)
+            return 1;
+        printf("  %-18s %7.3f s  by the video model (16 frames: %d steps, %d candidate(s), steer %g; goal <= 3.0 s: "
+               "%s; %.2fx the token path's default; peak memory so far %.0f MB)\n", "video (16 frames)", m,
+               (int)pq[md_gen_param_index(tgen, "steps")], (int)pq[md_gen_param_index(tgen, "candidates")],
+               pq[md_gen_param_index(tgen, "steer")], m <= 3.0 ? "met" : "NOT met", m / med[2], peak_mb());
+    }
+    if (tgen)
+        md_generator_free(tgen);
+    if (have_vg)
+        md_unet_free(&vgm);
     double peak = peak_mb();
     printf("  peak memory        %7.0f MB  (goal <= 500 MB: %s; %.0f MB with the models loaded)\n", peak,
            peak <= 500 ? "met" : "NOT met", peak_models);

@@ -28,6 +28,7 @@
 #include "check.h"
 #include "dsp.h"
 #include "judge.h"
+#include "motion.h"
 #include "ops.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -512,6 +513,44 @@ static void test_video_unet(void)
     md_graph_free(g);
     md_unet_free(&p);
     md_unet_free(&v);
+
+    /* motion placement: a still square, placed on a drawn path */
+    md_unet_config mc = md_videogen_config(8, 0.5f);
+    md_unet m;
+    if (md_unet_init(&m, &mc, 2) != MD_OK) {
+        CHECK(false, "a video model of the shipped shape initialises: %s", md_last_error());
+        return;
+    }
+    const int64_t msz = md_unet_size(&m), mf = msz / MD_WORLD_FRAMES;
+    float *still = malloc(sizeof(float) * (size_t)msz), *placed = malloc(sizeof(float) * (size_t)msz);
+    float *pix = malloc(sizeof(float) * MD_WORLD_FRAMES * MD_IMAGEGEN_PIXELS_SIZE);
+    float route[2 * MD_WORLD_FRAMES], meas[2 * MD_WORLD_FRAMES], before[2 * MD_WORLD_FRAMES];
+    for (int f = 0; f < MD_WORLD_FRAMES; f++) {
+        route[2 * f] = 1.5f * (float)f;      /* right, 1.5 pixels a frame at 64 a side */
+        route[2 * f + 1] = -0.5f * (float)f; /* and up */
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 32; i++)
+                for (int j = 0; j < 32; j++)
+                    still[mf * f + (c * 32 + i) * 32 + j] = i >= 12 && i < 16 && j >= 10 && j < 14 ? 0.8f : -0.5f;
+    }
+    double err = INFINITY, err0 = 0;
+    if (md_videogen_frames(&m, still, 1, pix) == MD_OK) {
+        md_motion_measure(pix, MD_WORLD_FRAMES, before);
+        if (md_videogen_place(&m, route, still, pix, placed) == MD_OK && md_videogen_frames(&m, placed, 1, pix) == MD_OK) {
+            md_motion_measure(pix, MD_WORLD_FRAMES, meas);
+            err = 0;
+            for (int k = 0; k < 2 * MD_WORLD_FRAMES; k++) {
+                err = fmax(err, fabs((double)meas[k] - route[k]));
+                err0 = fmax(err0, fabs((double)before[k] - route[k]));
+            }
+        }
+    }
+    CHECK(err < 1.0 && err0 > 20.0,
+          "a still square placed on a path follows it within %.2f pixels (unplaced: %.1f off)", err, err0);
+    free(still);
+    free(placed);
+    free(pix);
+    md_unet_free(&m);
 }
 
 /* The picture generator over a pixel-space model (untrained: the checks
@@ -627,7 +666,7 @@ static void test_picture_generator(void)
     md_log_set_callback(check_quiet_log, NULL);
     CHECK(md_gen_image_diffusion_new(&u, NULL, &sp, "test", NULL) == NULL && strstr(md_last_error(), "pixels"),
           "a model of neither shape is refused: %s", md_last_error());
-    CHECK(md_gen_video_diffusion_temporal_new(&u, &sp, "test", NULL) == NULL && strstr(md_last_error(), "frames"),
+    CHECK(md_gen_video_diffusion_temporal_new(&u, &sp, NULL, "test", NULL) == NULL && strstr(md_last_error(), "frames"),
           "the video generator refuses a picture-shaped model: %s", md_last_error());
     md_log_set_callback(NULL, NULL);
     md_unet_free(&u);
@@ -639,7 +678,7 @@ static void test_picture_generator(void)
     CHECK(md_gen_image_diffusion_new(&u, NULL, &sp, "test", NULL) == NULL,
           "the picture generator refuses a video model: %s", md_last_error());
     md_log_set_callback(NULL, NULL);
-    md_generator *vg = md_gen_video_diffusion_temporal_new(&u, &sp, "test", NULL);
+    md_generator *vg = md_gen_video_diffusion_temporal_new(&u, &sp, NULL, "test", NULL);
     bool vok = vg && vg->output == MD_MOD_VIDEO && strcmp(vg->name, "diffusion-video") == 0;
     if (vok) {
         double p[MD_GEN_MAX_PARAMS];
@@ -1158,7 +1197,7 @@ static void test_picture_init(const md_world *w)
           "a video model trains on the world's videos from a picture model's layers (within %.1e) and "
           "normalisation", dv);
     if (sv == MD_OK) {   /* two candidates, steered by the bundled space, the space's video encoder choosing */
-        md_generator *vg = md_gen_video_diffusion_temporal_new(&vm, &sp, "test", NULL);
+        md_generator *vg = md_gen_video_diffusion_temporal_new(&vm, &sp, NULL, "test", NULL);
         double p[MD_GEN_MAX_PARAMS];
         md_gen_output out;
         bool ok = vg != NULL;

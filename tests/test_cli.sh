@@ -59,6 +59,11 @@ check "pictures in an unknown space" 2 "$exe" train diffusion --space voxels
 case "$LAST" in *'"voxels"'*latent*pixels*) echo "ok   names the value and the choices";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "--space is for pictures" 2 "$exe" train audio --space pixels
 check "--init is for pictures" 2 "$exe" train audio --init x.safetensors
+check "videos by diffusion need a picture model to start from" 2 "$exe" train diffusion --space video32 --steps 1
+case "$LAST" in *--init*) echo "ok   names --init";; *) echo "FAIL: $LAST"; fail=1;; esac
+check "--noise-share is for videos" 2 "$exe" train diffusion --space pixels32 --noise-share 0.5
+case "$LAST" in *video32*) echo "ok   says what takes it";; *) echo "FAIL: $LAST"; fail=1;; esac
+check "a noise share of 1 refused" 2 "$exe" train diffusion --space video32 --noise-share 1
 check "diffusion: --init from a missing file" 1 "$exe" train diffusion --init "$tmp/none.safetensors" --steps 1 -o "$tmp/ig"
 case "$LAST" in *none.safetensors*) echo "ok   names the file";; *) echo "FAIL: $LAST"; fail=1;; esac
 check "eval: an unknown input modality" 2 "$exe" eval --inputs smell
@@ -84,9 +89,11 @@ if [ -n "${MEDLEY_DATA_DIR:-}" ]; then
         check "eval --judges --quick" 0 "$exe" eval --judges --quick 200 --json "$tmp/judges.json"
         case "$LAST" in *"image judge on test"*"audio judge on test"*"video judge on test"*"text  judge"*) echo "ok   every judge reported";; *) echo "FAIL: $LAST"; fail=1;; esac
         # every cell, at its smallest: two outputs each, one candidate (the
-        # figures are the README's, from full runs; here: that each path runs)
+        # figures are the README's, from full runs; here: that each path runs;
+        # a video by the video model, 16 frames a candidate, at 5 steps)
         check "eval matrix" 0 "$exe" eval --quick 60 --outputs 2 --video-outputs 2 --candidates 1 \
             --audio-candidates 1 --set diffusion-image.candidates=1 --set diffusion-video.candidates=1 \
+            --set diffusion-video.steps=5 \
             --json "$tmp/matrix.json"
         grep -q '"matrix"' "$tmp/matrix.json" && echo "ok   matrix JSON written" || { echo "FAIL matrix json"; fail=1; }
     fi

@@ -1,13 +1,15 @@
 /* video_diffusion_gen.h — videos by diffusion with temporal attention:
  * DDIM over all 16 frames at once with the video model (core/imagegen.h,
  * MD_VIDEOGEN_MODEL; the U-Net's temporal attention ties the frames),
- * classifier-free guidance, space guidance on every frame, and candidates
- * of which the space's video encoder keeps the one closest to the
- * condition. Frames are drawn at 32 × 32 and enlarged to 64 × 64.
+ * classifier-free guidance, space guidance on every frame, motion
+ * guidance (frames 1-15 pulled toward frame 0's estimate moved along a
+ * path the motion model draws, core/motion.h), and candidates of which
+ * the space's video encoder keeps the one closest to the condition. Frames are drawn at 32 × 32 and enlarged to 64 × 64.
  *
  * The caller loads the model (generators never open files) and keeps it
  * alive while the generator lives. Parameters: steps, guidance, eta,
- * candidates, steer, steer_until; previews are frame 0 of the estimate.
+ * candidates, steer, steer_until, motion_steer, motion_temperature;
+ * previews are frame 0 of the estimate.
  */
 #ifndef MEDLEY_VIDEO_DIFFUSION_GEN_H
 #define MEDLEY_VIDEO_DIFFUSION_GEN_H
@@ -22,9 +24,14 @@ extern "C" {
 /* The candidates parameter's default: each candidate is 16 frames. */
 #define MD_GEN_VIDEO_DIFFUSION_CANDIDATES 1
 
-/* NULL with a message when u is not a video model or memory runs out. */
-md_generator *md_gen_video_diffusion_temporal_new(const md_unet *u, const md_space *sp, const char *model_id,
-                                                  md_gen_workspace *ws);
+/* motion_steer's default. */
+#define MD_GEN_VIDEO_DIFFUSION_MOTION_STEER 0.5
+
+/* NULL with a message when u is not a video model or memory runs out. mo
+ * (may be NULL: no motion guidance, and no motion_steer or
+ * motion_temperature parameters) draws the path motion guidance follows. */
+md_generator *md_gen_video_diffusion_temporal_new(const md_unet *u, const md_space *sp, const md_motion *mo,
+                                                  const char *model_id, md_gen_workspace *ws);
 
 #ifdef __cplusplus
 }
