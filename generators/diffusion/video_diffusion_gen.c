@@ -26,8 +26,9 @@ static const md_gen_param_spec params[P_COUNT] = {
      MD_GEN_FLOAT, MD_GEN_DIFFUSION_STEER, 0.0, 10.0},
     {"steer_until", "the share of the steps, from the first, that space guidance steers; the rest are the "
                     "model's own", MD_GEN_FLOAT, MD_GEN_DIFFUSION_STEER_UNTIL, 0.0, 1.0},
-    {"motion_steer", "motion guidance: how much of each steered move pulls frames 1-15 toward frame 0's estimate "
-                     "moved along the motion model's path, against the space's pull (0: none)",
+    {"motion_steer", "motion guidance: how much of each steered move pulls every frame onto the motion model's "
+                     "path, against the space's pull; above 0 the frames are also placed on the path at the end "
+                     "(0: neither)",
      MD_GEN_FLOAT, MD_GEN_VIDEO_DIFFUSION_MOTION_STEER, 0.0, 10.0},
     {"motion_temperature", "softmax temperature of the motion model's choice of path (0: the likeliest)",
      MD_GEN_FLOAT, 1.0, 0.0, 5.0},
@@ -134,7 +135,9 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     a->cond = c->vec;
     const int n = (int)p[P_CANDIDATES];
     const bool steer = p[P_STEER] > 0.0;
-    a->motion_steer = a->mo && steer ? (float)p[P_MOTION_STEER] : 0.f;
+    /* the path pulls while space guidance steers, and places the frames at
+     * the end either way */
+    a->motion_steer = a->mo ? (float)p[P_MOTION_STEER] : 0.f;
     if (a->motion_steer > 0.f) {   /* one path for the run, drawn as the other video paths draw theirs */
         int32_t ids[MD_MOTION_TEXT_IDS];
         size_t nids = c->text ? md_bpe_encode(a->sp->bpe, c->text, strlen(c->text), ids, MD_MOTION_TEXT_IDS) : 0;

@@ -2,9 +2,11 @@
  * DDIM over all 16 frames at once with the video model (core/imagegen.h,
  * MD_VIDEOGEN_MODEL; the U-Net's temporal attention ties the frames),
  * classifier-free guidance, space guidance on every frame, motion
- * guidance (frames 1-15 pulled toward frame 0's estimate moved along a
- * path the motion model draws, core/motion.h), and candidates of which
- * the space's video encoder keeps the one closest to the condition. Frames are drawn at 32 × 32 and enlarged to 64 × 64.
+ * guidance (while space guidance steers, each frame pulled toward itself
+ * moved so that its digit follows a path the motion model draws,
+ * core/motion.h; at the end the frames placed on that path), and
+ * candidates of which the space's video encoder keeps the one closest to
+ * the condition. Frames are drawn at 32 × 32 and enlarged to 64 × 64.
  *
  * The caller loads the model (generators never open files) and keeps it
  * alive while the generator lives. Parameters: steps, guidance, eta,
