@@ -534,6 +534,10 @@ md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n
          * activations, so memory does not grow with the candidates */
         const int chunk = F > 1 ? 1 : MD_UNET_SAMPLE_ROWS;   /* a video is already F pictures' work */
         for (int r0 = 0; r0 < rows; r0 += chunk) {
+            if (r0 > 0 && cancel && *cancel) {   /* a video's rows are long: polled between them too */
+                st = MD_ABORTED;
+                break;
+            }
             const int64_t nr = rows - r0 < chunk ? rows - r0 : chunk;
             md_graph_reset(g);
             md_tensor *xt = md_tensor_wrap(g, MD_F32, xin + size * r0, 4,

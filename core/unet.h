@@ -199,7 +199,9 @@ typedef void (*md_unet_step_fn)(int step, int steps, const float *x0, void *user
 
 /* n samples for one condition (cond: MD_SPACE_DIM floats), out [n, size] in
  * data units. g is scratch (reset inside). Cancel is polled before every
- * step (MD_ABORTED). Errors: MD_ERR_INVALID for bad options (named). */
+ * step and between the rows a step runs through the network one after
+ * another (MD_ABORTED; a guide's MD_ABORTED stops the sampler as well).
+ * Errors: MD_ERR_INVALID for bad options (named). */
 md_status md_unet_sample(const md_unet *u, md_graph *g, const float *cond, int n, const md_unet_sample_opts *o,
                          uint64_t seed, md_unet_step_fn step, void *user, const volatile int *cancel, float *out);
 

@@ -52,6 +52,7 @@ typedef struct vdiff_gen {
     md_gen_progress_fn progress;
     void *user;
     const float *cond;
+    const volatile int *cancel;      /* during a run */
 } vdiff_gen;
 
 static void to_image(const float *x, md_image *im)
@@ -93,6 +94,8 @@ static double rms(const float *x, int64_t n)
 static md_status steer_grad(const float *x0, int n, float *grad, void *user)
 {
     vdiff_gen *a = user;
+    if (a->cancel && *a->cancel)   /* the space's pass over 16 frames is long: stop before it */
+        return MD_ABORTED;
     md_status st = md_videogen_space_grad(a->u, a->sp, a->g, x0, n, a->cond, grad);
     if (st != MD_OK || !(a->motion_steer > 0.f))
         return st;
@@ -133,6 +136,7 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     a->progress = progress;
     a->user = user;
     a->cond = c->vec;
+    a->cancel = cancel;
     const int n = (int)p[P_CANDIDATES];
     const bool steer = p[P_STEER] > 0.0;
     /* the path pulls while space guidance steers, and places the frames at
