@@ -2,6 +2,7 @@
  * and its cells of the any-to-any matrix: every input modality -> image,
  * video and caption through the token generators. */
 #include "bundle.h"
+#include "job.h"
 #include "caption.h"
 #include "metrics.h"
 #include "audio_gen.h"
@@ -320,8 +321,7 @@ int medley_eval_tokens(const md_world *w, const md_judge j[3], const medley_bund
             continue;
         md_generator *gen_o = audio       ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, NULL)
                               : oi == 4   ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, NULL)
-                              : temporal  ? md_gen_video_diffusion_temporal_new(&b->vg, &b->sp, b->have_mo ? &b->mo : NULL, b->model_id, NULL)
-                              : oi == 5   ? md_gen_video_diffusion_new(&b->ig, &b->vq, &b->sp, &b->mo, b->model_id, NULL)
+                              : oi == 5   ? medley_video_diffusion_new(b, NULL)
                                           : md_gen_tokens_new(outs[oi], &b->tm, &b->vq, &b->sp,
                                                                b->have_mo ? &b->mo : NULL, b->model_id, NULL);
         if (!gen_o) {

@@ -403,6 +403,13 @@ md_status medley_job_compose(medley_job *j, const md_space *sp, float *cond)
 
 /* ---- generators ---- */
 
+md_generator *medley_video_diffusion_new(const medley_bundle *b, md_gen_workspace *ws)
+{
+    if (b->have_vg)
+        return md_gen_video_diffusion_temporal_new(&b->vg, &b->sp, b->have_mo ? &b->mo : NULL, b->model_id, ws);
+    return md_gen_video_diffusion_new(&b->ig, &b->vq, &b->sp, &b->mo, b->model_id, ws);
+}
+
 md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_bundle *b)
 {
     memset(g->active, 0, sizeof g->active);
@@ -448,8 +455,7 @@ md_status medley_gens_prepare(medley_gens *g, const medley_job *j, const medley_
         if (!g->gen[m] &&
             !(g->gen[m] = m == MD_MOD_AUDIO ? md_gen_audio_new(&b->ag, b->have_voc ? &b->voc : NULL, &b->sp, b->model_id, g->ws)
                           : diff_image ? md_gen_image_diffusion_new(&b->ig, &b->vq, &b->sp, b->model_id, g->ws)
-                          : temporal   ? md_gen_video_diffusion_temporal_new(&b->vg, &b->sp, b->have_mo ? &b->mo : NULL, b->model_id, g->ws)
-                          : diff_video ? md_gen_video_diffusion_new(&b->ig, &b->vq, &b->sp, &b->mo, b->model_id, g->ws)
+                          : diff_video ? medley_video_diffusion_new(b, g->ws)
                                        : md_gen_tokens_new((md_modality)m, &b->tm, &b->vq, &b->sp, b->have_mo ? &b->mo : NULL,
                                                            b->model_id, g->ws)))
             return MD_ERR;

@@ -66,6 +66,10 @@ int medley_modality_of(const char *name, size_t n);  /* -1: none */
 /* The candidates a route's generator draws by default for an image or a
  * video output (MEDLEY_ROUTE_DEFAULT: the token path); 0 for others. */
 int medley_route_candidates(int modality, int route);
+/* The generator of videos by diffusion: the video model when bundled,
+ * else the picture model's frame 0 moved by the motion model (both
+ * needed then; NULL with a message otherwise). */
+md_generator *medley_video_diffusion_new(const medley_bundle *b, md_gen_workspace *ws);
 /* The diffusion generators' default space guidance ("steer"). */
 double medley_diffusion_steer(void);
 

@@ -47,7 +47,7 @@ typedef struct idiff_gen {
     const float *cond;               /* during a run: the condition steering follows */
 } idiff_gen;
 
-static void to_image(const float *x, md_image *im)
+void md_gen_diffusion_to_image(const float *x, md_image *im)
 {
     const int hw = MD_WORLD_SIZE * MD_WORLD_SIZE;
     for (int i = 0; i < hw; i++)
@@ -57,6 +57,16 @@ static void to_image(const float *x, md_image *im)
         }
 }
 
+md_status md_gen_diffusion_to_video(const float *frames, md_video *v)
+{
+    md_status st = md_video_alloc(v, MD_WORLD_SIZE, MD_WORLD_SIZE, 3, MD_WORLD_FRAMES, MD_WORLD_FPS);
+    for (int f = 0; st == MD_OK && f < MD_WORLD_FRAMES; f++) {
+        md_image im = {MD_WORLD_SIZE, MD_WORLD_SIZE, 3, v->pixels + (size_t)f * MD_WORLD_SIZE * MD_WORLD_SIZE * 3};
+        md_gen_diffusion_to_image(frames + (size_t)f * MD_IMAGEGEN_PIXELS_SIZE, &im);
+    }
+    return st;
+}
+
 static void on_step(int step, int steps, const float *x0, void *user)
 {
     idiff_gen *a = user;
@@ -64,7 +74,7 @@ static void on_step(int step, int steps, const float *x0, void *user)
         return;
     const md_image *pv = NULL;
     if (x0 && md_imagegen_pixels(a->u, a->vq, a->g, x0, 1, a->pix) == MD_OK) {
-        to_image(a->pix, &a->preview);
+        md_gen_diffusion_to_image(a->pix, &a->preview);
         pv = &a->preview;
     }
     a->progress("denoising", step + 1, steps, 0.95 * (double)(step + 1) / steps, pv, a->user);
@@ -116,16 +126,11 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
         st = md_motion_move(a->mo, a->g, a->sp->bpe, c->vec, c->text, (float)p[P_MOTION_TEMPERATURE], seed,
                             a->frames);
         if (st == MD_OK)
-            st = md_video_alloc(&out->video, MD_WORLD_SIZE, MD_WORLD_SIZE, 3, MD_WORLD_FRAMES, MD_WORLD_FPS);
-        for (int f = 0; st == MD_OK && f < MD_WORLD_FRAMES; f++) {
-            md_image im = {MD_WORLD_SIZE, MD_WORLD_SIZE, 3,
-                           out->video.pixels + (size_t)f * MD_WORLD_SIZE * MD_WORLD_SIZE * 3};
-            to_image(a->frames + (size_t)f * MD_IMAGEGEN_PIXELS_SIZE, &im);
-        }
+            st = md_gen_diffusion_to_video(a->frames, &out->video);
     } else if (st == MD_OK) {
         st = md_image_alloc(&out->image, MD_WORLD_SIZE, MD_WORLD_SIZE, 3);
         if (st == MD_OK)
-            to_image(a->pix + (size_t)best * MD_IMAGEGEN_PIXELS_SIZE, &out->image);
+            md_gen_diffusion_to_image(a->pix + (size_t)best * MD_IMAGEGEN_PIXELS_SIZE, &out->image);
     }
     if (st == MD_OK && progress)
         progress("decoding", 1, 1, 1.0, NULL, user);

@@ -33,6 +33,12 @@ extern "C" {
 #define MD_GEN_DIFFUSION_STEER 0.2
 #define MD_GEN_DIFFUSION_STEER_UNTIL 0.6
 
+/* A drawn picture [3, 64, 64] in [-1, 1] as an image (values in [0, 1]);
+ * and 16 such frames as a new video (MD_WORLD_FPS). Both diffusion
+ * generators' outputs. */
+void md_gen_diffusion_to_image(const float *x, md_image *im);
+md_status md_gen_diffusion_to_video(const float *frames, md_video *v);
+
 /* NULL with a message when the model is neither of the tokenizer's latent
  * shape nor of the pictures' or memory runs out. model_id is copied; ws
  * lends working memory (see generator.h; NULL: the generator keeps its

@@ -55,16 +55,6 @@ typedef struct vdiff_gen {
     const volatile int *cancel;      /* during a run */
 } vdiff_gen;
 
-static void to_image(const float *x, md_image *im)
-{
-    const int hw = MD_WORLD_SIZE * MD_WORLD_SIZE;
-    for (int i = 0; i < hw; i++)
-        for (int c = 0; c < 3; c++) {
-            float v = (x[c * hw + i] + 1.f) * 0.5f;
-            im->pixels[i * 3 + c] = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
-        }
-}
-
 /* previews: frame 0 of the first candidate's estimate */
 static void on_step(int step, int steps, const float *x0, void *user)
 {
@@ -73,7 +63,7 @@ static void on_step(int step, int steps, const float *x0, void *user)
         return;
     const md_image *pv = NULL;
     if (x0 && md_videogen_frames(a->u, x0, 1, a->pix) == MD_OK) {
-        to_image(a->pix, &a->preview);
+        md_gen_diffusion_to_image(a->pix, &a->preview);
         pv = &a->preview;
     }
     a->progress("denoising", step + 1, steps, 0.95 * (double)(step + 1) / steps, pv, a->user);
@@ -167,11 +157,7 @@ static md_status run(void *self, const md_gen_condition *c, const double *p, uin
     if (st == MD_OK && cancel && *cancel)
         st = MD_ABORTED;
     if (st == MD_OK)
-        st = md_video_alloc(&out->video, MD_WORLD_SIZE, MD_WORLD_SIZE, 3, F, MD_WORLD_FPS);
-    for (int f = 0; st == MD_OK && f < F; f++) {
-        md_image im = {MD_WORLD_SIZE, MD_WORLD_SIZE, 3, out->video.pixels + (size_t)f * MD_WORLD_SIZE * MD_WORLD_SIZE * 3};
-        to_image(a->pix + ((size_t)best * F + (size_t)f) * FRAME, &im);
-    }
+        st = md_gen_diffusion_to_video(a->pix + (size_t)best * F * FRAME, &out->video);
     if (st == MD_OK && progress)
         progress("decoding", 1, 1, 1.0, NULL, user);
     if (st != MD_OK)
